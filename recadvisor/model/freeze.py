@@ -131,6 +131,7 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
         )
 
     captured = {t.name: h for t, h in zip(func.inputs[n_sig:], func.captured_inputs)}
+    variable_names = _variable_names(func, captured, present)
     tables: dict[str, LookupTable] = {}
     sig_nodes = {node_name(t) for t in input_tensors.values()}
     for node in list(graph_def.node):
@@ -172,7 +173,24 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
         tables=tables,
         source=loaded.path,
         source_format="tf2",
+        variable_names=variable_names,
     )
+
+
+def _variable_names(func: Any, captured: dict[str, Any], present: set[str]) -> dict[str, str]:
+    """Frozen const node name -> variable name, matching captured handles to the variables."""
+    by_handle = {}
+    for var in getattr(func, "variables", ()):
+        try:
+            by_handle[id(var.handle)] = var.name.split(":")[0]
+        except (AttributeError, ValueError):
+            continue
+    names = {}
+    for tensor_name, handle in captured.items():
+        node = node_name(tensor_name)
+        if node in present and id(handle) in by_handle:
+            names[node] = by_handle[id(handle)]
+    return names
 
 
 def _freeze_tf1(loaded: LoadedModel) -> ModelGraph:

@@ -172,6 +172,7 @@ class ModelGraph:
         tables: lookup tables, keyed by the resource placeholder that stands for them.
         source: the SavedModel directory the graph came from.
         source_format: ``tf2`` (object-graph SavedModel) or ``tf1`` (session-style).
+        variable_names: frozen ``Const`` node name -> the variable it was folded from.
     """
 
     graph_def: Any
@@ -181,6 +182,7 @@ class ModelGraph:
     tables: dict[str, LookupTable] = field(default_factory=dict)
     source: str = ""
     source_format: str = "tf2"
+    variable_names: dict[str, str] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> ModelGraph:
         """A new ModelGraph with some fields replaced (the index is rebuilt lazily)."""

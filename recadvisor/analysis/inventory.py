@@ -1,0 +1,271 @@
+"""Inventory of a model: the classic ``describe_graph``, done right.
+
+Counts nodes by op type as loaded (graph plus function library, as stored) and after freezing,
+lists variables (read from the checkpoint index, nothing executed), embedding tables (constants or
+variables feeding a gather, with rows x dim, bytes and the features indexing them), lookup tables,
+string ops with the features they serve, and nodes no output needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recadvisor.model.graph import GATHER_OPS, STRING_OPS, TABLE_OPS, ModelGraph, node_name
+from recadvisor.model.load import LoadedModel
+from recadvisor.tfimport import import_tf
+
+log = logging.getLogger(__name__)
+
+# ops that pass a tensor through unchanged (used to find the table behind a gather)
+PASS_THROUGH_OPS = frozenset({"Identity", "ReadVariableOp", "Snapshot", "StopGradient"})
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """One checkpointed variable."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class EmbeddingTableInfo:
+    """A constant (frozen variable) used as the params of a gather."""
+
+    node: str
+    variable: str
+    rows: int
+    dim: int
+    dtype: str
+    bytes: int
+    gathers: tuple[str, ...]
+    features: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "node": self.node, "variable": self.variable, "rows": self.rows, "dim": self.dim,
+            "dtype": self.dtype, "bytes": self.bytes, "gathers": list(self.gathers),
+            "features": list(self.features),
+        }
+
+
+@dataclass(frozen=True)
+class StringOpInfo:
+    """A string op (or string-keyed table lookup) and the features it serves."""
+
+    node: str
+    op: str
+    features: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"node": self.node, "op": self.op, "features": list(self.features)}
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything ``recadvisor describe`` shows; ``to_dict`` is the ``--json`` output."""
+
+    path: str
+    source_format: str
+    signature: dict[str, Any]
+    available_signatures: tuple[str, ...]
+    node_count: int
+    op_counts: dict[str, int]
+    node_count_loaded: int
+    op_counts_loaded: dict[str, int]
+    variables: tuple[VariableInfo, ...]
+    embedding_tables: tuple[EmbeddingTableInfo, ...]
+    lookup_tables: tuple[dict[str, Any], ...]
+    string_ops: tuple[StringOpInfo, ...]
+    unreachable_nodes: tuple[str, ...]
+    size_bytes: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (a public interface: keys are documented in the README)."""
+        return {
+            "path": self.path,
+            "source_format": self.source_format,
+            "signature": self.signature["key"],
+            "available_signatures": list(self.available_signatures),
+            "inputs": self.signature["inputs"],
+            "outputs": self.signature["outputs"],
+            "node_count": self.node_count,
+            "op_counts": dict(self.op_counts),
+            "node_count_loaded": self.node_count_loaded,
+            "op_counts_loaded": dict(self.op_counts_loaded),
+            "const_count": self.op_counts.get("Const", 0),
+            "identity_count": self.op_counts.get("Identity", 0),
+            "variable_count": len(self.variables),
+            "variables": [v.to_dict() for v in self.variables],
+            "variable_bytes": sum(v.bytes for v in self.variables),
+            "embedding_tables": [t.to_dict() for t in self.embedding_tables],
+            "lookup_tables": list(self.lookup_tables),
+            "string_ops": [s.to_dict() for s in self.string_ops],
+            "unreachable_nodes": list(self.unreachable_nodes),
+            "size_bytes": self.size_bytes,
+            "notes": list(self.notes),
+        }
+
+
+def dir_size(path: str | Path) -> int:
+    """Total bytes of the files under ``path``."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def read_variables(model_dir: str | Path) -> list[VariableInfo]:
+    """Variables from the SavedModel's checkpoint index (no graph execution).
+
+    Returns:
+        One entry per checkpointed tensor (TF2 names are object paths such as ``emb``).
+    """
+    tf = import_tf()
+    prefix = Path(model_dir) / "variables" / "variables"
+    if not Path(str(prefix) + ".index").is_file():
+        return []
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+    except Exception as e:  # noqa: BLE001 - a damaged index only loses this section
+        log.warning("cannot read variables of %s: %s", model_dir, e)
+        return []
+    dtypes = reader.get_variable_to_dtype_map()
+    shapes = reader.get_variable_to_shape_map()
+    result = []
+    for name in sorted(shapes):
+        if name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH") or "OPTIMIZER_SLOT" in name:
+            continue
+        dtype = dtypes[name]
+        shape = tuple(int(d) for d in shapes[name])
+        count = 1
+        for d in shape:
+            count *= d
+        size = 0 if dtype == tf.string else count * dtype.size
+        short = name.replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
+        result.append(VariableInfo(short, shape, dtype.name, size))
+    return result
+
+
+def _resolve_source(graph: ModelGraph, tensor: str) -> str:
+    name = node_name(tensor)
+    for _ in range(32):
+        node = graph.nodes.get(name)
+        if node is None or node.op not in PASS_THROUGH_OPS or not node.input:
+            return name
+        name = node_name(node.input[0])
+    return name
+
+
+def find_embedding_tables(graph: ModelGraph) -> list[EmbeddingTableInfo]:
+    """Constants of rank 2 used as the params (input 0) of a gather-like op."""
+    tf = import_tf()
+    users: dict[str, list[str]] = {}
+    for node in graph.graph_def.node:
+        if node.op in GATHER_OPS and node.input:
+            src = _resolve_source(graph, node.input[0])
+            if graph.nodes.get(src) is not None and graph.nodes[src].op == "Const":
+                users.setdefault(src, []).append(node.name)
+    tables = []
+    for src, gathers in users.items():
+        tensor = graph.nodes[src].attr["value"].tensor
+        dims = [d.size for d in tensor.tensor_shape.dim]
+        if len(dims) != 2:
+            continue
+        feats: set[str] = set()
+        for g in gathers:
+            feats |= graph.features_of_node.get(g, frozenset())
+        tables.append(
+            EmbeddingTableInfo(
+                node=src,
+                variable=graph.variable_names.get(src, src),
+                rows=int(dims[0]),
+                dim=int(dims[1]),
+                dtype=tf.dtypes.as_dtype(tensor.dtype).name,
+                bytes=graph.const_bytes(src),
+                gathers=tuple(sorted(gathers)),
+                features=tuple(sorted(feats)),
+            )
+        )
+    return sorted(tables, key=lambda t: -t.bytes)
+
+
+def find_string_ops(graph: ModelGraph) -> list[StringOpInfo]:
+    """String ops and string-keyed table lookups, with the features they serve."""
+    found = []
+    for node in graph.graph_def.node:
+        is_string = node.op in STRING_OPS
+        if node.op in TABLE_OPS and node.op.startswith("LookupTableFind"):
+            table = graph.tables.get(graph.table_of_node(node.name) or "")
+            is_string = table is None or table.key_dtype == "string"
+        if is_string:
+            feats = graph.features_of_node.get(node.name, frozenset())
+            found.append(StringOpInfo(node.name, node.op, tuple(sorted(feats))))
+    return found
+
+
+def describe_model(loaded: LoadedModel, graph: ModelGraph) -> ModelDescription:
+    """Build the inventory of a loaded and frozen model.
+
+    Args:
+        loaded: the loaded model (for the stored op counts and the path).
+        graph: its frozen graph.
+
+    Returns:
+        A :class:`ModelDescription`.
+    """
+    reachable = graph.reachable_from_outputs(control=False)
+    inputs = set(graph.input_nodes.values())
+    unreachable = sorted(
+        n.name for n in graph.graph_def.node if n.name not in reachable and n.name not in inputs
+        and n.name not in graph.tables
+    )
+    notes = []
+    unread = [k for k, n in graph.input_nodes.items() if not graph.consumers.get(n)]
+    if unread:
+        notes.append("inputs never read by the graph: " + ", ".join(sorted(unread)))
+    loaded_counts = loaded.info.op_counts
+    return ModelDescription(
+        path=loaded.path,
+        source_format=loaded.info.source_format,
+        signature=graph.signature.to_dict(),
+        available_signatures=tuple(sorted(loaded.info.signatures)),
+        node_count=len(graph.graph_def.node),
+        op_counts=graph.op_counts(),
+        node_count_loaded=sum(loaded_counts.values()),
+        op_counts_loaded=dict(loaded_counts),
+        variables=tuple(read_variables(loaded.path)),
+        embedding_tables=tuple(find_embedding_tables(graph)),
+        lookup_tables=tuple(t.to_dict() for t in graph.tables.values()),
+        string_ops=tuple(find_string_ops(graph)),
+        unreachable_nodes=tuple(unreachable),
+        size_bytes=dir_size(loaded.path),
+        notes=tuple(notes),
+    )
+
+
+def write_tensorboard_graph(graph: ModelGraph, logdir: str | Path) -> Path:
+    """Write the frozen graph so TensorBoard's Graphs tab shows it.
+
+    Returns:
+        The log directory.
+    """
+    tf = import_tf()
+    path = Path(logdir)
+    path.mkdir(parents=True, exist_ok=True)
+    writer = tf.summary.create_file_writer(str(path))
+    with writer.as_default():
+        tf.summary.graph(graph.graph_def)
+    writer.flush()
+    writer.close()
+    return path

@@ -1,0 +1,239 @@
+"""The ``recadvisor`` command line: parse, call the API, print, exit codes.
+
+User errors print one line on stderr (``error: ...``) and exit with the error's code (see the
+README's exit-code table); ``--verbose`` adds the traceback. TensorFlow is imported inside the
+commands only, so ``recadvisor --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recadvisor.errors import RecAdvisorError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Analyze and rebuild trained TensorFlow recommender SavedModels for faster CPU serving.",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("recadvisor")
+
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+_STATE = {"verbose": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn errors into one stderr line and an exit code (traceback only with --verbose)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except RecAdvisorError as e:
+            if _STATE["verbose"]:
+                traceback.print_exc()
+            err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("error: interrupted; no partial output was left", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as e:  # noqa: BLE001 - last line of defence: no raw tracebacks
+            if _STATE["verbose"]:
+                traceback.print_exc()
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            err_console.print(
+                f"error: internal error ({type(e).__name__}: {first}); "
+                "re-run with --verbose for the traceback and report it",
+                markup=False, highlight=False, soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show debug logs and tracebacks.")
+    ] = False,
+) -> None:
+    """Analyze and rebuild trained TensorFlow recommender SavedModels for faster CPU serving."""
+    _STATE["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def print_description(desc: dict[str, Any]) -> None:
+    """Rich tables for ``describe``."""
+    console.print(
+        f"[bold]{desc['path']}[/bold]  ({desc['source_format']} SavedModel, "
+        f"{_fmt_bytes(desc['size_bytes'])}), signature [bold]{desc['signature']}[/bold] "
+        f"of {', '.join(desc['available_signatures'])}"
+    )
+    io = Table(title="Signature", show_lines=False)
+    for col in ("", "key", "dtype", "shape"):
+        io.add_column(col)
+    for side in ("inputs", "outputs"):
+        for k, v in desc[side].items():
+            shape = "?" if v["shape"] is None else str([("N" if d is None else d) for d in v["shape"]])
+            io.add_row(side[:-1], k, v["dtype"], shape)
+    console.print(io)
+    ops = Table(title=f"Nodes: {desc['node_count_loaded']} as stored, {desc['node_count']} frozen")
+    ops.add_column("op type")
+    ops.add_column("stored", justify="right")
+    ops.add_column("frozen", justify="right")
+    names = list(desc["op_counts"]) + [k for k in desc["op_counts_loaded"]
+                                       if k not in desc["op_counts"]]
+    for name in names[:40]:
+        ops.add_row(name, str(desc["op_counts_loaded"].get(name, 0)),
+                    str(desc["op_counts"].get(name, 0)))
+    if len(names) > 40:
+        ops.add_row(f"... {len(names) - 40} more", "", "")
+    console.print(ops)
+    if desc["embedding_tables"]:
+        emb = Table(title="Embedding tables (constants feeding a gather)")
+        for col in ("variable", "rows x dim", "dtype", "bytes", "features"):
+            emb.add_column(col)
+        for t in desc["embedding_tables"]:
+            emb.add_row(t["variable"], f"{t['rows']} x {t['dim']}", t["dtype"],
+                        _fmt_bytes(t["bytes"]), ", ".join(t["features"]))
+        console.print(emb)
+    if desc["lookup_tables"]:
+        lt = Table(title="Lookup tables")
+        for col in ("placeholder", "key -> value", "size", "default", "sample keys"):
+            lt.add_column(col)
+        for t in desc["lookup_tables"]:
+            lt.add_row(t["placeholder"], f"{t['key_dtype']} -> {t['value_dtype']}",
+                       str(t["size"]), str(t["default_value"]),
+                       ", ".join(map(str, t["sample_keys"])))
+        console.print(lt)
+    if desc["string_ops"]:
+        st = Table(title="String ops")
+        for col in ("op", "node", "features"):
+            st.add_column(col)
+        for s in desc["string_ops"]:
+            st.add_row(s["op"], s["node"], ", ".join(s["features"]))
+        console.print(st)
+    console.print(
+        f"variables: {desc['variable_count']} ({_fmt_bytes(desc['variable_bytes'])}); "
+        f"Const {desc['const_count']}, Identity {desc['identity_count']}; "
+        f"nodes no output needs: {len(desc['unreachable_nodes'])}"
+    )
+    for note in desc["notes"]:
+        console.print(f"note: {note}")
+
+
+@app.command()
+@handle_errors
+def describe(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory.")],
+    signature: Annotated[
+        str | None, typer.Option("--signature", "-s", help="Signature key.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    tensorboard: Annotated[
+        Path | None, typer.Option("--tensorboard", help="Write the frozen graph for TensorBoard.")
+    ] = None,
+) -> None:
+    """Describe a SavedModel: signature, node counts (stored and frozen), variables, embedding and
+    lookup tables, string ops, and nodes no output needs."""
+    from recadvisor import api
+
+    desc = api.describe(model, signature=signature, tensorboard_dir=tensorboard).to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(desc, indent=2, default=str) + "\n")
+    else:
+        print_description(desc)
+        if tensorboard is not None:
+            console.print(f"TensorBoard graph written to {tensorboard} "
+                          f"(tensorboard --logdir {tensorboard})")
+
+
+@app.command()
+@handle_errors
+def samples(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write them.")] = Path(
+        "sample_models"
+    ),
+    rows: Annotated[int, typer.Option(help="Rows of synthetic data per sample.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same models).")] = 0,
+    size: Annotated[str, typer.Option(help="full (realistic tables) or tiny.")] = "full",
+    force: Annotated[bool, typer.Option("--force", help="Replace existing samples.")] = False,
+) -> None:
+    """Build the DSSM, ESMM and DIN sample models and their data (deterministic for a seed)."""
+    from recadvisor.samples import build_samples
+
+    results = build_samples(out, rows=rows, seed=seed, size=size, force=force,
+                            progress=lambda msg: console.print(msg))
+    table = Table(title=f"Sample models in {out}")
+    for col in ("name", "model", "data rows", "AUC (held out)", "train s"):
+        table.add_column(col)
+    for r in results:
+        auc = ", ".join(f"{k} {v:.3f}" for k, v in r.auc.items())
+        table.add_row(r.name, r.model_dir, str(r.rows), auc, f"{r.train_seconds:.1f}")
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Reports folder.")] = Path("reports"),
+    models: Annotated[Path, typer.Option("--models", help="Sample models folder.")] = Path(
+        "sample_models"
+    ),
+    rows: Annotated[int, typer.Option(help="Rows of synthetic data per sample.")] = 20000,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild existing samples.")] = False,
+) -> None:
+    """Build the samples (if missing) and run the main job on each: describe them."""
+    from recadvisor import api
+    from recadvisor.output import write_text_atomic
+    from recadvisor.samples import SAMPLE_NAMES, build_samples
+
+    missing = [n for n in SAMPLE_NAMES if force or not (models / n / "saved_model").is_dir()]
+    if missing:
+        build_samples(models, rows=rows, names=missing, force=force,
+                      progress=lambda msg: console.print(msg))
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SAMPLE_NAMES:
+        desc = api.describe(models / name / "saved_model").to_dict()
+        write_text_atomic(out / f"{name}.describe.json", json.dumps(desc, indent=2, default=str))
+        print_description(desc)
+    console.print(f"descriptions written to {out}/")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

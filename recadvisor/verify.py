@@ -1,0 +1,219 @@
+"""Parity: run a baseline and a candidate on the same rows and compare them output by output.
+
+Float outputs are compared by absolute difference (NaN in the same place on both sides counts as
+equal); integer, boolean and string outputs must be equal element for element. A candidate whose
+output has another shape fails that output. The pipeline calls :func:`check_parity` after every
+rewrite pass; the rebuilder calls it once more for the final model against the original one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+DEFAULT_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    """How one output of the candidate compares with the reference.
+
+    Attributes:
+        key: the signature output key.
+        dtype: the reference output's numpy dtype name.
+        shape_match: both outputs have the same shape.
+        max_abs_diff: largest absolute difference (floats); for other dtypes 0.0 when equal and
+            ``inf`` when any element differs. ``inf`` as well when the shapes differ or the output is
+            missing from the candidate.
+        mean_abs_diff: mean absolute difference (floats), else the fraction of differing elements.
+        mismatches: number of elements outside the tolerance (or unequal).
+        passed: ``shape_match`` and ``max_abs_diff <= tolerance``.
+        note: why it failed when the numbers alone do not say (missing output, shape).
+    """
+
+    key: str
+    dtype: str
+    shape_match: bool
+    max_abs_diff: float
+    mean_abs_diff: float
+    mismatches: int
+    passed: bool
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``inf`` becomes the string ``"inf"``)."""
+        return {
+            "key": self.key,
+            "dtype": self.dtype,
+            "shape_match": self.shape_match,
+            "max_abs_diff": _json_float(self.max_abs_diff),
+            "mean_abs_diff": _json_float(self.mean_abs_diff),
+            "mismatches": self.mismatches,
+            "passed": self.passed,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The comparison of every checked output.
+
+    Attributes:
+        outputs: per output key, in the reference's order.
+        tolerance: the max abs diff allowed on float outputs.
+        rows: number of sample rows compared (first dimension of the first input), 0 if unknown.
+    """
+
+    outputs: tuple[OutputParity, ...]
+    tolerance: float
+    rows: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """Every checked output passed (and at least one was checked)."""
+        return bool(self.outputs) and all(o.passed for o in self.outputs)
+
+    @property
+    def max_abs_diff(self) -> float:
+        """Largest max abs diff over the outputs (0.0 when there are none)."""
+        return max((o.max_abs_diff for o in self.outputs), default=0.0)
+
+    def worst(self) -> OutputParity | None:
+        """The output with the largest difference (failed outputs first)."""
+        if not self.outputs:
+            return None
+        return max(self.outputs, key=lambda o: (not o.passed, o.max_abs_diff))
+
+    def summary(self) -> str:
+        """One line, e.g. ``max abs diff 3e-02 on ctr > 1e-05``."""
+        worst = self.worst()
+        if worst is None:
+            return "no outputs compared"
+        if worst.note:
+            return f"{worst.note} on {worst.key}"
+        op = "<=" if worst.passed else ">"
+        return (f"max abs diff {worst.max_abs_diff:.3g} on {worst.key} {op} "
+                f"{self.tolerance:.3g}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: overall verdict plus each output's numbers."""
+        return {
+            "passed": self.passed,
+            "tolerance": self.tolerance,
+            "rows": self.rows,
+            "max_abs_diff": _json_float(self.max_abs_diff),
+            "summary": self.summary(),
+            "outputs": {o.key: o.to_dict() for o in self.outputs},
+        }
+
+
+def _json_float(value: float) -> float | str:
+    return value if np.isfinite(value) else str(value)
+
+
+def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray | None, tolerance: float
+                 ) -> OutputParity:
+    ref = np.asarray(ref)
+    dtype = ref.dtype.name
+    if cand is None:
+        return OutputParity(key, dtype, False, float("inf"), float("inf"), int(ref.size), False,
+                            "output missing from the candidate")
+    cand = np.asarray(cand)
+    if ref.shape != cand.shape:
+        return OutputParity(key, dtype, False, float("inf"), float("inf"), int(ref.size), False,
+                            f"shape {list(cand.shape)} != {list(ref.shape)}")
+    if ref.size == 0:
+        return OutputParity(key, dtype, True, 0.0, 0.0, 0, True)
+    if np.issubdtype(ref.dtype, np.floating) or np.issubdtype(ref.dtype, np.complexfloating):
+        ref64 = ref.astype(np.complex128 if np.iscomplexobj(ref) else np.float64)
+        cand64 = cand.astype(ref64.dtype)
+        both_nan = np.isnan(ref64) & np.isnan(cand64)
+        same_inf = np.isinf(ref64) & (ref64 == cand64)
+        diff = np.abs(ref64 - cand64)
+        diff = np.where(both_nan | same_inf, 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        max_diff = float(diff.max())
+        return OutputParity(key, dtype, True, max_diff, float(diff.mean()),
+                            int((diff > tolerance).sum()), max_diff <= tolerance)
+    if ref.dtype == object or cand.dtype == object:
+        ref_flat = [_as_bytes(v) for v in ref.ravel()]
+        cand_flat = [_as_bytes(v) for v in cand.ravel()]
+        unequal = int(sum(a != b for a, b in zip(ref_flat, cand_flat)))
+    else:
+        unequal = int((ref != cand).sum())
+    return OutputParity(key, dtype, True, 0.0 if unequal == 0 else float("inf"),
+                        unequal / ref.size, unequal, unequal == 0)
+
+
+def _as_bytes(value: Any) -> Any:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def compare_outputs(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    tolerance: float = DEFAULT_TOLERANCE,
+    outputs: Iterable[str] | None = None,
+) -> Parity:
+    """Compare two sets of outputs.
+
+    Args:
+        reference: output key -> array from the baseline.
+        candidate: output key -> array from the candidate.
+        tolerance: max abs diff allowed on float outputs.
+        outputs: the keys to compare (default: every reference key). A key the candidate lacks
+            fails.
+
+    Returns:
+        A :class:`Parity`.
+    """
+    keys = list(reference) if outputs is None else list(outputs)
+    rows = 0
+    for value in reference.values():
+        arr = np.asarray(value)
+        rows = int(arr.shape[0]) if arr.ndim else 1
+        break
+    results = tuple(
+        _compare_one(k, reference[k], candidate.get(k), tolerance) if k in reference
+        else OutputParity(k, "unknown", False, float("inf"), float("inf"), 0, False,
+                          "output missing from the reference")
+        for k in keys
+    )
+    return Parity(results, float(tolerance), rows)
+
+
+def check_parity(
+    baseline_runner: Runner,
+    candidate_runner: Runner,
+    feeds: Mapping[str, np.ndarray],
+    candidate_feeds: Mapping[str, np.ndarray] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    outputs: Iterable[str] | None = None,
+) -> Parity:
+    """Run both models on the same rows and compare their outputs.
+
+    Args:
+        baseline_runner: callable feeds -> outputs (e.g. a
+            :class:`~recadvisor.model.runtime.GraphRunner`).
+        candidate_runner: the same for the candidate.
+        feeds: inputs for the baseline.
+        candidate_feeds: inputs for the candidate when its contract differs (encoded inputs);
+            default ``feeds``.
+        tolerance: max abs diff allowed on float outputs.
+        outputs: output keys to compare (default: every candidate output).
+
+    Returns:
+        A :class:`Parity`.
+    """
+    reference = baseline_runner(feeds)
+    candidate = candidate_runner(feeds if candidate_feeds is None else candidate_feeds)
+    keys = list(candidate) if outputs is None else list(outputs)
+    parity = compare_outputs(reference, candidate, tolerance, keys)
+    first = next(iter(feeds.values()), None)
+    rows = int(np.asarray(first).shape[0]) if first is not None and np.ndim(first) else 0
+    return Parity(parity.outputs, parity.tolerance, rows)
