@@ -142,3 +142,26 @@ def keras3_feeds(n: int = 8) -> dict[str, np.ndarray]:
         "user_id": np.array([[f"u{i}"] for i in range(n)], dtype=object),
         "item_id": np.array([["i1"], ["i2"], ["i9"], ["i4"]] * (n // 4), dtype=object),
     }
+
+
+def build_tf_keras2_save(path: Path) -> Path:
+    """Keras 2 (tf-keras) functional model with StringLookup; ``model.save(dir)`` (SavedModel)."""
+    import tf_keras
+
+    user = tf_keras.Input(shape=(1,), dtype="string", name="user_id")
+    price = tf_keras.Input(shape=(1,), dtype="float32", name="price")
+    lookup = tf_keras.layers.StringLookup(vocabulary=["u1", "u2", "u3"], name="user_lookup")
+    u = tf_keras.layers.Flatten()(tf_keras.layers.Embedding(4, 4)(lookup(user)))
+    x = tf_keras.layers.Concatenate()([u, price])
+    x = tf_keras.layers.Dense(8, activation="relu")(x)
+    out = tf_keras.layers.Dense(1, activation="sigmoid", name="prob")(x)
+    model = tf_keras.Model({"user_id": user, "price": price}, out)
+    model.save(str(path), save_format="tf")
+    return path
+
+
+def tf_keras2_feeds(n: int = 8) -> dict[str, np.ndarray]:
+    return {
+        "user_id": np.array([["u1"], ["u2"], ["zz"], ["u3"]] * (n // 4), dtype=object),
+        "price": np.linspace(0, 3, n, dtype="float32").reshape(n, 1),
+    }

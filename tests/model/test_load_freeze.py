@@ -95,6 +95,17 @@ def test_keras3_export_parity(keras3_dir: Path) -> None:
     assert graph.tables, "StringLookup's table must be captured"
 
 
+def test_tf_keras2_save_parity(tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras")
+    path = builders.build_tf_keras2_save(tmp_path / "k2")
+    loaded = load_model(path)
+    graph = freeze(loaded)
+    feeds = builders.tf_keras2_feeds()
+    ref = run_loaded(loaded.function, loaded.spec.inputs, feeds)
+    assert max_diff(ref, GraphRunner(graph)(feeds)) <= 1e-6
+    assert graph.tables
+
+
 @pytest.mark.parametrize("kind", ["tf2", "tf1", "keras3"])
 def test_reexport_keeps_signature_and_outputs(
     kind: str, tf2_dir: Path, tf1_dir: Path, keras3_dir: Path, tmp_path: Path

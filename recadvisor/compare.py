@@ -1,0 +1,352 @@
+"""``compare``: baseline vs rebuilt (SavedModels or ONNX files) on the same rows.
+
+Models run interleaved in one process after warm-up (see :mod:`recadvisor.bench`). A rebuilt
+directory with a ``feature_contract.json`` is fed through its encoder (the client-side encoding is
+not part of the timed call, as it runs upstream in the feature pipeline). A trivial signature with
+the same inputs is timed too: the TF-in-Python call floor every model pays.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recadvisor.bench import (
+    LatencySummary,
+    OnnxRunner,
+    SavedModelRunner,
+    build_floor_model,
+    peak_memory_mb,
+    take_rows,
+    time_interleaved,
+)
+from recadvisor.errors import ModelLoadError
+from recadvisor.tfimport import import_tf
+
+log = logging.getLogger(__name__)
+FLOOR = "(call floor)"
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One model's figures in a comparison."""
+
+    label: str
+    kind: str
+    path: str
+    size_bytes: int
+    node_count: int | None
+    latency: dict[int, LatencySummary]
+    ratio_vs_baseline: dict[int, float]
+    ratio_vs_floor: dict[int, float]
+    parity: dict[str, float] | None = None
+    parity_passed: bool | None = None
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory: dict[str, float] | None = None
+    encoded_inputs: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "node_count": self.node_count,
+            "latency": {str(b): s.to_dict() for b, s in self.latency.items()},
+            "ratio_vs_baseline": {str(b): r for b, r in self.ratio_vs_baseline.items()},
+            "ratio_vs_floor": {str(b): r for b, r in self.ratio_vs_floor.items()},
+            "parity": self.parity,
+            "parity_passed": self.parity_passed,
+            "quality": self.quality,
+            "memory": self.memory,
+            "encoded_inputs": list(self.encoded_inputs),
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything ``compare`` measured; ``to_dict`` is ``compare.json``."""
+
+    baseline: str
+    signature: str
+    batch_sizes: tuple[int, ...]
+    requests: int
+    rows: int
+    machine: dict[str, Any]
+    models: tuple[ModelResult, ...]
+    floor: dict[int, LatencySummary]
+    tolerance: float
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (public: documented in the README)."""
+        return {
+            "baseline": self.baseline,
+            "signature": self.signature,
+            "batch_sizes": list(self.batch_sizes),
+            "requests": self.requests,
+            "rows": self.rows,
+            "machine": self.machine,
+            "tolerance": self.tolerance,
+            "floor": {str(b): s.to_dict() for b, s in self.floor.items()},
+            "models": [m.to_dict() for m in self.models],
+            "notes": list(self.notes),
+        }
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores and library versions, for the record."""
+    import os
+
+    tf = import_tf()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "platform": platform.platform()}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _label_for(path: Path, used: set[str]) -> str:
+    label = path.name
+    if label in ("saved_model", "model.onnx") or label.endswith(".onnx") and path.parent.name:
+        label = f"{path.parent.name}/{path.name}" if label != "saved_model" else path.parent.name
+    base, i = label, 2
+    while label in used:
+        label, i = f"{base}#{i}", i + 1
+    used.add(label)
+    return label
+
+
+def open_model(path: str | Path, signature: str | None, threads: int | None = None
+               ) -> tuple[Any, Path | None, Path]:
+    """A runner for a SavedModel dir, a rebuilt dir (with ``saved_model/``) or an ``.onnx`` file.
+
+    Returns:
+        (runner, directory holding ``feature_contract.json`` or None, the model path)
+    """
+    p = Path(path)
+    if p.suffix == ".onnx":
+        if not p.is_file():
+            raise ModelLoadError(f"ONNX model '{p}' does not exist")
+        contract = p.parent if (p.parent / "feature_contract.json").is_file() else None
+        return OnnxRunner(p, threads), contract, p
+    if (p / "saved_model").is_dir() and not (p / "saved_model.pb").is_file():
+        contract = p if (p / "feature_contract.json").is_file() else None
+        return SavedModelRunner(p / "saved_model", signature), contract, p / "saved_model"
+    contract = None
+    for d in (p, p.parent):
+        if (d / "feature_contract.json").is_file():
+            contract = d
+    return SavedModelRunner(p, signature), contract, p
+
+
+def _encode(contract_dir: Path | None, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if contract_dir is None:
+        return dict(feeds)
+    from recadvisor.encode import encode_inputs
+
+    return encode_inputs(contract_dir, dict(feeds))
+
+
+def _run_all(runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
+             ) -> dict[str, np.ndarray]:
+    n = next(iter(feeds.values())).shape[0]
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, batch):
+        chunk = {k: v[start:start + batch] for k, v in feeds.items()}
+        for k, v in runner.run(runner.prepare(chunk)).items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def quality_metrics(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+                    ) -> dict[str, dict[str, float]]:
+    """AUC and log-loss of each probability-like output against each label of the same length.
+
+    The label for an output is ``label_<output>`` when present, else ``label``.
+    """
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    result: dict[str, dict[str, float]] = {}
+    for name, values in outputs.items():
+        label = labels.get(f"label_{name}", labels.get("label"))
+        if label is None:
+            continue
+        pred = np.asarray(values, dtype="float64").reshape(-1)
+        y = np.asarray(label).reshape(-1)
+        if pred.shape != y.shape or len(np.unique(y)) < 2:
+            continue
+        if pred.min() < 0 or pred.max() > 1:
+            continue
+        result[name] = {
+            "auc": float(roc_auc_score(y, pred)),
+            "logloss": float(log_loss(y, np.clip(pred, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        }
+    return result
+
+
+def _node_count(kind: str, path: Path, signature: str | None) -> int | None:
+    try:
+        if kind == "onnx":
+            import onnx
+
+            return len(onnx.load(str(path)).graph.node)
+        from recadvisor.model.freeze import freeze
+        from recadvisor.model.load import load_model
+
+        return len(freeze(load_model(path, signature)).graph_def.node)
+    except Exception as e:  # noqa: BLE001 - a count is nice to have, not essential
+        log.warning("cannot count nodes of %s: %s", path, e)
+        return None
+
+
+def compare(
+    baseline: str | Path,
+    candidates: Sequence[str | Path],
+    feeds: Mapping[str, np.ndarray],
+    *,
+    labels: Mapping[str, np.ndarray] | None = None,
+    signature: str | None = None,
+    batch_sizes: Sequence[int] = (1, 32, 256),
+    requests: int = 200,
+    warmup: int = 20,
+    threads: int | None = None,
+    tolerance: float = 1e-5,
+    measure_memory: bool = True,
+    parity_rows: int = 1024,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Comparison:
+    """Benchmark candidates against a baseline on the same rows.
+
+    Args:
+        baseline: the original SavedModel directory.
+        candidates: rebuilt dirs, SavedModel dirs or ``.onnx`` files.
+        feeds: raw inputs in the baseline's contract (signature key -> array).
+        labels: label arrays (``label`` and ``label_<output>``) for AUC / log-loss.
+        signature: the baseline's signature key.
+        batch_sizes: batch sizes to time.
+        requests: timed calls per model and batch size.
+        warmup: untimed calls first.
+        threads: intra-op threads for TensorFlow and onnxruntime (None: their defaults).
+        tolerance: max abs diff for the parity verdict.
+        measure_memory: measure peak RSS per model in a separate process.
+        parity_rows: rows used for parity and quality.
+        progress: ``progress(stage, done, total)``.
+
+    Returns:
+        A :class:`Comparison`.
+    """
+    tf = import_tf()
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.warning("TensorFlow already initialised; --threads applies to onnxruntime only")
+    import tempfile
+
+    used: set[str] = set()
+    base_runner, _, base_path = open_model(baseline, signature, threads)
+    spec = base_runner.spec
+    base_label = _label_for(Path(baseline), used)
+    runners: dict[str, Any] = {base_label: base_runner}
+    model_feeds: dict[str, dict[str, np.ndarray]] = {base_label: dict(feeds)}
+    meta: dict[str, tuple[str, Path, Path | None]] = {base_label: ("saved_model", base_path, None)}
+    for cand in candidates:
+        runner, contract, path = open_model(cand, signature, threads)
+        label = _label_for(Path(cand), used)
+        runners[label] = runner
+        model_feeds[label] = _encode(contract, feeds)
+        meta[label] = (runner.kind, path, contract)
+    request_inputs = {label: [k for k, v in model_feeds[label].items()
+                              if v.shape[0] == 1 and next(iter(feeds.values())).shape[0] > 1]
+                      for label in runners}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        floor_runner = SavedModelRunner(build_floor_model(spec, Path(tmp) / "floor"))
+        timed = dict(runners)
+        timed[FLOOR] = floor_runner
+        timed_feeds = dict(model_feeds)
+        timed_feeds[FLOOR] = dict(feeds)
+        latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
+        for bs in batch_sizes:
+            stage = f"batch {bs}"
+            result = time_interleaved(
+                timed, timed_feeds, bs, requests=requests, warmup=warmup,
+                request_inputs=request_inputs,
+                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
+            )
+            for label, summary in result.items():
+                latencies[label][bs] = summary
+
+    n_rows = next(iter(feeds.values())).shape[0]
+    rows = min(parity_rows, n_rows)
+    ref = _run_all(base_runner, take_rows(feeds, rows))
+    results = []
+    notes = []
+    for label, runner in runners.items():
+        kind, path, contract = meta[label]
+        outs = ref if label == base_label else _run_all(
+            runner, take_rows(model_feeds[label], rows, request_inputs=request_inputs[label]))
+        parity = None
+        passed = None
+        if label != base_label:
+            common = sorted(set(ref) & set(outs))
+            parity = {}
+            for k in common:
+                a, b = np.asarray(ref[k]), np.asarray(outs[k])
+                if a.shape != b.shape and a.size == b.size:
+                    b = b.reshape(a.shape)
+                parity[k] = (float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
+                             if a.shape == b.shape else float("inf"))
+            passed = bool(common) and all(v <= tolerance for v in parity.values())
+            dropped = sorted(set(ref) - set(outs))
+            if dropped:
+                notes.append(f"{label} does not return {', '.join(dropped)} (pruned outputs)")
+        quality = quality_metrics(outs, {k: v[:rows] if len(v) >= rows else v
+                                         for k, v in (labels or {}).items()}) if labels else {}
+        size = (path.stat().st_size if path.is_file()
+                else sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
+        memory = None
+        if measure_memory:
+            if progress:
+                progress(f"memory {label}", 0, 1)
+            memory = peak_memory_mb(kind, path, signature if kind != "onnx" else None,
+                                    model_feeds[label])
+        results.append(ModelResult(
+            label=label, kind=kind, path=str(path), size_bytes=size,
+            node_count=_node_count(kind, path, signature),
+            latency=latencies[label],
+            ratio_vs_baseline={bs: latencies[label][bs].p50_ms / latencies[base_label][bs].p50_ms
+                               for bs in batch_sizes},
+            ratio_vs_floor={bs: latencies[label][bs].p50_ms / latencies[FLOOR][bs].p50_ms
+                            for bs in batch_sizes},
+            parity=parity, parity_passed=passed, quality=quality, memory=memory,
+            encoded_inputs=tuple(sorted(k for k in model_feeds[label]
+                                        if model_feeds[label][k].dtype != feeds[k].dtype
+                                        or model_feeds[label][k].shape != feeds[k].shape)),
+        ))
+    return Comparison(
+        baseline=str(baseline), signature=spec.key, batch_sizes=tuple(batch_sizes),
+        requests=requests, rows=n_rows, machine=machine_info(), models=tuple(results),
+        floor=latencies[FLOOR], tolerance=tolerance, notes=tuple(notes),
+    )
