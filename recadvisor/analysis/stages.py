@@ -98,8 +98,8 @@ _PASS_THROUGH_OPS = frozenset({"Identity", "IdentityN", "ReadVariableOp", "Snaps
 _DT_STRING = 7  # tensorflow DataType enum value of tf.string
 
 
-def _is_fused_dense(op_type: str) -> bool:
-    """Runtime kernels like ``_MklNativeFusedMatMul``, ``_FusedConv2D``, ``_MklMatMul``."""
+def is_dense_kernel(op_type: str) -> bool:
+    """True for runtime kernels like ``_MklNativeFusedMatMul``, ``_FusedConv2D``, ``_MklMatMul``."""
     if not op_type.startswith("_"):
         return False
     return any(word in op_type for word in ("MatMul", "Conv", "Einsum"))
@@ -124,7 +124,7 @@ def stage_of(op_type: str) -> str:
         return STRING_LOOKUP
     if op_type in GATHER_OPS or op_type in _EXTRA_GATHER_OPS:
         return EMBEDDING_GATHER
-    if op_type in _DENSE_OPS or _is_fused_dense(op_type):
+    if op_type in _DENSE_OPS or is_dense_kernel(op_type):
         return DENSE_MLP
     return OTHER
 
@@ -182,6 +182,6 @@ def stage_of_node(graph: ModelGraph, name: str) -> str:
             if is_control_input(inp):
                 continue
             src = graph.nodes.get(node_name(inp))
-            if src is not None and (src.op in DENSE_HEAD_OPS or _is_fused_dense(src.op)):
+            if src is not None and (src.op in DENSE_HEAD_OPS or is_dense_kernel(src.op)):
                 return DENSE_MLP
     return OTHER
