@@ -4,8 +4,9 @@ Supported formats, chosen by file extension or by ``fmt=``:
 
 - Parquet (``.parquet``, ``.pq``): list columns arrive as cells holding numpy arrays.
 - CSV (``.csv``, ``.csv.gz``): read as text, then a column becomes ``int64`` when every value is a
-  plain integer that prints back identically (so ``"007"`` stays the string ``"007"``), ``float64``
-  when every value parses as a number, and stays text otherwise. A column whose every value is a
+  plain integer that prints back identically, ``float64`` when every value parses as a number and
+  none is a zero-padded integer (so ``"007"`` stays the string ``"007"``), and stays text
+  otherwise. A column whose every value is a
   JSON list (``["a", "b"]``) becomes a list column. Only empty fields count as missing (``"NA"`` is
   a string). Space-separated sequences (``"a b c"``) stay text; :func:`recadvisor.data.to_feeds`
   splits them when the signature wants a sequence.
@@ -17,7 +18,7 @@ Supported formats, chosen by file extension or by ``fmt=``:
 - TFRecord of ``tf.train.Example`` (``.tfrecord``, ``.tfrecords``, ``.tfr``, optionally ``.gz``):
   ``bytes_list`` values become ``str`` (``bytes`` when not UTF-8), ``int64_list`` ints and
   ``float_list`` floats; a length-1 list becomes a scalar, any other length stays a list. A feature
-  absent from an example is a missing value.
+  absent from an example is a missing value. Columns come in sorted name order.
 
 Every failure a user can cause (missing file, wrong format, corrupt content, no rows) raises
 :class:`recadvisor.errors.DataError` with a one-line message naming the file and the fix.
@@ -61,6 +62,7 @@ _FORMAT_ALIASES: dict[str, str] = {
 _GZIP_FORMATS = frozenset({"csv", "jsonl", "tfrecord"})
 
 _INT_TEXT = re.compile(r"0|-?[1-9][0-9]*")
+_ZERO_PADDED_INT_TEXT = re.compile(r"[+-]?0[0-9]+")
 _MESSAGE_CHARS = 200
 
 
@@ -230,6 +232,8 @@ def _infer_text_column(column: pd.Series) -> pd.Series:
             dtype=object,
             name=column.name,
         )
+    if any(_ZERO_PADDED_INT_TEXT.fullmatch(v) for v in present):
+        return column  # "007" is an id, not the number 7
     try:
         for v in present:
             float(v)
@@ -316,7 +320,7 @@ def _frame_from_records(records: list[dict[str, Any]]) -> pd.DataFrame:
             if name not in columns:
                 columns[name] = [None] * i
             columns[name].append(value)
-        for name, values in columns.items():
+        for values in columns.values():
             if len(values) < i + 1:
                 values.append(None)
     return pd.DataFrame({name: _series_from_values(values) for name, values in columns.items()})
@@ -325,10 +329,10 @@ def _frame_from_records(records: list[dict[str, Any]]) -> pd.DataFrame:
 def _series_from_values(values: list[Any]) -> pd.Series:
     """A Series from Python values; list cells stay lists (pandas would try to expand them)."""
     if any(isinstance(v, (list, tuple, dict, np.ndarray)) for v in values):
-        series = pd.Series(np.empty(len(values), dtype=object))
+        cells = np.empty(len(values), dtype=object)
         for i, v in enumerate(values):
-            series.iat[i] = v
-        return series
+            cells[i] = v  # element-wise: pandas and numpy would unpack lists otherwise
+        return pd.Series(cells, dtype=object)
     return pd.Series(values)
 
 
@@ -425,7 +429,7 @@ def _read_tfrecord(path: Path, gzipped: bool, limit: int | None) -> pd.DataFrame
 def _example_to_record(example: Any) -> dict[str, Any]:
     """One ``tf.train.Example`` as ``{feature: scalar or list}``."""
     record: dict[str, Any] = {}
-    for name, feature in example.features.feature.items():
+    for name, feature in sorted(example.features.feature.items()):  # map order is random
         kind = feature.WhichOneof("kind")
         if kind == "bytes_list":
             values: list[Any] = [_decode_bytes(v) for v in feature.bytes_list.value]
