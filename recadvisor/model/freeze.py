@@ -68,12 +68,17 @@ def _table_dtypes(graph_def: Any, placeholder: str) -> tuple[Any, Any, Any] | No
 
 def _const_value(graph_def: Any, name: str | None) -> Any:
     tf = import_tf()
-    if name is None:
-        return None
-    for n in graph_def.node:
-        if n.name == name and n.op == "Const":
-            value = tf.make_ndarray(n.attr["value"].tensor)
+    nodes = {n.name: n for n in graph_def.node}
+    for _ in range(32):  # follow Identity chains to the constant
+        node = nodes.get(name) if name is not None else None
+        if node is None:
+            return None
+        if node.op == "Const":
+            value = tf.make_ndarray(node.attr["value"].tensor)
             return value.item() if value.ndim == 0 else value
+        if node.op not in ("Identity", "Snapshot") or not node.input:
+            return None
+        name = node_name(node.input[0])
     return None
 
 

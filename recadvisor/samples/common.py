@@ -80,9 +80,9 @@ SIZES: dict[str, SampleSize] = {
         id_dim=32,
         small_dim=16,
         hidden_units=64,
-        epochs=4,
+        epochs=8,
         batch_size=256,
-        learning_rate=0.05,
+        learning_rate=0.1,
     ),
     "tiny": SampleSize(
         name="tiny",
@@ -96,9 +96,9 @@ SIZES: dict[str, SampleSize] = {
         id_dim=8,
         small_dim=4,
         hidden_units=32,
-        epochs=6,
+        epochs=10,
         batch_size=128,
-        learning_rate=0.05,
+        learning_rate=0.1,
     ),
 }
 
@@ -135,12 +135,14 @@ class DenseLayer:
         self.activation = activation
 
     def __call__(self, x: Any) -> Any:
-        """Apply the layer to ``[..., n_in]`` inputs."""
+        """Apply the layer to ``[B, n_in]`` or ``[B, L, n_in]`` inputs (static ``L``)."""
         tf = import_tf()
         if x.shape.rank == 2:
             y = tf.matmul(x, self.kernel) + self.bias
-        else:
-            y = tf.tensordot(x, self.kernel, axes=1) + self.bias
+        else:  # [B, L, n_in] with a static L: one MatMul between two constant-shape Reshapes
+            n_in, n_out = self.kernel.shape
+            flat = tf.matmul(tf.reshape(x, [-1, n_in]), self.kernel) + self.bias
+            y = tf.reshape(flat, [-1, *x.shape[1:-1], n_out])
         if self.activation == "relu":
             return tf.nn.relu(y)
         return y
@@ -175,16 +177,22 @@ class ModelParams:
         tf = import_tf()
         return self._track(name, tf.Variable(np.float32(value), name=name))
 
-    def dense(self, name: str, n_in: int, n_out: int, activation: str | None = "relu") -> DenseLayer:
+    def dense(
+        self, name: str, n_in: int, n_out: int, activation: str | None = "relu"
+    ) -> DenseLayer:
         """A Glorot-uniform initialized dense layer."""
         tf = import_tf()
         limit = np.sqrt(6.0 / (n_in + n_out))
         kernel = self.rng.uniform(-limit, limit, size=(n_in, n_out)).astype(np.float32)
         k = self._track(f"{name}_kernel", tf.Variable(kernel, name=f"{name}_kernel"))
-        b = self._track(f"{name}_bias", tf.Variable(np.zeros(n_out, np.float32), name=f"{name}_bias"))
+        b = self._track(
+            f"{name}_bias", tf.Variable(np.zeros(n_out, np.float32), name=f"{name}_bias")
+        )
         return DenseLayer(k, b, activation)
 
-    def mlp(self, name: str, n_in: int, units: list[int], last_activation: str | None) -> list[DenseLayer]:
+    def mlp(
+        self, name: str, n_in: int, units: list[int], last_activation: str | None
+    ) -> list[DenseLayer]:
         """Dense layers of the given widths; ReLU between them, ``last_activation`` at the end."""
         layers = []
         for i, n_out in enumerate(units):
@@ -253,7 +261,7 @@ class SparseAdagrad:
         """Apply one step (call inside a ``tf.function``)."""
         tf = import_tf()
         lr = self.learning_rate
-        for grad, var, acc in zip(gradients, self.variables, self.accumulators):
+        for grad, var, acc in zip(gradients, self.variables, self.accumulators, strict=True):
             if grad is None:
                 continue
             if isinstance(grad, tf.IndexedSlices):
@@ -323,13 +331,16 @@ def tensor_specs(inputs: Mapping[str, TensorInfo]) -> dict[str, Any]:
     """Named ``tf.TensorSpec`` per signature input."""
     tf = import_tf()
     return {
-        k: tf.TensorSpec(list(v.shape) if v.shape is not None else None, tf.as_dtype(v.dtype), name=k)
+        k: tf.TensorSpec(
+            list(v.shape) if v.shape is not None else None, tf.as_dtype(v.dtype), name=k
+        )
         for k, v in inputs.items()
     }
 
 
-def serving_function(serve: Callable[[Mapping[str, Any]], dict[str, Any]],
-                     inputs: Mapping[str, TensorInfo]) -> Any:
+def serving_function(
+    serve: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: Mapping[str, TensorInfo]
+) -> Any:
     """Trace ``serve`` into a concrete function taking keyword tensors, one per input."""
     tf = import_tf()
 
@@ -361,13 +372,17 @@ def write_parquet(
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
         if values.ndim == 1:
-            arrays[name] = pa.array(values.tolist() if values.dtype == object else values,
-                                    type=pa.string() if values.dtype == object else None)
+            arrays[name] = pa.array(
+                values.tolist() if values.dtype == object else values,
+                type=pa.string() if values.dtype == object else None,
+            )
             continue
         n, length = values.shape
         offsets = pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32))
         flat = values.reshape(-1)
-        flat_array = pa.array(flat.tolist(), type=pa.string()) if flat.dtype == object else pa.array(flat)
+        flat_array = (
+            pa.array(flat.tolist(), type=pa.string()) if flat.dtype == object else pa.array(flat)
+        )
         arrays[name] = pa.ListArray.from_arrays(offsets, flat_array)
     pq.write_table(pa.table(arrays), str(path), compression="zstd")
 

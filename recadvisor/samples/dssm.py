@@ -84,19 +84,24 @@ class DSSMModel(SampleModel):
         user = tf.concat(
             [
                 hash_lookup(self.user_embedding, features["user_id"], size.user_buckets),
-                hash_lookup(self.age_embedding, tf.strings.as_string(features["age"]),
-                            size.age_buckets),
+                hash_lookup(
+                    self.age_embedding, tf.strings.as_string(features["age"]), size.age_buckets
+                ),
                 hash_lookup(self.gender_embedding, features["gender"], size.gender_buckets),
                 hash_lookup(self.city_embedding, features["city"], size.city_buckets),
-                masked_mean(hash_lookup(self.hist_item_embedding, hist, size.item_buckets),
-                            tf.not_equal(hist, "")),
+                masked_mean(
+                    hash_lookup(self.hist_item_embedding, hist, size.item_buckets),
+                    tf.not_equal(hist, ""),
+                ),
             ],
             axis=1,
         )
         item = tf.concat(
             [
                 hash_lookup(self.item_embedding, features["item_id"], size.item_buckets),
-                tf.gather(self.category_embedding, self.category_table.lookup(features["category"])),
+                tf.gather(
+                    self.category_embedding, self.category_table.lookup(features["category"])
+                ),
                 tf.math.log1p(tf.maximum(features["price"], 0.0)),
             ],
             axis=1,
@@ -136,8 +141,9 @@ def make_columns(data: Interactions) -> dict[str, np.ndarray]:
     }
 
 
-def make_model(size: SampleSize, train: Mapping[str, np.ndarray], rng: np.random.Generator
-               ) -> DSSMModel:
+def make_model(
+    size: SampleSize, train: Mapping[str, np.ndarray], rng: np.random.Generator
+) -> DSSMModel:
     """A fresh DSSM whose category vocabulary comes from the training rows."""
     return DSSMModel(size, top_vocabulary(train["category"]), rng)
 
@@ -146,22 +152,37 @@ def planted_flaws(size: SampleSize, columns: Mapping[str, np.ndarray]) -> list[d
     """The flaws planted in this DSSM, with the numbers of this build."""
     users = distinct(columns["user_id"])
     return [
-        flaw("numeric_as_string", ["age"],
-             f"int64 age is formatted with AsString and hashed into {size.age_buckets} buckets; "
-             f"the data holds {distinct(columns['age'])} distinct ages "
-             f"({columns['age'].min()}..{columns['age'].max()})"),
-        flaw("duplicate_feature", ["city"],
-             f"city is hashed twice into {size.city_buckets} buckets: a {size.small_dim}-wide "
-             "embedding in the user tower and a separate 1-wide bias table added to the logit"),
-        flaw("unused_input", ["request_id"],
-             "request_id is declared in the serving signature but the graph never reads it"),
-        flaw("large_embedding", ["user_id"],
-             f"user_id hashes into {size.user_buckets} rows x {size.id_dim} dims but the data "
-             f"holds {users} distinct users (<= {100.0 * users / size.user_buckets:.1f}% of "
-             "rows can ever be hit)"),
-        flaw("shared_embedding_candidate", ["item_id", "hist_item_id"],
-             f"item_id and hist_item_id hash the same item-id space into {size.item_buckets} "
-             "buckets but use two separate tables"),
+        flaw(
+            "numeric_as_string",
+            ["age"],
+            f"int64 age is formatted with AsString and hashed into {size.age_buckets} buckets; "
+            f"the data holds {distinct(columns['age'])} distinct ages "
+            f"({columns['age'].min()}..{columns['age'].max()})",
+        ),
+        flaw(
+            "duplicate_feature",
+            ["city"],
+            f"city is hashed twice into {size.city_buckets} buckets: a {size.small_dim}-wide "
+            "embedding in the user tower and a separate 1-wide bias table added to the logit",
+        ),
+        flaw(
+            "unused_input",
+            ["request_id"],
+            "request_id is declared in the serving signature but the graph never reads it",
+        ),
+        flaw(
+            "large_embedding",
+            ["user_id"],
+            f"user_id hashes into {size.user_buckets} rows x {size.id_dim} dims but the data "
+            f"holds {users} distinct users (<= {100.0 * users / size.user_buckets:.1f}% of "
+            "rows can ever be hit)",
+        ),
+        flaw(
+            "shared_embedding_candidate",
+            ["item_id", "hist_item_id"],
+            f"item_id and hist_item_id hash the same item-id space into {size.item_buckets} "
+            "buckets but use two separate tables",
+        ),
     ]
 
 

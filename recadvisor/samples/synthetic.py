@@ -245,8 +245,12 @@ def generate_interactions(rows: int, seed: int) -> Interactions:
     """
     world_rng, row_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     world = make_world(rows, world_rng)
-    user = row_rng.choice(world.n_users, size=rows, p=zipf_probabilities(world.n_users, 0.8, row_rng))
-    item = row_rng.choice(world.n_items, size=rows, p=zipf_probabilities(world.n_items, 1.0, row_rng))
+    user = row_rng.choice(
+        world.n_users, size=rows, p=zipf_probabilities(world.n_users, 0.8, row_rng)
+    )
+    item = row_rng.choice(
+        world.n_items, size=rows, p=zipf_probabilities(world.n_items, 1.0, row_rng)
+    )
 
     category = world.item_category[item]
     age_z = (world.user_age[user] - 44.0) / 15.0
@@ -262,11 +266,7 @@ def generate_interactions(rows: int, seed: int) -> Interactions:
         + 0.4 * age_z
     )
     conversion_logit = (
-        -0.4
-        + 0.8 * affinity
-        - 1.0 * log_price
-        + 0.6 * age_z
-        + world.item_conversion_quality[item]
+        -0.4 + 0.8 * affinity - 1.0 * log_price + 0.6 * age_z + world.item_conversion_quality[item]
     )
     click = (row_rng.random(rows) < _sigmoid(click_logit)).astype(np.int64)
     converted = (row_rng.random(rows) < _sigmoid(conversion_logit)).astype(np.int64)
