@@ -33,3 +33,95 @@ def describe(model_dir: str | Path, signature: str | None = None,
     if tensorboard_dir is not None:
         write_tensorboard_graph(graph, tensorboard_dir)
     return describe_model(loaded, graph)
+
+
+def _label_columns(frame: object) -> tuple[str, ...]:
+    cols = [str(c) for c in getattr(frame, "columns", [])]
+    return tuple(c for c in cols if c == "label" or c.startswith("label_"))
+
+
+def load_data(data: str | Path | None, spec: object, rows: int | None = None,
+              vocabularies: dict | None = None) -> object:
+    """Read sample data for a signature (or synthesize it), with every ``label*`` column."""
+    from recadvisor.data import load_feeds, read_table
+
+    if data is None:
+        return load_feeds(None, spec, rows=rows, vocabularies=vocabularies)
+    names = _label_columns(read_table(data, limit=1))
+    return load_feeds(data, spec, rows=rows, label_names=names or ("label",))
+
+
+def compare(
+    baseline: str | Path,
+    candidates: list[str | Path],
+    *,
+    data: str | Path | None = None,
+    signature: str | None = None,
+    batch_sizes: tuple[int, ...] = (1, 32, 256),
+    requests: int = 200,
+    threads: int | None = None,
+    devices: str = "cpu",
+    measure_memory: bool = True,
+    out_dir: str | Path | None = None,
+    force: bool = False,
+    rebuild_info: dict | None = None,
+    progress: object = None,
+) -> object:
+    """Benchmark rebuilt models against the baseline; optionally write compare.json/html.
+
+    Args:
+        baseline: the original SavedModel directory.
+        candidates: rebuilt dirs, SavedModel dirs or ``.onnx`` files.
+        data: sample data file (else inputs are synthesized from the signature).
+        signature: signature key.
+        batch_sizes: batch sizes to time.
+        requests: timed calls per model and batch size.
+        threads: intra-op threads.
+        devices: ``cpu`` (``gpu`` is reported as unavailable when TensorFlow sees none).
+        measure_memory: measure peak memory per model in a separate process.
+        out_dir: where to write ``compare.json`` and ``compare.html`` (atomically).
+        force: replace an existing ``out_dir``.
+        rebuild_info: a ``rebuild.json`` dict to show in the report.
+        progress: ``progress(stage, done, total)`` callback.
+
+    Returns:
+        A :class:`~recadvisor.compare.Comparison`.
+    """
+    import dataclasses
+    import json
+
+    from recadvisor.compare import compare as run_compare
+    from recadvisor.model.load import inspect_saved_model
+    from recadvisor.output import atomic_output_dir, check_output_dir
+    from recadvisor.tfimport import import_tf
+
+    if out_dir is not None:
+        check_output_dir(out_dir, force)
+    spec = inspect_saved_model(baseline).choose_signature(signature)
+    loaded = load_data(data, spec)
+    result = run_compare(baseline, candidates, loaded.feeds, labels=loaded.labels or None,
+                         signature=signature, batch_sizes=batch_sizes, requests=requests,
+                         threads=threads, measure_memory=measure_memory, progress=progress)
+    wanted = {d.strip().lower() for d in devices.split(",") if d.strip()}
+    if "gpu" in wanted:
+        gpus = import_tf().config.list_physical_devices("GPU")
+        note = (f"GPU requested: {len(gpus)} visible; all figures above are CPU"
+                if gpus else "GPU requested but TensorFlow sees no GPU on this machine")
+        result = dataclasses.replace(result, notes=result.notes + (note,))
+    if out_dir is not None:
+        with atomic_output_dir(out_dir, force=True) as tmp:
+            payload = result.to_dict()
+            (tmp / "compare.json").write_text(json.dumps(payload, indent=2, default=str))
+            _render_comparison(payload, tmp / "compare.html", rebuild_info)
+    return result
+
+
+def _render_comparison(payload: dict, path: Path, rebuild_info: dict | None) -> None:
+    try:
+        from recadvisor.report import render_comparison
+    except ImportError:
+        from recadvisor.report_fallback import render_json_page
+
+        render_json_page("Comparison", payload, path)
+        return
+    render_comparison(payload, path, rebuild=rebuild_info)

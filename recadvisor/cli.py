@@ -230,6 +230,101 @@ def demo(
     console.print(f"descriptions written to {out}/")
 
 
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(b < 1 for b in sizes):
+        raise typer.BadParameter(f"'{text}' is not a comma-separated list of positive integers")
+    return sizes
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def _progress_callback(progress: Any) -> Callable[[str, int, int], None]:
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
+
+
+def print_comparison(comp: dict[str, Any]) -> None:
+    """Rich table of a comparison."""
+    table = Table(title=f"{comp['baseline']} [{comp['signature']}], {comp['requests']} calls "
+                        "per batch size, interleaved")
+    table.add_column("model")
+    for bs in comp["batch_sizes"]:
+        table.add_column(f"p50 ms @{bs}", justify="right")
+        table.add_column(f"x base @{bs}", justify="right")
+    table.add_column("x floor @1" if 1 in comp["batch_sizes"] else "x floor", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("parity (max abs diff)")
+    table.add_column("AUC")
+    first = str(comp["batch_sizes"][0])
+    for m in comp["models"]:
+        row = [m["label"]]
+        for bs in comp["batch_sizes"]:
+            row += [f"{m['latency'][str(bs)]['p50_ms']:.3f}",
+                    f"{m['ratio_vs_baseline'][str(bs)]:.2f}"]
+        row.append(f"{m['ratio_vs_floor'][first]:.2f}")
+        row.append(_fmt_bytes(m["size_bytes"]))
+        if m["parity"] is None:
+            row.append("baseline")
+        else:
+            worst = max(m["parity"].values()) if m["parity"] else float("nan")
+            row.append(f"{'ok' if m['parity_passed'] else 'FAIL'} {worst:.1e}")
+        row.append(", ".join(f"{k} {v['auc']:.4f}" for k, v in m["quality"].items()) or "-")
+        table.add_row(*row)
+    floor = ["(call floor)"]
+    for bs in comp["batch_sizes"]:
+        floor += [f"{comp['floor'][str(bs)]['p50_ms']:.3f}", ""]
+    table.add_row(*floor, "1.00", "", "", "")
+    console.print(table)
+    for note in comp["notes"]:
+        console.print(f"note: {note}")
+
+
+@app.command()
+@handle_errors
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="The original SavedModel directory.")],
+    candidates: Annotated[list[Path], typer.Argument(
+        help="Rebuilt dirs, SavedModel dirs or .onnx files.")],
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
+    signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="e.g. 1,32,256")] = "1,32,256",
+    requests: Annotated[int, typer.Option(help="Timed calls per model and batch size.")] = 200,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads.")] = None,
+    devices: Annotated[str, typer.Option(help="cpu, or cpu,gpu when a GPU exists.")] = "cpu",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "reports/compare"),
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Skip memory.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Benchmark candidates against the baseline: latency percentiles per batch size, throughput,
+    memory, size, node counts, parity per output, AUC/log-loss when the data has labels."""
+    from recadvisor import api
+
+    sizes = _batch_sizes(batch_sizes)
+    with _progress() as progress:
+        comp = api.compare(baseline, candidates, data=data, signature=signature,
+                           batch_sizes=sizes, requests=requests, threads=threads,
+                           devices=devices, measure_memory=not no_memory, out_dir=out,
+                           force=force, progress=_progress_callback(progress))
+    print_comparison(comp.to_dict())
+    console.print(f"wrote {out}/compare.json and {out}/compare.html")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -179,7 +179,7 @@ def _run_all(runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
 
 
 def quality_metrics(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-                    ) -> dict[str, dict[str, float]]:
+                    ) -> dict[str, dict[str, Any]]:
     """AUC and log-loss of each probability-like output against each label of the same length.
 
     The label for an output is ``label_<output>`` when present, else ``label``.
@@ -188,7 +188,8 @@ def quality_metrics(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.n
 
     result: dict[str, dict[str, float]] = {}
     for name, values in outputs.items():
-        label = labels.get(f"label_{name}", labels.get("label"))
+        label_name = f"label_{name}" if f"label_{name}" in labels else "label"
+        label = labels.get(label_name)
         if label is None:
             continue
         pred = np.asarray(values, dtype="float64").reshape(-1)
@@ -200,6 +201,7 @@ def quality_metrics(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.n
         result[name] = {
             "auc": float(roc_auc_score(y, pred)),
             "logloss": float(log_loss(y, np.clip(pred, 1e-7, 1 - 1e-7), labels=[0, 1])),
+            "label": label_name,
         }
     return result
 

@@ -113,11 +113,11 @@ class ESMMModel(SampleModel):
             tf.nn.sigmoid_cross_entropy_with_logits(labels["label"], ctr_logit)
         )
         ctcvr = tf.sigmoid(ctr_logit) * tf.sigmoid(cvr_logit)
-        return ctr_loss + binary_cross_entropy(labels["label_conversion"], ctcvr)
+        return ctr_loss + binary_cross_entropy(labels["label_ctcvr"], ctcvr)
 
 
 def make_columns(data: Interactions) -> dict[str, np.ndarray]:
-    """Input columns (signature order) then ``label`` (click) and ``label_conversion``."""
+    """Input columns (signature order) then ``label`` (click) and ``label_ctcvr``."""
     return {
         "user_id": data.user_ids(),
         "item_id": data.item_ids(),
@@ -127,7 +127,7 @@ def make_columns(data: Interactions) -> dict[str, np.ndarray]:
         "hist_item_id": data.history_item_ids(HISTORY_LENGTH),
         "session_id": data.row_ids("s"),
         "label": data.click,
-        "label_conversion": data.conversion,
+        "label_ctcvr": data.conversion,
     }
 
 
@@ -168,13 +168,13 @@ DEFINITION = SampleDefinition(
     name="esmm",
     inputs=INPUTS,
     outputs=("ctr", "cvr", "ctcvr"),
-    labels=("label", "label_conversion"),
+    labels=("label", "label_ctcvr"),
     make_columns=make_columns,
     make_model=make_model,
     planted_flaws=planted_flaws,
     auc_targets={
         "ctr": AucTarget("label"),
-        "cvr": AucTarget("label_conversion", only_where="label"),
-        "ctcvr": AucTarget("label_conversion"),
+        "cvr": AucTarget("label_ctcvr", only_where="label"),
+        "ctcvr": AucTarget("label_ctcvr"),
     },
 )

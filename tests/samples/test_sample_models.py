@@ -174,7 +174,7 @@ def test_parquet_columns(frozen: dict[str, Frozen], name: str) -> None:
     for label in definition.labels:
         assert set(frame[label].unique()) == {0, 1}
     if name == "esmm":
-        assert (frame["label_conversion"] <= frame["label"]).all()
+        assert (frame["label_ctcvr"] <= frame["label"]).all()
 
 
 # ---------------------------------------------------------------------------- freezing parity
