@@ -28,8 +28,8 @@ class OutputParity:
         dtype: the reference output's numpy dtype name.
         shape_match: both outputs have the same shape.
         max_abs_diff: largest absolute difference (floats); for other dtypes 0.0 when equal and
-            ``inf`` when any element differs. ``inf`` as well when the shapes differ or the output is
-            missing from the candidate.
+            ``inf`` when any element differs. ``inf`` as well when the shapes differ or the
+            output is missing from the candidate.
         mean_abs_diff: mean absolute difference (floats), else the fraction of differing elements.
         mismatches: number of elements outside the tolerance (or unequal).
         passed: ``shape_match`` and ``max_abs_diff <= tolerance``.
@@ -143,7 +143,7 @@ def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray | None, tolerance: 
     if ref.dtype == object or cand.dtype == object:
         ref_flat = [_as_bytes(v) for v in ref.ravel()]
         cand_flat = [_as_bytes(v) for v in cand.ravel()]
-        unequal = int(sum(a != b for a, b in zip(ref_flat, cand_flat)))
+        unequal = int(sum(a != b for a, b in zip(ref_flat, cand_flat, strict=True)))
     else:
         unequal = int((ref != cand).sum())
     return OutputParity(key, dtype, True, 0.0 if unequal == 0 else float("inf"),

@@ -259,6 +259,7 @@ def _freeze_tf1(loaded: LoadedModel) -> ModelGraph:
             for attr in list(node.attr):
                 del node.attr[attr]
             node.attr["dtype"].type = tf.resource.as_datatype_enum
+            node.attr["shape"].shape.CopyFrom(tf.TensorShape([]).as_proto())
             del node.input[:]
     return ModelGraph(
         graph_def=graph_def,

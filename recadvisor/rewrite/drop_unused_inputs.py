@@ -42,6 +42,37 @@ class DeadNodeRemoval:
         }
 
 
+def drop_stale_colocation(graph_def: Any) -> int:
+    """Remove ``_class: loc:@X`` colocation entries naming nodes the graph no longer has.
+
+    ``import_graph_def`` refuses a colocation with a missing node, so every pass that deletes
+    or merges nodes calls this on its result.
+
+    Args:
+        graph_def: the GraphDef to edit in place.
+
+    Returns:
+        The number of entries removed.
+    """
+    present = {n.name for n in graph_def.node}
+    removed = 0
+    for node in graph_def.node:
+        if "_class" not in node.attr:
+            continue
+        entries = list(node.attr["_class"].list.s)
+        keep = [e for e in entries
+                if not e.startswith(b"loc:@") or e[len(b"loc:@"):].decode() in present]
+        if len(keep) == len(entries):
+            continue
+        removed += len(entries) - len(keep)
+        if keep:
+            del node.attr["_class"].list.s[:]
+            node.attr["_class"].list.s.extend(keep)
+        else:
+            del node.attr["_class"]
+    return removed
+
+
 def remove_dead_nodes(graph: ModelGraph, **changes: Any) -> DeadNodeRemoval:
     """Keep only the nodes the outputs depend on, plus the signature input placeholders.
 
@@ -63,6 +94,7 @@ def remove_dead_nodes(graph: ModelGraph, **changes: Any) -> DeadNodeRemoval:
     const_bytes = sum(base.const_bytes(n.name) for n in removed)
     del graph_def.node[:]
     graph_def.node.extend(kept)
+    drop_stale_colocation(graph_def)
     tables = {k: v for k, v in base.tables.items() if k in keep}
     new = base.replace(graph_def=graph_def, tables=tables)
     return DeadNodeRemoval(

@@ -2,7 +2,8 @@
 
 ``ranker``: a TF2 ``tf.Module`` with two heads (``ctr``, ``cvr``), a user id hashed twice with the
 same bucket count (wide and deep parts), two identical item vocabularies (``StaticHashTable``), a
-Dense-style ``MatMul + BiasAdd + Relu`` layer and an input (``unused``) no output reads.
+Dense-style ``MatMul + BiasAdd + Relu`` layer and an input (``unused``) whose sub-graph (lookup +
+gather through its own table) no output reads; automatic control dependencies tie it to the outputs.
 ``tf1_ranker``: the same idea written with ``tf.compat.v1`` and exported by ``SavedModelBuilder``.
 """
 
@@ -17,6 +18,9 @@ import pytest
 from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.load import load_model
+from recadvisor.model.runtime import GraphRunner
+from recadvisor.rewrite.base import PassResult, RewriteContext
+from recadvisor.rewrite.registry import get_pass
 from recadvisor.tfimport import import_tf
 
 ITEMS = ["apple", "banana", "cherry", "date", "elder"]
@@ -63,6 +67,9 @@ def build_ranker(path: Path) -> Path:
     module.w1, module.b1 = var(17, 16), var(16)
     module.w_ctr, module.w_cvr = var(16, 1), var(16, 1)
     module.vocab_a, module.vocab_b = vocab(), vocab()
+    module.unused_emb = var(7, 2)
+    module.unused_vocab = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(["x", "y"]), tf.constant([1, 2], tf.int64)), default_value=0)
     specs = {
         "user": tf.TensorSpec([None], tf.string, name="user"),
         "item": tf.TensorSpec([None], tf.string, name="item"),
@@ -79,6 +86,7 @@ def build_ranker(path: Path) -> Path:
         x = tf.concat([deep, item, f["price"]], axis=1)
         hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(x, module.w1), module.b1))
         logit = wide + item_bias
+        tf.gather(tf.convert_to_tensor(module.unused_emb), module.unused_vocab.lookup(f["unused"]))
         return {
             "ctr": tf.sigmoid(tf.matmul(hidden, module.w_ctr) + logit),
             "cvr": tf.sigmoid(tf.matmul(hidden, module.w_cvr)),
@@ -131,3 +139,21 @@ def tf1_ranker(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     path = build_tf1_ranker(tmp_path_factory.mktemp("tf1_ranker") / "model")
     feeds = {k: v for k, v in sample_feeds().items() if k != "unused"}
     return TinyModel(path, freeze(load_model(path)), feeds)
+
+
+def apply_pass(name: str, graph: ModelGraph, feeds: dict[str, np.ndarray],
+               params: dict | None = None) -> PassResult:
+    """Apply one registered pass with the feeds as context."""
+    return get_pass(name).apply(graph, params or {}, RewriteContext(feeds, feeds))
+
+
+def max_diff(graph_a: ModelGraph, graph_b: ModelGraph, feeds: dict[str, np.ndarray]) -> float:
+    """Largest abs difference over the outputs ``graph_b`` has, both run on ``feeds``."""
+    a, b = GraphRunner(graph_a)(feeds), GraphRunner(graph_b)(feeds)
+    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in b)
+
+
+@pytest.fixture(scope="session")
+def ranker_stripped(ranker: TinyModel) -> ModelGraph:
+    """The TF2 ranker after ``strip_control_deps``."""
+    return apply_pass("strip_control_deps", ranker.graph, ranker.feeds).graph
