@@ -125,3 +125,37 @@ def _render_comparison(payload: dict, path: Path, rebuild_info: dict | None) -> 
         render_json_page("Comparison", payload, path)
         return
     render_comparison(payload, path, rebuild=rebuild_info)
+
+
+def rebuild(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    plan: str | Path | None = None,
+    preset: str = "safe",
+    data: str | Path | None = None,
+    signature: str | None = None,
+    onnx: bool = False,
+    force: bool = False,
+) -> object:
+    """Rebuild a SavedModel (see :func:`recadvisor.rebuild.rebuild`).
+
+    Args:
+        model_dir: the original SavedModel (never modified).
+        out_dir: output folder (atomic; an existing one needs ``force``).
+        plan: a ``plan.yaml`` (from ``analyze``); else ``preset`` drives it.
+        preset: ``safe``, ``fast`` or ``small``.
+        data: sample data file for parity checks and gates (else synthesized).
+        signature: signature key.
+        onnx: also export ``model.onnx``.
+        force: replace an existing ``out_dir``.
+
+    Returns:
+        The :class:`~recadvisor.rebuild.RebuildResult`.
+    """
+    from recadvisor.output import check_output_dir
+    from recadvisor.rebuild import rebuild as run_rebuild
+
+    check_output_dir(out_dir, force)
+    return run_rebuild(model_dir, out_dir, plan=plan, preset=preset, data=data,
+                       signature=signature, force=force, onnx=onnx)

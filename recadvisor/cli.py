@@ -325,6 +325,56 @@ def compare(
     console.print(f"wrote {out}/compare.json and {out}/compare.html")
 
 
+def print_rebuild(result: dict[str, Any]) -> None:
+    """Rich table of the passes a rebuild ran."""
+    model = result.get("model", {})
+    table = Table(title=f"rebuild of {model.get('path')} [{model.get('signature')}] -> "
+                        f"{result.get('output', {}).get('dir')}")
+    for col in ("pass", "status", "detail", "nodes", "s"):
+        table.add_column(col)
+    for rec in result.get("passes", {}).get("passes", []):
+        if rec.get("status") == "disabled":
+            continue
+        detail = rec.get("reason") or ", ".join(f"{k} {v}" for k, v in rec.get("stats", {}).items()
+                                                if isinstance(v, (int, float)) and v)
+        table.add_row(rec.get("name", ""), rec.get("status", ""), str(detail)[:80],
+                      f"{rec.get('nodes_before', '')} -> {rec.get('nodes_after', '')}",
+                      f"{rec.get('seconds', 0):.2f}")
+    console.print(table)
+    parity = result.get("parity", {}).get("exported_vs_original") or {}
+    if parity:
+        console.print(f"parity of the exported model vs the original: "
+                      f"{'ok' if parity.get('passed') else 'FAILED'} ({parity.get('summary', '')})")
+    nodes = result.get("nodes", {})
+    if nodes:
+        console.print(f"nodes: {nodes.get('original')} stored, {nodes.get('frozen')} frozen, "
+                      f"{nodes.get('final')} rebuilt")
+    for note in result.get("notes", []):
+        console.print(f"note: {note}")
+
+
+@app.command()
+@handle_errors
+def rebuild(
+    model: Annotated[Path, typer.Argument(help="The original SavedModel directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    plan: Annotated[Path | None, typer.Option("--plan", help="plan.yaml from analyze.")] = None,
+    preset: Annotated[str, typer.Option(help="safe | fast | small (without --plan).")] = "safe",
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
+    signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Apply a plan (or a preset) with every rewrite parity-checked, and write
+    OUT/saved_model, OUT/rebuild.json, OUT/plan.yaml (and feature_contract.json, model.onnx)."""
+    from recadvisor import api
+
+    result = api.rebuild(model, out, plan=plan, preset=preset, data=data, signature=signature,
+                         onnx=onnx, force=force)
+    print_rebuild(result.to_dict())
+    console.print(f"wrote {out}/saved_model and {out}/rebuild.json")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
