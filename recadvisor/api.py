@@ -117,13 +117,8 @@ def compare(
 
 
 def _render_comparison(payload: dict, path: Path, rebuild_info: dict | None) -> None:
-    try:
-        from recadvisor.report import render_comparison
-    except ImportError:
-        from recadvisor.report_fallback import render_json_page
+    from recadvisor.report import render_comparison
 
-        render_json_page("Comparison", payload, path)
-        return
     render_comparison(payload, path, rebuild=rebuild_info)
 
 
@@ -159,3 +154,75 @@ def rebuild(
     check_output_dir(out_dir, force)
     return run_rebuild(model_dir, out_dir, plan=plan, preset=preset, data=data,
                        signature=signature, force=force, onnx=onnx)
+
+
+def analyze(
+    model_dir: str | Path,
+    *,
+    data: str | Path | None = None,
+    signature: str | None = None,
+    out_dir: str | Path | None = None,
+    batch_sizes: tuple[int, ...] = (1, 256),
+    preset: str = "safe",
+    allow_unsafe_ops: bool = False,
+    tensorboard_dir: str | Path | None = None,
+    force: bool = False,
+    progress: object = None,
+) -> object:
+    """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
+
+    Args:
+        model_dir: the SavedModel directory.
+        data: sample data file (else inputs are synthesized; data-driven advice is off).
+        signature: signature key.
+        out_dir: output folder (written atomically; an existing one needs ``force``).
+        batch_sizes: batch sizes to profile.
+        preset: plan preset: ``safe``, ``fast`` or ``small``.
+        allow_unsafe_ops: run a model that contains file/network/Python ops.
+        tensorboard_dir: also write the frozen graph and the profile for TensorBoard.
+        force: replace an existing ``out_dir``.
+        progress: ``progress(stage, done, total)`` callback.
+
+    Returns:
+        The :class:`~recadvisor.analysis.analyze.Analysis`.
+    """
+    import json
+
+    from recadvisor.analysis.analyze import analyze as run_analyze
+    from recadvisor.output import atomic_output_dir, check_output_dir
+    from recadvisor.plan import save_plan
+
+    if out_dir is not None:
+        check_output_dir(out_dir, force)
+    result = run_analyze(model_dir, data=data, signature=signature, batch_sizes=batch_sizes,
+                         preset=preset, allow_unsafe_ops=allow_unsafe_ops, progress=progress)
+    payload = result.to_dict()
+    if tensorboard_dir is not None:
+        from recadvisor.model.freeze import freeze
+        from recadvisor.model.load import load_model
+        from recadvisor.report.tensorboard import write_profile
+
+        write_profile(freeze(load_model(model_dir, signature)), result.profile, tensorboard_dir)
+    if out_dir is not None:
+        from recadvisor.report import render_analysis
+
+        with atomic_output_dir(out_dir, force=True) as tmp:
+            (tmp / "analysis.json").write_text(json.dumps(payload, indent=2, default=str))
+            save_plan(result.plan, tmp / "plan.yaml")
+            render_analysis(payload, tmp / "report.html")
+    return result
+
+
+def encode_inputs(rebuilt_dir: str | Path, raw_inputs: dict) -> dict:
+    """Encode raw inputs for a rebuilt model whose contract changed (see ``feature_contract.json``).
+
+    Args:
+        rebuilt_dir: the folder ``rebuild`` wrote.
+        raw_inputs: signature key -> raw values (strings, numbers) as the original model took them.
+
+    Returns:
+        signature key -> numpy array the rebuilt model takes (bit-exact TensorFlow ids).
+    """
+    from recadvisor.encode import encode_inputs as run_encode
+
+    return run_encode(rebuilt_dir, raw_inputs)

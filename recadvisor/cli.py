@@ -104,7 +104,8 @@ def print_description(desc: dict[str, Any]) -> None:
         io.add_column(col)
     for side in ("inputs", "outputs"):
         for k, v in desc[side].items():
-            shape = "?" if v["shape"] is None else str([("N" if d is None else d) for d in v["shape"]])
+            dims = v["shape"]
+            shape = "?" if dims is None else str(["N" if d is None else d for d in dims])
             io.add_row(side[:-1], k, v["dtype"], shape)
     console.print(io)
     ops = Table(title=f"Nodes: {desc['node_count_loaded']} as stored, {desc['node_count']} frozen")
@@ -211,11 +212,13 @@ def demo(
         "sample_models"
     ),
     rows: Annotated[int, typer.Option(help="Rows of synthetic data per sample.")] = 20000,
+    requests: Annotated[int, typer.Option(help="Timed calls per batch size.")] = 200,
     force: Annotated[bool, typer.Option("--force", help="Rebuild existing samples.")] = False,
 ) -> None:
-    """Build the samples (if missing) and run the main job on each: describe them."""
+    """The main job on the bundled samples: build them (if missing), then analyze, rebuild
+    (safe and fast, with ONNX) and compare each one, into OUT/ with OUT/index.html."""
     from recadvisor import api
-    from recadvisor.output import write_text_atomic
+    from recadvisor.report import render_index
     from recadvisor.samples import SAMPLE_NAMES, build_samples
 
     missing = [n for n in SAMPLE_NAMES if force or not (models / n / "saved_model").is_dir()]
@@ -223,11 +226,37 @@ def demo(
         build_samples(models, rows=rows, names=missing, force=force,
                       progress=lambda msg: console.print(msg))
     out.mkdir(parents=True, exist_ok=True)
+    entries = []
     for name in SAMPLE_NAMES:
-        desc = api.describe(models / name / "saved_model").to_dict()
-        write_text_atomic(out / f"{name}.describe.json", json.dumps(desc, indent=2, default=str))
-        print_description(desc)
-    console.print(f"descriptions written to {out}/")
+        model = models / name / "saved_model"
+        data = models / name / "sample.parquet"
+        console.rule(f"{name}")
+        with _progress() as progress:
+            cb = _progress_callback(progress)
+            analysis = api.analyze(model, data=data, out_dir=out / name / "analysis",
+                                   force=True, progress=cb)
+            rebuilt = {}
+            for preset in ("safe", "fast"):
+                rebuilt[preset] = api.rebuild(model, out / name / preset, preset=preset,
+                                              data=data, onnx=(preset == "fast"), force=True)
+            candidates: list[Path] = [out / name / "safe", out / name / "fast"]
+            if (out / name / "fast" / "model.onnx").is_file():
+                candidates.append(out / name / "fast" / "model.onnx")
+            comp = api.compare(model, candidates, data=data, batch_sizes=(1, 256),
+                               requests=requests, measure_memory=False,
+                               out_dir=out / name / "compare", force=True,
+                               rebuild_info=rebuilt["fast"].to_dict(), progress=cb)
+        print_comparison(comp.to_dict())
+        entries.append({
+            "name": name,
+            "analysis": f"{name}/analysis/report.html",
+            "compare": f"{name}/compare/compare.html",
+            "findings": len(analysis.findings),
+            "suggestions": len(analysis.suggestions),
+            "comparison": comp.to_dict(),
+        })
+    render_index(entries, out / "index.html")
+    console.print(f"open {out}/index.html")
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -373,6 +402,60 @@ def rebuild(
                          onnx=onnx, force=force)
     print_rebuild(result.to_dict())
     console.print(f"wrote {out}/saved_model and {out}/rebuild.json")
+
+
+@app.command()
+@handle_errors
+def analyze(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory.")],
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
+    signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "reports/analysis"),
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="e.g. 1,256")] = "1,256",
+    preset: Annotated[str, typer.Option(help="Plan preset: safe | fast | small.")] = "safe",
+    allow_unsafe_ops: Annotated[bool, typer.Option(
+        "--allow-unsafe-ops", help="Run a model with file/network/Python ops.")] = False,
+    tensorboard: Annotated[Path | None, typer.Option(
+        "--tensorboard", help="Also write the graph and profile for TensorBoard.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Profile the model per op, attribute cost to features, find what makes it slow or big,
+    and write OUT/analysis.json, OUT/plan.yaml and OUT/report.html."""
+    from recadvisor import api
+
+    sizes = _batch_sizes(batch_sizes)
+    with _progress() as progress:
+        result = api.analyze(model, data=data, signature=signature, out_dir=out,
+                             batch_sizes=sizes, preset=preset, allow_unsafe_ops=allow_unsafe_ops,
+                             tensorboard_dir=tensorboard, force=force,
+                             progress=_progress_callback(progress))
+    payload = result.to_dict()
+    table = Table(title=f"Top suggestions for {model}")
+    for col in ("suggestion", "exactness", "contract"):
+        table.add_column(col)
+    for sug in payload.get("suggestions", [])[:8]:
+        table.add_row(str(sug.get("message", sug.get("kind"))), str(sug.get("exactness")),
+                      "changes" if sug.get("changes_contract") else "same")
+    console.print(table)
+    console.print(f"{len(payload.get('findings', []))} findings; wrote {out}/analysis.json, "
+                  f"{out}/plan.yaml and {out}/report.html")
+
+
+@app.command()
+@handle_errors
+def encode(
+    rebuilt: Annotated[Path, typer.Argument(help="A folder written by rebuild.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Raw data file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Encoded .parquet or .npz.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Encode raw data for a rebuilt model whose inputs changed (string ids -> TensorFlow's
+    int64 bucket ids, exactly), following REBUILT/feature_contract.json."""
+    from recadvisor.encode import encode_file
+
+    result = encode_file(rebuilt, data, out, force=force)
+    console.print(f"wrote {out} ({getattr(result, 'rows', '?')} rows)")
 
 
 def main() -> None:

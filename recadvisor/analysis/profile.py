@@ -308,8 +308,8 @@ def _load_xspace(path: Path) -> Any:
 def read_xplane_op_times(path: str | Path) -> list[RuntimeOpTime]:
     """Sum the self time of every kernel event in an ``.xplane.pb`` trace, per runtime node.
 
-    Kernel events are recognized by their metadata: name ``node:OpType`` with ``OpType`` as
-    display name. A kernel's self time is its duration minus the kernel events nested inside it
+    Kernel events are recognized by their metadata: name ``node:OpType`` (with ``OpType`` as
+    display name for expensive kernels, none for inline ones). A kernel's self time is its duration minus the kernel events nested inside it
     on the same thread (e.g. a function call op running its body inline).
 
     Args:
@@ -324,7 +324,9 @@ def read_xplane_op_times(path: str | Path) -> list[RuntimeOpTime]:
         kernels: dict[int, tuple[str, str]] = {}
         for md_id, md in plane.event_metadata.items():
             m = _OP_EVENT_NAME.match(md.name)
-            if m is not None and md.display_name and m.group("op") == md.display_name:
+            # expensive kernels carry the op type as display name; inexpensive ones (run
+            # inline, traced at host_tracer_level 3) carry only the "node:OpType" name
+            if m is not None and md.display_name in ("", m.group("op")):
                 kernels[md_id] = (m.group("node"), m.group("op"))
         if not kernels:
             continue
@@ -685,7 +687,7 @@ def _trace(call: Callable[[], Any], calls: int, on_call: Callable[[], None]) -> 
     """Run ``call`` ``calls`` times under the TensorFlow profiler and read the kernels back."""
     tf = import_tf()
     options = tf.profiler.experimental.ProfilerOptions(
-        host_tracer_level=2, python_tracer_level=0, device_tracer_level=0
+        host_tracer_level=3, python_tracer_level=0, device_tracer_level=0
     )
     with tempfile.TemporaryDirectory(prefix="recadvisor-trace-") as logdir:
         try:
