@@ -247,14 +247,13 @@ def demo(
                                out_dir=out / name / "compare", force=True,
                                rebuild_info=rebuilt["fast"].to_dict(), progress=cb)
         print_comparison(comp.to_dict())
-        entries.append({
-            "name": name,
-            "analysis": f"{name}/analysis/report.html",
-            "compare": f"{name}/compare/compare.html",
-            "findings": len(analysis.findings),
-            "suggestions": len(analysis.suggestions),
-            "comparison": comp.to_dict(),
-        })
+        entries.append({"title": f"{name}: analysis", "kind": "analysis",
+                        "path": f"{name}/analysis/report.html",
+                        "description": f"{len(analysis.findings)} findings, "
+                                       f"{len(analysis.suggestions)} suggestions"})
+        entries.append({"title": f"{name}: rebuilt vs baseline", "kind": "comparison",
+                        "path": f"{name}/compare/compare.html",
+                        "description": "safe, fast and fast + ONNX rebuilds, interleaved timing"})
     render_index(entries, out / "index.html")
     console.print(f"open {out}/index.html")
 

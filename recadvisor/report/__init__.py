@@ -1,0 +1,17 @@
+"""HTML reports: analysis, comparison and an index, rendered from the JSON dicts.
+
+Public API::
+
+    render_analysis(analysis_dict, "reports/dssm/report.html")
+    render_comparison(compare_dict, "reports/dssm/compare.html", rebuild=rebuild_dict)
+    render_index([{"title": "dssm", "path": "dssm/report.html"}], "reports/index.html")
+
+``recadvisor.report.tensorboard.write_profile`` writes the same profile for TensorBoard.
+Importing this package does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from recadvisor.report.render import render_analysis, render_comparison, render_index
+
+__all__ = ["render_analysis", "render_comparison", "render_index"]

@@ -1,0 +1,378 @@
+"""The HTML reports: content, escaping, self-containment and tolerance of partial inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recadvisor.report import charts, render_analysis, render_comparison, render_index
+from recadvisor.report.analysis_view import (
+    analysis_view,
+    attributions,
+    profile_batches,
+    sunburst_leaves,
+)
+from recadvisor.report.compare_view import comparison_view, pass_records
+from recadvisor.report.formatting import format_value
+from recadvisor.report.render import code_spans
+from tests.report import fixtures
+from tests.report.fixtures import EVIL_FEATURE, EVIL_NODE, EVIL_OUTPUT, XSS, XSS_IMG
+
+PLOTLY_MARK = "* plotly.js v"
+
+
+class _Page(HTMLParser):
+    """Collects tags, attributes and text of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self._in_script = False
+        self.scripts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+        else:
+            self.text.append(data)
+
+
+def parse(path: Path) -> tuple[str, _Page]:
+    html = path.read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(html)
+    return html, page
+
+
+def chart_specs(page: _Page) -> dict[str, dict[str, Any]]:
+    """chart id -> decoded figure, from the page's JSON script elements."""
+    specs = {}
+    script_tags = [attrs for tag, attrs in page.tags if tag == "script"]
+    for attrs, body in zip(script_tags, page.scripts, strict=True):
+        if attrs.get("type") == "application/json":
+            specs[str(attrs["data-chart-for"])] = json.loads(body)
+    return specs
+
+
+def assert_self_contained(page: _Page) -> None:
+    for tag, attrs in page.tags:
+        for name in ("src", "href", "action", "srcset", "data"):
+            value = (attrs.get(name) or "").strip().lower()
+            assert not re.match(r"^(https?:|//|ftp:|ws:)", value), f"<{tag} {name}={value}>"
+        assert not (tag == "script" and attrs.get("src")), "external script"
+        assert not (tag == "link" and attrs.get("rel") == "stylesheet"), "external stylesheet"
+
+
+def assert_escaped(html: str, page: _Page) -> None:
+    for payload in (XSS, XSS_IMG, EVIL_OUTPUT):
+        assert payload not in html, f"raw payload in the HTML: {payload}"
+    text = "".join(page.text)
+    assert XSS in text  # shown, as text
+
+
+def test_analysis_report_shows_every_section(tmp_path: Path, analysis_dict: dict) -> None:
+    out = render_analysis(analysis_dict, tmp_path / "report.html")
+    html, page = parse(out)
+    ids = {attrs.get("id") for _, attrs in page.tags}
+    for section in ("summary", "model", "cost", "findings", "suggestions", "embeddings", "data",
+                    "plan", "op-table", "suggestion-1", "suggestion-3"):
+        assert section in ids
+    text = " ".join("".join(page.text).split())
+    assert "~12% of op time at batch 256" in text  # top win with its expected saving
+    assert "0.29x size" in text
+    assert "exact-in-range" in text and "lossy" in text
+    assert "yes: clients must send new inputs" in text  # contract change
+    assert "pass: ids_upstream" in text  # plan entry as YAML
+    assert "tf.keras.layers.Discretization" in text  # training-side code
+    assert "15.6 KiB" in text and "36.0%" in text  # embedding size and rows hit
+    assert "numbers as strings" in text  # feature profile flags numeric strings
+    assert "one to one" in text and "containment 55.0%" in text
+    assert "unexpected section" in text  # unknown keys are shown, not dropped
+    assert text.count("not measured") < 10
+    specs = chart_specs(page)
+    titles = {json.dumps(s["layout"].get("title", "")) for s in specs.values()}
+    assert len(specs) == 7, titles
+    sunburst = [s for s in specs.values() if s["data"][0]["type"] == "sunburst"]
+    assert len(sunburst) == 1
+    energy = [s for s in specs.values() if s["data"][0]["type"] == "scatter"]
+    assert energy and energy[0]["data"][0]["y"][-1] == pytest.approx(100.0)
+
+
+def test_op_table_rows_and_sort_keys(tmp_path: Path, analysis_dict: dict) -> None:
+    view = analysis_view(analysis_dict)
+    rows = view["op_table"]["rows"]
+    assert [r["node"] for r in rows][:2] == [EVIL_NODE, "user_hash"]  # most expensive first
+    assert rows[0]["us"] == {1: 40.0, 256: 240.0}
+    assert rows[0]["kernels"] == ["_MklNativeFusedMatMul"]
+    assert rows[0]["fused"] == ["tower/BiasAdd", "tower/Relu"]
+    concat = next(r for r in rows if r["node"] == "concat")
+    assert concat["charged_to"] == "(split)" and concat["features"] == ["category", "user_id"]
+    out = render_analysis(analysis_dict, tmp_path / "r.html")
+    html = out.read_text()
+    table = html[html.index('id="op-table"'):]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(rows)
+    assert 'data-sort="240.0"' in table  # numeric sort keys, not formatted text
+
+
+def test_plotly_is_inlined_once_and_nothing_is_remote(tmp_path: Path, analysis_dict: dict,
+                                                      comparison_dict: dict,
+                                                      rebuild_dict: dict) -> None:
+    reports = [
+        render_analysis(analysis_dict, tmp_path / "a.html"),
+        render_comparison(comparison_dict, tmp_path / "c.html", rebuild=rebuild_dict),
+    ]
+    for out in reports:
+        html, page = parse(out)
+        assert html.count(PLOTLY_MARK) == 1
+        assert html.count(charts.plotly_js()[:2000]) == 1
+        assert_self_contained(page)
+        assert_escaped(html, page)
+        n_charts = len(chart_specs(page))
+        # plotly.js + the page script + one JSON element per chart: no other script
+        assert html.count("<script") == 2 + n_charts
+        assert n_charts >= 6
+    index = render_index([{"title": "a", "path": str(reports[0])}], tmp_path / "index.html")
+    html, page = parse(index)
+    assert PLOTLY_MARK not in html  # no chart, no plotly
+    assert_self_contained(page)
+
+
+def test_model_supplied_names_render_as_text_in_charts(analysis_dict: dict) -> None:
+    view = analysis_view(analysis_dict)
+    figure = json.loads(view["charts"]["op_counts"].figure_json)
+    labels = figure["data"][0]["y"]
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in labels  # entity-escaped for plotly
+    raw = view["charts"]["op_counts"].figure_json
+    assert "<" not in raw and ">" not in raw  # cannot close the <script> element it sits in
+
+
+def test_missing_sections_say_not_measured(tmp_path: Path) -> None:
+    for payload in ({}, {"profile": "garbage", "findings": "x", "inventory": 3,
+                         "suggestions": [None, 1], "feature_stats": [], "plan": "y"}):
+        out = render_analysis(payload, tmp_path / "a.html")
+        html, page = parse(out)
+        text = "".join(page.text)
+        assert text.count("not measured") >= 5
+        assert PLOTLY_MARK not in html  # nothing to chart: no 4 MB of plotly.js
+        assert_self_contained(page)
+    out = render_comparison({"models": "nope", "floor": None}, tmp_path / "c.html",
+                            rebuild={"passes": "?"})
+    text = "".join(parse(out)[1].text)
+    assert "No models were compared" in text and "Pass records: not measured" in text
+
+
+def test_only_some_sections(tmp_path: Path, analysis_dict: dict) -> None:
+    partial = {"model": analysis_dict["model"], "inventory": analysis_dict["inventory"]}
+    html, page = parse(render_analysis(partial, tmp_path / "a.html"))
+    text = "".join(page.text)
+    assert "Per-op profile: not measured" in text
+    assert "Feature data: not measured" in text
+    assert len(chart_specs(page)) == 1  # op counts only
+    assert html.count(PLOTLY_MARK) == 1
+
+
+def test_sunburst_leaves_match_the_attribution(analysis_dict: dict) -> None:
+    profile = analysis_dict["profile"]
+    batches = {b["batch_size"]: b for b in profile_batches(profile)}
+    attribution = profile["attribution"]
+    levels, leaves = sunburst_leaves(batches[256], attribution)
+    assert levels == ("feature", "stage", "op type")
+    assert sum(share for _, share in leaves) == pytest.approx(1.0)
+    for feature, expected in attribution["per_feature"].items():
+        got = sum(share for path, share in leaves if path[0] == feature)
+        assert got == pytest.approx(expected), feature
+    assert ((EVIL_FEATURE, "string/lookup", "AsString") in [p for p, _ in leaves])
+
+
+def test_sunburst_fills_the_ops_not_listed(analysis_dict: dict) -> None:
+    """analysis.json lists only the top ops: the rest of each feature's stage share becomes
+    '(smaller ops)', so rings still add up to the attribution."""
+    profile = analysis_dict["profile"]
+    batch = profile_batches(profile)[-1]
+    attribution = dict(profile["attribution"])
+    per_feature_stage: dict[str, dict[str, float]] = {}
+    for path, share in sunburst_leaves(batch, attribution)[1]:
+        stages = per_feature_stage.setdefault(path[0], {})
+        stages[path[1]] = stages.get(path[1], 0.0) + share
+    attribution["per_feature_stage"] = per_feature_stage
+    top = dict(batch, ops=batch["ops"][:3])
+    _, leaves = sunburst_leaves(top, attribution)
+    assert sum(s for _, s in leaves) == pytest.approx(1.0)
+    assert any(path[2] == "(smaller ops)" for path, _ in leaves)
+    for feature, stages in per_feature_stage.items():
+        for stage, expected in stages.items():
+            got = sum(s for p, s in leaves if p[:2] == (feature, stage))
+            assert got == pytest.approx(expected)
+
+
+def test_attributions_are_found_in_every_shape(analysis_dict: dict) -> None:
+    attribution = analysis_dict["profile"]["attribution"]
+    shares = {k: attribution[k] for k in ("per_feature", "per_stage", "per_op_type")}
+    # analysis.json: batches keyed by batch size, shares inside each batch, top_ops
+    as_json = {"batches": {"256": {"latency": {"p50_ms": 1.0}, "top_ops": [], **shares}},
+               "per_feature": {"256": attribution["per_feature"]}}
+    assert list(attributions({}, as_json, None)) == [256]
+    assert profile_batches(as_json)[0]["latency"]["p50_ms"] == 1.0
+    # a list of Attribution.to_dict() beside Profile.to_dict()
+    listed = attributions({"attributions": [attribution, dict(attribution, batch_size=1)]},
+                          {}, None)
+    assert sorted(listed) == [1, 256]
+    # shares keyed by batch size at the profile's top level only
+    top_level = attributions({}, {"per_stage": {"32": shares["per_stage"]}}, None)
+    assert top_level[32]["per_stage"] == shares["per_stage"]
+    # shares merged into the profile itself
+    assert list(attributions({}, dict(shares), 64)) == [64]
+
+
+def test_real_analysis_json_renders(tmp_path: Path, real_analysis: dict) -> None:
+    view = analysis_view(real_analysis)
+    assert len(view["findings"]) == len(real_analysis["findings"]) > 0
+    assert len(view["suggestions"]) == len(real_analysis["suggestions"]) > 0
+    assert [c for c in view["sunbursts"]], "cost breakdown chart"
+    assert all(v for k, v in view["charts"].items() if k != "rows_used"), view["charts"]
+    assert view["wins"] and view["wins"][0]["savings"]
+    html, page = parse(render_analysis(real_analysis, tmp_path / "report.html"))
+    assert html.count(PLOTLY_MARK) == 1
+    assert_self_contained(page)
+    text = "".join(page.text)
+    assert "StringToHashBucketFast" in text and "user_id" in text
+
+
+def test_comparison_report_content(tmp_path: Path, comparison_dict: dict,
+                                   rebuild_dict: dict) -> None:
+    out = render_comparison(comparison_dict, tmp_path / "compare.html", rebuild=rebuild_dict)
+    html, page = parse(out)
+    text = " ".join("".join(page.text).split())
+    assert "2 applied" in text and "1 refused" in text and "1 rolled back" in text
+    assert "nothing to merge" in text and "max abs diff 0.02 > 0.001" in text
+    assert "not returned" in text  # an output the ONNX model pruned
+    assert "AUC 0.6900 (-0.0200)" in text
+    assert "(call floor)" in text and "trivial signature" in text
+    assert re.search(r'class="num bad">4\.3e-02<', html)  # a parity failure stands out
+    assert re.search(r'class="num ok">2\.0e-07<', html)
+    specs = chart_specs(page)
+    assert len(specs) == 6
+    kinds = sorted(s["data"][0]["type"] for s in specs.values())
+    assert kinds.count("bar") == 5 and kinds.count("scatter") == 1
+
+
+def test_cdf_uses_raw_samples_and_falls_back_to_percentiles() -> None:
+    with_samples = comparison_view(fixtures.comparison_dict(samples=True))
+    cdf = json.loads(with_samples["charts"]["cdf"].figure_json)
+    solid = [t for t in cdf["data"] if t["line"]["dash"] == "solid"]
+    assert len(solid) == 3 * 3  # 3 models x 3 batch sizes
+    assert all(len(t["x"]) == 200 for t in solid)
+    assert all(t["x"] == sorted(t["x"]) for t in solid)
+    assert solid[0]["y"][-1] == pytest.approx(1.0)
+    without = comparison_view(fixtures.comparison_dict(samples=False))
+    chart = without["charts"]["cdf"]
+    cdf = json.loads(chart.figure_json)
+    assert all(len(t["x"]) == 3 and t["y"] == [0.5, 0.9, 0.99] for t in cdf["data"])
+    assert "p50/p90/p99 points" in chart.caption
+
+
+def test_pass_records_read_every_shape() -> None:
+    records = pass_records({"pipeline": {"records": [
+        {"name": "a", "outcome": "rolled-back", "error": "diff too big"},
+        {"pass": "b", "applied": True, "stats": {"bytes_saved": 2048}},
+        {"pass": "c", "refused": True, "reason": "no strings"},
+        {"pass": "d", "enabled": False},
+    ]}})
+    assert [(r["name"], r["status"], r["status_class"]) for r in records] == [
+        ("a", "rolled back", "bad"), ("b", "applied", "ok"), ("c", "refused", "neutral"),
+        ("d", "disabled", "neutral")]
+    assert records[1]["stats"] == "bytes_saved: 2.0 KiB"
+    by_name = pass_records({"passes": {"x": {"status": "applied"}}})
+    assert by_name[0]["name"] == "x" and by_name[0]["status"] == "applied"
+
+
+def test_index_links_local_reports_only(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    (reports / "dssm").mkdir(parents=True)
+    target = reports / "dssm" / "report.html"
+    target.write_text("<html></html>")
+    entries = [
+        {"title": f"dssm {XSS}", "path": str(target), "kind": "analysis",
+         "facts": {"p50_ms": 0.41, "size_bytes": 2048}},
+        {"title": "relative", "path": "esmm/compare.html"},
+        {"title": "remote", "path": "https://example.com/x.html"},
+        {"title": "script", "href": "javascript:alert(1)"},
+    ]
+    out = render_index(entries, reports)
+    assert out == reports / "index.html"
+    html, page = parse(out)
+    hrefs = [a.get("href") for tag, a in page.tags if tag == "a"]
+    assert hrefs == ["dssm/report.html", "esmm/compare.html"]
+    assert_self_contained(page)
+    assert_escaped(html, page)
+    text = " ".join("".join(page.text).split())
+    assert "not a local report: https://example.com/x.html" in text
+    assert "0.41 ms" in text and "2.0 KiB" in text
+
+
+def test_writes_atomically_with_shareable_permissions(tmp_path: Path) -> None:
+    out_dir = tmp_path / "new" / "dir"
+    out_dir.mkdir(parents=True)
+    out = render_analysis({}, out_dir)
+    assert out == out_dir / "report.html"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["report.html"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    out2 = render_comparison({}, tmp_path / "deeper" / "compare.html")
+    assert out2.is_file()
+
+
+def test_format_value_picks_units_from_key_names() -> None:
+    assert format_value("unused_bytes", 10240) == "10.0 KiB"
+    assert format_value("time_share", 0.071) == "7.1%"
+    assert format_value("time_share_by_batch", {"1": 0.2, "256": 0.12}) == "1: 20.0%, 256: 12.0%"
+    assert format_value("p50_ms", 0.4234) == "0.423 ms"
+    assert format_value("max_abs_diff", 3e-7) == "3.0e-07"
+    assert format_value("values", list(range(20))).endswith("… (+8 more)")
+    assert format_value("missing", None) == "not measured"
+    assert format_value("flag", True) == "yes"
+
+
+def test_code_spans_escape_then_mark_up() -> None:
+    assert str(code_spans("table `<b>emb</b>` is big")) == (
+        "table <code>&lt;b&gt;emb&lt;/b&gt;</code> is big")
+    assert str(code_spans("odd ` count <i>")) == "odd ` count &lt;i&gt;"
+
+
+def test_real_comparison_and_rebuild_render(tmp_path: Path,
+                                            real_comparison: tuple[dict, dict]) -> None:
+    comparison, rebuild = real_comparison
+    view = comparison_view(comparison, rebuild)
+    statuses = {r["name"]: r["status"] for r in view["rebuild"]["passes"]}
+    assert statuses and set(statuses.values()) <= {"applied", "refused", "rolled back",
+                                                   "failed", "disabled"}
+    applied = [name for name, status in statuses.items() if status == "applied"]
+    assert applied == rebuild["passes"]["applied"]
+    assert all(chart is not None for key, chart in view["charts"].items() if key != "memory")
+    cdf = json.loads(view["charts"]["cdf"].figure_json)
+    assert len(cdf["data"][0]["x"]) == 30  # every timed call of the baseline at batch 1
+    html, page = parse(render_comparison(comparison, tmp_path / "compare.html", rebuild=rebuild))
+    assert html.count(PLOTLY_MARK) == 1
+    assert_self_contained(page)
+    text = " ".join("".join(page.text).split())
+    assert f"{len(applied)} applied" in text and "match" in text
