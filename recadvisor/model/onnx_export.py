@@ -1,0 +1,556 @@
+"""ONNX export of a string-free rebuilt graph, checked for parity with onnxruntime.
+
+tf2onnx alone cannot export a recommender graph: onnxruntime has no kernel for TensorFlow's
+string hash (``StringToHashBucketFast``) nor for ``Bucketize``, and tf2onnx refuses integer-keyed
+lookup tables. So :func:`export_onnx`
+
+1. refuses a graph that still reads or makes strings, naming the ops and the inputs they hash and
+   the plan entry that removes them (``ids_upstream``);
+2. lowers what onnxruntime lacks, in the TensorFlow graph, into plain ops:
+   ``Bucketize(x, b)`` -> ``Sum(Cast(ExpandDims(x, -1) >= b))`` (the count of boundaries
+   ``<= x``, compared in float32 like the TensorFlow kernel), each integer-keyed lookup table
+   -> a gather over a dense remap vector (``keys - min`` indexes it; keys outside the range, and
+   holes, read the table's default), and ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
+   / ``Exp(x)-1``;
+3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
+   keys);
+4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
+   writes ``path`` only when every output matches within ``tolerance`` (default 1e-5).
+
+tf2onnx, onnx and onnxruntime are the optional ``onnx`` extra (``pip install recadvisor[onnx]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recadvisor.errors import ExportError, OutputExistsError
+from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name
+from recadvisor.model.runtime import GraphRunner
+from recadvisor.rewrite.table_surgery import (
+    add_const,
+    add_node,
+    protected_nodes,
+    remove_if_unread,
+    resolve_const,
+    unique_name,
+)
+from recadvisor.tfimport import import_tf
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOLERANCE = 1e-5
+MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range stay blockers
+STRING_FIX = "enable ids_upstream in the plan (preset fast) to move string hashing/lookups out"
+TYPE_ATTRS = ("T", "dtype", "Tparams", "SrcT", "DstT", "Tin", "Tout", "out_type", "key_dtype",
+              "value_dtype")
+
+
+@dataclass(frozen=True)
+class OnnxBlocker:
+    """An op that keeps the graph from running on onnxruntime.
+
+    Attributes:
+        op: op type.
+        count: how many nodes.
+        inputs: signature inputs that reach those nodes.
+        fix: the plan entry (or other step) that removes them.
+    """
+
+    op: str
+    count: int
+    inputs: tuple[str, ...]
+    fix: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"op": self.op, "count": self.count, "inputs": list(self.inputs), "fix": self.fix}
+
+    def describe(self) -> str:
+        """``StringToHashBucketFast x3 (user_id, item_id)``."""
+        feats = f" ({', '.join(self.inputs)})" if self.inputs else ""
+        return f"{self.op} x{self.count}{feats}"
+
+
+@dataclass(frozen=True)
+class OnnxExportResult:
+    """What :func:`export_onnx` wrote and measured.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        opset: the ONNX opset.
+        inputs / outputs: the ONNX model's input/output names (signature keys; tf2onnx drops
+            inputs the graph never reads).
+        lowered: op type -> how many nodes were lowered before conversion.
+        parity: output key -> max abs diff between TensorFlow and onnxruntime.
+        max_abs_diff: the largest of those.
+        tolerance: the limit checked.
+        rows: sample rows compared.
+        onnx_ops: ONNX op type -> count in the exported model.
+        size_bytes: size of the written file.
+        versions: tf2onnx / onnx / onnxruntime versions used.
+    """
+
+    path: str
+    opset: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    lowered: dict[str, int] = field(default_factory=dict)
+    parity: dict[str, float] = field(default_factory=dict)
+    max_abs_diff: float = 0.0
+    tolerance: float = DEFAULT_TOLERANCE
+    rows: int = 0
+    onnx_ops: dict[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (goes into ``rebuild.json``)."""
+        return {
+            "path": self.path,
+            "opset": self.opset,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "lowered": dict(self.lowered),
+            "parity": dict(self.parity),
+            "max_abs_diff": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "rows": self.rows,
+            "onnx_ops": dict(self.onnx_ops),
+            "size_bytes": self.size_bytes,
+            "versions": dict(self.versions),
+        }
+
+
+# --------------------------------------------------------------------------- blockers
+def _is_string_typed(node: Any, string_enum: int, other_enum: int) -> bool:
+    for attr in TYPE_ATTRS:
+        if attr in node.attr and node.attr[attr].type in (string_enum, other_enum):
+            return True
+    return False
+
+
+def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
+    table = graph.tables.get(graph.table_of_node(find.name) or "")
+    if table is None or find.op != "LookupTableFindV2":
+        return False
+    if not table.key_dtype.startswith(("int", "uint")) or table.values.ndim != 1:
+        return False
+    if table.value_dtype in ("string", "resource", "variant"):
+        return False
+    if table.size == 0:
+        return resolve_const(graph, find.input[2]) is not None
+    span = int(table.keys.max()) - int(table.keys.min()) + 1
+    if span > MAX_REMAP_SPAN:
+        return False
+    # holes in the key range read the default, which must then be a constant
+    return span == table.size or resolve_const(graph, find.input[2]) is not None
+
+
+def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
+    """Ops that would keep ``graph`` from converting and running on onnxruntime.
+
+    String ops, string inputs and lookup tables that cannot be lowered are blockers; lowerable
+    ops (``Bucketize``, integer-keyed tables with a compact key range) are not. Other nodes that
+    merely carry strings (Identity, Reshape) are reported only when nothing else explains them.
+
+    Args:
+        graph: the graph to check.
+
+    Returns:
+        One :class:`OnnxBlocker` per op type, most frequent first (empty: exportable).
+    """
+    tf = import_tf()
+    string_enum = tf.string.as_datatype_enum
+    input_nodes = set(graph.input_nodes.values())
+    found: dict[str, list[str]] = {}
+    carriers: dict[str, list[str]] = {}
+    fixes: dict[str, str] = {}
+    for node in graph.graph_def.node:
+        if node.name in graph.tables:
+            continue
+        if node.op in TABLE_OPS:
+            if _lowerable_table(graph, node):
+                continue
+            table = graph.tables.get(graph.table_of_node(node.name) or "")
+            if table is not None and table.key_dtype == "string":
+                fixes[node.op] = STRING_FIX
+            else:
+                fixes[node.op] = ("no ONNX equivalent for this lookup table (sparse integer keys, "
+                                  "a non-constant default or non-scalar values); keep serving it "
+                                  "with TensorFlow")
+            found.setdefault(node.op, []).append(node.name)
+        elif node.op in STRING_OPS:
+            found.setdefault(node.op, []).append(node.name)
+            fixes.setdefault(node.op, STRING_FIX)
+        elif node.name in input_nodes and node.attr["dtype"].type == string_enum:
+            if graph.consumers.get(node.name):  # an unread string input is a valid ONNX input
+                found.setdefault("string input", []).append(node.name)
+                fixes.setdefault("string input", STRING_FIX)
+        elif _is_string_typed(node, string_enum, string_enum) and (
+                graph.consumers.get(node.name) or node.name in graph.output_nodes.values()):
+            carriers.setdefault(f"{node.op} on strings", []).append(node.name)
+    if not found:
+        found = carriers
+        fixes = {op: STRING_FIX for op in carriers}
+    blockers = []
+    for op, nodes in sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        feats: set[str] = set()
+        for n in nodes:
+            feats |= graph.features_of_node.get(n, frozenset())
+        blockers.append(OnnxBlocker(op, len(nodes), tuple(sorted(feats)), fixes[op]))
+    return blockers
+
+
+def blockers_message(blockers: list[OnnxBlocker]) -> str:
+    """One line naming the blocking ops and the fix."""
+    fixes = sorted({b.fix for b in blockers})
+    return ("model.onnx not written: the graph still has "
+            + ", ".join(b.describe() for b in blockers) + "; " + "; ".join(fixes))
+
+
+# --------------------------------------------------------------------------- lowering
+def _dtype_name(enum: int) -> str:
+    return import_tf().dtypes.as_dtype(enum).name
+
+
+def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
+    """Rewrite one Bucketize node in place as count(boundaries <= x)."""
+    base = node.name
+    dtype = _dtype_name(node.attr["T"].type)
+    bounds = np.asarray(list(node.attr["boundaries"].list.f), dtype=np.float32)
+    cmp_dtype = "float64" if dtype == "float64" else "float32"
+    x = node.input[0]
+
+    def fresh(suffix: str) -> str:
+        name = unique_name(names, f"{base}/onnx_{suffix}")
+        names.add(name)
+        return name
+
+    if dtype != cmp_dtype:
+        cast = fresh("cast")
+        add_node(graph_def, cast, "Cast", [x], SrcT=f"dtype:{dtype}", DstT=f"dtype:{cmp_dtype}",
+                 Truncate=False)
+        x = cast
+    axis_m1 = fresh("minus_one")
+    add_const(graph_def, axis_m1, np.array(-1, np.int32))
+    expanded = fresh("expand")
+    add_node(graph_def, expanded, "ExpandDims", [x, axis_m1], T=f"dtype:{cmp_dtype}",
+             Tdim="dtype:int32")
+    b_const = fresh("boundaries")
+    add_const(graph_def, b_const, bounds.astype(cmp_dtype))
+    ge = fresh("ge")
+    add_node(graph_def, ge, "GreaterEqual", [expanded, b_const], T=f"dtype:{cmp_dtype}")
+    as_int = fresh("as_int")
+    add_node(graph_def, as_int, "Cast", [ge], SrcT="dtype:bool", DstT="dtype:int32",
+             Truncate=False)
+    # the Bucketize node itself becomes the Sum, so its readers need no rewiring
+    del node.input[:]
+    node.input.extend([as_int, axis_m1])
+    node.op = "Sum"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = import_tf().int32.as_datatype_enum
+    node.attr["Tidx"].type = import_tf().int32.as_datatype_enum
+    node.attr["keep_dims"].b = False
+
+
+def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
+    """Rewrite one integer-keyed LookupTableFindV2 in place as a gather over a dense remap."""
+    table = graph.tables[graph.table_of_node(node.name) or ""]
+    base = node.name
+    key_dtype = table.key_dtype
+    value_dtype = np.dtype(table.value_dtype)
+    keys = table.keys.astype(np.int64)
+    kmin = int(keys.min()) if keys.size else 0
+    span = (int(keys.max()) - kmin + 1) if keys.size else 1
+    default = resolve_const(graph, node.input[2])
+    remap = np.zeros(span, dtype=value_dtype)
+    if default is not None:
+        remap[:] = np.asarray(default).astype(value_dtype)
+    remap[keys - kmin] = table.values.astype(value_dtype)
+    x, default_tensor = node.input[1], node.input[2]
+
+    def fresh(suffix: str) -> str:
+        name = unique_name(names, f"{base}/onnx_{suffix}")
+        names.add(name)
+        return name
+
+    if key_dtype != "int64":
+        cast = fresh("cast")
+        add_node(graph_def, cast, "Cast", [x], SrcT=f"dtype:{key_dtype}", DstT="dtype:int64",
+                 Truncate=False)
+        x = cast
+    consts = {}
+    for label, value in (("kmin", kmin), ("zero", 0), ("span", span), ("last", span - 1)):
+        consts[label] = fresh(label)
+        add_const(graph_def, consts[label], np.array(value, np.int64))
+    axis = fresh("axis")
+    add_const(graph_def, axis, np.array(0, np.int32))
+    remap_name = fresh("remap")
+    add_const(graph_def, remap_name, remap)
+    idx = fresh("index")
+    add_node(graph_def, idx, "Sub", [x, consts["kmin"]], T="dtype:int64")
+    ge = fresh("ge")
+    add_node(graph_def, ge, "GreaterEqual", [idx, consts["zero"]], T="dtype:int64")
+    lt = fresh("lt")
+    add_node(graph_def, lt, "Less", [idx, consts["span"]], T="dtype:int64")
+    inside = fresh("inside")
+    add_node(graph_def, inside, "LogicalAnd", [ge, lt])
+    low = fresh("clip_low")
+    add_node(graph_def, low, "Maximum", [idx, consts["zero"]], T="dtype:int64")
+    safe = fresh("clip")
+    add_node(graph_def, safe, "Minimum", [low, consts["last"]], T="dtype:int64")
+    found = fresh("gather")
+    add_node(graph_def, found, "GatherV2", [remap_name, safe, axis],
+             Tparams=f"dtype:{value_dtype.name}", Tindices="dtype:int64", Taxis="dtype:int32",
+             batch_dims=0)
+    del node.input[:]
+    node.input.extend([inside, found, default_tensor])
+    node.op = "SelectV2"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = import_tf().dtypes.as_dtype(value_dtype).as_datatype_enum
+
+
+def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
+    """``Log1p(x)`` -> ``Log(x + 1)``, ``Expm1(x)`` -> ``Exp(x) - 1`` (no tf2onnx handler)."""
+    dtype = _dtype_name(node.attr["T"].type)
+    one = unique_name(names, f"{node.name}/onnx_one")
+    names.add(one)
+    add_const(graph_def, one, np.array(1, dtype=dtype))
+    inner = unique_name(names, f"{node.name}/onnx_inner")
+    names.add(inner)
+    x = node.input[0]
+    if node.op == "Log1p":
+        add_node(graph_def, inner, "AddV2", [x, one], T=f"dtype:{dtype}")
+        node.op = "Log"
+        node.input[0] = inner
+    else:
+        add_node(graph_def, inner, "Exp", [x], T=f"dtype:{dtype}")
+        node.op = "Sub"
+        del node.input[:]
+        node.input.extend([inner, one])
+
+
+UNARY_LOWERINGS = frozenset({"Log1p", "Expm1"})
+
+
+def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
+    """``Bucketize``, integer-keyed lookup tables, ``Log1p``/``Expm1`` rewritten for tf2onnx.
+
+    Args:
+        graph: a graph with no blockers (see :func:`find_onnx_blockers`).
+
+    Returns:
+        (the lowered graph, op type -> nodes lowered).
+    """
+    gd = graph.copy_graph_def()
+    names = {n.name for n in gd.node}
+    lowered: Counter[str] = Counter()
+    table_refs: set[str] = set()
+    for node in list(gd.node):
+        if node.op == "Bucketize":
+            _lower_bucketize(gd, node, names)
+            lowered["Bucketize"] += 1
+        elif node.op in UNARY_LOWERINGS:
+            lowered[node.op] += 1
+            _lower_unary(gd, node, names)
+        elif node.op in ("LookupTableFindV2",) and _lowerable_table(graph, graph.nodes[node.name]):
+            table_refs.add(node_name(node.input[0]))
+            _lower_table(graph, gd, node, names)
+            lowered["LookupTableFindV2"] += 1
+    # NoOps that only ordered the lookups keep control edges to the table handles: drop them
+    for node in gd.node:
+        if node.op == "NoOp":
+            kept = [i for i in node.input if node_name(i) not in table_refs]
+            del node.input[:]
+            node.input.extend(kept)
+    remove_if_unread(gd, table_refs, protected_nodes(graph))
+    present = {n.name for n in gd.node}
+    tables = {k: v for k, v in graph.tables.items() if k in present}
+    return graph.replace(graph_def=gd, tables=tables), dict(lowered)
+
+
+# --------------------------------------------------------------------------- conversion
+def _require_onnx() -> tuple[Any, Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+        import tf2onnx
+    except ImportError as e:
+        raise ExportError(
+            f"ONNX export needs tf2onnx, onnx and onnxruntime ({e.name} is missing); "
+            "pip install 'recadvisor[onnx]'"
+        ) from e
+    return tf2onnx, onnx, onnxruntime
+
+
+def ort_feeds(graph: ModelGraph, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Feeds cast to the signature dtypes; strings as object arrays of ``str`` (never ``|S``)."""
+    out: dict[str, np.ndarray] = {}
+    for key, info in graph.signature.inputs.items():
+        value = np.asarray(feeds[key])
+        if info.dtype == "string":
+            flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                    for v in value.reshape(-1)]
+            out[key] = np.array(flat, dtype=object).reshape(value.shape)
+        else:
+            out[key] = value.astype(np.dtype(info.dtype))
+    return out
+
+
+def _with_named_outputs(graph: ModelGraph) -> tuple[Any, dict[str, str]]:
+    """A GraphDef copy for tf2onnx: one Identity per output (so two outputs never share a tensor)
+    and no ``_``-prefixed annotation attributes."""
+    gd = graph.copy_graph_def()
+    for node in gd.node:  # grappler annotations (_input_shapes...) trip tf2onnx's attr parsing
+        for attr in [a for a in node.attr if a.startswith("_")]:
+            del node.attr[attr]
+    names = {n.name for n in gd.node}
+    out_names: dict[str, str] = {}
+    dtypes = {k: v.dtype for k, v in graph.signature.outputs.items()}
+    for key, tensor in graph.output_tensors.items():
+        src = graph.nodes[node_name(tensor)]
+        dtype_enum = None
+        for attr in ("T", "dtype", "DstT", "Tout", "out_type"):
+            if attr in src.attr and src.attr[attr].type:
+                dtype_enum = src.attr[attr].type
+                break
+        dtype = dtypes.get(key) or (_dtype_name(dtype_enum) if dtype_enum else "float32")
+        name = unique_name(names, f"onnx_output/{key}")
+        names.add(name)
+        add_node(gd, name, "Identity", [tensor], T=f"dtype:{dtype}")
+        out_names[key] = name + ":0"
+    return gd, out_names
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_onnx(
+    graph: ModelGraph,
+    path: str | Path,
+    feeds: Mapping[str, Any],
+    opset: int | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    force: bool = False,
+) -> OnnxExportResult:
+    """Write ``graph`` as an ONNX model, checked against TensorFlow on ``feeds``.
+
+    Args:
+        graph: a rebuilt graph (string-free; see :func:`find_onnx_blockers`).
+        path: the ``.onnx`` file to write.
+        feeds: sample inputs in the graph's contract (signature key -> array).
+        opset: ONNX opset (default: tf2onnx's preferred one).
+        tolerance: largest max-abs-diff accepted between TensorFlow and onnxruntime.
+        force: replace an existing file.
+
+    Returns:
+        An :class:`OnnxExportResult`.
+
+    Raises:
+        ExportError: strings remain (the message names the ops, the inputs and the plan entry
+            that removes them), the ONNX packages are missing, conversion fails, or
+            onnxruntime's outputs differ beyond ``tolerance`` (then nothing is written).
+        OutputExistsError: ``path`` exists and ``force`` is false.
+    """
+    out_path = Path(path)
+    if out_path.exists() and not force:
+        raise OutputExistsError(f"'{out_path}' already exists; pass --force to replace it")
+    blockers = find_onnx_blockers(graph)
+    if blockers:
+        raise ExportError(blockers_message(blockers))
+    missing = [k for k in graph.signature.inputs if k not in feeds]
+    if missing:
+        raise ExportError(f"ONNX parity check needs sample values for inputs {missing}")
+    tf2onnx, onnx, ort = _require_onnx()
+    lowered_graph, lowered = lower_for_onnx(graph)
+    gd, out_tensors = _with_named_outputs(lowered_graph)
+    input_keys = list(graph.signature.inputs)
+    output_keys = list(graph.output_tensors)
+    rename = {graph.input_tensors[k]: k for k in input_keys}
+    rename.update({out_tensors[k]: k for k in output_keys})
+    tf_loader_log = logging.getLogger("tf2onnx")
+    previous = tf_loader_log.level
+    tf_loader_log.setLevel(logging.ERROR)
+    try:
+        model, _ = tf2onnx.convert.from_graph_def(
+            gd,
+            name=graph.signature.key,
+            input_names=[graph.input_tensors[k] for k in input_keys],
+            output_names=[out_tensors[k] for k in output_keys],
+            opset=opset,
+            tensors_to_rename=rename,
+        )
+    except Exception as e:  # noqa: BLE001 - tf2onnx raises assorted types
+        raise ExportError(f"tf2onnx could not convert '{graph.signature.key}': "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    finally:
+        tf_loader_log.setLevel(previous)
+    data = model.SerializeToString()
+    try:
+        onnx.checker.check_model(model)
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise assorted types
+        ops = sorted({n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+        hint = f" (unconverted ops: {', '.join(ops)})" if ops else ""
+        raise ExportError(f"the converted ONNX model does not load in onnxruntime{hint}: "
+                          f"{str(e).splitlines()[0]}") from e
+
+    tf_out = GraphRunner(graph)({k: np.asarray(feeds[k]) for k in input_keys})
+    model_inputs = [i.name for i in session.get_inputs()]
+    ort_in = {k: v for k, v in ort_feeds(graph, feeds).items() if k in model_inputs}
+    ort_out = dict(zip(output_keys, session.run(output_keys, ort_in), strict=True))
+    parity: dict[str, float] = {}
+    for key in output_keys:
+        a = np.asarray(tf_out[key])
+        b = np.asarray(ort_out[key])
+        if a.shape != b.shape:
+            raise ExportError(f"ONNX output '{key}' has shape {b.shape}, TensorFlow gives "
+                              f"{a.shape}; model.onnx not written")
+        parity[key] = (float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+                       if a.size else 0.0)
+    worst = max(parity.values() or [0.0])
+    if not worst <= tolerance:
+        raise ExportError(
+            f"onnxruntime differs from TensorFlow by {worst:.3g} > {tolerance:g} "
+            f"({', '.join(f'{k}: {v:.3g}' for k, v in parity.items())}); model.onnx not written"
+        )
+    _write_atomic(out_path, data)
+    opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    rows = int(np.asarray(feeds[input_keys[0]]).shape[0]) if input_keys else 0
+    log.info("ONNX export: %s, max abs diff %.3g", out_path, worst)
+    return OnnxExportResult(
+        path=str(out_path),
+        opset=int(opset_used),
+        inputs=tuple(model_inputs),
+        outputs=tuple(output_keys),
+        lowered=lowered,
+        parity=parity,
+        max_abs_diff=worst,
+        tolerance=tolerance,
+        rows=rows,
+        onnx_ops=dict(Counter(n.op_type for n in model.graph.node).most_common()),
+        size_bytes=len(data),
+        versions={"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+                  "onnxruntime": ort.__version__},
+    )

@@ -1,0 +1,145 @@
+"""Accuracy measurement (and optional gate) of the lossy table passes.
+
+A lossy pass (quantize, share, reduce dimension) runs the graph before and after its rewrite on
+the sample inputs and records the largest absolute output difference and, when the sample has
+binary labels, the AUC of every score-like output (one value per row) before and after. The
+pipeline enforces the plan's limits (``max_abs_diff``, ``max_auc_drop``) and rolls back; when a
+caller hands those limits to the pass directly, :func:`check_accuracy` enforces them and raises
+:class:`PassRefused` with the measured numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recadvisor.model.graph import ModelGraph
+from recadvisor.rewrite.base import PassRefused, RewriteContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_AUC_DROP = 0.001
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What the gate measured.
+
+    Attributes:
+        max_abs_diff: largest absolute difference over all outputs.
+        per_output: output key -> max abs diff.
+        auc_before / auc_after: output key -> AUC against the labels (empty without labels).
+        auc_drop: the largest AUC decrease over the outputs (0.0 without labels).
+        rows: number of sample rows compared.
+    """
+
+    max_abs_diff: float
+    per_output: dict[str, float] = field(default_factory=dict)
+    auc_before: dict[str, float] = field(default_factory=dict)
+    auc_after: dict[str, float] = field(default_factory=dict)
+    auc_drop: float = 0.0
+    rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (goes into a pass's stats)."""
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "per_output": dict(self.per_output),
+            "auc_before": dict(self.auc_before),
+            "auc_after": dict(self.auc_after),
+            "auc_drop": self.auc_drop,
+            "rows": self.rows,
+        }
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if labels.shape[0] != scores.shape[0] or len(np.unique(labels)) != 2:
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+def compare_outputs(
+    before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], labels: np.ndarray | None
+) -> GateResult:
+    """Differences and AUCs between two runs of the same signature.
+
+    Args:
+        before / after: output key -> value.
+        labels: binary labels per row, or None.
+
+    Returns:
+        A :class:`GateResult`.
+    """
+    per_output: dict[str, float] = {}
+    auc_b: dict[str, float] = {}
+    auc_a: dict[str, float] = {}
+    rows = 0
+    lab = None if labels is None else np.asarray(labels).reshape(-1)
+    for key, b in before.items():
+        a = np.asarray(after[key], dtype=np.float64)
+        bb = np.asarray(b, dtype=np.float64)
+        per_output[key] = float(np.max(np.abs(a - bb))) if bb.size else 0.0
+        rows = max(rows, bb.shape[0] if bb.ndim else 1)
+        if lab is not None and bb.size == lab.shape[0] and bb.size > 1:
+            ab, aa = _auc(lab, bb.reshape(-1)), _auc(lab, a.reshape(-1))
+            if ab is not None and aa is not None:
+                auc_b[key], auc_a[key] = ab, aa
+    drop = max([auc_b[k] - auc_a[k] for k in auc_b] or [0.0])
+    return GateResult(
+        max_abs_diff=max(per_output.values() or [0.0]),
+        per_output=per_output,
+        auc_before=auc_b,
+        auc_after=auc_a,
+        auc_drop=float(drop),
+        rows=rows,
+    )
+
+
+def check_accuracy(
+    pass_name: str,
+    before: ModelGraph,
+    after: ModelGraph,
+    context: RewriteContext,
+    max_abs_diff: float | None = None,
+    max_auc_drop: float | None = None,
+) -> GateResult:
+    """Run both graphs on ``context.feeds``; refuse the pass when it exceeds a given limit.
+
+    Args:
+        pass_name: named in the refusal.
+        before / after: the graphs (same contract).
+        context: sample inputs and labels.
+        max_abs_diff: limit on the largest absolute output difference (None: not checked).
+        max_auc_drop: limit on the AUC decrease when labels exist (None: not checked).
+
+    Returns:
+        The :class:`GateResult` (the pass records it in its stats).
+
+    Raises:
+        PassRefused: a limit is exceeded, or there is no sample to measure on.
+    """
+    from recadvisor.model.runtime import GraphRunner
+
+    if not context.feeds:
+        raise PassRefused(f"{pass_name} is lossy and needs sample data (--data) to be gated")
+    feeds = {k: context.feeds[k] for k in before.signature.inputs}
+    result = compare_outputs(GraphRunner(before)(feeds), GraphRunner(after)(feeds), context.labels)
+    log.info("%s gate: max abs diff %.3g, AUC drop %.4g", pass_name, result.max_abs_diff,
+             result.auc_drop)
+    if max_abs_diff is not None and result.max_abs_diff > float(max_abs_diff):
+        raise PassRefused(
+            f"{pass_name} changes outputs by {result.max_abs_diff:.3g} > max_abs_diff "
+            f"{max_abs_diff:g}; raise max_abs_diff in the plan or leave the pass off"
+        )
+    if max_auc_drop is not None and result.auc_drop > float(max_auc_drop):
+        raise PassRefused(
+            f"{pass_name} lowers AUC by {result.auc_drop:.4f} > max_auc_drop {max_auc_drop:g} "
+            "on the sample labels; leave the pass off"
+        )
+    return result

@@ -1,0 +1,269 @@
+"""per_request_dedup: per-request (user-side) inputs are sent once and their sub-graph runs once.
+
+What it rewrites: a ranking request scores N candidates for one user, yet the signature takes the
+user's features N times and computes the user tower N times. This pass splits the inputs into
+request inputs (the plan's ``request_inputs``, or detected from their names: ``user``, ``uid``,
+``hist``, ``query``, ``context``, ``session``... tokens) and candidate inputs (the rest). Request
+inputs get shape ``[1, ...]``; every node computed from request inputs alone now runs on one row.
+Where such a tensor meets the candidate side (the first node that reads both) and where it is a
+signature output, it is broadcast to the candidates' batch: ``BroadcastTo(t, concat([N],
+shape(t)[1:]))`` with ``N = shape(candidate input)[0]``. Each request input gets an encoding of
+kind ``broadcast``: the client sends one row.
+
+Checks before accepting: on a sample request (row 0's request inputs repeated for every
+candidate row) the rewritten graph must equal the original to 1e-5, and every broadcast tensor
+must be batch-major (its first dimension is the batch).
+
+When it refuses: no request inputs found or none left for candidates; no node mixes the two
+sides; a request-side tensor reaching the candidate side is not batch-major (e.g. a shape or a
+reduction over the batch); fewer than 2 sample rows; the check above fails.
+
+Exactness: exact for requests whose request inputs are the same on every row (which is what the
+``broadcast`` encoding enforces). Changes the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+from recadvisor.model.runtime import GraphRunner
+from recadvisor.model.spec import SignatureSpec, TensorInfo
+from recadvisor.rewrite.base import (
+    EXACT,
+    InputEncoding,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+    RewritePass,
+)
+from recadvisor.rewrite.encodings import encode_feeds
+from recadvisor.rewrite.table_surgery import (
+    add_const,
+    add_node,
+    canonical_tensor,
+    probe_tensors,
+    unique_name,
+)
+
+log = logging.getLogger(__name__)
+
+REQUEST_TOKENS = frozenset({
+    "user", "users", "uid", "hist", "history", "request", "query", "context", "profile",
+    "member", "customer", "session", "visitor", "viewer",
+})
+PARITY_TOLERANCE = 1e-5
+
+
+def detect_request_inputs(keys: Sequence[str]) -> list[str]:
+    """Inputs whose names say they describe the request (user, history, query, context...).
+
+    Args:
+        keys: signature input keys.
+
+    Returns:
+        The keys that look per-request.
+    """
+    found = []
+    for key in keys:
+        tokens = set(re.split(r"[^a-z0-9]+", key.lower()))
+        if tokens & REQUEST_TOKENS or key.lower().startswith("u_"):
+            found.append(key)
+    return found
+
+
+def one_request_feeds(
+    feeds: Mapping[str, np.ndarray], request_inputs: Sequence[str], row: int = 0
+) -> dict[str, np.ndarray]:
+    """Raw feeds shaped as one request: the request inputs of ``row`` repeated on every row.
+
+    Args:
+        feeds: raw sample inputs (signature key -> array).
+        request_inputs: the per-request keys.
+        row: which row's request features to use.
+
+    Returns:
+        A copy of ``feeds`` that a ``broadcast`` encoding accepts.
+    """
+    out = {k: np.asarray(v) for k, v in feeds.items()}
+    for key in request_inputs:
+        value = out[key]
+        out[key] = np.repeat(value[row: row + 1], value.shape[0], axis=0)
+    return out
+
+
+def _frontier(graph: ModelGraph, request: set[str], candidate: set[str]
+              ) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Request-only tensors read by candidate-side nodes, and request-only outputs.
+
+    Returns:
+        (tensor -> candidate-side reader nodes, output key -> request-only tensor).
+    """
+    feats = graph.features_of_node
+
+    def request_only(name: str) -> bool:
+        f = feats.get(name, frozenset())
+        return bool(f) and f <= request
+
+    crossings: dict[str, set[str]] = {}
+    for node in graph.graph_def.node:
+        if not (feats.get(node.name, frozenset()) & candidate):
+            continue
+        for inp in node.input:
+            if not is_control_input(inp) and request_only(node_name(inp)):
+                crossings.setdefault(canonical_tensor(inp), set()).add(node.name)
+    outputs = {k: canonical_tensor(t) for k, t in graph.output_tensors.items()
+               if request_only(node_name(t))}
+    return crossings, outputs
+
+
+def _np_dtype_name(value: np.ndarray) -> str:
+    return "string" if value.dtype.kind in "OSU" else value.dtype.name
+
+
+class PerRequestDedupPass(RewritePass):
+    """Request inputs given once, their sub-graph run once (see the module docstring)."""
+
+    name = "per_request_dedup"
+    exactness = EXACT
+    changes_contract = True
+
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
+        """Make request inputs ``[1, ...]`` and broadcast where they meet the candidates.
+
+        Args:
+            graph: the current stage.
+            params: ``request_inputs`` (list of keys; default: detected from names).
+            context: sample inputs in the current contract (at least 2 rows).
+
+        Returns:
+            The rewritten graph and one ``broadcast`` encoding per request input.
+        """
+        keys = list(graph.signature.inputs)
+        given = params.get("request_inputs")
+        request = list(given) if given else detect_request_inputs(keys)
+        unknown = [k for k in request if k not in graph.signature.inputs]
+        if unknown:
+            raise PassRefused(f"per_request_dedup: request_inputs {unknown} are not signature "
+                              f"inputs; inputs are {', '.join(keys)}")
+        candidate = [k for k in keys if k not in request]
+        if not request or not candidate:
+            raise PassRefused(
+                "per_request_dedup: cannot split inputs into request and candidate sides "
+                f"(request: {request or 'none'}); name them with request_inputs in the plan"
+            )
+        shapes = {k: graph.signature.inputs[k].shape for k in keys}
+        if any(not shapes[k] for k in keys):
+            raise PassRefused("per_request_dedup: every input needs a known rank >= 1 "
+                              "(a batch dimension)")
+        crossings, request_outputs = _frontier(graph, set(request), set(candidate))
+        if not crossings:
+            raise PassRefused(
+                f"per_request_dedup: no node reads both request inputs ({', '.join(request)}) "
+                f"and candidate inputs ({', '.join(candidate)})"
+            )
+        feeds = {k: np.asarray(context.feeds[k]) for k in keys if k in context.feeds}
+        if len(feeds) != len(keys) or min(v.shape[0] for v in feeds.values()) < 2:
+            raise PassRefused("per_request_dedup needs sample data with at least 2 rows")
+        sample = one_request_feeds(feeds, request)
+        tensors = sorted(set(crossings) | set(request_outputs.values()))
+        probed = probe_tensors(graph, tensors, sample)
+        batch = next(iter(sample.values())).shape[0]
+        for t in tensors:
+            if probed[t].ndim == 0 or probed[t].shape[0] != batch:
+                raise PassRefused(
+                    f"per_request_dedup: request-side tensor '{t}' (shape {probed[t].shape}) is "
+                    "not batch-major where it meets the candidate side"
+                )
+
+        gd = graph.copy_graph_def()
+        names = {n.name: n for n in gd.node}
+        taken = set(names)
+
+        def fresh(base: str) -> str:
+            name = unique_name(taken, base)
+            taken.add(name)
+            return name
+
+        for key in request:
+            ph = names[graph.input_nodes[key]]
+            if ph.attr["shape"].shape.dim:
+                ph.attr["shape"].shape.dim[0].size = 1
+        cand = candidate[0]
+        cand_node = graph.input_nodes[cand]
+        consts = {}
+        for label, value in {"zero": [0], "one": [1], "axis": 0}.items():
+            consts[label] = fresh(f"per_request/{label}")
+            add_const(gd, consts[label], np.array(value, np.int32))
+        cand_shape = fresh("per_request/candidate_shape")
+        add_node(gd, cand_shape, "Shape", [cand_node],
+                 T=f"dtype:{graph.signature.inputs[cand].dtype}", out_type="dtype:int32")
+        n_rows = fresh("per_request/candidates")
+        add_node(gd, n_rows, "StridedSlice", [cand_shape, consts["zero"], consts["one"],
+                                              consts["one"]],
+                 T="dtype:int32", Index="dtype:int32", begin_mask=0, end_mask=0,
+                 ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0)
+        broadcast_of: dict[str, str] = {}
+        for t in tensors:
+            dtype = _np_dtype_name(probed[t])
+            base = node_name(t)
+            shape = fresh(f"{base}/per_request_shape")
+            add_node(gd, shape, "Shape", [t], T=f"dtype:{dtype}", out_type="dtype:int32")
+            tail = fresh(f"{base}/per_request_tail")
+            add_node(gd, tail, "StridedSlice", [shape, consts["one"], consts["zero"],
+                                                consts["one"]],
+                     T="dtype:int32", Index="dtype:int32", begin_mask=0, end_mask=1,
+                     ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0)
+            target = fresh(f"{base}/per_request_target")
+            add_node(gd, target, "ConcatV2", [n_rows, tail, consts["axis"]], N=2,
+                     T="dtype:int32", Tidx="dtype:int32")
+            out = fresh(f"{base}/per_request_broadcast")
+            rewire_readers = crossings.get(t, set())
+            for n in gd.node:
+                if n.name in rewire_readers:
+                    for pos, inp in enumerate(n.input):
+                        if not is_control_input(inp) and canonical_tensor(inp) == t:
+                            n.input[pos] = out
+            add_node(gd, out, "BroadcastTo", [t, target], T=f"dtype:{dtype}",
+                     Tidx="dtype:int32")
+            broadcast_of[t] = out + ":0"
+        output_tensors = dict(graph.output_tensors)
+        for key, t in request_outputs.items():
+            output_tensors[key] = broadcast_of[t]
+        new_inputs = dict(graph.signature.inputs)
+        encodings = []
+        for key in request:
+            info = graph.signature.inputs[key]
+            new_inputs[key] = TensorInfo(key, info.dtype, (1, *info.shape[1:]))
+            encodings.append(InputEncoding(key, "broadcast", info.dtype, info.dtype, {"rows": 1}))
+        signature = SignatureSpec(graph.signature.key, new_inputs, dict(graph.signature.outputs))
+        new_graph = graph.replace(graph_def=gd, signature=signature, output_tensors=output_tensors)
+        before = GraphRunner(graph)(sample)
+        after = GraphRunner(new_graph)(encode_feeds(encodings, sample))
+        diff = max(float(np.max(np.abs(np.asarray(before[k], np.float64)
+                                       - np.asarray(after[k], np.float64))))
+                   if np.asarray(before[k]).dtype.kind in "fiub" else 0.0
+                   for k in before)
+        if diff > PARITY_TOLERANCE:
+            raise PassRefused(
+                f"per_request_dedup: the deduplicated graph differs by {diff:.3g} on a sample "
+                "request; the request side is not row-wise (leave the pass off)"
+            )
+        notes = [
+            f"request inputs sent once ([1, ...]): {', '.join(request)}"
+            + ("" if given else " (detected from their names; set request_inputs to change)"),
+            f"candidate inputs ([N, ...]): {', '.join(candidate)}",
+            f"{len(tensors)} request-side tensors broadcast to the candidates' batch",
+        ]
+        stats = {"request_inputs": request, "candidate_inputs": candidate,
+                 "broadcasts": len(tensors), "max_abs_diff_on_sample_request": diff,
+                 "nodes_before": len(graph.graph_def.node), "nodes_after": len(gd.node)}
+        log.info("per_request_dedup: %d request inputs, %d broadcasts", len(request), len(tensors))
+        return PassResult(self.name, new_graph, stats, tuple(encodings), tuple(notes))

@@ -1,0 +1,162 @@
+"""prune_embedding_rows: keep only the embedding rows the sample data uses.
+
+What it rewrites: each embedding table (a float ``Const`` read only by axis-0 gathers) of at least
+``min_rows`` rows. The ids every gather reads are computed by running the graph itself on the
+sample inputs (so they come out of the graph's own hashing and vocabulary lookups). The table
+keeps the rows hit (sorted by id) plus one fallback row; each gather reads
+``Gather(kept_table, Gather(remap, ids))`` where ``remap`` is a small int32 vector (one entry per
+old row) sending kept ids to their new row and every other id to the fallback row.
+
+Fallback row (``fallback``): ``mean`` (default: the mean of the rows pruned away) or ``zeros``.
+
+When it refuses: no sample data; no table of ``min_rows`` rows; a table where the sample hits at
+least ``max_keep_fraction`` (default 0.9) of the rows (nothing worth pruning).
+
+Exactness: lossy for ids the sample never produced (they read the fallback row); exact on the
+sample itself, so the pipeline's parity check on the sample holds at 1e-5.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from recadvisor.model.graph import ModelGraph
+from recadvisor.rewrite.base import LOSSY, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.table_surgery import (
+    add_const,
+    add_gather,
+    canonical_tensor,
+    const_array,
+    describe_table,
+    dtype_name,
+    find_embedding_tables,
+    probe_tensors,
+    protected_nodes,
+    remove_if_unread,
+    set_gather_params,
+    tf_dtype_enum,
+    unique_name,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_ROWS = 16
+DEFAULT_MAX_KEEP_FRACTION = 0.9
+
+
+def fallback_row(table: np.ndarray, kept: np.ndarray, how: str) -> np.ndarray:
+    """The row unseen ids read.
+
+    Args:
+        table: the full table.
+        kept: sorted row ids kept.
+        how: ``mean`` (of the rows pruned away) or ``zeros``.
+
+    Returns:
+        One row (shape ``table.shape[1:]``).
+    """
+    if how == "zeros":
+        return np.zeros(table.shape[1:], table.dtype)
+    if how == "mean":
+        mask = np.ones(table.shape[0], dtype=bool)
+        mask[kept] = False
+        pruned = table[mask]
+        return (pruned.mean(axis=0) if pruned.shape[0] else table.mean(axis=0)).astype(table.dtype)
+    raise PassRefused(f"prune_embedding_rows: fallback must be 'mean' or 'zeros', got '{how}'")
+
+
+class PruneEmbeddingRowsPass(RewritePass):
+    """Embedding tables shrunk to the rows the sample uses (see the module docstring)."""
+
+    name = "prune_embedding_rows"
+    exactness = LOSSY
+    changes_contract = False
+
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
+        """Prune unused rows from the embedding tables.
+
+        Args:
+            graph: the current stage.
+            params: ``fallback`` (``mean`` | ``zeros``), ``min_rows`` (default 16),
+                ``max_keep_fraction`` (default 0.9), ``tables`` (Const names).
+            context: the sample inputs (in the current contract).
+
+        Returns:
+            The graph with smaller tables; stats give rows before/after per table.
+        """
+        if not context.feeds:
+            raise PassRefused("prune_embedding_rows needs sample data (--data) to see used rows")
+        how = str(params.get("fallback", "mean"))
+        min_rows = int(params.get("min_rows", DEFAULT_MIN_ROWS))
+        max_keep = float(params.get("max_keep_fraction", DEFAULT_MAX_KEEP_FRACTION))
+        wanted = params.get("tables")
+        tables = [t for t in find_embedding_tables(graph, min_rows=min_rows).values()
+                  if not wanted or t.const in wanted]
+        if not tables:
+            raise PassRefused(f"prune_embedding_rows: no embedding table of {min_rows}+ rows")
+        ids_tensors = {g: graph.nodes[g].input[1] for t in tables for g in t.gathers}
+        values = probe_tensors(graph, ids_tensors.values(), context.feeds)
+        gd = graph.copy_graph_def()
+        names = {n.name for n in gd.node}
+        per_table: dict[str, Any] = {}
+        skipped: list[str] = []
+        bytes_before = bytes_after = 0
+        for table in tables:
+            label = describe_table(graph, table)
+            rows = table.shape[0]
+            used = np.unique(np.concatenate([
+                np.asarray(values[canonical_tensor(ids_tensors[g])]).reshape(-1)
+                for g in table.gathers
+            ]).astype(np.int64))
+            used = used[(used >= 0) & (used < rows)]
+            if used.size >= max_keep * rows:
+                skipped.append(f"{label}: sample uses {used.size} of {rows} rows")
+                continue
+            old = const_array(graph.nodes[table.const])
+            new = np.concatenate([old[used], fallback_row(old, used, how)[None]]).astype(old.dtype)
+            remap = np.full(rows, used.size, dtype=np.int32)
+            remap[used] = np.arange(used.size, dtype=np.int32)
+            t_name = unique_name(names, f"{table.const}/pruned")
+            r_name = unique_name(names, f"{table.const}/remap")
+            axis = unique_name(names, f"{table.const}/axis")
+            names.update((t_name, r_name, axis))
+            add_const(gd, t_name, new)
+            add_const(gd, r_name, remap)
+            add_const(gd, axis, np.array(0, np.int32))
+            for gname in table.gathers:
+                gather = next(n for n in gd.node if n.name == gname)
+                ids = gather.input[1]
+                new_ids = unique_name(names, f"{gname}/remapped_ids")
+                names.add(new_ids)
+                add_gather(gd, new_ids, r_name, ids, "int32",
+                           dtype_name(gather.attr["Tindices"].type), axis)
+                set_gather_params(gd, gname, t_name, dtype_name(gather.attr["Tparams"].type))
+                gather.input[1] = new_ids
+                gather.attr["Tindices"].type = tf_dtype_enum("int32")
+            remove_if_unread(gd, {graph.nodes[g].input[0].split(":")[0] for g in table.gathers},
+                             protected_nodes(graph))
+            size = new.nbytes + remap.nbytes
+            bytes_before += old.nbytes
+            bytes_after += size
+            per_table[table.const] = {"table": label, "rows_before": rows,
+                                      "rows_after": int(new.shape[0]),
+                                      "bytes_before": int(old.nbytes), "bytes_after": int(size)}
+        if not per_table:
+            raise PassRefused("prune_embedding_rows: nothing to prune: " + "; ".join(skipped))
+        notes = [
+            f"{d['table']}: {d['rows_before']} -> {d['rows_after']} rows; ids unseen in the "
+            f"sample read the fallback row ({how}{' of the pruned rows' if how == 'mean' else ''})"
+            for d in per_table.values()
+        ]
+        notes.extend(f"left as is: {s}" for s in skipped)
+        stats = {"tables": per_table, "table_bytes_before": int(bytes_before),
+                 "table_bytes_after": int(bytes_after), "fallback": how}
+        log.info("prune_embedding_rows: %d tables, %d -> %d bytes", len(per_table), bytes_before,
+                 bytes_after)
+        return PassResult(self.name, graph.replace(graph_def=gd), stats, (), tuple(notes))

@@ -1,0 +1,125 @@
+"""ONNX export: blockers named, Bucketize and integer tables lowered, parity with onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recadvisor.errors import ExportError, OutputExistsError
+from recadvisor.model.graph import ModelGraph
+from recadvisor.model.onnx_export import (
+    export_onnx,
+    find_onnx_blockers,
+    lower_for_onnx,
+    ort_feeds,
+)
+from recadvisor.model.runtime import GraphRunner
+from recadvisor.rewrite.base import RewriteContext
+from recadvisor.rewrite.encodings import encode_feeds
+from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
+from recadvisor.rewrite.numeric_bucketize import NumericBucketizePass
+from recadvisor.rewrite.per_request_dedup import PerRequestDedupPass, one_request_feeds
+from recadvisor.rewrite.quantize_embeddings import QuantizeEmbeddingsPass
+from tests.rewrite.fixtures_contract import (
+    ContractModel,
+    hashing_ranker,
+    int_lookup,
+    max_abs_diff,
+    two_tower,
+)
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+
+@pytest.fixture(scope="module")
+def hranker() -> ContractModel:
+    return hashing_ranker()
+
+
+@pytest.fixture(scope="module")
+def string_free(hranker: ContractModel) -> tuple[ModelGraph, dict[str, np.ndarray]]:
+    """numeric_bucketize + ids_upstream: a string-free graph with a Bucketize, and its feeds."""
+    ctx = RewriteContext(hranker.feeds, hranker.feeds, hranker.labels)
+    bucketized = NumericBucketizePass().apply(hranker.graph, {}, ctx).graph
+    up = IdsUpstreamPass().apply(bucketized, {}, ctx)
+    return up.graph, encode_feeds(up.encodings, hranker.feeds)
+
+
+def test_strings_block_export_with_the_fix_named(hranker: ContractModel, tmp_path: Path) -> None:
+    blockers = {b.op: b for b in find_onnx_blockers(hranker.graph)}
+    assert blockers["StringToHashBucketFast"].count == 3
+    assert set(blockers["StringToHashBucketFast"].inputs) == {"user_id", "item_id", "age"}
+    assert blockers["LookupTableFindV2"].inputs == ("category",)
+    with pytest.raises(ExportError, match="ids_upstream") as info:
+        export_onnx(hranker.graph, tmp_path / "m.onnx", hranker.feeds)
+    assert "StringToHashBucketFast x3" in str(info.value)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_string_free_graph_exports_with_parity(string_free, tmp_path: Path) -> None:
+    graph, feeds = string_free
+    assert find_onnx_blockers(graph) == []
+    result = export_onnx(graph, tmp_path / "model.onnx", feeds)
+    assert result.lowered == {"Bucketize": 1, "Log1p": 1}  # no tf2onnx handler for either
+    assert result.max_abs_diff <= 1e-5 and set(result.parity) == {"score", "logit"}
+    assert result.inputs == tuple(graph.signature.inputs)
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    assert [i.name for i in model.graph.input] == list(graph.signature.inputs)
+    assert {o.name for o in model.graph.output} == {"score", "logit"}
+    assert "Bucketize" not in result.onnx_ops and result.size_bytes > 0
+    assert result.onnx_ops["Log"] == 1
+    with pytest.raises(OutputExistsError):
+        export_onnx(graph, tmp_path / "model.onnx", feeds)
+
+
+def test_lowered_bucketize_matches_tensorflow(string_free) -> None:
+    graph, feeds = string_free
+    lowered, counts = lower_for_onnx(graph)
+    assert counts == {"Bucketize": 1, "Log1p": 1}
+    assert "Bucketize" not in lowered.op_counts() and "Log1p" not in lowered.op_counts()
+    wide = dict(feeds)
+    wide["age"] = np.array([[-1], [17], [18], [44], [70], [71], [10**6]] * 2, np.int64)
+    wide = {k: v[: len(wide["age"])] if k != "age" else v for k, v in wide.items()}
+    assert max_abs_diff(GraphRunner(lowered)(wide), GraphRunner(graph)(wide)) <= 1e-6
+
+
+def test_integer_lookup_table_is_lowered(tmp_path: Path) -> None:
+    model = int_lookup()
+    assert find_onnx_blockers(model.graph) == []
+    result = export_onnx(model.graph, tmp_path / "int.onnx", model.feeds)
+    assert result.lowered == {"LookupTableFindV2": 1}
+    assert result.max_abs_diff <= 1e-5  # feeds include unknown codes and holes in the range
+
+
+def test_quantized_tables_export(string_free, hranker: ContractModel, tmp_path: Path) -> None:
+    graph, feeds = string_free
+    q = QuantizeEmbeddingsPass().apply(graph, {"dtype": "int8"},
+                                       RewriteContext(feeds, hranker.feeds, hranker.labels))
+    result = export_onnx(q.graph, tmp_path / "int8.onnx", feeds)
+    assert result.max_abs_diff <= 1e-5
+    assert result.size_bytes < 0.6 * export_onnx(graph, tmp_path / "f32.onnx", feeds).size_bytes
+
+
+def test_per_request_graph_exports(tmp_path: Path) -> None:
+    model = two_tower()
+    up = IdsUpstreamPass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+    encoded = encode_feeds(up.encodings, model.feeds)
+    dd = PerRequestDedupPass().apply(up.graph, {}, RewriteContext(encoded, model.feeds))
+    request = one_request_feeds(model.feeds, ["hist_item_id", "user_age", "user_id"], row=2)
+    feeds = encode_feeds(up.encodings + dd.encodings, request)
+    result = export_onnx(dd.graph, tmp_path / "dedup.onnx", feeds)
+    assert result.max_abs_diff <= 1e-5
+    assert result.onnx_ops.get("Expand", 0) >= 1  # BroadcastTo of the user tower
+
+
+def test_ort_feeds_use_object_str_arrays(hranker: ContractModel) -> None:
+    feeds = dict(hranker.feeds)
+    feeds["user_id"] = np.array([b"u1", b"u2"] * 128)  # fixed-width |S bytes
+    converted = ort_feeds(hranker.graph, feeds)
+    assert converted["user_id"].dtype == object
+    assert isinstance(converted["user_id"][0], str) and converted["user_id"][0] == "u1"
+    assert converted["price"].dtype == np.float32

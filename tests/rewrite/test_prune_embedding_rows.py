@@ -1,0 +1,82 @@
+"""prune_embedding_rows: tables keep the rows the sample hits, plus one fallback row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recadvisor.model.runtime import GraphRunner
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
+from recadvisor.rewrite.encodings import hash_bucket
+from recadvisor.rewrite.prune_embedding_rows import PruneEmbeddingRowsPass
+from recadvisor.rewrite.table_surgery import const_array, find_embedding_tables, probe_tensors
+from tests.rewrite.fixtures_contract import (
+    ContractModel,
+    hashing_ranker,
+    max_abs_diff,
+    ranker_feeds,
+)
+
+
+@pytest.fixture(scope="module")
+def hranker() -> ContractModel:
+    return hashing_ranker()
+
+
+@pytest.fixture(scope="module")
+def pruned(hranker: ContractModel) -> PassResult:
+    return PruneEmbeddingRowsPass().apply(hranker.graph, {},
+                                          RewriteContext(hranker.feeds, hranker.feeds))
+
+
+def _user_table(graph):
+    return next(t for t in find_embedding_tables(graph).values() if t.shape[1] == 8)
+
+
+def test_exact_on_the_sample(hranker: ContractModel, pruned: PassResult) -> None:
+    out = GraphRunner(pruned.graph)(hranker.feeds)
+    assert max_abs_diff(out, hranker.run_original(hranker.feeds)) <= 1e-5
+
+
+def test_rows_kept_are_the_ids_the_graph_hashed(hranker: ContractModel,
+                                                pruned: PassResult) -> None:
+    user_ids = np.unique(hash_bucket(hranker.feeds["user_id"], 1000))
+    stats = pruned.stats["tables"][_user_table(hranker.graph).const]
+    assert stats["rows_before"] == 1000
+    assert stats["rows_after"] == user_ids.size + 1  # + the fallback row
+    assert _user_table(pruned.graph).shape == (user_ids.size + 1, 8)
+    assert pruned.stats["table_bytes_after"] < pruned.stats["table_bytes_before"] / 3
+    assert "(user_id): 1000 ->" in " ".join(pruned.notes)
+    # the category table (6 rows) is below min_rows and stays
+    assert any(t.shape == (6, 4) for t in find_embedding_tables(pruned.graph).values())
+
+
+def test_unseen_ids_read_the_mean_of_the_pruned_rows(hranker: ContractModel,
+                                                     pruned: PassResult) -> None:
+    table = _user_table(hranker.graph)
+    full = const_array(hranker.graph.nodes[table.const])
+    kept = np.unique(hash_bucket(hranker.feeds["user_id"], 1000))
+    mask = np.ones(1000, bool)
+    mask[kept] = False
+    fresh = ranker_feeds(32, seed=5)
+    fresh["user_id"] = np.array([f"never_seen_{i}" for i in range(32)], dtype=object)
+    unseen = ~np.isin(hash_bucket(fresh["user_id"], 1000), kept)
+    assert unseen.any()
+    [gather] = _user_table(pruned.graph).gathers
+    rows = probe_tensors(pruned.graph, [gather + ":0"], fresh)[gather + ":0"]
+    assert np.allclose(rows[unseen], full[mask].mean(axis=0), atol=1e-6)
+
+
+def test_zeros_fallback(hranker: ContractModel) -> None:
+    result = PruneEmbeddingRowsPass().apply(hranker.graph, {"fallback": "zeros"},
+                                            RewriteContext(hranker.feeds, hranker.feeds))
+    table = _user_table(result.graph)
+    assert np.all(const_array(result.graph.nodes[table.const])[-1] == 0)
+
+
+def test_refuses_when_nothing_is_worth_pruning(hranker: ContractModel) -> None:
+    with pytest.raises(PassRefused, match="nothing to prune"):
+        PruneEmbeddingRowsPass().apply(hranker.graph, {"max_keep_fraction": 0.0},
+                                       RewriteContext(hranker.feeds, hranker.feeds))
+    with pytest.raises(PassRefused, match="needs sample data"):
+        PruneEmbeddingRowsPass().apply(hranker.graph, {}, RewriteContext({}, {}))
