@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recadvisor.model.graph import GATHER_OPS, STRING_OPS, TABLE_OPS, ModelGraph, node_name
+from recadvisor.model.graph import (
+    GATHER_OPS,
+    STRING_OPS,
+    TABLE_OPS,
+    ModelGraph,
+    source_through,
+)
 from recadvisor.model.load import LoadedModel
 from recadvisor.tfimport import import_tf
 
@@ -157,23 +163,13 @@ def read_variables(model_dir: str | Path) -> list[VariableInfo]:
     return result
 
 
-def _resolve_source(graph: ModelGraph, tensor: str) -> str:
-    name = node_name(tensor)
-    for _ in range(32):
-        node = graph.nodes.get(name)
-        if node is None or node.op not in PASS_THROUGH_OPS or not node.input:
-            return name
-        name = node_name(node.input[0])
-    return name
-
-
 def find_embedding_tables(graph: ModelGraph) -> list[EmbeddingTableInfo]:
     """Constants of rank 2 used as the params (input 0) of a gather-like op."""
     tf = import_tf()
     users: dict[str, list[str]] = {}
     for node in graph.graph_def.node:
         if node.op in GATHER_OPS and node.input:
-            src = _resolve_source(graph, node.input[0])
+            src = source_through(graph.nodes, node.input[0], PASS_THROUGH_OPS, limit=32)
             if graph.nodes.get(src) is not None and graph.nodes[src].op == "Const":
                 users.setdefault(src, []).append(node.name)
     tables = []

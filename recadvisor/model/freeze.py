@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import FreezeError, ModelLoadError
-from recadvisor.model.graph import TABLE_CREATE_OPS, TABLE_OPS, LookupTable, ModelGraph, node_name
+from recadvisor.model.graph import (
+    TABLE_CREATE_OPS,
+    TABLE_OPS,
+    LookupTable,
+    ModelGraph,
+    node_name,
+    source_through,
+)
 from recadvisor.model.load import LoadedModel, first_line
 from recadvisor.tfimport import import_tf
 
@@ -68,18 +75,14 @@ def _table_dtypes(graph_def: Any, placeholder: str) -> tuple[Any, Any, Any] | No
 
 def _const_value(graph_def: Any, name: str | None) -> Any:
     tf = import_tf()
+    if name is None:
+        return None
     nodes = {n.name: n for n in graph_def.node}
-    for _ in range(32):  # follow Identity chains to the constant
-        node = nodes.get(name) if name is not None else None
-        if node is None:
-            return None
-        if node.op == "Const":
-            value = tf.make_ndarray(node.attr["value"].tensor)
-            return value.item() if value.ndim == 0 else value
-        if node.op not in ("Identity", "Snapshot") or not node.input:
-            return None
-        name = node_name(node.input[0])
-    return None
+    node = nodes.get(source_through(nodes, name, ("Identity", "Snapshot"), limit=32))
+    if node is None or node.op != "Const":
+        return None
+    value = tf.make_ndarray(node.attr["value"].tensor)
+    return value.item() if value.ndim == 0 else value
 
 
 def _has_readers(graph_def: Any, name: str) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -95,6 +95,30 @@ def node_name(tensor_or_input: str) -> str:
 def is_control_input(inp: str) -> bool:
     """True for ``^name`` control inputs."""
     return inp.startswith("^")
+
+
+def source_through(
+    nodes: Mapping[str, Any], name: str, through_ops: Iterable[str], limit: int = 256
+) -> str:
+    """Follow pass-through nodes (e.g. ``Identity``) up their first input.
+
+    Args:
+        nodes: node name -> NodeDef.
+        name: a node or tensor name to start from.
+        through_ops: op types to walk through.
+        limit: at most this many steps (guards against cycles).
+
+    Returns:
+        The name of the first node that is not a pass-through (or is missing / has no input).
+    """
+    ops = frozenset(through_ops)
+    current = node_name(name)
+    for _ in range(limit):
+        node = nodes.get(current)
+        if node is None or node.op not in ops or not node.input:
+            return current
+        current = node_name(node.input[0])
+    return current
 
 
 @dataclass(frozen=True)
@@ -290,15 +314,8 @@ class ModelGraph:
         node = self.nodes.get(name)
         if node is None or not node.input:
             return None
-        src = node_name(node.input[0])
-        for _ in range(64):
-            if src in self.tables:
-                return src
-            prev = self.nodes.get(src)
-            if prev is None or prev.op not in ("Identity", "IdentityN") or not prev.input:
-                return None
-            src = node_name(prev.input[0])
-        return None
+        src = source_through(self.nodes, node.input[0], ("Identity", "IdentityN"), limit=64)
+        return src if src in self.tables else None
 
     # ----------------------------------------------------------------- counts
     def op_counts(self) -> dict[str, int]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import RewriteError
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+from recadvisor.model.graph import ModelGraph, is_control_input, node_name, source_through
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,7 @@ def const_array(node: Any) -> np.ndarray:
 def source_through_identity(graph: ModelGraph | Mapping[str, Any], name: str) -> str:
     """Follow ``Identity`` nodes up from ``name``; returns the first non-Identity node name."""
     nodes = graph.nodes if isinstance(graph, ModelGraph) else graph
-    current = node_name(name)
-    for _ in range(256):
-        node = nodes.get(current)
-        if node is None or node.op not in IDENTITY_OPS or not node.input:
-            return current
-        current = node_name(node.input[0])
-    return current
+    return source_through(nodes, name, IDENTITY_OPS)
 
 
 def resolve_const(graph: ModelGraph | Mapping[str, Any], tensor: str) -> np.ndarray | None:
