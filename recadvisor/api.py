@@ -35,20 +35,12 @@ def describe(model_dir: str | Path, signature: str | None = None,
     return describe_model(loaded, graph)
 
 
-def _label_columns(frame: object) -> tuple[str, ...]:
-    cols = [str(c) for c in getattr(frame, "columns", [])]
-    return tuple(c for c in cols if c == "label" or c.startswith("label_"))
-
-
 def load_data(data: str | Path | None, spec: object, rows: int | None = None,
               vocabularies: dict | None = None) -> object:
-    """Read sample data for a signature (or synthesize it), with every ``label*`` column."""
-    from recadvisor.data import load_feeds, read_table
+    """Read sample data for a signature (or synthesize it), with its label columns."""
+    from recadvisor.data import load_feeds
 
-    if data is None:
-        return load_feeds(None, spec, rows=rows, vocabularies=vocabularies)
-    names = _label_columns(read_table(data, limit=1))
-    return load_feeds(data, spec, rows=rows, label_names=names or ("label",))
+    return load_feeds(data, spec, rows=rows, vocabularies=vocabularies)
 
 
 def compare(

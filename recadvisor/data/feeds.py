@@ -103,7 +103,8 @@ def load_feeds(
         vocabularies: ``{input key: known values}`` to draw synthesized values from.
         fmt: file format override (see :func:`recadvisor.data.read_table`).
         strict: passed to :func:`recadvisor.data.to_feeds`.
-        label_names: columns to return as labels when present and not signature inputs.
+        label_names: columns to return as labels when present and not signature inputs;
+            columns named ``label_<something>`` are always labels.
 
     Returns:
         A :class:`LoadedData`.
@@ -118,6 +119,11 @@ def load_feeds(
     frame = read_table(path, fmt=fmt, limit=rows)
     feeds = to_feeds(frame, spec, strict=strict)
     label_columns = [name for name in label_names if name not in spec.inputs]
+    # per-output labels (``label_<output>``, e.g. ESMM's ``label_ctcvr``) are labels too
+    label_columns += [
+        str(c) for c in frame.columns
+        if str(c).startswith("label_") and str(c) not in spec.inputs and str(c) not in label_columns
+    ]
     found_labels = labels(frame, label_columns)
     used = set(spec.inputs) | set(found_labels)
     unused = tuple(str(c) for c in frame.columns if c not in used)

@@ -58,6 +58,15 @@ def test_label_named_like_an_input_stays_an_input(tmp_path, spec, sample_frame, 
     np.testing.assert_array_equal(loaded.feeds["age"][:, 0], [18, 25, 40, 61])
 
 
+def test_per_output_label_columns_are_labels(tmp_path, spec, sample_frame, writer):
+    frame = sample_frame.assign(label_ctcvr=[0, 0, 0, 1], request_id=["a", "b", "c", "d"])
+    path = writer(frame, tmp_path / "sample.parquet", "parquet")
+    loaded = load_feeds(path, spec)
+    assert list(loaded.labels) == ["label", "label_ctcvr"]
+    assert loaded.labels["label_ctcvr"].tolist() == [0, 0, 0, 1]
+    assert loaded.unused_columns == ("request_id",)
+
+
 def test_errors_are_data_errors(tmp_path, spec, sample_frame, writer):
     with pytest.raises(DataError, match="not found"):
         load_feeds(tmp_path / "missing.parquet", spec)
