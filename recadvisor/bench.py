@@ -93,16 +93,16 @@ class SavedModelRunner:
             from recadvisor.model.freeze import freeze
             from recadvisor.model.runtime import GraphRunner
 
-            self._graph_runner: Any = GraphRunner(freeze(self.loaded))
+            self.graph_runner: Any = GraphRunner(freeze(self.loaded))
         else:
-            self._graph_runner = None
+            self.graph_runner = None
         self.spec: SignatureSpec = self.loaded.spec
         self.path = str(path)
 
     def prepare(self, feeds: Mapping[str, np.ndarray]) -> Any:
         """Tensors for one call."""
         tf = import_tf()
-        if self._graph_runner is not None:
+        if self.graph_runner is not None:
             return dict(feeds)
         return {
             k: tf.constant(feeds[k], dtype=tf.dtypes.as_dtype(self.spec.inputs[k].dtype))
@@ -111,8 +111,8 @@ class SavedModelRunner:
 
     def run(self, prepared: Any) -> dict[str, np.ndarray]:
         """One call; outputs as numpy."""
-        if self._graph_runner is not None:
-            return self._graph_runner(prepared)
+        if self.graph_runner is not None:
+            return self.graph_runner(prepared)
         return {k: v.numpy() for k, v in self.loaded.function(**prepared).items()}
 
 

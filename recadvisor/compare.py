@@ -206,18 +206,20 @@ def quality_metrics(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.n
     return result
 
 
-def _node_count(kind: str, path: Path, signature: str | None) -> int | None:
+def _node_count(runner: Any) -> int | None:
+    """Nodes of the model a runner serves (the frozen graph for SavedModels)."""
     try:
-        if kind == "onnx":
+        if runner.kind == "onnx":
             import onnx
 
-            return len(onnx.load(str(path)).graph.node)
+            return len(onnx.load(runner.path).graph.node)
+        if runner.graph_runner is not None:  # TF1: already frozen to be run
+            return len(runner.graph_runner.graph.graph_def.node)
         from recadvisor.model.freeze import freeze
-        from recadvisor.model.load import load_model
 
-        return len(freeze(load_model(path, signature)).graph_def.node)
+        return len(freeze(runner.loaded).graph_def.node)
     except Exception as e:  # noqa: BLE001 - a count is nice to have, not essential
-        log.warning("cannot count nodes of %s: %s", path, e)
+        log.warning("cannot count nodes of %s: %s", runner.path, e)
         return None
 
 
@@ -336,7 +338,7 @@ def compare(
                                     model_feeds[label])
         results.append(ModelResult(
             label=label, kind=kind, path=str(path), size_bytes=size,
-            node_count=_node_count(kind, path, signature),
+            node_count=_node_count(runner),
             latency=latencies[label],
             ratio_vs_baseline={bs: latencies[label][bs].p50_ms / latencies[base_label][bs].p50_ms
                                for bs in batch_sizes},
