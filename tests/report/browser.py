@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -174,6 +176,12 @@ def _page_ws_url(port: int, timeout: float) -> str:
     raise RuntimeError("no page target in chromium")
 
 
+def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
+    """Send ``sig`` to the browser's whole process group (it leads its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 def open_report(
     html_path: Path,
     *,
@@ -204,11 +212,15 @@ def open_report(
         raise RuntimeError("chromium not found")
     run = PageRun()
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="recadvisor-chromium-") as profile:
+    # chromium's helper processes can still write to the profile after the main process exits:
+    # run them in their own process group and stop the whole group before the profile goes
+    with tempfile.TemporaryDirectory(prefix="recadvisor-chromium-",
+                                     ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
         )
         client = None
         try:
@@ -254,12 +266,13 @@ def open_report(
         finally:
             if client is not None:
                 client.close()
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait(timeout=10)
+            _signal_group(proc, signal.SIGKILL)  # helpers that outlived the main process
             if proc.stderr is not None:
                 proc.stderr.close()
     run.seconds = time.monotonic() - start
