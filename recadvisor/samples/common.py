@@ -490,6 +490,43 @@ def flaw(kind: str, features: list[str], detail: str) -> dict[str, Any]:
     return {"kind": kind, "features": list(features), "detail": detail}
 
 
+def age_as_string_flaw(
+    size: SampleSize, columns: Mapping[str, np.ndarray], shape: str = ""
+) -> dict[str, Any]:
+    """The ``numeric_as_string`` flaw every sample plants on ``age`` (AsString + hash)."""
+    ages = columns["age"]
+    kind = f"int64 age {shape} " if shape else "int64 age "
+    return flaw(
+        "numeric_as_string",
+        ["age"],
+        f"{kind}is formatted with AsString and hashed into {size.age_buckets} "
+        f"buckets; the data holds {distinct(ages)} distinct ages ({ages.min()}..{ages.max()})",
+    )
+
+
+def unused_input_flaw(name: str) -> dict[str, Any]:
+    """An ``unused_input`` flaw: declared in the signature, never read."""
+    return flaw(
+        "unused_input",
+        [name],
+        f"{name} is declared in the serving signature but the graph never reads it",
+    )
+
+
+def oversized_user_table_flaw(
+    size: SampleSize, columns: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """The ``large_embedding`` flaw on ``user_id``: far more rows than users in the data."""
+    users = distinct(columns["user_id"])
+    return flaw(
+        "large_embedding",
+        ["user_id"],
+        f"user_id hashes into {size.user_buckets} rows x {size.id_dim} dims but the data "
+        f"holds {users} distinct users (<= {100.0 * users / size.user_buckets:.1f}% of "
+        "rows can ever be hit)",
+    )
+
+
 def distinct(values: np.ndarray) -> int:
     """Number of distinct non-padding values (any shape)."""
     flat = values.reshape(-1)

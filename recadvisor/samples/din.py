@@ -24,6 +24,7 @@ from recadvisor.samples.common import (
     SampleDefinition,
     SampleModel,
     SampleSize,
+    age_as_string_flaw,
     apply_mlp,
     distinct,
     flaw,
@@ -145,13 +146,7 @@ def make_model(
 def planted_flaws(size: SampleSize, columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """The flaws planted in this DIN, with the numbers of this build."""
     return [
-        flaw(
-            "numeric_as_string",
-            ["age"],
-            f"int64 age [N,1] is formatted with AsString and hashed into {size.age_buckets} "
-            f"buckets; the data holds {distinct(columns['age'])} distinct ages "
-            f"({columns['age'].min()}..{columns['age'].max()})",
-        ),
+        age_as_string_flaw(size, columns, shape="[N,1]"),
         flaw(
             "shared_embedding_candidate",
             ["cate_id", "hist_cate_id"],

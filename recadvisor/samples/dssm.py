@@ -24,12 +24,14 @@ from recadvisor.samples.common import (
     SampleDefinition,
     SampleModel,
     SampleSize,
+    age_as_string_flaw,
     apply_mlp,
-    distinct,
     flaw,
     hash_lookup,
     masked_mean,
+    oversized_user_table_flaw,
     top_vocabulary,
+    unused_input_flaw,
 )
 from recadvisor.samples.synthetic import Interactions
 from recadvisor.tfimport import import_tf
@@ -150,33 +152,16 @@ def make_model(
 
 def planted_flaws(size: SampleSize, columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
     """The flaws planted in this DSSM, with the numbers of this build."""
-    users = distinct(columns["user_id"])
     return [
-        flaw(
-            "numeric_as_string",
-            ["age"],
-            f"int64 age is formatted with AsString and hashed into {size.age_buckets} buckets; "
-            f"the data holds {distinct(columns['age'])} distinct ages "
-            f"({columns['age'].min()}..{columns['age'].max()})",
-        ),
+        age_as_string_flaw(size, columns),
         flaw(
             "duplicate_feature",
             ["city"],
             f"city is hashed twice into {size.city_buckets} buckets: a {size.small_dim}-wide "
             "embedding in the user tower and a separate 1-wide bias table added to the logit",
         ),
-        flaw(
-            "unused_input",
-            ["request_id"],
-            "request_id is declared in the serving signature but the graph never reads it",
-        ),
-        flaw(
-            "large_embedding",
-            ["user_id"],
-            f"user_id hashes into {size.user_buckets} rows x {size.id_dim} dims but the data "
-            f"holds {users} distinct users (<= {100.0 * users / size.user_buckets:.1f}% of "
-            "rows can ever be hit)",
-        ),
+        unused_input_flaw("request_id"),
+        oversized_user_table_flaw(size, columns),
         flaw(
             "shared_embedding_candidate",
             ["item_id", "hist_item_id"],
