@@ -49,6 +49,7 @@ from recadvisor.rewrite.table_surgery import (
     add_const,
     add_node,
     const_array,
+    fallback_row,
     gather_axis,
     protected_nodes,
     remove_nodes,
@@ -227,14 +228,6 @@ def _merge(boundaries: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray, np.
     return merged_bounds, merged_sources
 
 
-def _fallback_row(table: np.ndarray, how: str) -> np.ndarray:
-    if how == "zeros":
-        return np.zeros(table.shape[1:], table.dtype)
-    if how == "mean":
-        return table.mean(axis=0).astype(table.dtype)
-    raise PassRefused(f"numeric_bucketize: fallback must be 'mean' or 'zeros', got '{how}'")
-
-
 def _describe_range(values: np.ndarray, contiguous: bool) -> str:
     lo, hi = values.min().item(), values.max().item()
     if contiguous:
@@ -311,7 +304,7 @@ class NumericBucketizePass(RewritePass):
                 table_name = source_through_identity(graph, gather.input[0])
                 if table_name not in tables_done:
                     old = const_array(graph.nodes[table_name])
-                    fb = _fallback_row(old, fallback)
+                    fb = fallback_row(old, fallback, self.name)
                     new = np.stack([old[s] if s >= 0 else fb for s in sources]).astype(old.dtype)
                     const_name = unique_name(names, f"{table_name}/bucketized")
                     names.add(const_name)

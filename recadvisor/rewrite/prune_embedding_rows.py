@@ -33,6 +33,7 @@ from recadvisor.rewrite.table_surgery import (
     const_array,
     describe_table,
     dtype_name,
+    fallback_row,
     find_embedding_tables,
     probe_tensors,
     protected_nodes,
@@ -46,27 +47,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MIN_ROWS = 16
 DEFAULT_MAX_KEEP_FRACTION = 0.9
-
-
-def fallback_row(table: np.ndarray, kept: np.ndarray, how: str) -> np.ndarray:
-    """The row unseen ids read.
-
-    Args:
-        table: the full table.
-        kept: sorted row ids kept.
-        how: ``mean`` (of the rows pruned away) or ``zeros``.
-
-    Returns:
-        One row (shape ``table.shape[1:]``).
-    """
-    if how == "zeros":
-        return np.zeros(table.shape[1:], table.dtype)
-    if how == "mean":
-        mask = np.ones(table.shape[0], dtype=bool)
-        mask[kept] = False
-        pruned = table[mask]
-        return (pruned.mean(axis=0) if pruned.shape[0] else table.mean(axis=0)).astype(table.dtype)
-    raise PassRefused(f"prune_embedding_rows: fallback must be 'mean' or 'zeros', got '{how}'")
 
 
 class PruneEmbeddingRowsPass(RewritePass):
@@ -119,7 +99,10 @@ class PruneEmbeddingRowsPass(RewritePass):
                 skipped.append(f"{label}: sample uses {used.size} of {rows} rows")
                 continue
             old = const_array(graph.nodes[table.const])
-            new = np.concatenate([old[used], fallback_row(old, used, how)[None]]).astype(old.dtype)
+            dropped = np.ones(rows, dtype=bool)
+            dropped[used] = False
+            fallback = fallback_row(old, how, self.name, mean_of=old[dropped])
+            new = np.concatenate([old[used], fallback[None]]).astype(old.dtype)
             remap = np.full(rows, used.size, dtype=np.int32)
             remap[used] = np.arange(used.size, dtype=np.int32)
             t_name = unique_name(names, f"{table.const}/pruned")
