@@ -157,7 +157,7 @@ class OnnxRunner:
     def run(self, prepared: Any) -> dict[str, np.ndarray]:
         """One call; outputs keyed without a ``:0`` suffix."""
         outs = self.session.run(self.output_names, prepared)
-        return {n.split(":")[0]: o for n, o in zip(self.output_names, outs)}
+        return {n.split(":")[0]: o for n, o in zip(self.output_names, outs, strict=True)}
 
 
 def build_floor_model(spec: SignatureSpec, out_dir: str | Path) -> Path:

@@ -18,7 +18,10 @@ _TF: ModuleType | None = None
 
 @contextmanager
 def _quiet_stderr(enabled: bool) -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null (TF 2.21's C++ start-up logs ignore TF_CPP_MIN_LOG_LEVEL)."""
+    """Send file descriptor 2 to /dev/null.
+
+    TF 2.21's C++ start-up logs ignore ``TF_CPP_MIN_LOG_LEVEL``.
+    """
     if not enabled:
         yield
         return

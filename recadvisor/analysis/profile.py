@@ -309,7 +309,8 @@ def read_xplane_op_times(path: str | Path) -> list[RuntimeOpTime]:
     """Sum the self time of every kernel event in an ``.xplane.pb`` trace, per runtime node.
 
     Kernel events are recognized by their metadata: name ``node:OpType`` (with ``OpType`` as
-    display name for expensive kernels, none for inline ones). A kernel's self time is its duration minus the kernel events nested inside it
+    display name for expensive kernels, none for inline ones). A kernel's self time is its
+    duration minus the kernel events nested inside it
     on the same thread (e.g. a function call op running its body inline).
 
     Args:

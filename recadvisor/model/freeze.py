@@ -51,7 +51,7 @@ def freeze(loaded: LoadedModel) -> ModelGraph:
 
 
 def _table_dtypes(graph_def: Any, placeholder: str) -> tuple[Any, Any, Any] | None:
-    """(key dtype, value dtype, default-value node name) from the find op reading ``placeholder``."""
+    """(key dtype, value dtype, default node name) of the find op reading ``placeholder``."""
     readers: dict[str, list[Any]] = {}
     for n in graph_def.node:
         for inp in n.input:
@@ -120,7 +120,7 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
     arg_keys = sorted(kwargs)  # tf.nest flattens dicts in sorted key order
     n_sig = len(arg_keys)
     input_tensors = {}
-    for key, tensor in zip(arg_keys, func.inputs[:n_sig]):
+    for key, tensor in zip(arg_keys, func.inputs[:n_sig], strict=True):
         input_tensors[key] = tensor.name
         if node_name(tensor.name) not in present:
             # an input the graph never reads can vanish during freezing; put it back
@@ -130,7 +130,7 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
             ph.attr["dtype"].type = tensor.dtype.as_datatype_enum
             ph.attr["shape"].shape.CopyFrom(tensor.shape.as_proto())
     out_keys = sorted(func.structured_outputs)
-    output_tensors = {k: t.name for k, t in zip(out_keys, frozen.outputs)}
+    output_tensors = {k: t.name for k, t in zip(out_keys, frozen.outputs, strict=True)}
     missing = set(loaded.spec.inputs) - set(input_tensors)
     if missing or set(output_tensors) != set(loaded.spec.outputs):
         raise FreezeError(
@@ -138,7 +138,7 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
             f"(inputs missing: {sorted(missing)}, outputs: {sorted(output_tensors)})"
         )
 
-    captured = {t.name: h for t, h in zip(func.inputs[n_sig:], func.captured_inputs)}
+    captured = {t.name: h for t, h in zip(func.inputs[n_sig:], func.captured_inputs, strict=True)}
     variable_names = _variable_names(func, captured, present)
     tables: dict[str, LookupTable] = {}
     sig_nodes = {node_name(t) for t in input_tensors.values()}
@@ -244,7 +244,8 @@ def _freeze_tf1(loaded: LoadedModel) -> ModelGraph:
             keys, values = sess.run(export)
             default_node = None
             for reader in graph_def.node:
-                if reader.op in TABLE_OPS and reader.input and node_name(reader.input[0]) == node.name:
+                reads_table = reader.input and node_name(reader.input[0]) == node.name
+                if reader.op in TABLE_OPS and reads_table:
                     if reader.op == "LookupTableFindV2":
                         default_node = node_name(reader.input[2])
             tables[node.name] = LookupTable(

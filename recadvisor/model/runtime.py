@@ -93,10 +93,11 @@ def build_serving_module(
 
     input_keys = list(graph.signature.inputs)
     output_keys = list(graph.output_tensors)
+    inputs = graph.signature.inputs
     specs = [
         tf.TensorSpec(
-            None if graph.signature.inputs[k].shape is None else list(graph.signature.inputs[k].shape),
-            tf.dtypes.as_dtype(graph.signature.inputs[k].dtype),
+            None if inputs[k].shape is None else list(inputs[k].shape),
+            tf.dtypes.as_dtype(inputs[k].dtype),
             name=k,
         )
         for k in input_keys
@@ -104,7 +105,7 @@ def build_serving_module(
     return_elements = [graph.output_tensors[k] for k in output_keys]
 
     def serve(*args: Any) -> dict[str, Any]:
-        input_map = {graph.input_tensors[k]: a for k, a in zip(input_keys, args)}
+        input_map = {graph.input_tensors[k]: a for k, a in zip(input_keys, args, strict=True)}
         for name, var in variables.items():
             input_map[name + ":0"] = var.read_value()
         for name, table in tables.items():
@@ -113,7 +114,7 @@ def build_serving_module(
             graph_def, input_map=input_map, return_elements=return_elements, name="model"
         )
         result = {}
-        for k, t in zip(output_keys, outs):
+        for k, t in zip(output_keys, outs, strict=True):
             out = tf.identity(t, name=k)
             declared = graph.signature.outputs.get(k)
             if declared is not None and declared.shape is not None:

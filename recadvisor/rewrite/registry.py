@@ -34,9 +34,11 @@ class PassEntry:
 
 
 PASS_ORDER: tuple[PassEntry, ...] = (
-    PassEntry("strip_control_deps", "recadvisor.rewrite.strip_control_deps", "StripControlDepsPass"),
+    PassEntry("strip_control_deps", "recadvisor.rewrite.strip_control_deps",
+              "StripControlDepsPass"),
     PassEntry("prune_outputs", "recadvisor.rewrite.prune_outputs", "PruneOutputsPass"),
-    PassEntry("drop_unused_inputs", "recadvisor.rewrite.drop_unused_inputs", "DropUnusedInputsPass"),
+    PassEntry("drop_unused_inputs", "recadvisor.rewrite.drop_unused_inputs",
+              "DropUnusedInputsPass"),
     PassEntry("merge_duplicates", "recadvisor.rewrite.merge_duplicates", "MergeDuplicatesPass"),
     PassEntry("numeric_bucketize", "recadvisor.rewrite.numeric_bucketize", "NumericBucketizePass"),
     PassEntry("ids_upstream", "recadvisor.rewrite.ids_upstream", "IdsUpstreamPass"),

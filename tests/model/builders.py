@@ -18,7 +18,8 @@ def build_tf2_module(path: Path) -> Path:
     class Ranker(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.user_emb = tf.Variable(rng.normal(size=(500, 8)).astype("float32"), name="user_emb")
+            self.user_emb = tf.Variable(rng.normal(size=(500, 8)).astype("float32"),
+                                        name="user_emb")
             self.age_emb = tf.Variable(rng.normal(size=(100, 8)).astype("float32"), name="age_emb")
             self.cat_emb = tf.Variable(rng.normal(size=(6, 8)).astype("float32"), name="cat_emb")
             self.user_bias = tf.Variable(rng.normal(size=(500, 1)).astype("float32"), name="ubias")

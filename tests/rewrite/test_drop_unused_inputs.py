@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.base import PassRefused
+from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 
 def test_drops_unread_input_subgraph(ranker: TinyModel, ranker_stripped: ModelGraph) -> None:

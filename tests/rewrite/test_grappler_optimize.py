@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 from recadvisor.errors import PlanError
 from recadvisor.model.freeze import freeze
@@ -18,6 +17,7 @@ from recadvisor.rewrite.base import PassRefused
 from recadvisor.rewrite.grappler_optimize import non_portable_nodes
 from recadvisor.rewrite.registry import get_pass
 from recadvisor.tfimport import import_tf
+from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 FEEDS = {"x": np.random.default_rng(0).normal(size=(8, 6)).astype(np.float32)}
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.model.spec import SignatureSpec, TensorInfo
 from recadvisor.rewrite.base import PassRefused
 from recadvisor.tfimport import import_tf
+from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 
 def test_merges_hash_lookup_and_tables(ranker: TinyModel, ranker_stripped: ModelGraph) -> None:

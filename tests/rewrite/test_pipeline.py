@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.rewrite.conftest import TinyModel
 
 from recadvisor.errors import PlanError
 from recadvisor.model.graph import ModelGraph
@@ -26,6 +25,7 @@ from recadvisor.rewrite.base import (
 from recadvisor.rewrite.pipeline import run_pipeline
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
+from tests.rewrite.conftest import TinyModel
 
 
 class ScaleConstantPass(RewritePass):

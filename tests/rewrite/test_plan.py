@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from tests.rewrite.conftest import TinyModel
 
 from recadvisor.errors import PlanError
 from recadvisor.plan import (
@@ -18,6 +17,7 @@ from recadvisor.plan import (
     save_plan,
 )
 from recadvisor.rewrite.registry import PASS_NAMES
+from tests.rewrite.conftest import TinyModel
 
 SAFE = ["strip_control_deps", "drop_unused_inputs", "merge_duplicates", "grappler_optimize"]
 

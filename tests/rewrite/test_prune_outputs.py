@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 from recadvisor.errors import PlanError
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import PassRefused
 from recadvisor.rewrite.registry import get_pass
+from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 
 def test_keeps_one_head(ranker: TinyModel, ranker_stripped: ModelGraph) -> None:

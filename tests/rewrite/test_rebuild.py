@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.rewrite.conftest import TinyModel
 
 from recadvisor.errors import OutputExistsError, PlanError
 from recadvisor.model.load import inspect_saved_model, load_model
@@ -18,6 +17,7 @@ from recadvisor.model.runtime import run_loaded
 from recadvisor.plan import check_plan_fits, load_plan, preset_plan
 from recadvisor.rebuild import RebuildResult, rebuild, table_vocabularies
 from recadvisor.verify import compare_outputs
+from tests.rewrite.conftest import TinyModel
 
 
 def _tree_digest(path: Path) -> str:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import ModelGraph, is_control_input
@@ -14,6 +13,7 @@ from recadvisor.model.load import load_model
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.base import PassRefused
 from recadvisor.tfimport import import_tf
+from tests.rewrite.conftest import TinyModel, apply_pass, max_diff
 
 
 def _control_inputs(graph: ModelGraph) -> int:
