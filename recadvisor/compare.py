@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +128,10 @@ def machine_info() -> dict[str, Any]:
 
 def _label_for(path: Path, used: set[str]) -> str:
     label = path.name
-    if label in ("saved_model", "model.onnx") or label.endswith(".onnx") and path.parent.name:
-        label = f"{path.parent.name}/{path.name}" if label != "saved_model" else path.parent.name
+    if label == "saved_model":
+        label = path.parent.name
+    elif label.endswith(".onnx") and path.parent.name:
+        label = f"{path.parent.name}/{label}"
     base, i = label, 2
     while label in used:
         label, i = f"{base}#{i}", i + 1
@@ -266,8 +269,6 @@ def compare(
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             log.warning("TensorFlow already initialised; --threads applies to onnxruntime only")
-    import tempfile
-
     used: set[str] = set()
     base_runner, _, base_path = open_model(baseline, signature, threads)
     spec = base_runner.spec
@@ -281,8 +282,10 @@ def compare(
         runners[label] = runner
         model_feeds[label] = _encode(contract, feeds)
         meta[label] = (runner.kind, path, contract)
+    n_rows = next(iter(feeds.values())).shape[0]
+    # inputs a per-request rebuild takes once per call (encoded to a single row)
     request_inputs = {label: [k for k, v in model_feeds[label].items()
-                              if v.shape[0] == 1 and next(iter(feeds.values())).shape[0] > 1]
+                              if v.shape[0] == 1 and n_rows > 1]
                       for label in runners}
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,7 +305,6 @@ def compare(
             for label, summary in result.items():
                 latencies[label][bs] = summary
 
-    n_rows = next(iter(feeds.values())).shape[0]
     rows = min(parity_rows, n_rows)
     ref = _run_all(base_runner, take_rows(feeds, rows))
     results = []
