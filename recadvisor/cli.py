@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recadvisor.errors import RecAdvisorError
+from recadvisor.report.formatting import fmt_bytes, fmt_shape
 
 app = typer.Typer(
     add_completion=False,
@@ -84,19 +85,11 @@ def main_callback(
     )
 
 
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
-
-
 def print_description(desc: dict[str, Any]) -> None:
     """Rich tables for ``describe``."""
     console.print(
         f"[bold]{desc['path']}[/bold]  ({desc['source_format']} SavedModel, "
-        f"{_fmt_bytes(desc['size_bytes'])}), signature [bold]{desc['signature']}[/bold] "
+        f"{fmt_bytes(desc['size_bytes'])}), signature [bold]{desc['signature']}[/bold] "
         f"of {', '.join(desc['available_signatures'])}"
     )
     io = Table(title="Signature", show_lines=False)
@@ -104,9 +97,7 @@ def print_description(desc: dict[str, Any]) -> None:
         io.add_column(col)
     for side in ("inputs", "outputs"):
         for k, v in desc[side].items():
-            dims = v["shape"]
-            shape = "?" if dims is None else str(["N" if d is None else d for d in dims])
-            io.add_row(side[:-1], k, v["dtype"], shape)
+            io.add_row(side[:-1], k, v["dtype"], fmt_shape(v["shape"]))
     console.print(io)
     ops = Table(title=f"Nodes: {desc['node_count_loaded']} as stored, {desc['node_count']} frozen")
     ops.add_column("op type")
@@ -126,7 +117,7 @@ def print_description(desc: dict[str, Any]) -> None:
             emb.add_column(col)
         for t in desc["embedding_tables"]:
             emb.add_row(t["variable"], f"{t['rows']} x {t['dim']}", t["dtype"],
-                        _fmt_bytes(t["bytes"]), ", ".join(t["features"]))
+                        fmt_bytes(t["bytes"]), ", ".join(t["features"]))
         console.print(emb)
     if desc["lookup_tables"]:
         lt = Table(title="Lookup tables")
@@ -145,7 +136,7 @@ def print_description(desc: dict[str, Any]) -> None:
             st.add_row(s["op"], s["node"], ", ".join(s["features"]))
         console.print(st)
     console.print(
-        f"variables: {desc['variable_count']} ({_fmt_bytes(desc['variable_bytes'])}); "
+        f"variables: {desc['variable_count']} ({fmt_bytes(desc['variable_bytes'])}); "
         f"Const {desc['const_count']}, Identity {desc['identity_count']}; "
         f"nodes no output needs: {len(desc['unreachable_nodes'])}"
     )
@@ -305,7 +296,7 @@ def print_comparison(comp: dict[str, Any]) -> None:
             row += [f"{m['latency'][str(bs)]['p50_ms']:.3f}",
                     f"{m['ratio_vs_baseline'][str(bs)]:.2f}"]
         row.append(f"{m['ratio_vs_floor'][first]:.2f}")
-        row.append(_fmt_bytes(m["size_bytes"]))
+        row.append(fmt_bytes(m["size_bytes"]))
         if m["parity"] is None:
             row.append("baseline")
         else:
