@@ -452,6 +452,26 @@ class SampleModel:
         return list(self.module.trainable_variables)
 
 
+class ClickModel(SampleModel):
+    """A sample with one click logit: ``serve`` gives ``{"score": sigmoid(logit)}``."""
+
+    def logit(self, features: Mapping[str, Any]) -> Any:
+        """The click logit, shape ``[N]``."""
+        raise NotImplementedError
+
+    def serve(self, features: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"score": [N]}`` click probabilities."""
+        tf = import_tf()
+        return {"score": tf.sigmoid(self.logit(features))}
+
+    def loss(self, features: Mapping[str, Any], labels: Mapping[str, Any]) -> Any:
+        """Mean log loss against ``label``."""
+        tf = import_tf()
+        return tf.reduce_mean(
+            tf.nn.sigmoid_cross_entropy_with_logits(labels["label"], self.logit(features))
+        )
+
+
 @dataclass(frozen=True)
 class AucTarget:
     """How to score one output: against ``label``, on the rows where ``only_where`` is 1."""

@@ -20,9 +20,9 @@ import numpy as np
 from recadvisor.model.spec import TensorInfo
 from recadvisor.samples.common import (
     AucTarget,
+    ClickModel,
     ModelParams,
     SampleDefinition,
-    SampleModel,
     SampleSize,
     age_as_string_flaw,
     apply_mlp,
@@ -45,7 +45,7 @@ INPUTS = {
 }
 
 
-class DINModel(SampleModel):
+class DINModel(ClickModel):
     """The DIN weights and forward pass.
 
     Args:
@@ -108,18 +108,6 @@ class DINModel(SampleModel):
             axis=1,
         )
         return tf.squeeze(apply_mlp(self.top, top_in), axis=1)
-
-    def serve(self, features: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"score": [N]}`` click probabilities."""
-        tf = import_tf()
-        return {"score": tf.sigmoid(self.logit(features))}
-
-    def loss(self, features: Mapping[str, Any], labels: Mapping[str, Any]) -> Any:
-        """Mean log loss against ``label``."""
-        tf = import_tf()
-        return tf.reduce_mean(
-            tf.nn.sigmoid_cross_entropy_with_logits(labels["label"], self.logit(features))
-        )
 
 
 def make_columns(data: Interactions) -> dict[str, np.ndarray]:

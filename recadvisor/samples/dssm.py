@@ -20,9 +20,9 @@ import numpy as np
 from recadvisor.model.spec import TensorInfo
 from recadvisor.samples.common import (
     AucTarget,
+    ClickModel,
     ModelParams,
     SampleDefinition,
-    SampleModel,
     SampleSize,
     age_as_string_flaw,
     apply_mlp,
@@ -51,7 +51,7 @@ INPUTS = {
 }
 
 
-class DSSMModel(SampleModel):
+class DSSMModel(ClickModel):
     """The DSSM weights and forward pass.
 
     Args:
@@ -113,18 +113,6 @@ class DSSMModel(SampleModel):
         cosine = tf.reduce_sum(user_vector * item_vector, axis=1)
         city_bias = hash_lookup(self.city_bias, features["city"], size.city_buckets)[:, 0]
         return self.scale * cosine + city_bias + self.bias
-
-    def serve(self, features: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"score": [N]}`` click probabilities."""
-        tf = import_tf()
-        return {"score": tf.sigmoid(self.logit(features))}
-
-    def loss(self, features: Mapping[str, Any], labels: Mapping[str, Any]) -> Any:
-        """Mean log loss against ``label``."""
-        tf = import_tf()
-        return tf.reduce_mean(
-            tf.nn.sigmoid_cross_entropy_with_logits(labels["label"], self.logit(features))
-        )
 
 
 def make_columns(data: Interactions) -> dict[str, np.ndarray]:
