@@ -55,7 +55,12 @@ def handle_errors(fn: F) -> F:
             err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("error: interrupted; no partial output was left", markup=False)
+            err_console.print(
+                f"error: {fn.__name__} interrupted (Ctrl-C); no partial output was left",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as e:  # noqa: BLE001 - last line of defence: no raw tracebacks
             if _STATE["verbose"]:
@@ -64,11 +69,50 @@ def handle_errors(fn: F) -> F:
             err_console.print(
                 f"error: internal error ({type(e).__name__}: {first}); "
                 "re-run with --verbose for the traceback and report it",
-                markup=False, highlight=False, soft_wrap=True,
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+ALLOW_UNSAFE_HELP = "Load and run a model with file/network/Python ops."
+
+
+def refuse_unsafe_models(paths: list[Path], allow: bool, command: str) -> None:
+    """Scan each SavedModel (stored graph and function library, nothing executed) before a
+    command loads it, and refuse one with unsafe ops unless ``--allow-unsafe-ops``.
+
+    Args:
+        paths: SavedModel directories, rebuilt folders (holding ``saved_model/``) or ``.onnx``
+            files (not scanned: onnxruntime has no file, network or Python ops).
+        allow: ``--allow-unsafe-ops`` was given.
+        command: the command name, for the message.
+
+    Raises:
+        UnsafeModelError: a model contains unsafe ops and ``allow`` is false.
+        ModelLoadError: a path is not a SavedModel.
+    """
+    if allow:
+        return
+    from recadvisor.analysis.detectors.unsafe_ops import find_unsafe_ops
+    from recadvisor.errors import UnsafeModelError
+    from recadvisor.model.load import inspect_saved_model
+
+    for path in paths:
+        if path.suffix == ".onnx":
+            continue
+        if (path / "saved_model").is_dir() and not (path / "saved_model.pb").is_file():
+            path = path / "saved_model"
+        findings = find_unsafe_ops(inspect_saved_model(path))
+        if findings:
+            ops = ", ".join(str(f.evidence.get("op")) for f in findings)
+            raise UnsafeModelError(
+                f"'{path}' contains ops that touch files, the network or Python ({ops}); it was "
+                f"not executed; inspect it and pass --allow-unsafe-ops to {command} it anyway"
+            )
 
 
 @app.callback()
@@ -103,11 +147,13 @@ def print_description(desc: dict[str, Any]) -> None:
     ops.add_column("op type")
     ops.add_column("stored", justify="right")
     ops.add_column("frozen", justify="right")
-    names = list(desc["op_counts"]) + [k for k in desc["op_counts_loaded"]
-                                       if k not in desc["op_counts"]]
+    names = list(desc["op_counts"]) + [
+        k for k in desc["op_counts_loaded"] if k not in desc["op_counts"]
+    ]
     for name in names[:40]:
-        ops.add_row(name, str(desc["op_counts_loaded"].get(name, 0)),
-                    str(desc["op_counts"].get(name, 0)))
+        ops.add_row(
+            name, str(desc["op_counts_loaded"].get(name, 0)), str(desc["op_counts"].get(name, 0))
+        )
     if len(names) > 40:
         ops.add_row(f"... {len(names) - 40} more", "", "")
     console.print(ops)
@@ -116,17 +162,26 @@ def print_description(desc: dict[str, Any]) -> None:
         for col in ("variable", "rows x dim", "dtype", "bytes", "features"):
             emb.add_column(col)
         for t in desc["embedding_tables"]:
-            emb.add_row(t["variable"], f"{t['rows']} x {t['dim']}", t["dtype"],
-                        fmt_bytes(t["bytes"]), ", ".join(t["features"]))
+            emb.add_row(
+                t["variable"],
+                f"{t['rows']} x {t['dim']}",
+                t["dtype"],
+                fmt_bytes(t["bytes"]),
+                ", ".join(t["features"]),
+            )
         console.print(emb)
     if desc["lookup_tables"]:
         lt = Table(title="Lookup tables")
         for col in ("placeholder", "key -> value", "size", "default", "sample keys"):
             lt.add_column(col)
         for t in desc["lookup_tables"]:
-            lt.add_row(t["placeholder"], f"{t['key_dtype']} -> {t['value_dtype']}",
-                       str(t["size"]), str(t["default_value"]),
-                       ", ".join(map(str, t["sample_keys"])))
+            lt.add_row(
+                t["placeholder"],
+                f"{t['key_dtype']} -> {t['value_dtype']}",
+                str(t["size"]),
+                str(t["default_value"]),
+                ", ".join(map(str, t["sample_keys"])),
+            )
         console.print(lt)
     if desc["string_ops"]:
         st = Table(title="String ops")
@@ -155,19 +210,24 @@ def describe(
     tensorboard: Annotated[
         Path | None, typer.Option("--tensorboard", help="Write the frozen graph for TensorBoard.")
     ] = None,
+    allow_unsafe_ops: Annotated[
+        bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
+    ] = False,
 ) -> None:
     """Describe a SavedModel: signature, node counts (stored and frozen), variables, embedding and
     lookup tables, string ops, and nodes no output needs."""
     from recadvisor import api
 
+    refuse_unsafe_models([model], allow_unsafe_ops, "describe")
     desc = api.describe(model, signature=signature, tensorboard_dir=tensorboard).to_dict()
     if as_json:
         sys.stdout.write(json.dumps(desc, indent=2, default=str) + "\n")
     else:
         print_description(desc)
         if tensorboard is not None:
-            console.print(f"TensorBoard graph written to {tensorboard} "
-                          f"(tensorboard --logdir {tensorboard})")
+            console.print(
+                f"TensorBoard graph written to {tensorboard} (tensorboard --logdir {tensorboard})"
+            )
 
 
 @app.command()
@@ -184,8 +244,9 @@ def samples(
     """Build the DSSM, ESMM and DIN sample models and their data (deterministic for a seed)."""
     from recadvisor.samples import build_samples
 
-    results = build_samples(out, rows=rows, seed=seed, size=size, force=force,
-                            progress=lambda msg: console.print(msg))
+    results = build_samples(
+        out, rows=rows, seed=seed, size=size, force=force, progress=lambda msg: console.print(msg)
+    )
     table = Table(title=f"Sample models in {out}")
     for col in ("name", "model", "data rows", "AUC (held out)", "train s"):
         table.add_column(col)
@@ -214,8 +275,9 @@ def demo(
 
     missing = [n for n in SAMPLE_NAMES if force or not (models / n / "saved_model").is_dir()]
     if missing:
-        build_samples(models, rows=rows, names=missing, force=force,
-                      progress=lambda msg: console.print(msg))
+        build_samples(
+            models, rows=rows, names=missing, force=force, progress=lambda msg: console.print(msg)
+        )
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for name in SAMPLE_NAMES:
@@ -224,27 +286,52 @@ def demo(
         console.rule(f"{name}")
         with _progress() as progress:
             cb = _progress_callback(progress)
-            analysis = api.analyze(model, data=data, out_dir=out / name / "analysis",
-                                   force=True, progress=cb)
+            analysis = api.analyze(
+                model, data=data, out_dir=out / name / "analysis", force=True, progress=cb
+            )
             rebuilt = {}
             for preset in ("safe", "fast"):
-                rebuilt[preset] = api.rebuild(model, out / name / preset, preset=preset,
-                                              data=data, onnx=(preset == "fast"), force=True)
+                rebuilt[preset] = api.rebuild(
+                    model,
+                    out / name / preset,
+                    preset=preset,
+                    data=data,
+                    onnx=(preset == "fast"),
+                    force=True,
+                )
             candidates: list[Path] = [out / name / "safe", out / name / "fast"]
             if (out / name / "fast" / "model.onnx").is_file():
                 candidates.append(out / name / "fast" / "model.onnx")
-            comp = api.compare(model, candidates, data=data, batch_sizes=(1, 256),
-                               requests=requests, measure_memory=False,
-                               out_dir=out / name / "compare", force=True,
-                               rebuild_info=rebuilt["fast"].to_dict(), progress=cb)
+            comp = api.compare(
+                model,
+                candidates,
+                data=data,
+                batch_sizes=(1, 256),
+                requests=requests,
+                measure_memory=False,
+                out_dir=out / name / "compare",
+                force=True,
+                rebuild_info=rebuilt["fast"].to_dict(),
+                progress=cb,
+            )
         print_comparison(comp.to_dict())
-        entries.append({"title": f"{name}: analysis", "kind": "analysis",
-                        "path": f"{name}/analysis/report.html",
-                        "description": f"{len(analysis.findings)} findings, "
-                                       f"{len(analysis.suggestions)} suggestions"})
-        entries.append({"title": f"{name}: rebuilt vs baseline", "kind": "comparison",
-                        "path": f"{name}/compare/compare.html",
-                        "description": "safe, fast and fast + ONNX rebuilds, interleaved timing"})
+        entries.append(
+            {
+                "title": f"{name}: analysis",
+                "kind": "analysis",
+                "path": f"{name}/analysis/report.html",
+                "description": f"{len(analysis.findings)} findings, "
+                f"{len(analysis.suggestions)} suggestions",
+            }
+        )
+        entries.append(
+            {
+                "title": f"{name}: rebuilt vs baseline",
+                "kind": "comparison",
+                "path": f"{name}/compare/compare.html",
+                "description": "safe, fast and fast + ONNX rebuilds, interleaved timing",
+            }
+        )
     render_index(entries, out / "index.html")
     console.print(f"open {out}/index.html")
 
@@ -262,8 +349,14 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def _progress_callback(progress: Any) -> Callable[[str, int, int], None]:
@@ -279,8 +372,10 @@ def _progress_callback(progress: Any) -> Callable[[str, int, int], None]:
 
 def print_comparison(comp: dict[str, Any]) -> None:
     """Rich table of a comparison."""
-    table = Table(title=f"{comp['baseline']} [{comp['signature']}], {comp['requests']} calls "
-                        "per batch size, interleaved")
+    table = Table(
+        title=f"{comp['baseline']} [{comp['signature']}], {comp['requests']} calls "
+        "per batch size, interleaved"
+    )
     table.add_column("model")
     for bs in comp["batch_sizes"]:
         table.add_column(f"p50 ms @{bs}", justify="right")
@@ -293,8 +388,10 @@ def print_comparison(comp: dict[str, Any]) -> None:
     for m in comp["models"]:
         row = [m["label"]]
         for bs in comp["batch_sizes"]:
-            row += [f"{m['latency'][str(bs)]['p50_ms']:.3f}",
-                    f"{m['ratio_vs_baseline'][str(bs)]:.2f}"]
+            row += [
+                f"{m['latency'][str(bs)]['p50_ms']:.3f}",
+                f"{m['ratio_vs_baseline'][str(bs)]:.2f}",
+            ]
         row.append(f"{m['ratio_vs_floor'][first]:.2f}")
         row.append(fmt_bytes(m["size_bytes"]))
         if m["parity"] is None:
@@ -317,8 +414,9 @@ def print_comparison(comp: dict[str, Any]) -> None:
 @handle_errors
 def compare(
     baseline: Annotated[Path, typer.Argument(help="The original SavedModel directory.")],
-    candidates: Annotated[list[Path], typer.Argument(
-        help="Rebuilt dirs, SavedModel dirs or .onnx files.")],
+    candidates: Annotated[
+        list[Path], typer.Argument(help="Rebuilt dirs, SavedModel dirs or .onnx files.")
+    ],
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
     signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="e.g. 1,32,256")] = "1,32,256",
@@ -326,20 +424,35 @@ def compare(
     threads: Annotated[int | None, typer.Option(help="Intra-op threads.")] = None,
     devices: Annotated[str, typer.Option(help="cpu, or cpu,gpu when a GPU exists.")] = "cpu",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
-        "reports/compare"),
+        "reports/compare"
+    ),
     no_memory: Annotated[bool, typer.Option("--no-memory", help="Skip memory.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    allow_unsafe_ops: Annotated[
+        bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
+    ] = False,
 ) -> None:
     """Benchmark candidates against the baseline: latency percentiles per batch size, throughput,
     memory, size, node counts, parity per output, AUC/log-loss when the data has labels."""
     from recadvisor import api
 
     sizes = _batch_sizes(batch_sizes)
+    refuse_unsafe_models([baseline, *candidates], allow_unsafe_ops, "compare")
     with _progress() as progress:
-        comp = api.compare(baseline, candidates, data=data, signature=signature,
-                           batch_sizes=sizes, requests=requests, threads=threads,
-                           devices=devices, measure_memory=not no_memory, out_dir=out,
-                           force=force, progress=_progress_callback(progress))
+        comp = api.compare(
+            baseline,
+            candidates,
+            data=data,
+            signature=signature,
+            batch_sizes=sizes,
+            requests=requests,
+            threads=threads,
+            devices=devices,
+            measure_memory=not no_memory,
+            out_dir=out,
+            force=force,
+            progress=_progress_callback(progress),
+        )
     print_comparison(comp.to_dict())
     console.print(f"wrote {out}/compare.json and {out}/compare.html")
 
@@ -347,27 +460,38 @@ def compare(
 def print_rebuild(result: dict[str, Any]) -> None:
     """Rich table of the passes a rebuild ran."""
     model = result.get("model", {})
-    table = Table(title=f"rebuild of {model.get('path')} [{model.get('signature')}] -> "
-                        f"{result.get('output', {}).get('dir')}")
+    table = Table(
+        title=f"rebuild of {model.get('path')} [{model.get('signature')}] -> "
+        f"{result.get('output', {}).get('dir')}"
+    )
     for col in ("pass", "status", "detail", "nodes", "s"):
         table.add_column(col)
     for rec in result.get("passes", {}).get("passes", []):
         if rec.get("status") == "disabled":
             continue
-        detail = rec.get("reason") or ", ".join(f"{k} {v}" for k, v in rec.get("stats", {}).items()
-                                                if isinstance(v, (int, float)) and v)
-        table.add_row(rec.get("name", ""), rec.get("status", ""), str(detail)[:80],
-                      f"{rec.get('nodes_before', '')} -> {rec.get('nodes_after', '')}",
-                      f"{rec.get('seconds', 0):.2f}")
+        detail = rec.get("reason") or ", ".join(
+            f"{k} {v}" for k, v in rec.get("stats", {}).items() if isinstance(v, (int, float)) and v
+        )
+        table.add_row(
+            rec.get("name", ""),
+            rec.get("status", ""),
+            str(detail)[:80],
+            f"{rec.get('nodes_before', '')} -> {rec.get('nodes_after', '')}",
+            f"{rec.get('seconds', 0):.2f}",
+        )
     console.print(table)
     parity = result.get("parity", {}).get("exported_vs_original") or {}
     if parity:
-        console.print(f"parity of the exported model vs the original: "
-                      f"{'ok' if parity.get('passed') else 'FAILED'} ({parity.get('summary', '')})")
+        console.print(
+            f"parity of the exported model vs the original: "
+            f"{'ok' if parity.get('passed') else 'FAILED'} ({parity.get('summary', '')})"
+        )
     nodes = result.get("nodes", {})
     if nodes:
-        console.print(f"nodes: {nodes.get('original')} stored, {nodes.get('frozen')} frozen, "
-                      f"{nodes.get('final')} rebuilt")
+        console.print(
+            f"nodes: {nodes.get('original')} stored, {nodes.get('frozen')} frozen, "
+            f"{nodes.get('final')} rebuilt"
+        )
     for note in result.get("notes", []):
         console.print(f"note: {note}")
 
@@ -383,13 +507,18 @@ def rebuild(
     signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    allow_unsafe_ops: Annotated[
+        bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
+    ] = False,
 ) -> None:
     """Apply a plan (or a preset) with every rewrite parity-checked, and write
     OUT/saved_model, OUT/rebuild.json, OUT/plan.yaml (and feature_contract.json, model.onnx)."""
     from recadvisor import api
 
-    result = api.rebuild(model, out, plan=plan, preset=preset, data=data, signature=signature,
-                         onnx=onnx, force=force)
+    refuse_unsafe_models([model], allow_unsafe_ops, "rebuild")
+    result = api.rebuild(
+        model, out, plan=plan, preset=preset, data=data, signature=signature, onnx=onnx, force=force
+    )
     print_rebuild(result.to_dict())
     console.print(f"wrote {out}/saved_model and {out}/rebuild.json")
 
@@ -401,13 +530,17 @@ def analyze(
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
     signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
-        "reports/analysis"),
+        "reports/analysis"
+    ),
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="e.g. 1,256")] = "1,256",
     preset: Annotated[str, typer.Option(help="Plan preset: safe | fast | small.")] = "safe",
-    allow_unsafe_ops: Annotated[bool, typer.Option(
-        "--allow-unsafe-ops", help="Run a model with file/network/Python ops.")] = False,
-    tensorboard: Annotated[Path | None, typer.Option(
-        "--tensorboard", help="Also write the graph and profile for TensorBoard.")] = None,
+    allow_unsafe_ops: Annotated[
+        bool, typer.Option("--allow-unsafe-ops", help="Run a model with file/network/Python ops.")
+    ] = False,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option("--tensorboard", help="Also write the graph and profile for TensorBoard."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
 ) -> None:
     """Profile the model per op, attribute cost to features, find what makes it slow or big,
@@ -416,20 +549,33 @@ def analyze(
 
     sizes = _batch_sizes(batch_sizes)
     with _progress() as progress:
-        result = api.analyze(model, data=data, signature=signature, out_dir=out,
-                             batch_sizes=sizes, preset=preset, allow_unsafe_ops=allow_unsafe_ops,
-                             tensorboard_dir=tensorboard, force=force,
-                             progress=_progress_callback(progress))
+        result = api.analyze(
+            model,
+            data=data,
+            signature=signature,
+            out_dir=out,
+            batch_sizes=sizes,
+            preset=preset,
+            allow_unsafe_ops=allow_unsafe_ops,
+            tensorboard_dir=tensorboard,
+            force=force,
+            progress=_progress_callback(progress),
+        )
     payload = result.to_dict()
     table = Table(title=f"Top suggestions for {model}")
     for col in ("suggestion", "exactness", "contract"):
         table.add_column(col)
     for sug in payload.get("suggestions", [])[:8]:
-        table.add_row(str(sug.get("message", sug.get("kind"))), str(sug.get("exactness")),
-                      "changes" if sug.get("changes_contract") else "same")
+        table.add_row(
+            str(sug.get("message", sug.get("kind"))),
+            str(sug.get("exactness")),
+            "changes" if sug.get("changes_contract") else "same",
+        )
     console.print(table)
-    console.print(f"{len(payload.get('findings', []))} findings; wrote {out}/analysis.json, "
-                  f"{out}/plan.yaml and {out}/report.html")
+    console.print(
+        f"{len(payload.get('findings', []))} findings; wrote {out}/analysis.json, "
+        f"{out}/plan.yaml and {out}/report.html"
+    )
 
 
 @app.command()

@@ -50,6 +50,12 @@ class OutputExistsError(RecAdvisorError):
     exit_code = 6
 
 
+class OutputWriteError(RecAdvisorError):
+    """Writing the output failed (disk full, read-only file system); nothing was left behind."""
+
+    exit_code = 6
+
+
 class UnsafeModelError(RecAdvisorError):
     """The model contains ops that touch files, network or Python and was not executed."""
 
@@ -66,3 +72,9 @@ class ExportError(RecAdvisorError):
     """Writing the rebuilt model failed."""
 
     exit_code = 9
+
+
+class MemoryLimitError(RecAdvisorError):
+    """The model's variables need more memory than the limit; it was not loaded."""
+
+    exit_code = 10

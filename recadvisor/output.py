@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from recadvisor.errors import OutputExistsError
+from recadvisor.errors import OutputExistsError, OutputWriteError, RecAdvisorError
 
 
 def check_output_dir(path: str | Path, force: bool) -> Path:
@@ -27,16 +28,62 @@ def check_output_dir(path: str | Path, force: bool) -> Path:
     probe = parent
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise OutputExistsError(
+            f"cannot write under '{probe}': it is a file, not a folder; choose another --out"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputExistsError(f"cannot write to '{probe}': permission denied")
     return p
+
+
+# errno values that mean "the output cannot be written here", not a bug
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+# the same conditions as TensorFlow's file system reports them (not as OSError)
+_WRITE_ERROR_TEXTS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+def write_failure(error: BaseException) -> str | None:
+    """Why writing failed, when ``error`` means the output location cannot take the files.
+
+    Args:
+        error: an exception raised while writing output.
+
+    Returns:
+        A short reason (e.g. ``No space left on device``), or ``None`` for any other error.
+    """
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        return error.strerror or os.strerror(error.errno)
+    text = str(error)
+    return next((t for t in _WRITE_ERROR_TEXTS if t in text), None)
+
+
+def _created_parents(path: Path) -> list[Path]:
+    """The missing ancestors of ``path``, deepest first (what ``mkdir(parents=True)`` creates)."""
+    missing = []
+    for parent in path.parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 @contextmanager
 def atomic_output_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temp directory that replaces ``path`` only when the block succeeds.
 
-    On any error (Ctrl-C included) the temp directory is removed and ``path`` is untouched.
+    On any error (Ctrl-C included) the temp directory and any parent folders created for it
+    are removed and ``path`` is untouched.
 
     Args:
         path: the final directory.
@@ -44,21 +91,38 @@ def atomic_output_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
 
     Raises:
         OutputExistsError: see :func:`check_output_dir`.
+        OutputWriteError: the files could not be written (disk full, read-only file system).
     """
     final = check_output_dir(path, force)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    created = _created_parents(final.absolute())
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         yield tmp
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
             os.rename(final, old / "x")
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except BaseException:
+                os.rename(old / "x", final)  # put the previous output back
+                old.rmdir()
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        reason = None if isinstance(e, RecAdvisorError) else write_failure(e)
+        if reason is not None:
+            way_out = "free space or " if "space" in reason or "quota" in reason else ""
+            raise OutputWriteError(
+                f"cannot write output '{final}': {reason}; nothing was written; {way_out}"
+                "choose another --out"
+            ) from e
         raise
 
 

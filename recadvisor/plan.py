@@ -67,7 +67,9 @@ _SMALL = {
     "prune_embedding_rows": ({}, "lossy for ids unseen in the sample data, gated"),
 }
 PRESET_PASSES: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
-    "safe": _SAFE, "fast": _FAST, "small": _SMALL,
+    "safe": _SAFE,
+    "fast": _FAST,
+    "small": _SMALL,
 }
 
 _HEADER = """\
@@ -101,8 +103,11 @@ class PlanEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """File form: ``{pass, enabled, params, comment}``."""
-        data: dict[str, Any] = {"pass": self.pass_name, "enabled": self.enabled,
-                                "params": _plain(self.params)}
+        data: dict[str, Any] = {
+            "pass": self.pass_name,
+            "enabled": self.enabled,
+            "params": _plain(self.params),
+        }
         if self.comment:
             data["comment"] = self.comment
         return data
@@ -118,12 +123,16 @@ class PlanEntry:
             raise PlanError(f"{where}: each rewrites entry must be a mapping with a 'pass' key")
         name = data.get("pass")
         if not isinstance(name, str) or not name:
-            raise PlanError(f"{where}: a rewrites entry has no 'pass' name; known passes: "
-                            f"{', '.join(PASS_NAMES)}")
+            raise PlanError(
+                f"{where}: a rewrites entry has no 'pass' name; known passes: "
+                f"{', '.join(PASS_NAMES)}"
+            )
         unknown = set(data) - {"pass", "enabled", "params", "comment"}
         if unknown:
-            raise PlanError(f"{where}: entry '{name}' has unknown keys {sorted(unknown)}; "
-                            "allowed: pass, enabled, params, comment")
+            raise PlanError(
+                f"{where}: entry '{name}' has unknown keys {sorted(unknown, key=str)}; "
+                "allowed: pass, enabled, params, comment"
+            )
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             raise PlanError(f"{where}: entry '{name}': enabled must be true or false")
@@ -161,14 +170,17 @@ class Plan:
     def enabled_entries(self) -> list[PlanEntry]:
         """Enabled entries in registry (execution) order."""
         rank = {name: i for i, name in enumerate(PASS_NAMES)}
-        return sorted((e for e in self.rewrites if e.enabled),
-                      key=lambda e: rank.get(e.pass_name, len(rank)))
+        return sorted(
+            (e for e in self.rewrites if e.enabled), key=lambda e: rank.get(e.pass_name, len(rank))
+        )
 
     def with_entry(self, entry: PlanEntry) -> Plan:
         """A copy with ``entry`` replacing the entry of the same pass (or appended)."""
         rewrites = [e for e in self.rewrites if e.pass_name != entry.pass_name]
-        index = next((i for i, e in enumerate(self.rewrites) if e.pass_name == entry.pass_name),
-                     len(rewrites))
+        index = next(
+            (i for i, e in enumerate(self.rewrites) if e.pass_name == entry.pass_name),
+            len(rewrites),
+        )
         rewrites.insert(index, entry)
         return dataclasses.replace(self, rewrites=tuple(rewrites))
 
@@ -176,8 +188,11 @@ class Plan:
         """File form (see the module docstring)."""
         return {
             "schema_version": self.schema_version,
-            "model": {"path": self.model_path, "signature": self.signature,
-                      "fingerprint": self.fingerprint},
+            "model": {
+                "path": self.model_path,
+                "signature": self.signature,
+                "fingerprint": self.fingerprint,
+            },
             "preset": self.preset,
             "rewrites": [e.to_dict() for e in self.rewrites],
         }
@@ -190,16 +205,21 @@ class Plan:
             PlanError: wrong schema version or malformed fields.
         """
         if not isinstance(data, Mapping):
-            raise PlanError(f"{where}: a plan must be a mapping with schema_version, model and "
-                            "rewrites")
+            raise PlanError(
+                f"{where}: a plan must be a mapping with schema_version, model and rewrites"
+            )
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise PlanError(f"{where}: schema_version {version!r} is not supported (expected "
-                            f"{SCHEMA_VERSION}); re-run analyze to write a new plan")
+            raise PlanError(
+                f"{where}: schema_version {version!r} is not supported (expected "
+                f"{SCHEMA_VERSION}); re-run analyze to write a new plan"
+            )
         model = data.get("model")
         if not isinstance(model, Mapping) or not model.get("fingerprint"):
-            raise PlanError(f"{where}: 'model' must give path, signature and fingerprint; re-run "
-                            "analyze to write a new plan")
+            raise PlanError(
+                f"{where}: 'model' must give path, signature and fingerprint; re-run "
+                "analyze to write a new plan"
+            )
         rewrites = data.get("rewrites") or []
         if not isinstance(rewrites, Sequence) or isinstance(rewrites, (str, bytes)):
             raise PlanError(f"{where}: 'rewrites' must be a list of entries")
@@ -207,8 +227,10 @@ class Plan:
         names = [e.pass_name for e in entries]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise PlanError(f"{where}: pass(es) {', '.join(dupes)} listed more than once; keep one "
-                            "entry per pass")
+            raise PlanError(
+                f"{where}: pass(es) {', '.join(dupes)} listed more than once; keep one "
+                "entry per pass"
+            )
         return cls(
             model_path=str(model.get("path", "")),
             signature=str(model.get("signature", "")),
@@ -248,8 +270,9 @@ def load_plan(path: str | Path) -> Plan:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as e:
-        raise PlanError(f"plan file '{p}' does not exist; write one with "
-                        "`recadvisor analyze MODEL`") from e
+        raise PlanError(
+            f"plan file '{p}' does not exist; write one with `recadvisor analyze MODEL`"
+        ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise PlanError(f"cannot read plan file '{p}': {e}") from e
     try:
@@ -273,8 +296,11 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
     """
     import yaml
 
-    body = yaml.safe_dump(plan.to_dict(), sort_keys=False, default_flow_style=None, width=100,
-                          allow_unicode=True)
+    data = plan.to_dict()
+    options = {"sort_keys": False, "default_flow_style": None, "width": 100}
+    body = yaml.safe_dump(data, allow_unicode=True, **options)
+    if yaml.safe_load(body) != data:  # U+0085, U+2028... written raw read back as line breaks
+        body = yaml.safe_dump(data, allow_unicode=False, **options)
     write_text_atomic(path, _HEADER.format(version=plan.schema_version) + body)
     return Path(path)
 
@@ -342,19 +368,28 @@ def check_plan_fits(plan: Plan, graph: ModelGraph) -> None:
         PlanError: schema version, fingerprint or signature mismatch, unknown pass, bad params.
     """
     if plan.schema_version != SCHEMA_VERSION:
-        raise PlanError(f"plan schema_version {plan.schema_version} is not supported (expected "
-                        f"{SCHEMA_VERSION}); re-run analyze")
+        raise PlanError(
+            f"plan schema_version {plan.schema_version} is not supported (expected "
+            f"{SCHEMA_VERSION}); re-run analyze"
+        )
     actual = graph.fingerprint()
     if plan.fingerprint != actual:
-        raise PlanError(f"plan.yaml was made for model fingerprint {plan.fingerprint}, this model "
-                        f"is {actual}; re-run analyze")
+        made_for = f" ('{plan.model_path}')" if plan.model_path else ""
+        raise PlanError(
+            f"plan.yaml was made for model fingerprint {plan.fingerprint}{made_for}, "
+            f"this model is {actual}; re-run analyze on this model"
+        )
     if plan.signature and plan.signature != graph.signature.key:
-        raise PlanError(f"plan is for signature '{plan.signature}' but the model was loaded with "
-                        f"'{graph.signature.key}'; pass --signature {plan.signature}")
+        raise PlanError(
+            f"plan is for signature '{plan.signature}' but the model was loaded with "
+            f"'{graph.signature.key}'; pass --signature {plan.signature}"
+        )
     unknown = [e.pass_name for e in plan.rewrites if e.pass_name not in PASS_NAMES]
     if unknown:
-        raise PlanError(f"plan names unknown rewrite pass(es) {', '.join(unknown)}; known passes: "
-                        f"{', '.join(PASS_NAMES)}")
+        raise PlanError(
+            f"plan names unknown rewrite pass(es) {', '.join(unknown)}; known passes: "
+            f"{', '.join(PASS_NAMES)}"
+        )
     for entry in plan.enabled_entries():
         _check_entry_params(entry, graph)
 
@@ -368,8 +403,9 @@ def _check_gate_params(entry: PlanEntry) -> None:
     for key in GATE_PARAMS & set(entry.params):
         value = entry.params[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise PlanError(f"plan entry '{entry.pass_name}': params.{key} must be a number >= 0, "
-                            f"got {value!r}")
+            raise PlanError(
+                f"plan entry '{entry.pass_name}': params.{key} must be a number >= 0, got {value!r}"
+            )
 
 
 def _check_entry_params(entry: PlanEntry, graph: ModelGraph) -> None:
@@ -378,8 +414,9 @@ def _check_entry_params(entry: PlanEntry, graph: ModelGraph) -> None:
     try:
         module = importlib.import_module(spec.module)
     except ImportError:
-        log.debug("pass module %s not importable; params of %s not checked", spec.module,
-                  entry.pass_name)
+        log.debug(
+            "pass module %s not importable; params of %s not checked", spec.module, entry.pass_name
+        )
         return
     pass_cls = getattr(module, spec.cls, None)
     checker = getattr(pass_cls, "check_params", None) if pass_cls is not None else None

@@ -14,6 +14,7 @@ import pandas as pd
 from recadvisor.data.coerce import labels, to_feeds
 from recadvisor.data.readers import read_table
 from recadvisor.data.synthesize import synthesize_feeds
+from recadvisor.errors import DataError
 from recadvisor.model.spec import SignatureSpec
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,15 @@ def load_feeds(
         feeds = synthesize_feeds(spec, n_rows, seed=seed, vocabularies=vocabularies)
         return LoadedData(feeds=feeds, labels={}, frame=None, source="synthetic", n_rows=n_rows)
     frame = read_table(path, fmt=fmt, limit=rows)
-    feeds = to_feeds(frame, spec, strict=strict)
+    try:
+        feeds = to_feeds(frame, spec, strict=strict)
+    except DataError as e:
+        raise DataError(f"sample data file {path}: {e}") from e
     label_columns = [name for name in label_names if name not in spec.inputs]
     # per-output labels (``label_<output>``, e.g. ESMM's ``label_ctcvr``) are labels too
     label_columns += [
-        str(c) for c in frame.columns
+        str(c)
+        for c in frame.columns
         if str(c).startswith("label_") and str(c) not in spec.inputs and str(c) not in label_columns
     ]
     found_labels = labels(frame, label_columns)

@@ -125,11 +125,11 @@ def read_table(path: str | Path, fmt: str | None = None, limit: int | None = Non
     path = Path(path)
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise DataError(f"row limit must be a positive integer, got {limit!r}")
-    canonical, gzipped = detect_format(path, fmt)
     if not path.exists():
         raise DataError(f"sample data file not found: {path}; check the path")
     if path.is_dir():
         raise DataError(f"sample data path {path} is a directory; pass one data file")
+    canonical, gzipped = detect_format(path, fmt)
     reader = _READERS[canonical]
     try:
         frame = reader(path, gzipped, limit)

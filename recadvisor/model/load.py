@@ -9,12 +9,14 @@ runs a single op of the model. :func:`load_model` then loads it (TF2 object-grap
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recadvisor.errors import ModelLoadError, SignatureError
+from recadvisor.errors import MemoryLimitError, ModelLoadError, SignatureError
 from recadvisor.model.spec import SignatureSpec, TensorInfo
 from recadvisor.tfimport import import_tf
 
@@ -22,6 +24,20 @@ log = logging.getLogger(__name__)
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
+MEMORY_LIMIT_ENV = "RECADVISOR_MEMORY_LIMIT"
+# loading holds the variables once, freezing copies them into constants, exporting serializes them
+MEMORY_FACTOR = 3
+_SIZE_UNITS = {
+    "": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
 
 
 @dataclass(frozen=True)
@@ -146,9 +162,7 @@ def inspect_saved_model(path: str | Path) -> SavedModelInfo:
         raise ModelLoadError(f"'{p}/saved_model.pb' is corrupt or truncated ({e})") from e
     if not sm.meta_graphs:
         raise ModelLoadError(f"'{p}/saved_model.pb' holds no meta graph (corrupt or empty file)")
-    meta = next(
-        (m for m in sm.meta_graphs if SERVE_TAG in m.meta_info_def.tags), sm.meta_graphs[0]
-    )
+    meta = next((m for m in sm.meta_graphs if SERVE_TAG in m.meta_info_def.tags), sm.meta_graphs[0])
     tags = tuple(meta.meta_info_def.tags)
     is_tf2 = meta.HasField("object_graph_def") and len(meta.object_graph_def.nodes) > 0
     signatures: dict[str, SignatureSpec] = {}
@@ -168,6 +182,98 @@ def inspect_saved_model(path: str | Path) -> SavedModelInfo:
         signatures=signatures,
         op_counts=_count_ops(meta),
         meta_graph=meta,
+    )
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``4096``, ``512M``, ``2GiB``, ``1.5 GB`` (case-insensitive).
+
+    Raises:
+        ValueError: not a size.
+    """
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?)?b?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"'{text}' is not a size")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+def memory_limit() -> tuple[int | None, str]:
+    """The memory a model may need: ``$RECADVISOR_MEMORY_LIMIT``, else the available memory.
+
+    Returns:
+        (bytes or ``None`` when unknown, where the figure came from).
+
+    Raises:
+        MemoryLimitError: the environment variable is not a size.
+    """
+    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if text:
+        try:
+            return parse_size(text), MEMORY_LIMIT_ENV
+        except ValueError as e:
+            raise MemoryLimitError(
+                f"{MEMORY_LIMIT_ENV}='{text}' is not a size; give bytes or e.g. 512MiB, 4GB"
+            ) from e
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available memory"
+    except (OSError, ValueError, IndexError):
+        pass
+    return None, "unknown"
+
+
+def variable_sizes(info: SavedModelInfo) -> dict[str, int]:
+    """Variable name -> bytes, from the checkpoint index (nothing is loaded or executed).
+
+    Returns:
+        Empty when the model has no readable ``variables/`` index (loading reports that).
+    """
+    index = Path(info.path) / "variables" / "variables.index"
+    if not index.is_file():
+        return {}
+    tf = import_tf()
+    try:
+        reader = tf.train.load_checkpoint(str(index.with_suffix("")))
+        shapes = reader.get_variable_to_shape_map()
+        dtypes = reader.get_variable_to_dtype_map()
+    except Exception as e:  # noqa: BLE001 - a bad index is reported when the model is loaded
+        log.debug("cannot read the checkpoint index of %s: %s", info.path, e)
+        return {}
+    sizes = {}
+    for name, shape in shapes.items():
+        dtype = dtypes.get(name)
+        width = 0 if dtype is None or dtype == tf.string else dtype.size
+        count = 1
+        for dim in shape:
+            count *= max(int(dim), 0)
+        sizes[name.split("/.ATTRIBUTES/")[0]] = count * width  # TF2 checkpoint keys
+    return sizes
+
+
+def check_memory(info: SavedModelInfo) -> None:
+    """Refuse, before loading, a model whose variables would not fit the memory limit.
+
+    The estimate is :data:`MEMORY_FACTOR` times the variable bytes (loaded, frozen into
+    constants, exported). Set ``RECADVISOR_MEMORY_LIMIT`` (e.g. ``8GiB``) to change the limit.
+
+    Raises:
+        MemoryLimitError: the estimate exceeds the limit.
+    """
+    limit, source = memory_limit()
+    sizes = variable_sizes(info)
+    if limit is None or not sizes:
+        return
+    need = MEMORY_FACTOR * sum(sizes.values())
+    if need <= limit:
+        return
+    largest = max(sizes, key=sizes.__getitem__)
+    raise MemoryLimitError(
+        f"'{info.path}' needs about {need:,} bytes of memory ({MEMORY_FACTOR}x its "
+        f"{sum(sizes.values()):,} bytes of variables; largest '{largest}' {sizes[largest]:,} "
+        f"bytes), more than the limit of {limit:,} bytes ({source}); it was not loaded; free "
+        f"memory or raise {MEMORY_LIMIT_ENV}"
     )
 
 
@@ -204,9 +310,11 @@ def load_model(path: str | Path, signature: str | None = None) -> LoadedModel:
     Raises:
         ModelLoadError: the directory is not a loadable SavedModel (e.g. variables missing).
         SignatureError: the signature is unknown or has no outputs.
+        MemoryLimitError: its variables need more memory than :func:`memory_limit` allows.
     """
     info = inspect_saved_model(path)
     spec = info.choose_signature(signature)
+    check_memory(info)
     if info.source_format == "tf1":
         return LoadedModel(info=info, spec=spec)
     tf = import_tf()
