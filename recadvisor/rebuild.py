@@ -35,6 +35,7 @@ from recadvisor.model.load import LoadedModel, first_line
 from recadvisor.model.spec import SignatureSpec
 from recadvisor.plan import Plan, check_plan_fits, load_plan, preset_plan, save_plan
 from recadvisor.rewrite.base import RewriteContext
+from recadvisor.rewrite.encodings import broadcast_inputs
 from recadvisor.rewrite.pipeline import APPLIED, PipelineResult, run_pipeline
 from recadvisor.verify import DEFAULT_TOLERANCE, Parity, compare_outputs
 
@@ -105,11 +106,17 @@ class RebuildResult:
         """The content of ``rebuild.json``."""
         return {
             "schema_version": REBUILD_SCHEMA_VERSION,
-            "model": {"path": self.model_dir, "signature": self.signature,
-                      "source_format": self.source_format,
-                      "fingerprint": self.plan.fingerprint},
-            "output": {"dir": self.out_dir, "saved_model": self.saved_model_dir,
-                       "signature_keys": list(self.signature_keys)},
+            "model": {
+                "path": self.model_dir,
+                "signature": self.signature,
+                "source_format": self.source_format,
+                "fingerprint": self.plan.fingerprint,
+            },
+            "output": {
+                "dir": self.out_dir,
+                "saved_model": self.saved_model_dir,
+                "signature_keys": list(self.signature_keys),
+            },
             "plan": {"preset": self.plan.preset, "file": PLAN_FILE},
             "passed": self.passed,
             "data": dict(self.data),
@@ -148,7 +155,8 @@ def _check_paths(model_dir: str | Path, out_dir: str | Path, force: bool) -> Non
     if out == model or model in out.parents or out in model.parents:
         raise OutputExistsError(
             f"output '{out_dir}' overlaps the input model '{model_dir}'; choose another --out "
-            "(the input model is never modified)")
+            "(the input model is never modified)"
+        )
     check_output_dir(out_dir, force)
 
 
@@ -182,8 +190,14 @@ def table_vocabularies(graph: ModelGraph) -> dict[str, list[Any]]:
             continue
         key = next(iter(feats))
         if key not in vocab:
-            vocab[key] = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k.item()
-                          if hasattr(k, "item") else k for k in table.keys]
+            vocab[key] = [
+                k.decode("utf-8", "replace")
+                if isinstance(k, bytes)
+                else k.item()
+                if hasattr(k, "item")
+                else k
+                for k in table.keys
+            ]
     return vocab
 
 
@@ -198,9 +212,12 @@ def _sample_rows(
     if data is None or isinstance(data, (str, Path)):
         from recadvisor.data import load_feeds
 
-        loaded = load_feeds(None if data is None else data, spec,
-                            rows=rows if data is None else max(rows, MAX_FILE_ROWS),
-                            vocabularies=table_vocabularies(graph) if data is None else None)
+        loaded = load_feeds(
+            None if data is None else data,
+            spec,
+            rows=rows if data is None else max(rows, MAX_FILE_ROWS),
+            vocabularies=table_vocabularies(graph) if data is None else None,
+        )
         feeds = dict(loaded.feeds)
         if labels is None and loaded.labels:
             labels = next(iter(loaded.labels.values()))
@@ -208,15 +225,20 @@ def _sample_rows(
     else:
         missing = sorted(set(spec.inputs) - set(data))
         if missing:
-            raise DataError(f"sample data is missing inputs {', '.join(missing)}; signature "
-                            f"'{spec.key}' takes {', '.join(sorted(spec.inputs))}")
+            raise DataError(
+                f"sample data is missing inputs {', '.join(missing)}; signature "
+                f"'{spec.key}' takes {', '.join(sorted(spec.inputs))}"
+            )
         feeds = {}
         for key, info in spec.inputs.items():
             arr = np.asarray(data[key])
             feeds[key] = arr.astype(object) if info.dtype == "string" else arr
         first = next(iter(feeds.values()), np.zeros(0))
-        summary = {"source": "given", "path": None,
-                   "rows": int(first.shape[0]) if first.ndim else 1}
+        summary = {
+            "source": "given",
+            "path": None,
+            "rows": int(first.shape[0]) if first.ndim else 1,
+        }
     label_array = None if labels is None else np.asarray(labels)
     summary["labels"] = label_array is not None
     if summary["source"] == "synthetic":
@@ -224,8 +246,9 @@ def _sample_rows(
     return feeds, label_array, summary
 
 
-def _resolve_plan(plan: Plan | str | Path | None, preset: str, graph: ModelGraph,
-                  model_dir: str | Path) -> Plan:
+def _resolve_plan(
+    plan: Plan | str | Path | None, preset: str, graph: ModelGraph, model_dir: str | Path
+) -> Plan:
     if plan is None:
         chosen = preset_plan(preset, graph, model_path=str(model_dir))
     elif isinstance(plan, Plan):
@@ -242,9 +265,11 @@ def _signature_keys(loaded: LoadedModel) -> list[str]:
     Keras exports carry ``serve`` next to ``serving_default``; clients of either keep working.
     """
     key = loaded.spec.key
-    same = [k for k, spec in loaded.info.signatures.items()
-            if k != key and spec.inputs == loaded.spec.inputs
-            and spec.outputs == loaded.spec.outputs]
+    same = [
+        k
+        for k, spec in loaded.info.signatures.items()
+        if k != key and spec.inputs == loaded.spec.inputs and spec.outputs == loaded.spec.outputs
+    ]
     return [key, *sorted(same)]
 
 
@@ -257,29 +282,36 @@ def _final_tolerance(pipeline: PipelineResult) -> float:
 def _write_contract(path: Path, pipeline: PipelineResult, original: SignatureSpec) -> None:
     try:
         from recadvisor.rewrite.encodings import feature_contract_dict
+
         doc = feature_contract_dict(list(pipeline.encodings), pipeline.graph.signature)
     except ImportError:
-        doc = {"schema_version": 1, "encodings": [e.to_dict() for e in pipeline.encodings],
-               "signature": pipeline.graph.signature.to_dict()}
+        doc = {
+            "schema_version": 1,
+            "encodings": [e.to_dict() for e in pipeline.encodings],
+            "signature": pipeline.graph.signature.to_dict(),
+        }
     doc["original_signature"] = original.to_dict()
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
 
 
-def _export_onnx(graph: ModelGraph, path: Path, feeds: Mapping[str, np.ndarray]
-                 ) -> tuple[dict[str, Any], str]:
-    try:
-        from recadvisor.model.onnx_export import export_onnx
-    except ImportError:
-        return ({"exported": False, "reason": "recadvisor.model.onnx_export is not available"},
-                "ONNX export skipped: recadvisor.model.onnx_export is not available")
+def _export_onnx(
+    graph: ModelGraph, path: Path, feeds: Mapping[str, np.ndarray]
+) -> tuple[dict[str, Any], str]:
+    """Write ``path`` (inside the temporary output folder); (summary for rebuild.json, note).
+
+    The summary's ``path`` is relative to the output folder (``model.onnx``).
+    """
     from recadvisor.errors import RecAdvisorError
+    from recadvisor.model.onnx_export import export_onnx
 
     try:
         result = export_onnx(graph, path, feeds)
     except RecAdvisorError as e:
         return {"exported": False, "reason": str(e)}, f"ONNX export skipped: {first_line(e)}"
-    summary = result.to_dict() if hasattr(result, "to_dict") else {"result": str(result)}
+    summary = result.to_dict()
     summary.setdefault("exported", path.exists())
+    # written into the temporary output folder; record where it is once the folder is in place
+    summary["path"] = path.name
     return summary, ""
 
 
@@ -345,8 +377,10 @@ def rebuild(
     frozen_outputs = GraphRunner(graph)(feeds)
     freeze_parity = compare_outputs(original_outputs, frozen_outputs, DEFAULT_TOLERANCE)
     if not freeze_parity.passed:
-        raise FreezeError(f"the frozen graph of {loaded.path} does not reproduce the model "
-                          f"({freeze_parity.summary()}); it cannot be rebuilt safely")
+        raise FreezeError(
+            f"the frozen graph of {loaded.path} does not reproduce the model "
+            f"({freeze_parity.summary()}); it cannot be rebuilt safely"
+        )
 
     t0 = time.perf_counter()
     context = RewriteContext(feeds=feeds, raw_feeds=feeds, labels=label_array)
@@ -355,11 +389,16 @@ def rebuild(
     final = pipeline.graph
     tolerance = _final_tolerance(pipeline)
     output_keys = list(final.output_tensors)
+    if broadcast_inputs(pipeline.encodings):
+        # per-request inputs: the sample rows are now one request (see the pipeline)
+        original_outputs = run_loaded(original_fn, loaded.spec.inputs, pipeline.raw_feeds)
     final_outputs = GraphRunner(final)(pipeline.feeds)
     parity = compare_outputs(original_outputs, final_outputs, tolerance, outputs=output_keys)
     if not parity.passed:
-        raise RewriteError(f"the rewritten graph does not match {loaded.path} "
-                           f"({parity.summary()}); re-run with fewer passes and report this")
+        raise RewriteError(
+            f"the rewritten graph does not match {loaded.path} "
+            f"({parity.summary()}); re-run with fewer passes and report this"
+        )
 
     notes: list[str] = []
     if pipeline.encodings:
@@ -368,6 +407,13 @@ def rebuild(
     dropped = sorted(set(loaded.spec.outputs) - set(final.output_tensors))
     if dropped:
         notes.append(f"outputs dropped from the signature: {', '.join(dropped)}")
+    requests = broadcast_inputs(pipeline.encodings)
+    if requests:
+        notes.append(
+            f"per-request inputs ({', '.join(requests)}) are sent once per call; the "
+            "final and exported models were checked on one request (the first sample "
+            "row's request inputs with every row's candidate inputs)"
+        )
     if data_summary.get("note"):
         notes.append(data_summary["note"])
     for rec in pipeline.records:
@@ -384,16 +430,21 @@ def rebuild(
         export_saved_model(final, saved_model, signature_keys=keys)
         try:
             reloaded = tf.saved_model.load(str(saved_model))
-            exported_outputs = run_loaded(reloaded.signatures[final.signature.key],
-                                          final.signature.inputs, pipeline.feeds)
+            exported_outputs = run_loaded(
+                reloaded.signatures[final.signature.key], final.signature.inputs, pipeline.feeds
+            )
         except Exception as e:  # noqa: BLE001 - TF raises many types; all mean a bad export
-            raise ExportError(f"the rebuilt SavedModel does not load or run: {first_line(e)}"
-                              ) from e
-        export_parity = compare_outputs(original_outputs, exported_outputs, tolerance,
-                                        outputs=output_keys)
+            raise ExportError(
+                f"the rebuilt SavedModel does not load or run: {first_line(e)}"
+            ) from e
+        export_parity = compare_outputs(
+            original_outputs, exported_outputs, tolerance, outputs=output_keys
+        )
         if not export_parity.passed:
-            raise ExportError(f"the exported SavedModel differs from the original "
-                              f"({export_parity.summary()}); nothing was written")
+            raise ExportError(
+                f"the exported SavedModel differs from the original "
+                f"({export_parity.summary()}); nothing was written"
+            )
         save_plan(chosen_plan, tmp / PLAN_FILE)
         if pipeline.encodings:
             _write_contract(tmp / CONTRACT_FILE, pipeline, loaded.spec)
@@ -432,14 +483,18 @@ def rebuild(
                 "frozen": len(graph.graph_def.node),
                 "final": len(final.graph_def.node),
             },
-            op_counts={"original": dict(loaded.info.op_counts), "frozen": graph.op_counts(),
-                       "final": final.op_counts()},
+            op_counts={
+                "original": dict(loaded.info.op_counts),
+                "frozen": graph.op_counts(),
+                "final": final.op_counts(),
+            },
             timings=timings,
             notes=tuple(notes),
             onnx=onnx_summary,
         )
-        (tmp / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str),
-                                       encoding="utf-8")
+        (tmp / REPORT_FILE).write_text(
+            json.dumps(result.to_dict(), indent=2, default=str), encoding="utf-8"
+        )
     log.info("rebuilt %s -> %s (%s)", model_dir, out_dir, ", ".join(pipeline.names(APPLIED)))
     return result
 

@@ -8,7 +8,7 @@ rewrite pass; the rebuilder calls it once more for the final model against the o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,8 +97,7 @@ class Parity:
         if worst.note:
             return f"{worst.note} on {worst.key}"
         op = "<=" if worst.passed else ">"
-        return (f"max abs diff {worst.max_abs_diff:.3g} on {worst.key} {op} "
-                f"{self.tolerance:.3g}")
+        return f"max abs diff {worst.max_abs_diff:.3g} on {worst.key} {op} {self.tolerance:.3g}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: overall verdict plus each output's numbers."""
@@ -116,17 +115,23 @@ def _json_float(value: float) -> float | str:
     return value if np.isfinite(value) else str(value)
 
 
-def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray | None, tolerance: float
-                 ) -> OutputParity:
+def _mismatch(key: str, dtype: str, size: int, note: str) -> OutputParity:
+    """An output that cannot be compared at all (missing, other shape): fails."""
+    return OutputParity(key, dtype, False, float("inf"), float("inf"), size, False, note)
+
+
+def _compare_one(
+    key: str, ref: np.ndarray, cand: np.ndarray | None, tolerance: float
+) -> OutputParity:
     ref = np.asarray(ref)
     dtype = ref.dtype.name
     if cand is None:
-        return OutputParity(key, dtype, False, float("inf"), float("inf"), int(ref.size), False,
-                            "output missing from the candidate")
+        return _mismatch(key, dtype, int(ref.size), "output missing from the candidate")
     cand = np.asarray(cand)
     if ref.shape != cand.shape:
-        return OutputParity(key, dtype, False, float("inf"), float("inf"), int(ref.size), False,
-                            f"shape {list(cand.shape)} != {list(ref.shape)}")
+        return _mismatch(
+            key, dtype, int(ref.size), f"shape {list(cand.shape)} != {list(ref.shape)}"
+        )
     if ref.size == 0:
         return OutputParity(key, dtype, True, 0.0, 0.0, 0, True)
     if np.issubdtype(ref.dtype, np.floating) or np.issubdtype(ref.dtype, np.complexfloating):
@@ -138,16 +143,30 @@ def _compare_one(key: str, ref: np.ndarray, cand: np.ndarray | None, tolerance: 
         diff = np.where(both_nan | same_inf, 0.0, diff)
         diff = np.where(np.isnan(diff), np.inf, diff)
         max_diff = float(diff.max())
-        return OutputParity(key, dtype, True, max_diff, float(diff.mean()),
-                            int((diff > tolerance).sum()), max_diff <= tolerance)
+        return OutputParity(
+            key,
+            dtype,
+            True,
+            max_diff,
+            float(diff.mean()),
+            int((diff > tolerance).sum()),
+            max_diff <= tolerance,
+        )
     if ref.dtype == object or cand.dtype == object:
         ref_flat = [_as_bytes(v) for v in ref.ravel()]
         cand_flat = [_as_bytes(v) for v in cand.ravel()]
         unequal = int(sum(a != b for a, b in zip(ref_flat, cand_flat, strict=True)))
     else:
         unequal = int((ref != cand).sum())
-    return OutputParity(key, dtype, True, 0.0 if unequal == 0 else float("inf"),
-                        unequal / ref.size, unequal, unequal == 0)
+    return OutputParity(
+        key,
+        dtype,
+        True,
+        0.0 if unequal == 0 else float("inf"),
+        unequal / ref.size,
+        unequal,
+        unequal == 0,
+    )
 
 
 def _as_bytes(value: Any) -> Any:
@@ -179,12 +198,38 @@ def compare_outputs(
         rows = int(arr.shape[0]) if arr.ndim else 1
         break
     results = tuple(
-        _compare_one(k, reference[k], candidate.get(k), tolerance) if k in reference
-        else OutputParity(k, "unknown", False, float("inf"), float("inf"), 0, False,
-                          "output missing from the reference")
+        _compare_one(k, reference[k], candidate.get(k), tolerance)
+        if k in reference
+        else _mismatch(k, "unknown", 0, "output missing from the reference")
         for k in keys
     )
     return Parity(results, float(tolerance), rows)
+
+
+def worst_of(parities: Sequence[Parity]) -> Parity:
+    """One :class:`Parity` from several checks of the same outputs (e.g. one per request).
+
+    Each output keeps its worst check (failed first, then the largest difference); rows add up.
+
+    Args:
+        parities: checks with the same tolerance.
+
+    Returns:
+        The combined :class:`Parity` (with no outputs, so not passed, when ``parities`` is
+        empty).
+    """
+    if not parities:
+        return Parity((), DEFAULT_TOLERANCE, 0)
+    worst: dict[str, OutputParity] = {}
+    for parity in parities:
+        for out in parity.outputs:
+            kept = worst.get(out.key)
+            if kept is None or (not out.passed, out.max_abs_diff) > (
+                not kept.passed,
+                kept.max_abs_diff,
+            ):
+                worst[out.key] = out
+    return Parity(tuple(worst.values()), parities[0].tolerance, sum(p.rows for p in parities))
 
 
 def check_parity(

@@ -108,9 +108,18 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
     try:
         frozen = convert_variables_to_constants_v2(func)
     except Exception as e:  # noqa: BLE001 - grappler raises assorted types
-        raise FreezeError(
-            f"cannot freeze signature '{loaded.spec.key}' of {loaded.path}: {first_line(e)}"
-        ) from e
+        # A variable read no output needs (e.g. an unused ``tf.gather(variable, ids)``) is a
+        # stateful op without a control edge to the outputs: grappler then refuses to inline
+        # the function, and reads inside a function are not converted ("expected type
+        # resource != float"). Aggressive inlining inlines anyway and prunes such reads; the
+        # frozen graph is still checked against the model by its callers.
+        try:
+            frozen = convert_variables_to_constants_v2(func, aggressive_inlining=True)
+        except Exception:  # noqa: BLE001
+            raise FreezeError(
+                f"cannot freeze signature '{loaded.spec.key}' of {loaded.path}: {first_line(e)}"
+            ) from e
+        log.info("froze %s with aggressive inlining (%s)", loaded.path, first_line(e))
     graph_def = frozen.graph.as_graph_def()
     present = {n.name for n in graph_def.node}
 

@@ -51,8 +51,18 @@ log = logging.getLogger(__name__)
 DEFAULT_TOLERANCE = 1e-5
 MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range stay blockers
 STRING_FIX = "enable ids_upstream in the plan (preset fast) to move string hashing/lookups out"
-TYPE_ATTRS = ("T", "dtype", "Tparams", "SrcT", "DstT", "Tin", "Tout", "out_type", "key_dtype",
-              "value_dtype")
+TYPE_ATTRS = (
+    "T",
+    "dtype",
+    "Tparams",
+    "SrcT",
+    "DstT",
+    "Tin",
+    "Tout",
+    "out_type",
+    "key_dtype",
+    "value_dtype",
+)
 
 
 @dataclass(frozen=True)
@@ -185,9 +195,11 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
             if table is not None and table.key_dtype == "string":
                 fixes[node.op] = STRING_FIX
             else:
-                fixes[node.op] = ("no ONNX equivalent for this lookup table (sparse integer keys, "
-                                  "a non-constant default or non-scalar values); keep serving it "
-                                  "with TensorFlow")
+                fixes[node.op] = (
+                    "no ONNX equivalent for this lookup table (sparse integer keys, "
+                    "a non-constant default or non-scalar values); keep serving it "
+                    "with TensorFlow"
+                )
             found.setdefault(node.op, []).append(node.name)
         elif node.op in STRING_OPS:
             found.setdefault(node.op, []).append(node.name)
@@ -197,7 +209,8 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
                 found.setdefault("string input", []).append(node.name)
                 fixes.setdefault("string input", STRING_FIX)
         elif _is_string_typed(node, string_enum, string_enum) and (
-                graph.consumers.get(node.name) or node.name in graph.output_nodes.values()):
+            graph.consumers.get(node.name) or node.name in graph.output_nodes.values()
+        ):
             carriers.setdefault(f"{node.op} on strings", []).append(node.name)
     if not found:
         found = carriers
@@ -214,8 +227,12 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
 def blockers_message(blockers: list[OnnxBlocker]) -> str:
     """One line naming the blocking ops and the fix."""
     fixes = sorted({b.fix for b in blockers})
-    return ("model.onnx not written: the graph still has "
-            + ", ".join(b.describe() for b in blockers) + "; " + "; ".join(fixes))
+    return (
+        "model.onnx not written: the graph still has "
+        + ", ".join(b.describe() for b in blockers)
+        + "; "
+        + "; ".join(fixes)
+    )
 
 
 # --------------------------------------------------------------------------- lowering
@@ -238,21 +255,28 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
 
     if dtype != cmp_dtype:
         cast = fresh("cast")
-        add_node(graph_def, cast, "Cast", [x], SrcT=f"dtype:{dtype}", DstT=f"dtype:{cmp_dtype}",
-                 Truncate=False)
+        add_node(
+            graph_def,
+            cast,
+            "Cast",
+            [x],
+            SrcT=f"dtype:{dtype}",
+            DstT=f"dtype:{cmp_dtype}",
+            Truncate=False,
+        )
         x = cast
     axis_m1 = fresh("minus_one")
     add_const(graph_def, axis_m1, np.array(-1, np.int32))
     expanded = fresh("expand")
-    add_node(graph_def, expanded, "ExpandDims", [x, axis_m1], T=f"dtype:{cmp_dtype}",
-             Tdim="dtype:int32")
+    add_node(
+        graph_def, expanded, "ExpandDims", [x, axis_m1], T=f"dtype:{cmp_dtype}", Tdim="dtype:int32"
+    )
     b_const = fresh("boundaries")
     add_const(graph_def, b_const, bounds.astype(cmp_dtype))
     ge = fresh("ge")
     add_node(graph_def, ge, "GreaterEqual", [expanded, b_const], T=f"dtype:{cmp_dtype}")
     as_int = fresh("as_int")
-    add_node(graph_def, as_int, "Cast", [ge], SrcT="dtype:bool", DstT="dtype:int32",
-             Truncate=False)
+    add_node(graph_def, as_int, "Cast", [ge], SrcT="dtype:bool", DstT="dtype:int32", Truncate=False)
     # the Bucketize node itself becomes the Sum, so its readers need no rewiring
     del node.input[:]
     node.input.extend([as_int, axis_m1])
@@ -287,8 +311,15 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
 
     if key_dtype != "int64":
         cast = fresh("cast")
-        add_node(graph_def, cast, "Cast", [x], SrcT=f"dtype:{key_dtype}", DstT="dtype:int64",
-                 Truncate=False)
+        add_node(
+            graph_def,
+            cast,
+            "Cast",
+            [x],
+            SrcT=f"dtype:{key_dtype}",
+            DstT="dtype:int64",
+            Truncate=False,
+        )
         x = cast
     consts = {}
     for label, value in (("kmin", kmin), ("zero", 0), ("span", span), ("last", span - 1)):
@@ -311,9 +342,16 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
     safe = fresh("clip")
     add_node(graph_def, safe, "Minimum", [low, consts["last"]], T="dtype:int64")
     found = fresh("gather")
-    add_node(graph_def, found, "GatherV2", [remap_name, safe, axis],
-             Tparams=f"dtype:{value_dtype.name}", Tindices="dtype:int64", Taxis="dtype:int32",
-             batch_dims=0)
+    add_node(
+        graph_def,
+        found,
+        "GatherV2",
+        [remap_name, safe, axis],
+        Tparams=f"dtype:{value_dtype.name}",
+        Tindices="dtype:int64",
+        Taxis="dtype:int32",
+        batch_dims=0,
+    )
     del node.input[:]
     node.input.extend([inside, found, default_tensor])
     node.op = "SelectV2"
@@ -401,8 +439,9 @@ def ort_feeds(graph: ModelGraph, feeds: Mapping[str, Any]) -> dict[str, np.ndarr
     for key, info in graph.signature.inputs.items():
         value = np.asarray(feeds[key])
         if info.dtype == "string":
-            flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v)
-                    for v in value.reshape(-1)]
+            flat = [
+                v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in value.reshape(-1)
+            ]
             out[key] = np.array(flat, dtype=object).reshape(value.shape)
         else:
             out[key] = value.astype(np.dtype(info.dtype))
@@ -502,8 +541,10 @@ def export_onnx(
             tensors_to_rename=rename,
         )
     except Exception as e:  # noqa: BLE001 - tf2onnx raises assorted types
-        raise ExportError(f"tf2onnx could not convert '{graph.signature.key}': "
-                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        raise ExportError(
+            f"tf2onnx could not convert '{graph.signature.key}': "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
     finally:
         tf_loader_log.setLevel(previous)
     data = model.SerializeToString()
@@ -513,8 +554,9 @@ def export_onnx(
     except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise assorted types
         ops = sorted({n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")})
         hint = f" (unconverted ops: {', '.join(ops)})" if ops else ""
-        raise ExportError(f"the converted ONNX model does not load in onnxruntime{hint}: "
-                          f"{str(e).splitlines()[0]}") from e
+        raise ExportError(
+            f"the converted ONNX model does not load in onnxruntime{hint}: {str(e).splitlines()[0]}"
+        ) from e
 
     tf_out = GraphRunner(graph)({k: np.asarray(feeds[k]) for k in input_keys})
     model_inputs = [i.name for i in session.get_inputs()]
@@ -525,10 +567,13 @@ def export_onnx(
         a = np.asarray(tf_out[key])
         b = np.asarray(ort_out[key])
         if a.shape != b.shape:
-            raise ExportError(f"ONNX output '{key}' has shape {b.shape}, TensorFlow gives "
-                              f"{a.shape}; model.onnx not written")
-        parity[key] = (float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-                       if a.size else 0.0)
+            raise ExportError(
+                f"ONNX output '{key}' has shape {b.shape}, TensorFlow gives "
+                f"{a.shape}; model.onnx not written"
+            )
+        parity[key] = (
+            float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+        )
     worst = max(parity.values() or [0.0])
     if not worst <= tolerance:
         raise ExportError(
@@ -537,7 +582,10 @@ def export_onnx(
         )
     _write_atomic(out_path, data)
     opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    rows = int(np.asarray(feeds[input_keys[0]]).shape[0]) if input_keys else 0
+    # the longest batch: per-request inputs are given once next to N candidate rows
+    rows = max(
+        (int(np.asarray(feeds[k]).shape[0]) for k in input_keys if np.ndim(feeds[k])), default=0
+    )
     log.info("ONNX export: %s, max abs diff %.3g", out_path, worst)
     return OnnxExportResult(
         path=str(out_path),
@@ -551,6 +599,9 @@ def export_onnx(
         rows=rows,
         onnx_ops=dict(Counter(n.op_type for n in model.graph.node).most_common()),
         size_bytes=len(data),
-        versions={"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
-                  "onnxruntime": ort.__version__},
+        versions={
+            "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+        },
     )

@@ -6,8 +6,11 @@ and constants only they used. Signature input placeholders always stay, unconnec
 nothing reads them, so the signature (keys, dtypes, shapes) is unchanged and clients keep
 sending the same request.
 
-Refuses: when every node already feeds an output. Control dependencies count as uses, so run
-``strip_control_deps`` first (the registry order does) or TF2 graphs keep almost everything.
+Refuses: when every input is read and every node already feeds an output. Control dependencies
+count as uses, so run ``strip_control_deps`` first (the registry order does) or TF2 graphs keep
+almost everything. When the only unused things are inputs nothing reads at all (freezing already
+left their placeholders unconnected), the pass applies as a no-op whose notes name those inputs:
+the model is drop-in for them as it stands.
 
 Exactness: exact (outputs are computed by the very same nodes).
 """
@@ -60,8 +63,11 @@ def drop_stale_colocation(graph_def: Any) -> int:
         if "_class" not in node.attr:
             continue
         entries = list(node.attr["_class"].list.s)
-        keep = [e for e in entries
-                if not e.startswith(b"loc:@") or e[len(b"loc:@"):].decode() in present]
+        keep = [
+            e
+            for e in entries
+            if not e.startswith(b"loc:@") or e[len(b"loc:@") :].decode() in present
+        ]
         if len(keep) == len(entries):
             continue
         removed += len(entries) - len(keep)
@@ -126,15 +132,23 @@ class DropUnusedInputsPass(RewritePass):
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
     ) -> PassResult:
-        """Remove dead nodes; raise :class:`PassRefused` when there are none."""
+        """Remove dead nodes and name unread inputs; :class:`PassRefused` when neither exists."""
         result = remove_dead_nodes(graph)
-        if result.nodes_removed == 0:
-            raise PassRefused("every node feeds a signature output; nothing to drop")
         unread = unread_inputs(result.graph)
+        if result.nodes_removed == 0 and not unread:
+            raise PassRefused(
+                "nothing to drop: every input is read and every node feeds a signature output"
+            )
         notes = []
         if unread:
             notes.append(
-                f"inputs never read (still accepted by the signature): {', '.join(unread)}")
+                f"inputs never read (still accepted by the signature): {', '.join(unread)}"
+            )
+        if result.nodes_removed == 0:
+            notes.append(
+                "no node to remove: the unread inputs were already unconnected in the "
+                "frozen graph; the graph is unchanged"
+            )
         stats = result.stats()
         stats["unread_inputs"] = unread
         return PassResult(self.name, result.graph, stats, notes=tuple(notes))

@@ -208,8 +208,11 @@ def to_bytes_array(values: Any, input_key: str = "input") -> np.ndarray:
     if arr.dtype.kind == "S":
         return arr.astype(object)
     if arr.dtype.kind in "iu":
-        return np.vectorize(lambda v: str(int(v)).encode(), otypes=[object])(arr) if arr.size \
+        return (
+            np.vectorize(lambda v: str(int(v)).encode(), otypes=[object])(arr)
+            if arr.size
             else arr.astype(object)
+        )
     if arr.dtype.kind == "f":
         raise DataError(
             f"input '{input_key}' holds floats where strings are expected; read that column "
@@ -229,8 +232,7 @@ def to_bytes_array(values: Any, input_key: str = "input") -> np.ndarray:
             flat_out[i] = str(int(v)).encode()
         else:
             raise DataError(
-                f"input '{input_key}' holds a {type(v).__name__} ({v!r}) where strings are "
-                "expected"
+                f"input '{input_key}' holds a {type(v).__name__} ({v!r}) where strings are expected"
             )
     if n_missing:
         raise DataError(
@@ -281,9 +283,7 @@ def hash_bucket(values: Any, num_buckets: int, input_key: str = "input") -> np.n
     if num_buckets < 1:
         raise PlanError(f"encoding of '{input_key}': num_buckets must be >= 1, got {num_buckets}")
     nb = int(num_buckets)
-    return _map_unique(
-        to_bytes_array(values, input_key), lambda b: fingerprint64(b) % nb, np.int64
-    )
+    return _map_unique(to_bytes_array(values, input_key), lambda b: fingerprint64(b) % nb, np.int64)
 
 
 def as_string_format(
@@ -350,8 +350,9 @@ def format_as_string(values: Any, dtype: str, **attrs: Any) -> np.ndarray:
 
     def non_finite(x: float) -> str:
         # glibc: the sign of a NaN is printed, '0' padding does not apply to inf/nan
-        sign = "-" if math.copysign(1.0, x) < 0 else "+" if fill == "+" else \
-            " " if fill == " " else ""
+        sign = (
+            "-" if math.copysign(1.0, x) < 0 else "+" if fill == "+" else " " if fill == " " else ""
+        )
         text = sign + ("nan" if math.isnan(x) else "inf")
         return text.ljust(width) if fill == "-" else text.rjust(width)
 
@@ -388,8 +389,9 @@ def bucketize(values: Any, boundaries: Sequence[float], dtype: str = "float32") 
 def _vocabulary_keys(params: Mapping[str, Any]) -> list[Any]:
     keys = list(params["keys"])
     if params.get("key_dtype", "string") == "string":
-        return [k.encode("utf-8", "surrogateescape") if isinstance(k, str) else bytes(k)
-                for k in keys]
+        return [
+            k.encode("utf-8", "surrogateescape") if isinstance(k, str) else bytes(k) for k in keys
+        ]
     return [int(k) for k in keys]
 
 
@@ -427,8 +429,9 @@ def _apply_one(enc: InputEncoding, value: Any) -> np.ndarray:
             ids[text == reserved.encode("utf-8", "surrogateescape")] = int(rid)
         return ids
     if enc.kind == "as_string_hash_bucket":
-        attrs = {k: p[k] for k in ("precision", "scientific", "shortest", "width", "fill")
-                 if k in p}
+        attrs = {
+            k: p[k] for k in ("precision", "scientific", "shortest", "width", "fill") if k in p
+        }
         text = format_as_string(value, p.get("value_dtype", enc.source_dtype), **attrs)
         return hash_bucket(text, int(p["num_buckets"]), enc.input_key)
     if enc.kind == "vocabulary":
@@ -463,8 +466,9 @@ def encode_feeds(
     Raises:
         DataError: an encoded input is missing or holds values that cannot be encoded.
     """
-    out: dict[str, np.ndarray] = {k: np.asarray(v) if not isinstance(v, np.ndarray) else v
-                                  for k, v in raw_feeds.items()}
+    out: dict[str, np.ndarray] = {
+        k: np.asarray(v) if not isinstance(v, np.ndarray) else v for k, v in raw_feeds.items()
+    }
     for enc in encodings:
         if enc.input_key not in out:
             raise DataError(
@@ -472,6 +476,40 @@ def encode_feeds(
                 f"(encoding {enc.kind})"
             )
         out[enc.input_key] = _apply_one(enc, out[enc.input_key])
+    return out
+
+
+def broadcast_inputs(encodings: Sequence[InputEncoding]) -> list[str]:
+    """The per-request inputs (``broadcast`` encodings), in the order they were emitted.
+
+    Args:
+        encodings: a rebuilt model's encodings.
+
+    Returns:
+        Input keys a client sends once per request.
+    """
+    return list(dict.fromkeys(e.input_key for e in encodings if e.kind == "broadcast"))
+
+
+def one_request_feeds(
+    feeds: Mapping[str, np.ndarray], request_inputs: Sequence[str], row: int = 0
+) -> dict[str, np.ndarray]:
+    """Feeds shaped as one request: the request inputs of ``row`` repeated on every row.
+
+    This is what a ``broadcast`` encoding accepts: one user's features next to many candidates.
+
+    Args:
+        feeds: sample inputs (signature key -> array, one row per candidate).
+        request_inputs: the per-request keys.
+        row: which row's request features to use.
+
+    Returns:
+        A copy of ``feeds`` with every request input equal on all rows.
+    """
+    out = {k: np.asarray(v) for k, v in feeds.items()}
+    for key in request_inputs:
+        value = out[key]
+        out[key] = np.repeat(value[row : row + 1], value.shape[0], axis=0)
     return out
 
 

@@ -2,8 +2,9 @@
 
 What it rewrites: a numeric signature input (through Identity/Reshape nodes) formatted by
 ``AsString`` and hashed by ``StringToHashBucketFast`` (or grappler's fused
-``_TensorToHashBucketFast``) whose bucket ids are read (possibly through reshapes and slices)
-only by axis-0 gathers of constant embedding tables. The kept values are the distinct values seen
+``_TensorToHashBucketFast``) whose bucket ids are read (possibly through reshapes, slices and
+casts to int32/int64, and measured by ``Shape``/``Size``/``Rank``) only by axis-0 gathers of
+constant embedding tables. The kept values are the distinct values seen
 in the sample (for integers, every integer between the smallest and the largest seen, when that
 span is at most ``max_values``), or the plan's ``values`` / ``value_range``. Each kept value's
 row is computed exactly as TensorFlow did (the value formatted like ``tf.strings.as_string``,
@@ -17,7 +18,8 @@ value below (the smallest kept value below the range); ``fallback_row`` uses one
 (``fallback``: ``mean`` of the old table's rows, or ``zeros``). The pass's notes state the exact
 range and this rule.
 
-When it refuses: no such pattern; the hash ids feed anything but constant-table gathers; values
+When it refuses: no such pattern; the hash ids feed anything but constant-table gathers (e.g.
+arithmetic such as ``ids + offset``, a concat with other ids, a cast to a float); values
 that ``Bucketize``'s float32 boundaries cannot represent exactly (integers beyond 2**24, float64
 values that are not float32 values); an input dtype ``Bucketize`` does not take; no sample values
 and no ``values`` parameter.
@@ -49,6 +51,7 @@ from recadvisor.rewrite.table_surgery import (
     add_const,
     add_node,
     const_array,
+    dtype_name,
     fallback_row,
     gather_axis,
     protected_nodes,
@@ -65,6 +68,9 @@ log = logging.getLogger(__name__)
 BUCKETIZE_DTYPES = ("int32", "int64", "float32", "float64")
 FLOAT32_EXACT_INT = 2**24
 DEFAULT_MAX_VALUES = 100_000
+# Cast targets that keep bucket ids intact; ops that read only the ids' shape (attr T retyped)
+INDEX_DTYPES = frozenset({"int32", "int64"})
+RETYPED_SHAPE_OPS = frozenset({"Shape", "Size", "Rank"})
 
 
 class SiteRefused(Exception):
@@ -97,10 +103,25 @@ def _format_attrs(node: Any) -> dict[str, Any]:
 
 
 def _hash_readers(graph: ModelGraph, hash_node: str) -> tuple[list[str], list[str]]:
-    """Pass-through nodes after the hash and the gathers reading the ids; raises SiteRefused."""
-    chain, shape_readers, terminals = walk_passthrough(graph, hash_node, SLICE_OPS)
-    if shape_readers:
-        raise SiteRefused(f"the ids of '{hash_node}' are read by Shape-like ops")
+    """Nodes after the hash that carry the ids (or read their shape) and the gathers reading them.
+
+    The ids may pass through reshapes, slices, integer casts and be measured by ``Shape`` /
+    ``Size`` / ``Rank`` (all exact on the bucket ids, which only change their values); any other
+    reader (arithmetic on the ids, a concat with other ids, a non-constant table) refuses.
+
+    Raises:
+        SiteRefused: the ids are read in a way the rewrite would change.
+    """
+    chain, shape_readers, terminals = walk_passthrough(graph, hash_node, SLICE_OPS | {"Cast"})
+    for name in sorted(chain):
+        node = graph.nodes[name]
+        if node.op == "Cast" and dtype_name(node.attr["DstT"].type) not in INDEX_DTYPES:
+            raise SiteRefused(f"the ids of '{hash_node}' are cast to a non-index type by '{name}'")
+    for name in sorted(shape_readers):
+        if graph.nodes[name].op not in RETYPED_SHAPE_OPS:
+            raise SiteRefused(
+                f"the ids of '{hash_node}' are read by {graph.nodes[name].op} '{name}'"
+            )
     gathers: list[str] = []
     for reader, pos in terminals:
         node = graph.nodes[reader]
@@ -112,7 +133,7 @@ def _hash_readers(graph: ModelGraph, hash_node: str) -> tuple[list[str], list[st
         gathers.append(reader)
     if not gathers or chain & set(graph.output_nodes.values()):
         raise SiteRefused(f"the ids of '{hash_node}' are not only gathered")
-    return sorted(chain), gathers
+    return sorted(chain | shape_readers), gathers
 
 
 def find_sites(graph: ModelGraph) -> tuple[list[_Site], list[str]]:
@@ -130,8 +151,11 @@ def find_sites(graph: ModelGraph) -> tuple[list[_Site], list[str]]:
             if node.op == "_TensorToHashBucketFast":
                 hashes = [(reader, None, _format_attrs(node))]
             elif node.op == "AsString":
-                hashes = [(h, reader, _format_attrs(node)) for h in graph.consumers.get(reader, [])
-                          if graph.nodes[h].op == "StringToHashBucketFast"]
+                hashes = [
+                    (h, reader, _format_attrs(node))
+                    for h in graph.consumers.get(reader, [])
+                    if graph.nodes[h].op == "StringToHashBucketFast"
+                ]
             else:
                 continue
             value_tensor = node.input[0]
@@ -143,12 +167,19 @@ def find_sites(graph: ModelGraph) -> tuple[list[_Site], list[str]]:
                 except SiteRefused as e:
                     refused.append(f"{key}: {e}")
                     continue
-                sites.append(_Site(
-                    key=key, dtype=info.dtype, value_tensor=value_tensor, hash_node=hash_node,
-                    as_string=as_string, format_attrs=attrs,
-                    num_buckets=int(graph.nodes[hash_node].attr["num_buckets"].i),
-                    chain=chain, gathers=gathers,
-                ))
+                sites.append(
+                    _Site(
+                        key=key,
+                        dtype=info.dtype,
+                        value_tensor=value_tensor,
+                        hash_node=hash_node,
+                        as_string=as_string,
+                        format_attrs=attrs,
+                        num_buckets=int(graph.nodes[hash_node].attr["num_buckets"].i),
+                        chain=chain,
+                        gathers=gathers,
+                    )
+                )
     return sites, refused
 
 
@@ -289,15 +320,24 @@ class NumericBucketizePass(RewritePass):
             sources = _bucket_rows(owner, rows, out_of_range)
             boundaries, sources = _merge(boundaries, sources)
             contiguous = values.dtype.kind in "iu" and values.size == (
-                int(values.max()) - int(values.min()) + 1)
+                int(values.max()) - int(values.min()) + 1
+            )
 
             bucketize = unique_name(names, f"{site.hash_node}/bucketize")
             names.add(bucketize)
-            add_node(gd, bucketize, "Bucketize", [site.value_tensor], T=f"dtype:{site.dtype}",
-                     boundaries=[float(b) for b in boundaries])
+            add_node(
+                gd,
+                bucketize,
+                "Bucketize",
+                [site.value_tensor],
+                T=f"dtype:{site.dtype}",
+                boundaries=[float(b) for b in boundaries],
+            )
             rewire(gd, site.hash_node + ":0", bucketize + ":0")
-            for name in site.chain:
-                by_name[name].attr["T"].type = tf_dtype_enum("int32")
+            for name in site.chain:  # the ids are int32 buckets from here on
+                node = by_name[name]
+                for attr in ("SrcT", "DstT") if node.op == "Cast" else ("T",):
+                    node.attr[attr].type = tf_dtype_enum("int32")
             tables_done: dict[str, str] = {}
             for gname in site.gathers:
                 gather = by_name[gname]
@@ -312,25 +352,32 @@ class NumericBucketizePass(RewritePass):
                     tables_done[table_name] = const_name
                     bytes_before += old.nbytes
                     bytes_after += new.nbytes
-                    per_input.setdefault(site.key, {}).update({
-                        "rows_before": int(old.shape[0]),
-                        "rows_after": int(new.shape[0]),
-                    })
+                    per_input.setdefault(site.key, {}).update(
+                        {
+                            "rows_before": int(old.shape[0]),
+                            "rows_after": int(new.shape[0]),
+                        }
+                    )
                 gather.input[0] = tables_done[table_name]
                 gather.attr["Tindices"].type = tf_dtype_enum("int32")
             doomed.add(site.hash_node)
             done_hashes.add(site.hash_node)
-            rule = ("the row of the nearest kept value below (the smallest one below the range)"
-                    if out_of_range == "clamp" else f"a fallback row ({fallback} of the old table)")
+            rule = (
+                "the row of the nearest kept value below (the smallest one below the range)"
+                if out_of_range == "clamp"
+                else f"a fallback row ({fallback} of the old table)"
+            )
             described = _describe_range(values, contiguous)
-            per_input.setdefault(site.key, {}).update({
-                "values": int(values.size),
-                "min": values.min().item(),
-                "max": values.max().item(),
-                "contiguous_integers": bool(contiguous),
-                "boundaries": int(boundaries.size),
-                "out_of_range": out_of_range,
-            })
+            per_input.setdefault(site.key, {}).update(
+                {
+                    "values": int(values.size),
+                    "min": values.min().item(),
+                    "max": values.max().item(),
+                    "contiguous_integers": bool(contiguous),
+                    "boundaries": int(boundaries.size),
+                    "out_of_range": out_of_range,
+                }
+            )
             notes.append(
                 f"{site.key}: exact for {described}; other values get {rule} "
                 f"(TensorFlow would have hashed them into one of {site.num_buckets} rows)"
@@ -357,7 +404,7 @@ class NumericBucketizePass(RewritePass):
             "string_ops_before": sum(c for op, c in before_ops.items() if op in STRING_OPS),
             "string_ops_after": sum(c for op, c in after_ops.items() if op in STRING_OPS),
         }
-        log.info("numeric_bucketize: %d sites, tables %d -> %d bytes", done, bytes_before,
-                 bytes_after)
+        log.info(
+            "numeric_bucketize: %d sites, tables %d -> %d bytes", done, bytes_before, bytes_after
+        )
         return PassResult(self.name, new_graph, stats, (), tuple(notes))
-

@@ -3,16 +3,20 @@
 What it rewrites: a ranking request scores N candidates for one user, yet the signature takes the
 user's features N times and computes the user tower N times. This pass splits the inputs into
 request inputs (the plan's ``request_inputs``, or detected from their names: ``user``, ``uid``,
-``hist``, ``query``, ``context``, ``session``... tokens) and candidate inputs (the rest). Request
-inputs get shape ``[1, ...]``; every node computed from request inputs alone now runs on one row.
-Where such a tensor meets the candidate side (the first node that reads both) and where it is a
-signature output, it is broadcast to the candidates' batch: ``BroadcastTo(t, concat([N],
-shape(t)[1:]))`` with ``N = shape(candidate input)[0]``. Each request input gets an encoding of
-kind ``broadcast``: the client sends one row.
+``hist``, ``query``, ``context``, ``session``... tokens, plus the inputs that hold one value per
+value of such an input in the sample rows, like a user's age) and candidate inputs (the rest).
+Request inputs get shape ``[1, ...]``; every node computed from request inputs alone now runs on
+one row. Where such a tensor meets the candidate side (the first node that reads both) and where
+it is a signature output, it is broadcast to the candidates' batch: ``BroadcastTo(t,
+concat([N], shape(t)[1:]))`` with ``N = shape(candidate input)[0]``; a candidate-side ``Shape``
+of a request-side tensor (DIN broadcasts the target item to ``tf.shape(history)``) reads the
+broadcast tensor instead. Each request input gets an encoding of kind ``broadcast``: the client
+sends one row.
 
 Checks before accepting: on a sample request (row 0's request inputs repeated for every
 candidate row) the rewritten graph must equal the original to 1e-5, and every broadcast tensor
-must be batch-major (its first dimension is the batch).
+must be batch-major (its first dimension is the batch). The pipeline then checks it again on
+several sample requests (``recadvisor.rewrite.pipeline``).
 
 When it refuses: no request inputs found or none left for candidates; no node mixes the two
 sides; a request-side tensor reaching the candidate side is not batch-major (e.g. a shape or a
@@ -42,7 +46,7 @@ from recadvisor.rewrite.base import (
     RewriteContext,
     RewritePass,
 )
-from recadvisor.rewrite.encodings import encode_feeds
+from recadvisor.rewrite.encodings import encode_feeds, one_request_feeds
 from recadvisor.rewrite.table_surgery import (
     add_const,
     add_node,
@@ -53,11 +57,26 @@ from recadvisor.rewrite.table_surgery import (
 
 log = logging.getLogger(__name__)
 
-REQUEST_TOKENS = frozenset({
-    "user", "users", "uid", "hist", "history", "request", "query", "context", "profile",
-    "member", "customer", "session", "visitor", "viewer",
-})
+REQUEST_TOKENS = frozenset(
+    {
+        "user",
+        "users",
+        "uid",
+        "hist",
+        "history",
+        "request",
+        "query",
+        "context",
+        "profile",
+        "member",
+        "customer",
+        "session",
+        "visitor",
+        "viewer",
+    }
+)
 PARITY_TOLERANCE = 1e-5
+MIN_REPEATED_GROUPS = 10  # request ids seen twice or more before the sample rows are trusted
 
 
 def detect_request_inputs(keys: Sequence[str]) -> list[str]:
@@ -77,28 +96,55 @@ def detect_request_inputs(keys: Sequence[str]) -> list[str]:
     return found
 
 
-def one_request_feeds(
-    feeds: Mapping[str, np.ndarray], request_inputs: Sequence[str], row: int = 0
-) -> dict[str, np.ndarray]:
-    """Raw feeds shaped as one request: the request inputs of ``row`` repeated on every row.
+def _row_keys(value: np.ndarray) -> list[Any]:
+    """One hashable key per row (the row's bytes for multi-element rows)."""
+    arr = np.asarray(value)
+    if arr.ndim <= 1:
+        return arr.tolist()
+    return [tuple(r.ravel().tolist()) for r in arr]
+
+
+def follows_request(
+    feeds: Mapping[str, np.ndarray], seeds: Sequence[str], min_groups: int = MIN_REPEATED_GROUPS
+) -> list[str]:
+    """Inputs that, in the sample rows, hold one value per value of a request id.
+
+    A user's age or city is the same on every row of that user, while an item's features vary
+    between the user's rows. An input is taken as per-request when, for a seed input with at
+    least ``min_groups`` values seen on two rows or more, it never varies within a seed value.
 
     Args:
-        feeds: raw sample inputs (signature key -> array).
-        request_inputs: the per-request keys.
-        row: which row's request features to use.
+        feeds: sample rows (signature key -> array).
+        seeds: request inputs found by name (e.g. ``user_id``).
+        min_groups: repeated seed values needed before the data is trusted.
 
     Returns:
-        A copy of ``feeds`` that a ``broadcast`` encoding accepts.
+        The other inputs that follow a seed, in ``feeds`` order.
     """
-    out = {k: np.asarray(v) for k, v in feeds.items()}
-    for key in request_inputs:
-        value = out[key]
-        out[key] = np.repeat(value[row: row + 1], value.shape[0], axis=0)
-    return out
+    found: list[str] = []
+    for seed in seeds:
+        groups: dict[Any, list[int]] = {}
+        for i, k in enumerate(_row_keys(feeds[seed])):
+            groups.setdefault(k, []).append(i)
+        repeated = [rows for rows in groups.values() if len(rows) > 1]
+        if len(repeated) < min_groups:
+            continue
+        for key, value in feeds.items():
+            if key in seeds or key in found:
+                continue
+            rows = _row_keys(value)
+            if all(len({_hashable(rows[i]) for i in idx}) == 1 for idx in repeated):
+                found.append(key)
+    return found
 
 
-def _frontier(graph: ModelGraph, request: set[str], candidate: set[str]
-              ) -> tuple[dict[str, set[str]], dict[str, str]]:
+def _hashable(value: Any) -> Any:
+    return value if not isinstance(value, float) or value == value else "nan"
+
+
+def _frontier(
+    graph: ModelGraph, request: set[str], candidate: set[str]
+) -> tuple[dict[str, set[str]], dict[str, str]]:
     """Request-only tensors read by candidate-side nodes, and request-only outputs.
 
     Returns:
@@ -117,9 +163,58 @@ def _frontier(graph: ModelGraph, request: set[str], candidate: set[str]
         for inp in node.input:
             if not is_control_input(inp) and request_only(node_name(inp)):
                 crossings.setdefault(canonical_tensor(inp), set()).add(node.name)
-    outputs = {k: canonical_tensor(t) for k, t in graph.output_tensors.items()
-               if request_only(node_name(t))}
+    outputs = {
+        k: canonical_tensor(t)
+        for k, t in graph.output_tensors.items()
+        if request_only(node_name(t))
+    }
     return crossings, outputs
+
+
+def _shape_crossings(
+    graph: ModelGraph, crossings: dict[str, set[str]]
+) -> dict[str, tuple[str, set[str]]]:
+    """Move ``Shape`` crossings onto the tensor they measure (changes ``crossings`` in place).
+
+    The candidate side may read the shape of a request-side tensor (DIN broadcasts the target
+    item to ``tf.shape(history)``); that shape must be the candidates' batch, so the candidate
+    side reads ``Shape`` of the broadcast tensor instead.
+
+    Returns:
+        Shape tensor -> (the request-side tensor it measures, its candidate-side readers).
+    """
+    nodes = {n.name: n for n in graph.graph_def.node}
+    moved: dict[str, tuple[str, set[str]]] = {}
+    for t in list(crossings):
+        node = nodes.get(node_name(t))
+        if node is None or node.op != "Shape" or not node.input:
+            continue
+        source = canonical_tensor(node.input[0])
+        moved[t] = (source, crossings.pop(t))
+        crossings.setdefault(source, set())
+    return moved
+
+
+def _add_shape_slice(
+    graph_def: Any, name: str, shape: str, bounds: tuple[str, str, str], end_mask: int
+) -> None:
+    """``shape[begin:end:stride]`` of an int32 shape vector (``end_mask=1``: to the end).
+
+    ``bounds`` names the (begin, end, stride) constant nodes.
+    """
+    add_node(
+        graph_def,
+        name,
+        "StridedSlice",
+        [shape, *bounds],
+        T="dtype:int32",
+        Index="dtype:int32",
+        begin_mask=0,
+        end_mask=end_mask,
+        ellipsis_mask=0,
+        new_axis_mask=0,
+        shrink_axis_mask=0,
+    )
 
 
 def _np_dtype_name(value: np.ndarray) -> str:
@@ -148,11 +243,21 @@ class PerRequestDedupPass(RewritePass):
         """
         keys = list(graph.signature.inputs)
         given = params.get("request_inputs")
-        request = list(given) if given else detect_request_inputs(keys)
+        by_data: list[str] = []
+        if given:
+            request = list(given)
+        else:
+            request = detect_request_inputs(keys)
+            present = {k: np.asarray(context.feeds[k]) for k in keys if k in context.feeds}
+            if len(present) == len(keys) and request:
+                by_data = follows_request(present, request)
+                request += by_data
         unknown = [k for k in request if k not in graph.signature.inputs]
         if unknown:
-            raise PassRefused(f"per_request_dedup: request_inputs {unknown} are not signature "
-                              f"inputs; inputs are {', '.join(keys)}")
+            raise PassRefused(
+                f"per_request_dedup: request_inputs {unknown} are not signature "
+                f"inputs; inputs are {', '.join(keys)}"
+            )
         candidate = [k for k in keys if k not in request]
         if not request or not candidate:
             raise PassRefused(
@@ -161,8 +266,9 @@ class PerRequestDedupPass(RewritePass):
             )
         shapes = {k: graph.signature.inputs[k].shape for k in keys}
         if any(not shapes[k] for k in keys):
-            raise PassRefused("per_request_dedup: every input needs a known rank >= 1 "
-                              "(a batch dimension)")
+            raise PassRefused(
+                "per_request_dedup: every input needs a known rank >= 1 (a batch dimension)"
+            )
         crossings, request_outputs = _frontier(graph, set(request), set(candidate))
         if not crossings:
             raise PassRefused(
@@ -173,6 +279,7 @@ class PerRequestDedupPass(RewritePass):
         if len(feeds) != len(keys) or min(v.shape[0] for v in feeds.values()) < 2:
             raise PassRefused("per_request_dedup needs sample data with at least 2 rows")
         sample = one_request_feeds(feeds, request)
+        shape_reads = _shape_crossings(graph, crossings)
         tensors = sorted(set(crossings) | set(request_outputs.values()))
         probed = probe_tensors(graph, tensors, sample)
         batch = next(iter(sample.values())).shape[0]
@@ -202,14 +309,18 @@ class PerRequestDedupPass(RewritePass):
         for label, value in {"zero": [0], "one": [1], "axis": 0}.items():
             consts[label] = fresh(f"per_request/{label}")
             add_const(gd, consts[label], np.array(value, np.int32))
+        zero, one = consts["zero"], consts["one"]
         cand_shape = fresh("per_request/candidate_shape")
-        add_node(gd, cand_shape, "Shape", [cand_node],
-                 T=f"dtype:{graph.signature.inputs[cand].dtype}", out_type="dtype:int32")
+        add_node(
+            gd,
+            cand_shape,
+            "Shape",
+            [cand_node],
+            T=f"dtype:{graph.signature.inputs[cand].dtype}",
+            out_type="dtype:int32",
+        )
         n_rows = fresh("per_request/candidates")
-        add_node(gd, n_rows, "StridedSlice", [cand_shape, consts["zero"], consts["one"],
-                                              consts["one"]],
-                 T="dtype:int32", Index="dtype:int32", begin_mask=0, end_mask=0,
-                 ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0)
+        _add_shape_slice(gd, n_rows, cand_shape, (zero, one, one), end_mask=0)
         broadcast_of: dict[str, str] = {}
         for t in tensors:
             dtype = _np_dtype_name(probed[t])
@@ -217,13 +328,17 @@ class PerRequestDedupPass(RewritePass):
             shape = fresh(f"{base}/per_request_shape")
             add_node(gd, shape, "Shape", [t], T=f"dtype:{dtype}", out_type="dtype:int32")
             tail = fresh(f"{base}/per_request_tail")
-            add_node(gd, tail, "StridedSlice", [shape, consts["one"], consts["zero"],
-                                                consts["one"]],
-                     T="dtype:int32", Index="dtype:int32", begin_mask=0, end_mask=1,
-                     ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0)
+            _add_shape_slice(gd, tail, shape, (one, zero, one), end_mask=1)
             target = fresh(f"{base}/per_request_target")
-            add_node(gd, target, "ConcatV2", [n_rows, tail, consts["axis"]], N=2,
-                     T="dtype:int32", Tidx="dtype:int32")
+            add_node(
+                gd,
+                target,
+                "ConcatV2",
+                [n_rows, tail, consts["axis"]],
+                N=2,
+                T="dtype:int32",
+                Tidx="dtype:int32",
+            )
             out = fresh(f"{base}/per_request_broadcast")
             rewire_readers = crossings.get(t, set())
             for n in gd.node:
@@ -231,9 +346,24 @@ class PerRequestDedupPass(RewritePass):
                     for pos, inp in enumerate(n.input):
                         if not is_control_input(inp) and canonical_tensor(inp) == t:
                             n.input[pos] = out
-            add_node(gd, out, "BroadcastTo", [t, target], T=f"dtype:{dtype}",
-                     Tidx="dtype:int32")
+            add_node(gd, out, "BroadcastTo", [t, target], T=f"dtype:{dtype}", Tidx="dtype:int32")
             broadcast_of[t] = out + ":0"
+        for t, (source, readers) in shape_reads.items():
+            shape_of = fresh(f"{node_name(t)}/per_request_batch_shape")
+            old = names[node_name(t)]
+            add_node(
+                gd,
+                shape_of,
+                "Shape",
+                [broadcast_of[source]],
+                T=old.attr["T"],
+                out_type=old.attr["out_type"],
+            )
+            for n in gd.node:
+                if n.name in readers:
+                    for pos, inp in enumerate(n.input):
+                        if not is_control_input(inp) and canonical_tensor(inp) == t:
+                            n.input[pos] = shape_of + ":0"
         output_tensors = dict(graph.output_tensors)
         for key, t in request_outputs.items():
             output_tensors[key] = broadcast_of[t]
@@ -247,10 +377,14 @@ class PerRequestDedupPass(RewritePass):
         new_graph = graph.replace(graph_def=gd, signature=signature, output_tensors=output_tensors)
         before = GraphRunner(graph)(sample)
         after = GraphRunner(new_graph)(encode_feeds(encodings, sample))
-        diff = max(float(np.max(np.abs(np.asarray(before[k], np.float64)
-                                       - np.asarray(after[k], np.float64))))
-                   if np.asarray(before[k]).dtype.kind in "fiub" else 0.0
-                   for k in before)
+        diff = max(
+            float(
+                np.max(np.abs(np.asarray(before[k], np.float64) - np.asarray(after[k], np.float64)))
+            )
+            if np.asarray(before[k]).dtype.kind in "fiub"
+            else 0.0
+            for k in before
+        )
         if diff > PARITY_TOLERANCE:
             raise PassRefused(
                 f"per_request_dedup: the deduplicated graph differs by {diff:.3g} on a sample "
@@ -259,11 +393,24 @@ class PerRequestDedupPass(RewritePass):
         notes = [
             f"request inputs sent once ([1, ...]): {', '.join(request)}"
             + ("" if given else " (detected from their names; set request_inputs to change)"),
+            *(
+                [
+                    f"{', '.join(by_data)}: one value per request id in the sample rows, so sent "
+                    "once as well"
+                ]
+                if by_data
+                else []
+            ),
             f"candidate inputs ([N, ...]): {', '.join(candidate)}",
             f"{len(tensors)} request-side tensors broadcast to the candidates' batch",
         ]
-        stats = {"request_inputs": request, "candidate_inputs": candidate,
-                 "broadcasts": len(tensors), "max_abs_diff_on_sample_request": diff,
-                 "nodes_before": len(graph.graph_def.node), "nodes_after": len(gd.node)}
+        stats = {
+            "request_inputs": request,
+            "candidate_inputs": candidate,
+            "broadcasts": len(tensors),
+            "max_abs_diff_on_sample_request": diff,
+            "nodes_before": len(graph.graph_def.node),
+            "nodes_after": len(gd.node),
+        }
         log.info("per_request_dedup: %d request inputs, %d broadcasts", len(request), len(tensors))
         return PassResult(self.name, new_graph, stats, tuple(encodings), tuple(notes))

@@ -7,7 +7,11 @@ For every enabled plan entry, in :data:`~recadvisor.rewrite.registry.PASS_ORDER`
 2. the candidate runs (:class:`~recadvisor.model.runtime.GraphRunner`) on the sample rows next to
    the current stage. A pass that changes the input contract returns :class:`InputEncoding`\\ s;
    the raw sample rows are encoded with ``recadvisor.rewrite.encodings.encode_feeds`` for the
-   candidate;
+   candidate. A pass that makes inputs per-request (``broadcast`` encodings: user-side inputs
+   sent once, ``[1, ...]``) is checked on :data:`REQUEST_CHECKS` sample requests instead: one
+   row's request inputs repeated for every candidate row in the previous stage, given once to
+   the candidate; from then on the sample rows are the first of those requests (and labels,
+   which no longer line up, are dropped);
 3. outputs are compared (:func:`recadvisor.verify.compare_outputs`) with the pass's tolerance
    (``params.max_abs_diff`` overrides it); lossy passes with labels also face an AUC gate
    (``params.max_auc_drop``, default 0.001). Outside them the pass is ``rolled_back`` with the
@@ -32,9 +36,17 @@ from recadvisor.errors import PlanError, RecAdvisorError
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.load import first_line
 from recadvisor.plan import Plan, PlanEntry, pass_params
-from recadvisor.rewrite.base import LOSSY, InputEncoding, PassRefused, RewriteContext, RewritePass
+from recadvisor.rewrite.base import (
+    LOSSY,
+    InputEncoding,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+    RewritePass,
+)
+from recadvisor.rewrite.encodings import broadcast_inputs, encode_feeds, one_request_feeds
 from recadvisor.rewrite.registry import PASS_NAMES, get_pass
-from recadvisor.verify import Parity, compare_outputs
+from recadvisor.verify import Parity, compare_outputs, worst_of
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +57,7 @@ FAILED = "failed"
 DISABLED = "disabled"
 STATUSES = (APPLIED, REFUSED, ROLLED_BACK, FAILED, DISABLED)
 DEFAULT_MAX_AUC_DROP = 0.001
+REQUEST_CHECKS = 3  # sample requests a per-request pass is checked on
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,9 @@ class PipelineResult:
         encodings: input encodings of the final graph, in the order the passes emitted them
             (several for one input apply one after the other).
         feeds: the sample rows in the final graph's input contract.
+        raw_feeds: the same rows in the original contract (one request, row 0's request inputs
+            on every row, when a pass made inputs per-request: compare the original model on
+            these).
         initial_nodes: node count of the graph the pipeline started from.
     """
 
@@ -117,6 +133,7 @@ class PipelineResult:
     records: tuple[PassRecord, ...]
     encodings: tuple[InputEncoding, ...] = ()
     feeds: Mapping[str, np.ndarray] = field(default_factory=dict)
+    raw_feeds: Mapping[str, np.ndarray] = field(default_factory=dict)
     initial_nodes: int = 0
 
     def record(self, name: str) -> PassRecord | None:
@@ -131,7 +148,8 @@ class PipelineResult:
     def contract_changed(self) -> bool:
         """True when an applied pass changed the signature (inputs or outputs)."""
         return bool(self.encodings) or any(
-            r.status == APPLIED and r.stats.get("outputs_dropped") for r in self.records)
+            r.status == APPLIED and r.stats.get("outputs_dropped") for r in self.records
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``rebuild.json``."""
@@ -164,29 +182,29 @@ def _jsonable(value: Any) -> Any:
 
 
 def _ordered_entries(plan: Plan, overrides: Mapping[str, RewritePass]) -> list[PlanEntry]:
-    unknown = [e.pass_name for e in plan.rewrites
-               if e.pass_name not in PASS_NAMES and e.pass_name not in overrides]
+    unknown = [
+        e.pass_name
+        for e in plan.rewrites
+        if e.pass_name not in PASS_NAMES and e.pass_name not in overrides
+    ]
     if unknown:
-        raise PlanError(f"plan names unknown rewrite pass(es) {', '.join(unknown)}; known passes: "
-                        f"{', '.join(PASS_NAMES)}")
+        raise PlanError(
+            f"plan names unknown rewrite pass(es) {', '.join(unknown)}; known passes: "
+            f"{', '.join(PASS_NAMES)}"
+        )
     rank = {name: i for i, name in enumerate(PASS_NAMES)}
     return sorted(plan.rewrites, key=lambda e: rank.get(e.pass_name, len(rank)))
 
 
-def _encode(encodings: list[InputEncoding], raw_feeds: Mapping[str, np.ndarray],
-            current_feeds: Mapping[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+def _encode(
+    encodings: list[InputEncoding],
+    raw_feeds: Mapping[str, np.ndarray],
+    current_feeds: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """Current feeds with every encoded input recomputed from the raw rows.
 
     All encodings so far are applied in order (several for one input chain).
     """
-    try:
-        from recadvisor.rewrite.encodings import encode_feeds
-    except ImportError as e:
-        keys = ", ".join(sorted({enc.input_key for enc in encodings}))
-        raise RecAdvisorError(
-            f"pass '{name}' changed the input contract ({keys}) but "
-            "recadvisor.rewrite.encodings is not available to encode the sample rows, so its "
-            "parity cannot be checked") from e
     encoded = encode_feeds(encodings, raw_feeds)
     feeds = dict(current_feeds)
     for enc in encodings:
@@ -194,8 +212,35 @@ def _encode(encodings: list[InputEncoding], raw_feeds: Mapping[str, np.ndarray],
     return feeds
 
 
-def _auc_gate(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
-              labels: np.ndarray | None, max_drop: float) -> tuple[dict[str, Any], str]:
+def _feeds_for(
+    graph: ModelGraph, encodings: list[InputEncoding], raw_feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``graph``'s inputs computed from raw rows (the original contract)."""
+    feeds = _encode(encodings, raw_feeds, raw_feeds) if encodings else dict(raw_feeds)
+    return {k: v for k, v in feeds.items() if k in graph.signature.inputs}
+
+
+def request_rows(n_rows: int, count: int = REQUEST_CHECKS) -> list[int]:
+    """Rows whose request-side inputs stand for the sample requests (first, spread, last).
+
+    Args:
+        n_rows: sample rows available.
+        count: requests wanted.
+
+    Returns:
+        Up to ``count`` distinct row indices, row 0 first.
+    """
+    if n_rows <= 0:
+        return []
+    return sorted({round(i * (n_rows - 1) / max(count - 1, 1)) for i in range(count)})
+
+
+def _auc_gate(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    max_drop: float,
+) -> tuple[dict[str, Any], str]:
     """AUC per output against the labels, before and after; a reason when one drops too much."""
     if labels is None:
         return {}, ""
@@ -209,13 +254,20 @@ def _auc_gate(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.nd
     for key, ref in reference.items():
         cand = candidate.get(key)
         ref_flat = np.asarray(ref).ravel()
-        if cand is None or ref_flat.size != y.size or not np.issubdtype(ref_flat.dtype,
-                                                                         np.floating):
+        if (
+            cand is None
+            or ref_flat.size != y.size
+            or not np.issubdtype(ref_flat.dtype, np.floating)
+        ):
             continue
         before = float(roc_auc_score(y, ref_flat))
         after = float(roc_auc_score(y, np.asarray(cand).ravel()))
-        gates[key] = {"auc_before": before, "auc_after": after, "auc_drop": before - after,
-                      "max_auc_drop": max_drop}
+        gates[key] = {
+            "auc_before": before,
+            "auc_after": after,
+            "auc_drop": before - after,
+            "max_auc_drop": max_drop,
+        }
         if before - after > max_drop and not reason:
             reason = f"AUC on {key} fell by {before - after:.4g} > {max_drop:.4g}"
     return gates, reason
@@ -223,61 +275,124 @@ def _auc_gate(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.nd
 
 @dataclass
 class _Stage:
-    """The current stage while the pipeline runs (mutable, private)."""
+    """The current stage while the pipeline runs (mutable, private).
+
+    ``raw_feeds`` are the sample rows in the original contract that ``feeds`` encode; after a
+    pass introduced per-request inputs they hold one request (row 0's request inputs on every
+    row), and ``labels`` no longer apply (None).
+    """
 
     graph: ModelGraph
     feeds: dict[str, np.ndarray]
+    raw_feeds: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
     runner: Any = None
     reference: dict[str, np.ndarray] | None = None
     encodings: list[InputEncoding] = field(default_factory=list)
 
-    def outputs(self) -> dict[str, np.ndarray]:
-        """The stage's outputs on its feeds (computed once)."""
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The stage's outputs on other rows."""
         from recadvisor.model.runtime import GraphRunner
 
+        if self.runner is None:
+            self.runner = GraphRunner(self.graph)
+        return self.runner(feeds)
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The stage's outputs on its feeds (computed once)."""
         if self.reference is None:
-            if self.runner is None:
-                self.runner = GraphRunner(self.graph)
-            self.reference = self.runner(self.feeds)
+            self.reference = self.run(self.feeds)
         return self.reference
 
 
-def _run_entry(entry: PlanEntry, rewrite: RewritePass, stage: _Stage, context: RewriteContext
-               ) -> tuple[str, str, dict[str, Any], _Stage | None]:
+def _check_requests(
+    stage: _Stage, result: PassResult, encodings: list[InputEncoding], tolerance: float
+) -> tuple[Parity, _Stage]:
+    """Parity of a pass that made inputs per-request, on several one-request samples.
+
+    Each sample request takes one row's request inputs, repeated for every candidate row, in
+    the previous stage (which takes them on every row) and once in the candidate. The next
+    stage keeps the first request as its sample rows.
+    """
+    from recadvisor.model.runtime import GraphRunner
+
+    requests = broadcast_inputs(encodings)
+    n_rows = int(next(iter(stage.raw_feeds.values())).shape[0])
+    runner = GraphRunner(result.graph)
+    parities: list[Parity] = []
+    stages: list[_Stage] = []
+    for row in request_rows(n_rows):
+        raw = one_request_feeds(stage.raw_feeds, requests, row)
+        reference = stage.run(_feeds_for(stage.graph, stage.encodings, raw))
+        feeds = _feeds_for(result.graph, encodings, raw)
+        candidate = runner(feeds)
+        parities.append(
+            compare_outputs(
+                reference, candidate, tolerance, outputs=list(result.graph.output_tensors)
+            )
+        )
+        stages.append(_Stage(result.graph, feeds, raw, None, runner, candidate, encodings))
+    if not stages:
+        raise RecAdvisorError(
+            f"pass '{result.name}' made inputs per-request but there are no "
+            "sample rows to check it on; pass --data"
+        )
+    return worst_of(parities), stages[0]
+
+
+def _run_entry(
+    entry: PlanEntry, rewrite: RewritePass, stage: _Stage
+) -> tuple[str, str, dict[str, Any], _Stage | None]:
     """Apply one pass and check it: (status, reason, record fields, next stage or None)."""
     from recadvisor.model.runtime import GraphRunner
 
     tolerance = float(entry.params.get("max_abs_diff", rewrite.tolerance))
-    stage_context = RewriteContext(feeds=stage.feeds, raw_feeds=context.raw_feeds,
-                                   labels=context.labels)
+    stage_context = RewriteContext(
+        feeds=stage.feeds, raw_feeds=stage.raw_feeds, labels=stage.labels
+    )
     try:
         result = rewrite.apply(stage.graph, pass_params(entry), stage_context)
     except PassRefused as e:
         return REFUSED, str(e), {}, None
     encodings = stage.encodings + list(result.encodings)
-    feeds = (_encode(encodings, context.raw_feeds, stage.feeds, entry.pass_name)
-             if result.encodings else dict(stage.feeds))
-    feeds = {k: v for k, v in feeds.items() if k in result.graph.signature.inputs}
-    missing = sorted(set(result.graph.signature.inputs) - set(feeds))
-    if missing:
-        raise RecAdvisorError(f"no sample rows for the new input(s) {', '.join(missing)}")
-    reference = stage.outputs()
-    runner = GraphRunner(result.graph)
-    candidate = runner(feeds)
-    parity = compare_outputs(reference, candidate, tolerance,
-                             outputs=list(result.graph.output_tensors))
-    fields: dict[str, Any] = dict(stats=result.stats, notes=result.notes, parity=parity,
-                                  tolerance=tolerance)
+    if set(broadcast_inputs(result.encodings)) - set(broadcast_inputs(stage.encodings)):
+        parity, next_stage = _check_requests(stage, result, encodings, tolerance)
+        reference: Mapping[str, np.ndarray] = {}
+        candidate: Mapping[str, np.ndarray] = {}
+        labels = None  # one request's rows no longer line up with the labels
+    else:
+        feeds = (
+            _encode(encodings, stage.raw_feeds, stage.feeds)
+            if result.encodings
+            else dict(stage.feeds)
+        )
+        feeds = {k: v for k, v in feeds.items() if k in result.graph.signature.inputs}
+        missing = sorted(set(result.graph.signature.inputs) - set(feeds))
+        if missing:
+            raise RecAdvisorError(f"no sample rows for the new input(s) {', '.join(missing)}")
+        reference = stage.outputs()
+        runner = GraphRunner(result.graph)
+        candidate = runner(feeds)
+        parity = compare_outputs(
+            reference, candidate, tolerance, outputs=list(result.graph.output_tensors)
+        )
+        labels = stage.labels
+        next_stage = _Stage(
+            result.graph, feeds, stage.raw_feeds, labels, runner, candidate, encodings
+        )
+    fields: dict[str, Any] = dict(
+        stats=result.stats, notes=result.notes, parity=parity, tolerance=tolerance
+    )
     if not parity.passed:
         return ROLLED_BACK, f"rolled back: {parity.summary()}", fields, None
     if rewrite.exactness == LOSSY:
         max_drop = float(entry.params.get("max_auc_drop", DEFAULT_MAX_AUC_DROP))
-        gates, reason = _auc_gate(reference, candidate, context.labels, max_drop)
+        gates, reason = _auc_gate(reference, candidate, labels, max_drop)
         fields["gates"] = gates
         if reason:
             return ROLLED_BACK, f"rolled back: {reason}", fields, None
     fields["encodings"] = tuple(result.encodings)
-    return APPLIED, "", fields, _Stage(result.graph, feeds, runner, candidate, encodings)
+    return APPLIED, "", fields, next_stage
 
 
 def run_pipeline(
@@ -305,19 +420,25 @@ def run_pipeline(
         PlanError: the plan names a pass that is neither registered nor in ``passes``.
     """
     overrides = dict(passes or {})
-    stage = _Stage(graph, {k: np.asarray(v) for k, v in context.feeds.items()})
+    stage = _Stage(
+        graph,
+        {k: np.asarray(v) for k, v in context.feeds.items()},
+        {k: np.asarray(v) for k, v in context.raw_feeds.items()},
+        None if context.labels is None else np.asarray(context.labels),
+    )
     records: list[PassRecord] = []
     for entry in _ordered_entries(plan, overrides):
         nodes = len(stage.graph.graph_def.node)
         if not entry.enabled:
-            records.append(PassRecord(entry.pass_name, DISABLED, nodes_before=nodes,
-                                      nodes_after=nodes))
+            records.append(
+                PassRecord(entry.pass_name, DISABLED, nodes_before=nodes, nodes_after=nodes)
+            )
             continue
         start = time.perf_counter()
         rewrite: RewritePass | None = None
         try:
             rewrite = overrides.get(entry.pass_name) or get_pass(entry.pass_name)
-            status, reason, fields, next_stage = _run_entry(entry, rewrite, stage, context)
+            status, reason, fields, next_stage = _run_entry(entry, rewrite, stage)
         except Exception as e:
             if strict:
                 raise
@@ -327,19 +448,23 @@ def run_pipeline(
         if next_stage is not None:
             stage = next_stage
         log.info("pass %s: %s %s", entry.pass_name, status, reason)
-        records.append(PassRecord(
-            entry.pass_name, status,
-            exactness=getattr(rewrite, "exactness", ""),
-            reason=reason,
-            seconds=time.perf_counter() - start,
-            nodes_before=nodes,
-            nodes_after=len(stage.graph.graph_def.node),
-            **fields,
-        ))
+        records.append(
+            PassRecord(
+                entry.pass_name,
+                status,
+                exactness=getattr(rewrite, "exactness", ""),
+                reason=reason,
+                seconds=time.perf_counter() - start,
+                nodes_before=nodes,
+                nodes_after=len(stage.graph.graph_def.node),
+                **fields,
+            )
+        )
     return PipelineResult(
         graph=stage.graph,
         records=tuple(records),
         encodings=tuple(stage.encodings),
         feeds=stage.feeds,
+        raw_feeds=stage.raw_feeds,
         initial_nodes=len(graph.graph_def.node),
     )

@@ -18,6 +18,10 @@ summed over the batch (not row-wise).
 ``double_hash``: negative cases: ``user_id`` hashed into 100 and into 1000 buckets, ``age`` used
 both as a number and formatted as a string.
 
+``cast_ids``: ``age`` [N,1] hashed, its ids reshaped to ``tf.shape(ids)[:1]`` and cast to int32
+before the gather (rewritable); ``year`` hashed and offset by one (``ids + 1``) before its gather
+(not rewritable: the offset would apply to bucket indices).
+
 Builders are cached with ``functools.cache`` so every test module shares one build.
 """
 
@@ -108,8 +112,10 @@ def hashing_ranker() -> ContractModel:
     module.w2 = var(0.3 * rng.normal(size=(16, 1)))
     module.vocab = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
-            tf.constant(CATEGORIES), tf.constant(np.arange(len(CATEGORIES)), tf.int64)),
-        default_value=len(CATEGORIES))
+            tf.constant(CATEGORIES), tf.constant(np.arange(len(CATEGORIES)), tf.int64)
+        ),
+        default_value=len(CATEGORIES),
+    )
     specs = {
         "user_id": tf.TensorSpec([None], tf.string, name="user_id"),
         "item_id": tf.TensorSpec([None, 1], tf.string, name="item_id"),
@@ -143,8 +149,11 @@ def two_tower_feeds(n_rows: int = N_ROWS, seed: int = 1) -> dict[str, np.ndarray
         "user_id": np.array([f"u{k}" for k in rng.integers(0, 300, n_rows)], dtype=object),
         "user_age": rng.uniform(18, 70, size=(n_rows, 1)).astype(np.float32),
         "hist_item_id": np.array(
-            [[f"item_{k}" if k < 80 else "" for k in row]  # "" pads short histories
-             for row in rng.integers(0, 100, (n_rows, 5))], dtype=object
+            [
+                [f"item_{k}" if k < 80 else "" for k in row]  # "" pads short histories
+                for row in rng.integers(0, 100, (n_rows, 5))
+            ],
+            dtype=object,
         ),
         "item_id": np.array([f"item_{k}" for k in rng.integers(0, 80, n_rows)], dtype=object),
         "item_price": rng.normal(size=(n_rows, 1)).astype(np.float32),
@@ -211,8 +220,9 @@ def double_hash() -> ContractModel:
     def serve(f: dict) -> dict:
         a = tf.gather(module.small, tf.strings.to_hash_bucket_fast(f["user_id"], 100))
         b = tf.gather(module.big, tf.strings.to_hash_bucket_fast(f["user_id"], 1000))
-        age = tf.gather(module.age_emb,
-                        tf.strings.to_hash_bucket_fast(tf.strings.as_string(f["age"]), 50))
+        age = tf.gather(
+            module.age_emb, tf.strings.to_hash_bucket_fast(tf.strings.as_string(f["age"]), 50)
+        )
         age_num = tf.cast(tf.reshape(f["age"], [-1, 1]), tf.float32) / 100.0
         score = tf.sigmoid(tf.reduce_sum(a + b + age, axis=1, keepdims=True) + age_num)
         return {"score": score}
@@ -227,6 +237,36 @@ def double_hash() -> ContractModel:
 
 
 @cache
+def cast_ids() -> ContractModel:
+    """Build (once) the ``cast_ids`` model described in the module docstring."""
+    tf = import_tf()
+    rng = np.random.default_rng(8)
+    module = tf.Module()
+    module.age_emb = tf.Variable(rng.normal(size=(60, 4)).astype(np.float32))
+    module.year_emb = tf.Variable(rng.normal(size=(41, 4)).astype(np.float32))
+    specs = {
+        "age": tf.TensorSpec([None, 1], tf.int64, name="age"),
+        "year": tf.TensorSpec([None], tf.int64, name="year"),
+    }
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        age_ids = tf.strings.to_hash_bucket_fast(tf.strings.as_string(f["age"]), 60)
+        flat = tf.cast(tf.reshape(age_ids, tf.shape(age_ids)[:1]), tf.int32)
+        year_ids = tf.strings.to_hash_bucket_fast(tf.strings.as_string(f["year"]), 40) + 1
+        x = tf.gather(module.age_emb, flat) + tf.gather(module.year_emb, year_ids)
+        return {"score": tf.sigmoid(tf.reduce_sum(x, axis=1))}
+
+    module.serve = serve
+    rng2 = np.random.default_rng(9)
+    feeds = {
+        "age": rng2.integers(18, 71, (128, 1)).astype(np.int64),
+        "year": rng2.integers(1990, 2021, 128).astype(np.int64),
+    }
+    return _finish(module, serve, "cast_ids", feeds)
+
+
+@cache
 def int_lookup() -> ContractModel:
     """Integer codes looked up in an int64->int64 table (what tf2onnx refuses) + a dense input."""
     tf = import_tf()
@@ -235,8 +275,10 @@ def int_lookup() -> ContractModel:
     module = tf.Module()
     module.table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
-            tf.constant(codes), tf.constant(np.arange(1, codes.size + 1), tf.int64)),
-        default_value=0)
+            tf.constant(codes), tf.constant(np.arange(1, codes.size + 1), tf.int64)
+        ),
+        default_value=0,
+    )
     module.emb = tf.Variable(rng.normal(size=(codes.size + 1, 4)).astype(np.float32))
     module.w = tf.Variable(rng.normal(size=(5, 1)).astype(np.float32))
     specs = {
@@ -252,8 +294,10 @@ def int_lookup() -> ContractModel:
     module.serve = serve
     rng2 = np.random.default_rng(9)
     pool = np.concatenate([codes, [0, 101, 999, -5]])
-    feeds = {"code": rng2.choice(pool, 64).astype(np.int64),
-             "x": rng2.normal(size=(64, 1)).astype(np.float32)}
+    feeds = {
+        "code": rng2.choice(pool, 64).astype(np.int64),
+        "x": rng2.normal(size=(64, 1)).astype(np.float32),
+    }
     return _finish(module, serve, "int_lookup", feeds)
 
 
@@ -275,12 +319,17 @@ def batch_reduce() -> ContractModel:
 
     module.serve = serve
     rng = np.random.default_rng(10)
-    feeds = {"user_x": rng.normal(size=(8, 4)).astype(np.float32),
-             "item_x": rng.normal(size=(8, 4)).astype(np.float32)}
+    feeds = {
+        "user_x": rng.normal(size=(8, 4)).astype(np.float32),
+        "item_x": rng.normal(size=(8, 4)).astype(np.float32),
+    }
     return _finish(module, serve, "batch_reduce", feeds)
 
 
 def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     """Largest absolute difference over the outputs both dicts hold."""
-    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
-               for k in a if k in b)
+    return max(
+        float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
+        for k in a
+        if k in b
+    )

@@ -13,6 +13,7 @@ from recadvisor.rewrite.numeric_bucketize import NumericBucketizePass
 from recadvisor.rewrite.table_surgery import const_array, find_embedding_tables
 from tests.rewrite.fixtures_contract import (
     ContractModel,
+    cast_ids,
     double_hash,
     hashing_ranker,
     max_abs_diff,
@@ -27,8 +28,9 @@ def hranker() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def clamped(hranker: ContractModel) -> PassResult:
-    return NumericBucketizePass().apply(hranker.graph, {},
-                                        RewriteContext(hranker.feeds, hranker.feeds))
+    return NumericBucketizePass().apply(
+        hranker.graph, {}, RewriteContext(hranker.feeds, hranker.feeds)
+    )
 
 
 def _with_ages(model: ContractModel, ages: list[int]) -> dict[str, np.ndarray]:
@@ -48,8 +50,9 @@ def test_exact_on_sample(hranker: ContractModel, clamped: PassResult) -> None:
     assert max_abs_diff(out, hranker.run_original(hranker.feeds)) <= 1e-5
 
 
-def test_structure_string_ops_gone_and_table_shrunk(hranker: ContractModel,
-                                                    clamped: PassResult) -> None:
+def test_structure_string_ops_gone_and_table_shrunk(
+    hranker: ContractModel, clamped: PassResult
+) -> None:
     ops = clamped.graph.op_counts()
     assert ops.get("AsString", 0) == 0
     assert ops["Bucketize"] == 1
@@ -81,8 +84,10 @@ def test_notes_state_range_and_clamp(hranker: ContractModel, clamped: PassResult
 
 def test_fallback_row_outside_the_range(hranker: ContractModel) -> None:
     result = NumericBucketizePass().apply(
-        hranker.graph, {"out_of_range": "fallback_row", "fallback": "zeros"},
-        RewriteContext(hranker.feeds, hranker.feeds))
+        hranker.graph,
+        {"out_of_range": "fallback_row", "fallback": "zeros"},
+        RewriteContext(hranker.feeds, hranker.feeds),
+    )
     assert result.stats["inputs"]["age"]["out_of_range"] == "fallback_row"
     runner = GraphRunner(result.graph)
     inside = _with_ages(hranker, [18, 55, 70])
@@ -95,22 +100,24 @@ def test_fallback_row_outside_the_range(hranker: ContractModel) -> None:
     assert "fallback row" in result.notes[0]
 
 
-def test_chains_with_ids_upstream_into_a_string_free_graph(hranker: ContractModel,
-                                                           clamped: PassResult) -> None:
+def test_chains_with_ids_upstream_into_a_string_free_graph(
+    hranker: ContractModel, clamped: PassResult
+) -> None:
     up = IdsUpstreamPass().apply(clamped.graph, {}, RewriteContext(hranker.feeds, hranker.feeds))
     assert "age" not in {e.input_key for e in up.encodings}  # age stays a plain number
     assert up.stats["string_ops_after"] == 0
     encoded = encode_feeds(up.encodings, hranker.feeds)
-    assert max_abs_diff(GraphRunner(up.graph)(encoded), hranker.run_original(hranker.feeds)) \
-        <= 1e-5
+    assert max_abs_diff(GraphRunner(up.graph)(encoded), hranker.run_original(hranker.feeds)) <= 1e-5
 
 
 def test_works_when_the_number_is_also_read_as_a_number() -> None:
     model = double_hash()
     result = NumericBucketizePass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
     assert result.graph.op_counts().get("AsString", 0) == 0
-    assert max_abs_diff(GraphRunner(result.graph)(model.feeds),
-                        model.run_original(model.feeds)) <= 1e-5
+    assert (
+        max_abs_diff(GraphRunner(result.graph)(model.feeds), model.run_original(model.feeds))
+        <= 1e-5
+    )
 
 
 def test_refuses_without_numeric_hashing() -> None:
@@ -121,8 +128,25 @@ def test_refuses_without_numeric_hashing() -> None:
 
 def test_refuses_values_float32_boundaries_cannot_separate(hranker: ContractModel) -> None:
     with pytest.raises(PassRefused, match="beyond 2\\*\\*24"):
-        NumericBucketizePass().apply(hranker.graph, {"values": [1, 2**25]},
-                                     RewriteContext(hranker.feeds, hranker.feeds))
+        NumericBucketizePass().apply(
+            hranker.graph, {"values": [1, 2**25]}, RewriteContext(hranker.feeds, hranker.feeds)
+        )
     with pytest.raises(PassRefused, match="out_of_range"):
-        NumericBucketizePass().apply(hranker.graph, {"out_of_range": "wrap"},
-                                     RewriteContext(hranker.feeds, hranker.feeds))
+        NumericBucketizePass().apply(
+            hranker.graph, {"out_of_range": "wrap"}, RewriteContext(hranker.feeds, hranker.feeds)
+        )
+
+
+def test_ids_cast_and_measured_are_rewritten_an_offset_is_not() -> None:
+    model = cast_ids()
+    result = NumericBucketizePass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+    assert list(result.stats["inputs"]) == ["age"]
+    # age: the Reshape to tf.shape(ids)[:1] and the cast to int32 now carry int32 buckets
+    before, after = model.graph.op_counts(), result.graph.op_counts()
+    assert after["Bucketize"] == 1 and after["Cast"] == before["Cast"]
+    assert after["AsString"] == before["AsString"] - 1 == 1
+    assert result.stats["inputs"]["age"]["rows_after"] <= 53
+    # year: ids + 1 reads the hash ids as numbers, so it keeps its string ops
+    assert any(n.startswith("left as is: year:") and "AddV2" in n for n in result.notes)
+    out = GraphRunner(result.graph)(model.feeds)
+    assert max_abs_diff(out, model.run_original(model.feeds)) <= 1e-5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,8 +36,9 @@ class ScaleConstantPass(RewritePass):
         self.factor = factor
         self.exactness = exactness
 
-    def apply(self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
-              ) -> PassResult:
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
         tf = import_tf()
         graph_def = graph.copy_graph_def()
         for node in graph_def.node:
@@ -58,16 +58,18 @@ class NegateLogitsPass(ScaleConstantPass):
 class CrashingPass(RewritePass):
     name = "crash"
 
-    def apply(self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
-              ) -> PassResult:
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
         raise RuntimeError("boom")
 
 
 class RefusingPass(RewritePass):
     name = "refuse"
 
-    def apply(self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
-              ) -> PassResult:
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
         raise PassRefused("not today")
 
 
@@ -77,8 +79,9 @@ class ContractPass(RewritePass):
     name = "contract"
     changes_contract = True
 
-    def apply(self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
-              ) -> PassResult:
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
         enc = InputEncoding("user", "hash_bucket", "string", "int64", {"num_buckets": 30})
         return PassResult(self.name, graph, encodings=(enc,))
 
@@ -90,8 +93,12 @@ def _ctx(model: TinyModel, labels: np.ndarray | None = None) -> RewriteContext:
 def test_safe_plan(ranker: TinyModel) -> None:
     plan = preset_plan("safe", ranker.graph)
     result = run_pipeline(ranker.graph, plan, _ctx(ranker), strict=True)
-    assert result.names("applied") == ["strip_control_deps", "drop_unused_inputs",
-                                       "merge_duplicates", "grappler_optimize"]
+    assert result.names("applied") == [
+        "strip_control_deps",
+        "drop_unused_inputs",
+        "merge_duplicates",
+        "grappler_optimize",
+    ]
     assert len(result.records) == len(plan.rewrites)
     assert set(result.names("disabled")) == {e.pass_name for e in plan.rewrites if not e.enabled}
     for rec in result.records:
@@ -109,8 +116,9 @@ def test_safe_plan(ranker: TinyModel) -> None:
 
 def test_broken_pass_rolled_back(ranker: TinyModel) -> None:
     plan = preset_plan("safe", ranker.graph)
-    result = run_pipeline(ranker.graph, plan, _ctx(ranker),
-                          passes={"merge_duplicates": ScaleConstantPass()})
+    result = run_pipeline(
+        ranker.graph, plan, _ctx(ranker), passes={"merge_duplicates": ScaleConstantPass()}
+    )
     rec = result.record("merge_duplicates")
     assert rec.status == "rolled_back"
     assert rec.reason.startswith("rolled back: max abs diff") and "> 1e-05" in rec.reason
@@ -124,9 +132,11 @@ def test_broken_pass_rolled_back(ranker: TinyModel) -> None:
 
 def test_tolerance_override_keeps_it(ranker: TinyModel) -> None:
     plan = preset_plan("safe", ranker.graph).with_entry(
-        PlanEntry("merge_duplicates", True, {"max_abs_diff": 1e9}))
-    result = run_pipeline(ranker.graph, plan, _ctx(ranker),
-                          passes={"merge_duplicates": ScaleConstantPass(1.0001)})
+        PlanEntry("merge_duplicates", True, {"max_abs_diff": 1e9})
+    )
+    result = run_pipeline(
+        ranker.graph, plan, _ctx(ranker), passes={"merge_duplicates": ScaleConstantPass(1.0001)}
+    )
     assert result.record("merge_duplicates").status == "applied"
     assert result.record("merge_duplicates").tolerance == 1e9
 
@@ -148,22 +158,33 @@ def test_auc_gate(ranker: TinyModel) -> None:
     scores = GraphRunner(ranker.graph)(ranker.feeds)["ctr"].ravel()
     labels = (scores > np.median(scores)).astype(np.int64)
     plan = preset_plan("safe", ranker.graph).with_entry(
-        PlanEntry("merge_duplicates", True, {"max_abs_diff": 1.0}))
-    result = run_pipeline(ranker.graph, plan, _ctx(ranker, labels),
-                          passes={"merge_duplicates": NegateLogitsPass()})
+        PlanEntry("merge_duplicates", True, {"max_abs_diff": 1.0})
+    )
+    result = run_pipeline(
+        ranker.graph, plan, _ctx(ranker, labels), passes={"merge_duplicates": NegateLogitsPass()}
+    )
     rec = result.record("merge_duplicates")
     assert rec.status == "rolled_back" and "AUC on ctr fell by" in rec.reason
     assert rec.gates["ctr"]["auc_before"] == 1.0
 
 
-def test_contract_change_without_encoder(ranker: TinyModel, monkeypatch: pytest.MonkeyPatch
-                                         ) -> None:
-    monkeypatch.setitem(sys.modules, "recadvisor.rewrite.encodings", None)
+class UnknownEncodingPass(ContractPass):
+    """Changes the contract of ``user`` with an encoding the encoder does not know."""
+
+    def apply(
+        self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
+    ) -> PassResult:
+        enc = InputEncoding("user", "nope", "string", "int64", {})
+        return PassResult(self.name, graph, encodings=(enc,))
+
+
+def test_contract_change_the_encoder_cannot_compute(ranker: TinyModel) -> None:
     plan = preset_plan("safe", ranker.graph)
-    result = run_pipeline(ranker.graph, plan, _ctx(ranker),
-                          passes={"merge_duplicates": ContractPass()})
+    result = run_pipeline(
+        ranker.graph, plan, _ctx(ranker), passes={"merge_duplicates": UnknownEncodingPass()}
+    )
     rec = result.record("merge_duplicates")
-    assert rec.status == "failed" and "parity cannot be checked" in rec.reason
+    assert rec.status == "failed" and "unknown encoding kind 'nope'" in rec.reason
     assert not result.encodings
 
 
@@ -174,14 +195,23 @@ def test_unknown_pass_name(ranker: TinyModel) -> None:
 
 
 def test_compare_outputs_rules() -> None:
-    ref = {"f": np.array([1.0, np.nan, 3.0], np.float32), "i": np.array([1, 2]),
-           "s": np.array([b"a", b"b"], dtype=object)}
-    same = {"f": np.array([1.0, np.nan, 3.000001], np.float32), "i": np.array([1, 2]),
-            "s": np.array(["a", "b"], dtype=object)}
+    ref = {
+        "f": np.array([1.0, np.nan, 3.0], np.float32),
+        "i": np.array([1, 2]),
+        "s": np.array([b"a", b"b"], dtype=object),
+    }
+    same = {
+        "f": np.array([1.0, np.nan, 3.000001], np.float32),
+        "i": np.array([1, 2]),
+        "s": np.array(["a", "b"], dtype=object),
+    }
     parity = compare_outputs(ref, same, 1e-5)
     assert parity.passed and parity.max_abs_diff < 1e-5
-    worse = {"f": np.array([1.0, 0.0, 3.1], np.float32), "i": np.array([1, 3]),
-             "s": np.array([b"a", b"c"], dtype=object)}
+    worse = {
+        "f": np.array([1.0, 0.0, 3.1], np.float32),
+        "i": np.array([1, 3]),
+        "s": np.array([b"a", b"c"], dtype=object),
+    }
     parity = compare_outputs(ref, worse, 1e-5)
     assert not parity.passed
     assert {o.key: o.passed for o in parity.outputs} == {"f": False, "i": False, "s": False}
