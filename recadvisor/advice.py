@@ -54,6 +54,7 @@ from recadvisor.analysis.findings import (
     severity_rank,
     to_jsonable,
 )
+from recadvisor.analysis.stages import FEATURE_CROSS_OPS
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import EXACT, EXACT_IN_RANGE, LOSSY
 
@@ -71,8 +72,14 @@ PRESET_CONTRACT_CHANGES = {"safe": False, "fast": True, "small": True}
 NEVER_AUTO_ENABLED = frozenset({"prune_outputs", "per_request_dedup"})
 # passes that only make sense with a target from the analysis; disabled when nothing was found
 TARGETED_PASSES = frozenset(
-    {"numeric_bucketize", "ids_upstream", "share_embeddings", "reduce_embedding_dim",
-     "prune_embedding_rows", "per_request_dedup"}
+    {
+        "numeric_bucketize",
+        "ids_upstream",
+        "share_embeddings",
+        "reduce_embedding_dim",
+        "prune_embedding_rows",
+        "per_request_dedup",
+    }
 )
 INT8_SIZE_RATIO = 0.28  # int8 rows + one float32 scale per row, for typical dims
 MAX_SNIPPET_VALUES = 64
@@ -126,24 +133,26 @@ class Suggestion:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (an ``analysis.json`` ``suggestions`` entry)."""
-        return to_jsonable({
-            "kind": self.kind,
-            "targets": list(self.targets),
-            "message": self.message,
-            "plan_entry": self.plan_entry,
-            "exactness": self.exactness,
-            "changes_contract": self.changes_contract,
-            "expected_saving": {
-                "time_share": self.expected_time_share,
-                "time_share_by_batch": self.expected_time_share_by_batch,
-                "batch_size": self.batch_size,
-                "bytes": self.expected_bytes_saved,
-            },
-            "training_side": self.training_side,
-            "severity": self.severity,
-            "finding_kinds": list(self.finding_kinds),
-            "tables": list(self.tables),
-        })
+        return to_jsonable(
+            {
+                "kind": self.kind,
+                "targets": list(self.targets),
+                "message": self.message,
+                "plan_entry": self.plan_entry,
+                "exactness": self.exactness,
+                "changes_contract": self.changes_contract,
+                "expected_saving": {
+                    "time_share": self.expected_time_share,
+                    "time_share_by_batch": self.expected_time_share_by_batch,
+                    "batch_size": self.batch_size,
+                    "bytes": self.expected_bytes_saved,
+                },
+                "training_side": self.training_side,
+                "severity": self.severity,
+                "finding_kinds": list(self.finding_kinds),
+                "tables": list(self.tables),
+            }
+        )
 
 
 def _reference_batch(attribution: Any, profile: Any) -> int | None:
@@ -170,8 +179,9 @@ def _ticks(names: Iterable[str]) -> str:
 def _values_text(values: Sequence[Any]) -> str:
     shown = list(values[:MAX_SNIPPET_VALUES])
     more = len(values) - len(shown)
-    return "[" + ", ".join(str(v) for v in shown) + (f", ...  # {more} more" if more > 0 else "") \
-        + "]"
+    return (
+        "[" + ", ".join(str(v) for v in shown) + (f", ...  # {more} more" if more > 0 else "") + "]"
+    )
 
 
 class _Advisor:
@@ -198,18 +208,27 @@ class _Advisor:
         feature = f.features[0]
         if ev.get("source") == "data":
             values = ev.get("boundaries") or []
-            return [Suggestion(
-                kind="send_numbers", targets=f.features, pass_name=None, exactness=RETRAIN,
-                changes_contract=True, severity=f.severity, finding_kinds=(f.kind,),
-                message=(f"send `{feature}` as a number and bucketize it in the model "
-                         f"({ev.get('n_distinct')} distinct values) instead of a string"),
-                training_side=(
-                    f"{feature} = tf.strings.to_number({feature})  # in the input pipeline\n"
-                    f"x = tf.keras.layers.Discretization(bin_boundaries={_values_text(values)})"
-                    f"({feature})"
-                ),
-                batch_size=self.bs,
-            )]
+            return [
+                Suggestion(
+                    kind="send_numbers",
+                    targets=f.features,
+                    pass_name=None,
+                    exactness=RETRAIN,
+                    changes_contract=True,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"send `{feature}` as a number and bucketize it in the model "
+                        f"({ev.get('n_distinct')} distinct values) instead of a string"
+                    ),
+                    training_side=(
+                        f"{feature} = tf.strings.to_number({feature})  # in the input pipeline\n"
+                        f"x = tf.keras.layers.Discretization(bin_boundaries={_values_text(values)})"
+                        f"({feature})"
+                    ),
+                    batch_size=self.bs,
+                )
+            ]
         by_batch = _shares(f)
         share = self.share(by_batch, ev.get("time_share"))
         rows, n, dim = ev.get("table_rows"), ev.get("n_distinct"), ev.get("table_dim")
@@ -226,28 +245,44 @@ class _Advisor:
             f"emb = tf.keras.layers.Embedding({n_buckets or 'len(bin_boundaries) + 1'}, "
             f"{dim or 'dim'})(ids)"
         )
-        return [Suggestion(
-            kind="numeric_bucketize", targets=f.features, pass_name="numeric_bucketize",
-            params={"inputs": [feature], "out_of_range": "clamp"},
-            exactness=EXACT_IN_RANGE, changes_contract=False,
-            expected_time_share=share, expected_time_share_by_batch=by_batch,
-            expected_bytes_saved=saved, severity=f.severity, finding_kinds=(f.kind,),
-            message=(f"replace AsString + hash of `{feature}` by Bucketize"
-                     + (f" over {n} values" if n else "")
-                     + f": removes {_pct(share)}"
-                     + (f" and shrinks its table {rows:,} -> {n + 1} rows" if saved else "")
-                     + f"; exact for {exact_for}; outside the range values clamp to the end "
-                     "buckets"),
-            training_side=snippet, batch_size=self.bs,
-        )]
+        return [
+            Suggestion(
+                kind="numeric_bucketize",
+                targets=f.features,
+                pass_name="numeric_bucketize",
+                params={"inputs": [feature], "out_of_range": "clamp"},
+                exactness=EXACT_IN_RANGE,
+                changes_contract=False,
+                expected_time_share=share,
+                expected_time_share_by_batch=by_batch,
+                expected_bytes_saved=saved,
+                severity=f.severity,
+                finding_kinds=(f.kind,),
+                message=(
+                    f"replace AsString + hash of `{feature}` by Bucketize"
+                    + (f" over {n} values" if n else "")
+                    + f": removes {_pct(share)}"
+                    + (f" and shrinks its table {rows:,} -> {n + 1} rows" if saved else "")
+                    + f"; exact for {exact_for}; outside the range values clamp to the end "
+                    "buckets"
+                ),
+                training_side=snippet,
+                batch_size=self.bs,
+            )
+        ]
 
     def string_op(self, f: Finding) -> list[Suggestion]:
-        string_inputs = [x for x in f.features
-                         if self.graph.signature.inputs.get(x) is not None
-                         and self.graph.signature.inputs[x].dtype == "string"]
+        string_inputs = [
+            x
+            for x in f.features
+            if self.graph.signature.inputs.get(x) is not None
+            and self.graph.signature.inputs[x].dtype == "string"
+        ]
         if not string_inputs or len(f.features) != len(string_inputs):
             return []  # numeric inputs: numeric_as_string's suggestion covers them
         ev = f.evidence
+        if FEATURE_CROSS_OPS & set(ev.get("op_types") or {}):
+            return []  # ids_upstream replaces hashes and lookups of one input, not a cross
         by_batch = _shares(f)
         share = self.share(by_batch, ev.get("time_share"))
         buckets = ev.get("num_buckets") or []
@@ -255,22 +290,37 @@ class _Advisor:
         lines = []
         for x in string_inputs:
             if buckets:
-                lines.append(f"{x}_id = tf.strings.to_hash_bucket_fast({x}, {buckets[0]})"
-                             "  # in the feature pipeline (FarmHash Fingerprint64 mod N)")
+                lines.append(
+                    f"{x}_id = tf.strings.to_hash_bucket_fast({x}, {buckets[0]})"
+                    "  # in the feature pipeline (FarmHash Fingerprint64 mod N)"
+                )
             elif vocab:
-                lines.append(f"{x}_id = tf.keras.layers.StringLookup(vocabulary=...)({x})"
-                             "  # in the input pipeline, not the serving graph")
+                lines.append(
+                    f"{x}_id = tf.keras.layers.StringLookup(vocabulary=...)({x})"
+                    "  # in the input pipeline, not the serving graph"
+                )
         lines.append("# the model then takes int64 ids: tf.keras.layers.Embedding(N, dim)(ids)")
-        return [Suggestion(
-            kind="ids_upstream", targets=tuple(string_inputs), pass_name="ids_upstream",
-            params={"inputs": string_inputs}, exactness=EXACT, changes_contract=True,
-            expected_time_share=share, expected_time_share_by_batch=by_batch,
-            severity=f.severity, finding_kinds=(f.kind,),
-            message=(f"compute the ids of {_ticks(string_inputs)} upstream (int64 inputs, "
-                     f"exact): removes {_pct(share)} of string work and opens the way to "
-                     "onnxruntime"),
-            training_side="\n".join(lines), batch_size=self.bs,
-        )]
+        return [
+            Suggestion(
+                kind="ids_upstream",
+                targets=tuple(string_inputs),
+                pass_name="ids_upstream",
+                params={"inputs": string_inputs},
+                exactness=EXACT,
+                changes_contract=True,
+                expected_time_share=share,
+                expected_time_share_by_batch=by_batch,
+                severity=f.severity,
+                finding_kinds=(f.kind,),
+                message=(
+                    f"compute the ids of {_ticks(string_inputs)} upstream (int64 inputs, "
+                    f"exact): removes {_pct(share)} of string work and opens the way to "
+                    "onnxruntime"
+                ),
+                training_side="\n".join(lines),
+                batch_size=self.bs,
+            )
+        ]
 
     def duplicate_feature(self, f: Finding) -> list[Suggestion]:
         ev = f.evidence
@@ -279,62 +329,106 @@ class _Advisor:
             by_batch = _shares(f)
             share = self.share(by_batch, ev.get("time_share"))
             saved = ev.get("bytes_saved")
-            what = {"hashed_twice": "hash once", "looked_up_twice": "look up once",
-                    "identical_tables": "keep one copy of the identical tables"}.get(
-                reason, "merge the duplicates")
-            return [Suggestion(
-                kind="merge_duplicates", targets=f.features or tuple(ev.get("tables", [])),
-                pass_name="merge_duplicates", params={}, exactness=EXACT,
-                changes_contract=False, expected_time_share=share,
-                expected_time_share_by_batch=by_batch, expected_bytes_saved=saved,
-                severity=f.severity, finding_kinds=(f.kind,),
-                message=(f"{what} ({_ticks(f.features) or 'tables'}): saves {_pct(share)}"
-                         + (f" and {format_bytes(saved)}" if saved else "") + ", exact"),
-                training_side=(f"# compute the ids of {_ticks(f.features)} once and feed them to "
-                               "every part of the model that needs them"),
-                batch_size=self.bs,
-            )]
+            what = {
+                "hashed_twice": "hash once",
+                "looked_up_twice": "look up once",
+                "identical_tables": "keep one copy of the identical tables",
+            }.get(reason, "merge the duplicates")
+            return [
+                Suggestion(
+                    kind="merge_duplicates",
+                    targets=f.features or tuple(ev.get("tables", [])),
+                    pass_name="merge_duplicates",
+                    params={},
+                    exactness=EXACT,
+                    changes_contract=False,
+                    expected_time_share=share,
+                    expected_time_share_by_batch=by_batch,
+                    expected_bytes_saved=saved,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"{what} ({_ticks(f.features) or 'tables'}): saves {_pct(share)}"
+                        + (f" and {format_bytes(saved)}" if saved else "")
+                        + ", exact"
+                    ),
+                    training_side=(
+                        f"# compute the ids of {_ticks(f.features)} once and feed them to "
+                        "every part of the model that needs them"
+                    ),
+                    batch_size=self.bs,
+                )
+            ]
         if reason in ("identical_columns", "one_to_one_columns"):
             a, b = f.features[0], f.features[-1]
-            return [Suggestion(
-                kind="drop_redundant_input", targets=f.features, pass_name=None,
-                exactness=RETRAIN, changes_contract=True, severity=f.severity,
-                finding_kinds=(f.kind,),
-                message=(f"`{a}` and `{b}` carry the same information in the sample data: keep "
-                         "one of them when retraining"),
-                training_side=f"# drop `{b}` from the model's features and keep `{a}`",
-                batch_size=self.bs,
-            )]
+            return [
+                Suggestion(
+                    kind="drop_redundant_input",
+                    targets=f.features,
+                    pass_name=None,
+                    exactness=RETRAIN,
+                    changes_contract=True,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"`{a}` and `{b}` carry the same information in the sample data: keep "
+                        "one of them when retraining"
+                    ),
+                    training_side=f"# drop `{b}` from the model's features and keep `{a}`",
+                    batch_size=self.bs,
+                )
+            ]
         return []
 
     def shared_embedding(self, f: Finding) -> list[Suggestion]:
         ev = f.evidence
         saved = ev.get("bytes_saved")
         feats = f.features
-        snippet = ("shared = tf.keras.layers.Embedding(num_ids, dim)\n"
-                   + "\n".join(f"{x}_emb = shared({x}_ids)" for x in feats))
+        snippet = "shared = tf.keras.layers.Embedding(num_ids, dim)\n" + "\n".join(
+            f"{x}_emb = shared({x}_ids)" for x in feats
+        )
         table_features = ev.get("table_features") or []
         if ev.get("rewrite") and len(table_features) == 2 and all(table_features):
             # the pass names each group by one feature per table (each must read one table)
             group = [table_features[0][0], table_features[1][0]]
-            return [Suggestion(
-                kind="share_embeddings", targets=feats, pass_name="share_embeddings",
-                params={"features": [group], "keep": "mean"},
-                tables=tuple(ev.get("tables", [])),
-                exactness=LOSSY, changes_contract=False, expected_bytes_saved=saved,
-                severity=f.severity, finding_kinds=(f.kind,),
-                message=(f"share one embedding table between {_ticks(feats)}: saves "
-                         f"{format_bytes(saved or 0)}; lossy, checked by the accuracy gate"),
-                training_side=snippet, batch_size=self.bs,
-            )]
-        return [Suggestion(
-            kind="retrain_shared_embedding", targets=feats, pass_name=None, exactness=RETRAIN,
-            changes_contract=False, expected_bytes_saved=saved, severity=f.severity,
-            finding_kinds=(f.kind,),
-            message=(f"{_ticks(feats)} draw from one id space but are encoded differently: "
-                     f"share their embedding when retraining (saves {format_bytes(saved or 0)})"),
-            training_side=snippet, batch_size=self.bs,
-        )]
+            return [
+                Suggestion(
+                    kind="share_embeddings",
+                    targets=feats,
+                    pass_name="share_embeddings",
+                    params={"features": [group], "keep": "mean"},
+                    tables=tuple(ev.get("tables", [])),
+                    exactness=LOSSY,
+                    changes_contract=False,
+                    expected_bytes_saved=saved,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"share one embedding table between {_ticks(feats)}: saves "
+                        f"{format_bytes(saved or 0)}; lossy, checked by the accuracy gate"
+                    ),
+                    training_side=snippet,
+                    batch_size=self.bs,
+                )
+            ]
+        return [
+            Suggestion(
+                kind="retrain_shared_embedding",
+                targets=feats,
+                pass_name=None,
+                exactness=RETRAIN,
+                changes_contract=False,
+                expected_bytes_saved=saved,
+                severity=f.severity,
+                finding_kinds=(f.kind,),
+                message=(
+                    f"{_ticks(feats)} draw from one id space but are encoded differently: "
+                    f"share their embedding when retraining (saves {format_bytes(saved or 0)})"
+                ),
+                training_side=snippet,
+                batch_size=self.bs,
+            )
+        ]
 
     def large_embedding(self, f: Finding) -> list[Suggestion]:
         ev = f.evidence
@@ -347,47 +441,79 @@ class _Advisor:
         if "oversized" in issues:
             saved = ev.get("unused_bytes")
             card = ev.get("cardinality")
-            out.append(Suggestion(
-                kind="prune_embedding_rows", targets=target, tables=(table,),
-                pass_name="prune_embedding_rows",
-                params={"tables": [table]}, exactness=LOSSY, changes_contract=False,
-                expected_bytes_saved=saved, severity=f.severity, finding_kinds=(f.kind,),
-                message=(f"keep the {ev.get('rows_hit'):,} rows of `{name}` the data hits "
-                         f"(of {rows:,}): saves {format_bytes(saved or 0)}; ids never seen fall "
-                         "back to one row (lossy for them, checked by the accuracy gate)"),
-                training_side=(f"# size the table to the ids that occur (~{card:,}):\n"
-                               f"tf.keras.layers.Embedding(input_dim={max(card or 1, 1) * 2}, "
-                               f"output_dim={dim})  # or Hashing(num_bins=...) with fewer bins"),
-                batch_size=self.bs,
-            ))
+            out.append(
+                Suggestion(
+                    kind="prune_embedding_rows",
+                    targets=target,
+                    tables=(table,),
+                    pass_name="prune_embedding_rows",
+                    params={"tables": [table]},
+                    exactness=LOSSY,
+                    changes_contract=False,
+                    expected_bytes_saved=saved,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"keep the {ev.get('rows_hit'):,} rows of `{name}` the data hits "
+                        f"(of {rows:,}): saves {format_bytes(saved or 0)}; ids never seen fall "
+                        "back to one row (lossy for them, checked by the accuracy gate)"
+                    ),
+                    training_side=(
+                        f"# size the table to the ids that occur (~{card:,}):\n"
+                        f"tf.keras.layers.Embedding(input_dim={max(card or 1, 1) * 2}, "
+                        f"output_dim={dim})  # or Hashing(num_bins=...) with fewer bins"
+                    ),
+                    batch_size=self.bs,
+                )
+            )
         if issues & {"low_rank", "dim_large"} and dim:
             new_dim = ev.get("dims_99") if "low_rank" in issues else ev.get("rule_of_thumb_dim")
             new_dim = max(1, min(int(new_dim or dim), dim))
             saved = int(rows * (dim - new_dim) * (size / (rows * dim))) if rows else None
-            out.append(Suggestion(
-                kind="reduce_embedding_dim", targets=target, tables=(table,),
-                pass_name="reduce_embedding_dim",
-                params={"tables": [table], "energy": 0.99}, exactness=LOSSY,
-                changes_contract=False, expected_bytes_saved=saved, severity=f.severity,
-                finding_kinds=(f.kind,),
-                message=(f"shrink `{name}` from {dim} to ~{new_dim} dims (truncated SVD keeping "
-                         f"99% of the energy): saves ~{format_bytes(saved or 0)}; lossy, gated"),
-                training_side=f"tf.keras.layers.Embedding({rows}, {new_dim})",
-                batch_size=self.bs,
-            ))
+            out.append(
+                Suggestion(
+                    kind="reduce_embedding_dim",
+                    targets=target,
+                    tables=(table,),
+                    pass_name="reduce_embedding_dim",
+                    params={"tables": [table], "energy": 0.99},
+                    exactness=LOSSY,
+                    changes_contract=False,
+                    expected_bytes_saved=saved,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"shrink `{name}` from {dim} to ~{new_dim} dims (truncated SVD keeping "
+                        f"99% of the energy): saves ~{format_bytes(saved or 0)}; lossy, gated"
+                    ),
+                    training_side=f"tf.keras.layers.Embedding({rows}, {new_dim})",
+                    batch_size=self.bs,
+                )
+            )
         if "big" in issues:
             saved = int(size * (1 - INT8_SIZE_RATIO))
-            out.append(Suggestion(
-                kind="quantize_embeddings", targets=target, tables=(table,),
-                pass_name="quantize_embeddings",
-                params={"dtype": "int8", "tables": [table]}, exactness=LOSSY,
-                changes_contract=False, expected_bytes_saved=saved, severity=f.severity,
-                finding_kinds=(f.kind,),
-                message=(f"store `{name}` ({format_bytes(size)}) as int8 rows with a per-row "
-                         f"scale: saves ~{format_bytes(saved)}; lossy, gated (fp16 halves it)"),
-                training_side="# train with quantization-aware embeddings or export fp16 weights",
-                batch_size=self.bs,
-            ))
+            out.append(
+                Suggestion(
+                    kind="quantize_embeddings",
+                    targets=target,
+                    tables=(table,),
+                    pass_name="quantize_embeddings",
+                    params={"dtype": "int8", "tables": [table]},
+                    exactness=LOSSY,
+                    changes_contract=False,
+                    expected_bytes_saved=saved,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"store `{name}` ({format_bytes(size)}) as int8 rows with a per-row "
+                        f"scale: saves ~{format_bytes(saved)}; lossy, gated (fp16 halves it)"
+                    ),
+                    training_side=(
+                        "# train with quantization-aware embeddings or export fp16 weights"
+                    ),
+                    batch_size=self.bs,
+                )
+            )
         return out
 
     def unused_output(self, f: Finding) -> list[Suggestion]:
@@ -398,18 +524,29 @@ class _Advisor:
         by_batch = _shares(f)
         share = self.share(by_batch, ev.get("time_share"))
         saved = ev.get("weight_bytes_saved")
-        return [Suggestion(
-            kind="prune_outputs", targets=tuple(keep), pass_name="prune_outputs",
-            params={"keep": keep}, exactness=EXACT, changes_contract=True,
-            expected_time_share=share, expected_time_share_by_batch=by_batch,
-            expected_bytes_saved=saved, severity=f.severity, finding_kinds=(f.kind,),
-            message=(f"if clients read only {_ticks(keep)}, prune the other outputs: saves "
-                     f"{_pct(share)}" + (f" and {format_bytes(saved)}" if saved else "")
-                     + " (drops outputs from the signature)"),
-            training_side="# export a serving signature that returns only "
-                          + ", ".join(keep),
-            batch_size=self.bs,
-        )]
+        return [
+            Suggestion(
+                kind="prune_outputs",
+                targets=tuple(keep),
+                pass_name="prune_outputs",
+                params={"keep": keep},
+                exactness=EXACT,
+                changes_contract=True,
+                expected_time_share=share,
+                expected_time_share_by_batch=by_batch,
+                expected_bytes_saved=saved,
+                severity=f.severity,
+                finding_kinds=(f.kind,),
+                message=(
+                    f"if clients read only {_ticks(keep)}, prune the other outputs: saves "
+                    f"{_pct(share)}"
+                    + (f" and {format_bytes(saved)}" if saved else "")
+                    + " (drops outputs from the signature)"
+                ),
+                training_side="# export a serving signature that returns only " + ", ".join(keep),
+                batch_size=self.bs,
+            )
+        ]
 
     def per_request(self, f: Finding) -> list[Suggestion]:
         ev = f.evidence
@@ -418,51 +555,87 @@ class _Advisor:
             return []
         by_batch = {int(k): float(v) for k, v in (ev.get("max_saving_by_batch") or {}).items()}
         share = self.share(by_batch)
-        return [Suggestion(
-            kind="per_request_dedup", targets=tuple(request), pass_name="per_request_dedup",
-            params={"request_inputs": request}, exactness=EXACT, changes_contract=True,
-            expected_time_share=share, expected_time_share_by_batch=by_batch,
-            severity=f.severity, finding_kinds=(f.kind,),
-            message=(f"compute the {_ticks(request)} sub-graph once per request: saves up to "
-                     f"{_pct(share)}"
-                     + (f" at batch {self.bs}" if self.bs else "")
-                     + " (clients send those inputs once: a contract change)"),
-            training_side=("# export a user tower and a candidate tower separately and cache "
-                           "the user vector per request"),
-            batch_size=self.bs,
-        )]
+        return [
+            Suggestion(
+                kind="per_request_dedup",
+                targets=tuple(request),
+                pass_name="per_request_dedup",
+                params={"request_inputs": request},
+                exactness=EXACT,
+                changes_contract=True,
+                expected_time_share=share,
+                expected_time_share_by_batch=by_batch,
+                severity=f.severity,
+                finding_kinds=(f.kind,),
+                message=(
+                    f"compute the {_ticks(request)} sub-graph once per request: saves up to "
+                    f"{_pct(share)}"
+                    + (f" at batch {self.bs}" if self.bs else "")
+                    + " (clients send those inputs once: a contract change)"
+                ),
+                training_side=(
+                    "# export a user tower and a candidate tower separately and cache "
+                    "the user vector per request"
+                ),
+                batch_size=self.bs,
+            )
+        ]
 
     def unused_input(self, f: Finding) -> list[Suggestion]:
         if not f.evidence.get("dead_consumers"):
-            return [Suggestion(
-                kind="remove_from_signature", targets=f.features, pass_name=None,
-                exactness=EXACT, changes_contract=True, severity=f.severity,
+            return [
+                Suggestion(
+                    kind="remove_from_signature",
+                    targets=f.features,
+                    pass_name=None,
+                    exactness=EXACT,
+                    changes_contract=True,
+                    severity=f.severity,
+                    finding_kinds=(f.kind,),
+                    message=(
+                        f"nothing reads {_ticks(f.features)}: clients can stop sending it once "
+                        "the signature no longer declares it"
+                    ),
+                    training_side=f"# remove {_ticks(f.features)} from the serving signature",
+                    batch_size=self.bs,
+                )
+            ]
+        return [
+            Suggestion(
+                kind="drop_unused_inputs",
+                targets=f.features,
+                pass_name="drop_unused_inputs",
+                params={},
+                exactness=EXACT,
+                changes_contract=False,
+                severity=f.severity,
                 finding_kinds=(f.kind,),
-                message=(f"nothing reads {_ticks(f.features)}: clients can stop sending it once "
-                         "the signature no longer declares it"),
+                message=(
+                    f"{_ticks(f.features)} is never read: its dead sub-graph is removed; the "
+                    "signature still accepts it (clients can stop sending it later)"
+                ),
                 training_side=f"# remove {_ticks(f.features)} from the serving signature",
                 batch_size=self.bs,
-            )]
-        return [Suggestion(
-            kind="drop_unused_inputs", targets=f.features, pass_name="drop_unused_inputs",
-            params={}, exactness=EXACT, changes_contract=False, severity=f.severity,
-            finding_kinds=(f.kind,),
-            message=(f"{_ticks(f.features)} is never read: its dead sub-graph is removed; the "
-                     "signature still accepts it (clients can stop sending it later)"),
-            training_side=f"# remove {_ticks(f.features)} from the serving signature",
-            batch_size=self.bs,
-        )]
+            )
+        ]
 
     def unsafe_op(self, f: Finding) -> list[Suggestion]:
         op = f.evidence.get("op", "the op")
-        return [Suggestion(
-            kind="remove_unsafe_op", targets=(str(op),), pass_name=None, exactness=RETRAIN,
-            changes_contract=False, severity=f.severity, finding_kinds=(f.kind,),
-            message=f"re-export the model without {op} ({f.evidence.get('reason', '')})",
-            training_side=f"# keep {op} out of the serving function (do file/Python work "
-                          "outside the exported graph)",
-            batch_size=self.bs,
-        )]
+        return [
+            Suggestion(
+                kind="remove_unsafe_op",
+                targets=(str(op),),
+                pass_name=None,
+                exactness=RETRAIN,
+                changes_contract=False,
+                severity=f.severity,
+                finding_kinds=(f.kind,),
+                message=f"re-export the model without {op} ({f.evidence.get('reason', '')})",
+                training_side=f"# keep {op} out of the serving function (do file/Python work "
+                "outside the exported graph)",
+                batch_size=self.bs,
+            )
+        ]
 
 
 def advise(
@@ -489,8 +662,7 @@ def advise(
     if preset not in PRESET_EXACTNESS:
         from recadvisor.errors import PlanError
 
-        raise PlanError(f"unknown preset '{preset}'; choose one of: "
-                        f"{', '.join(PRESET_EXACTNESS)}")
+        raise PlanError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESET_EXACTNESS)}")
     advisor = _Advisor(graph, attribution, profile)
     handlers = {
         NUMERIC_AS_STRING: advisor.numeric_as_string,
@@ -510,8 +682,11 @@ def advise(
             suggestions.extend(handler(finding))
     return sorted(
         suggestions,
-        key=lambda s: (-(s.expected_time_share or 0.0), -(s.expected_bytes_saved or 0),
-                       severity_rank(s.severity)),
+        key=lambda s: (
+            -(s.expected_time_share or 0.0),
+            -(s.expected_bytes_saved or 0),
+            severity_rank(s.severity),
+        ),
     )
 
 
@@ -550,16 +725,22 @@ def _comment(pass_name: str, group: Sequence[Suggestion], enabled: bool, preset:
         options = "; ".join(
             f"keep {', '.join(s.targets)}: saves {_pct(s.expected_time_share)}" for s in group
         )
-        return f"{group[0].exactness}, drops outputs; {options}; disabled: set keep to the " \
-               "outputs clients read, then enable"
+        return (
+            f"{group[0].exactness}, drops outputs; {options}; disabled: set keep to the "
+            "outputs clients read, then enable"
+        )
     share = sum(s.expected_time_share or 0.0 for s in group)
     saved = sum(s.expected_bytes_saved or 0 for s in group)
     targets = sorted({t for s in group for t in s.targets})
-    parts = [f"{group[0].exactness}; targets: {', '.join(targets[:8])}"
-             + ("..." if len(targets) > 8 else "")]
+    parts = [
+        f"{group[0].exactness}; targets: {', '.join(targets[:8])}"
+        + ("..." if len(targets) > 8 else "")
+    ]
     if share:
-        parts.append(f"saves ~{100 * share:.1f}% of op time"
-                     + (f" at batch {group[0].batch_size}" if group[0].batch_size else ""))
+        parts.append(
+            f"saves ~{100 * share:.1f}% of op time"
+            + (f" at batch {group[0].batch_size}" if group[0].batch_size else "")
+        )
     if saved:
         parts.append(f"~{format_bytes(saved)}")
     if pass_name == "numeric_bucketize":
@@ -583,9 +764,12 @@ def _resolve_table_conflicts(groups: dict[str, list[Suggestion]], preset: str) -
     Returns:
         Pass name -> a note for passes left with no table.
     """
-    shared = {t for s in groups.get("share_embeddings", [])
-              if _allowed("share_embeddings", s.exactness, s.changes_contract, preset)
-              for t in s.tables}
+    shared = {
+        t
+        for s in groups.get("share_embeddings", [])
+        if _allowed("share_embeddings", s.exactness, s.changes_contract, preset)
+        for t in s.tables
+    }
     notes: dict[str, str] = {}
     if not shared:
         return notes
@@ -634,14 +818,19 @@ def build_plan(
             if why is None and entry.pass_name in TARGETED_PASSES and entry.enabled:
                 why = "analyze found nothing for this pass"
             if why is not None:
-                plan = plan.with_entry(PlanEntry(entry.pass_name, False, entry.params,
-                                                 f"disabled: {why}"))
+                plan = plan.with_entry(
+                    PlanEntry(entry.pass_name, False, entry.params, f"disabled: {why}")
+                )
             continue
         # a pass the analysis has targets for runs when the preset allows its exactness and
         # contract change, even if the preset does not list it (e.g. share_embeddings: small)
-        enabled = all(_allowed(entry.pass_name, s.exactness, s.changes_contract, preset)
-                      for s in group)
+        enabled = all(
+            _allowed(entry.pass_name, s.exactness, s.changes_contract, preset) for s in group
+        )
         params = {**entry.params, **_merge_params(entry.pass_name, group)}
-        plan = plan.with_entry(PlanEntry(entry.pass_name, enabled, params,
-                                         _comment(entry.pass_name, group, enabled, preset)))
+        plan = plan.with_entry(
+            PlanEntry(
+                entry.pass_name, enabled, params, _comment(entry.pass_name, group, enabled, preset)
+            )
+        )
     return plan

@@ -18,9 +18,14 @@ Steps (each one a module of its own):
   used (``data``) and run information (``run``: timings, settings, failed detectors);
 * ``signature``: inputs and outputs with dtypes and shapes;
 * ``inventory``: node and op counts, variables, embedding and lookup tables, string ops;
-* ``profile``: ``batch_sizes``, ``reference_batch``, and per batch size (string keys)
-  ``latency`` (p50/p90/p99/mean ms), ``per_op_type``, ``per_feature``, ``per_stage``,
-  ``per_feature_stage``, ``mapped_fraction`` and ``top_ops``; ``null`` when not profiled;
+* ``profile``: ``target``, ``batch_sizes``, ``reference_batch``; ``latency``, ``per_op_type``,
+  ``per_feature``, ``per_stage`` and ``per_feature_op_type`` keyed by batch size (string keys);
+  and ``batches``: per batch size ``latency`` (p50/p90/p99/mean ms), ``per_op_type``,
+  ``per_feature``, ``per_stage``, ``per_feature_stage`` (feature -> stage -> share),
+  ``per_feature_op_type`` (feature -> op type -> share), ``per_node_bucket`` (profiled node ->
+  the feature or bucket its time was charged to, ``(split)`` when divided),
+  ``per_node_features`` (profiled node -> features in its ancestry), ``mapped_fraction``,
+  ``mapped_us``, ``unmapped_us`` and ``top_ops``; ``null`` when not profiled;
 * ``feature_stats``: per column and between columns (``null`` without a data file);
 * ``findings``: each with ``kind``, ``features``, ``nodes``, ``severity``, ``message``,
   ``evidence``;
@@ -49,8 +54,28 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 TOP_OPS = 20
-ANALYSIS_KEYS = ("model", "signature", "inventory", "profile", "feature_stats", "findings",
-                 "suggestions", "plan")
+# Attribution keys copied into each batch of the profile section (what the report's charts read).
+BATCH_SHARE_KEYS = (
+    "per_op_type",
+    "per_feature",
+    "per_stage",
+    "per_feature_stage",
+    "per_feature_op_type",
+    "per_node_bucket",
+    "per_node_features",
+)
+# ... and also keyed by batch size at the top of the profile section.
+TOP_LEVEL_SHARE_KEYS = ("per_op_type", "per_feature", "per_stage", "per_feature_op_type")
+ANALYSIS_KEYS = (
+    "model",
+    "signature",
+    "inventory",
+    "profile",
+    "feature_stats",
+    "findings",
+    "suggestions",
+    "plan",
+)
 
 
 @dataclass(frozen=True)
@@ -92,17 +117,13 @@ class Analysis:
         for batch in self.profile.batches:
             bs = int(batch.batch_size)
             attribution = self.attributions.get(bs)
+            shares = attribution.to_dict() if attribution else {}
             per[str(bs)] = {
                 "latency": batch.latency.to_dict(),
                 "mapped_fraction": batch.mapped_fraction,
                 "mapped_us": batch.mapped_us,
                 "unmapped_us": batch.unmapped_us,
-                "per_op_type": dict(attribution.per_op_type) if attribution else {},
-                "per_feature": dict(attribution.per_feature) if attribution else {},
-                "per_stage": dict(attribution.per_stage) if attribution else {},
-                "per_feature_stage": ({k: dict(v) for k, v in
-                                       attribution.per_feature_stage.items()}
-                                      if attribution else {}),
+                **{key: shares.get(key, {}) for key in BATCH_SHARE_KEYS},
                 "top_ops": [t.to_dict() for t in batch.ops[:TOP_OPS]],
             }
         sizes = [int(b.batch_size) for b in self.profile.batches]
@@ -111,24 +132,26 @@ class Analysis:
             "batch_sizes": sizes,
             "reference_batch": max(sizes) if sizes else None,
             "latency": {k: v["latency"] for k, v in per.items()},
-            "per_op_type": {k: v["per_op_type"] for k, v in per.items()},
-            "per_feature": {k: v["per_feature"] for k, v in per.items()},
-            "per_stage": {k: v["per_stage"] for k, v in per.items()},
+            **{key: {k: v[key] for k, v in per.items()} for key in TOP_LEVEL_SHARE_KEYS},
             "batches": per,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """``analysis.json`` (keys: see the module docstring)."""
-        return to_jsonable({
-            "model": self.model,
-            "signature": self.signature.to_dict(),
-            "inventory": self.inventory,
-            "profile": self.profile_dict(),
-            "feature_stats": None if self.feature_stats is None else self.feature_stats.to_dict(),
-            "findings": [f.to_dict() for f in self.findings],
-            "suggestions": [s.to_dict() for s in self.suggestions],
-            "plan": self.plan.to_dict() if self.plan is not None else None,
-        })
+        return to_jsonable(
+            {
+                "model": self.model,
+                "signature": self.signature.to_dict(),
+                "inventory": self.inventory,
+                "profile": self.profile_dict(),
+                "feature_stats": None
+                if self.feature_stats is None
+                else self.feature_stats.to_dict(),
+                "findings": [f.to_dict() for f in self.findings],
+                "suggestions": [s.to_dict() for s in self.suggestions],
+                "plan": self.plan.to_dict() if self.plan is not None else None,
+            }
+        )
 
 
 def _inventory(loaded: Any, graph: Any) -> dict[str, Any]:
@@ -197,13 +220,16 @@ def analyze(
     loaded = load_model(model_dir, signature)
     graph = freeze(loaded)
     lap("load_and_freeze")
-    loaded_data = load_feeds(data, loaded.spec, rows=data_rows, seed=seed,
-                             vocabularies=input_vocabularies(graph))
+    loaded_data = load_feeds(
+        data, loaded.spec, rows=data_rows, seed=seed, vocabularies=input_vocabularies(graph)
+    )
     synthetic = loaded_data.source == "synthetic"
     notes = []
     if synthetic:
-        notes.append("no sample data: inputs were synthesized from the signature, so rows hit, "
-                     "boundaries, overlaps and feature statistics are not reported")
+        notes.append(
+            "no sample data: inputs were synthesized from the signature, so rows hit, "
+            "boundaries, overlaps and feature statistics are not reported"
+        )
     lap("data")
 
     prof = None
@@ -214,8 +240,16 @@ def analyze(
 
         warmup = max(3, profile_calls // 10)
         trace_calls = max(5, profile_calls // 4)
-        prof = profile_model(loaded, graph, loaded_data.feeds, batch_sizes, warmup=warmup,
-                             calls=profile_calls, trace_calls=trace_calls, progress=progress)
+        prof = profile_model(
+            loaded,
+            graph,
+            loaded_data.feeds,
+            batch_sizes,
+            warmup=warmup,
+            calls=profile_calls,
+            trace_calls=trace_calls,
+            progress=progress,
+        )
         for batch in prof.batches:
             attributions[int(batch.batch_size)] = attribute(graph, batch)
         lap("profile")
@@ -227,8 +261,13 @@ def analyze(
     lap("feature_stats")
 
     ctx = DetectorContext(
-        graph=graph, info=info, feature_stats=stats, profile=prof, attribution=reference,
-        feeds=loaded_data.feeds, feeds_synthetic=synthetic,
+        graph=graph,
+        info=info,
+        feature_stats=stats,
+        profile=prof,
+        attribution=reference,
+        feeds=loaded_data.feeds,
+        feeds_synthetic=synthetic,
     )
     run = run_all_detectors(ctx, progress=progress)
     lap("detectors")
@@ -255,8 +294,13 @@ def analyze(
             "notes": notes,
         },
     }
-    log.info("analyzed %s in %.1f s: %s findings, %s suggestions", info.path, timings["total"],
-             len(run.findings), len(suggestions))
+    log.info(
+        "analyzed %s in %.1f s: %s findings, %s suggestions",
+        info.path,
+        timings["total"],
+        len(run.findings),
+        len(suggestions),
+    )
     return Analysis(
         model=model,
         signature=loaded.spec,

@@ -6,10 +6,12 @@ Method (see DESIGN.md, "Per-op timing"):
    are converted to tensors up front and used in turn.
 2. After ``warmup`` calls, ``calls`` calls are timed one by one with ``time.perf_counter`` (not
    under the profiler) to give the latency percentiles.
-3. ``trace_calls`` more calls run under ``tf.profiler.experimental.start/stop``. The trace's
-   ``.xplane.pb`` host plane has one event per executed kernel, named ``node_name:OpType`` with the
-   runtime kernel as display name. We take each kernel's self time (its duration minus kernel
-   events nested in it on the same thread), sum it per node and divide by ``trace_calls``.
+3. ``trace_calls`` more calls run under ``tf.profiler.experimental.start/stop``, on a fresh
+   instance of the function (see "Why a fresh instance" below) after a few untraced calls
+   (:func:`trace_warmup_calls`). The trace's ``.xplane.pb`` host plane has one event per executed
+   kernel, named ``node_name:OpType`` with the runtime kernel as display name. We take each
+   kernel's self time (its duration minus kernel events nested in it on the same thread), sum it
+   per node and divide by ``trace_calls``.
 4. Runtime node names are mapped back to nodes of the frozen :class:`ModelGraph`: exact name,
    then with the runner's prefix removed, then with Grappler's renaming undone
    (``ArithmeticOptimizer/Rule_name``, ``-folded`` suffixes), then by a unique path suffix whose
@@ -23,6 +25,17 @@ Method (see DESIGN.md, "Per-op timing"):
 Timings under the profiler are inflated by the tracing itself; use ``self_us`` and ``share`` to
 rank ops, and :class:`LatencyStats` (measured without the profiler) for latency.
 
+Why a fresh instance: TensorFlow's executor keeps a running cost estimate per kernel (it starts at
+1e8 cycles and decays by 0.9 per untraced call); once it falls below 8000 cycles (after ~90 calls)
+the kernel counts as inexpensive, runs inline, and is traced only at TraceMe level 3. On TF 2.21
+``tf.profiler.experimental.start`` ignores ``ProfilerOptions`` (``host_tracer_level=3`` and even
+``python_tracer_level=1`` change nothing: the host tracer stays at level 2), so a warmed-up model
+showed only its 4-8 most expensive kernels, at batch 1 and at 256 alike. Tracing does not update
+the estimates, so the trace runs on a new instantiation of the function (the call's
+``config_proto`` carries a unique ``session_metadata.name``, which is part of the instantiation
+key): every kernel then still counts as expensive and is recorded. The latency percentiles are
+measured on the original, warmed-up instance.
+
 The model profiled is the unmodified loaded signature function for TF2 SavedModels. TF1 models
 have no such function (``LoadedModel.function is None``): their frozen graph is profiled through
 :class:`~recadvisor.model.runtime.GraphRunner` instead, and :attr:`Profile.target` says so.
@@ -30,13 +43,15 @@ have no such function (``LoadedModel.function is None``): their frozen graph is 
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import itertools
 import logging
 import re
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +74,12 @@ RUNNER_PREFIX = "model/"
 MAX_DISTINCT_BATCHES = 8
 # How many unmapped runtime names BatchProfile keeps for diagnosis.
 MAX_UNMAPPED_LISTED = 20
+# At most this many untraced calls on the fresh function instance before its trace (at least 1,
+# which builds the instance): enough to warm caches and the allocator, far below the ~90 calls
+# after which the executor would treat kernels as inexpensive.
+TRACE_WARMUP_CALLS = 10
+# Names the fresh function instances (one per trace) apart; see "Why a fresh instance" above.
+_INSTANCE_TAGS = itertools.count()
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -485,6 +506,10 @@ class RuntimeNameMapper:
 # --------------------------------------------------------------------------- fusion
 _HASH_ABSORBED_OPS = frozenset({"AsString"})
 _FUSION_CHAIN_OPS = DENSE_TAIL_OPS | frozenset({"Add", "AddV2", "Mul", "FusedBatchNormV3"})
+# Shape-only ops Grappler moves out of a fusion: a Keras Dense on a 3-D input runs Reshape ->
+# MatMul -> Add -> Reshape -> Relu, and the fused kernel named after the Relu covers the
+# MatMul, the Add and the Relu. The walk back goes through them; they are not fused nodes.
+_FUSION_RESHAPE_OPS = frozenset({"Reshape", "Squeeze", "ExpandDims"})
 
 
 def _data_inputs(graph: ModelGraph, name: str) -> list[str]:
@@ -502,12 +527,19 @@ def _fusion_head(graph: ModelGraph, name: str) -> tuple[str, list[str]]:
         op = graph.nodes[current].op
         if op in DENSE_HEAD_OPS:
             return current, chain[::-1]
+        inputs = _data_inputs(graph, current)
+        if op in _FUSION_RESHAPE_OPS and inputs:
+            current = inputs[0]  # the reshaped tensor; the other input is the shape
+            continue
         if op not in _FUSION_CHAIN_OPS:
             break
         chain.append(current)
-        inputs = _data_inputs(graph, current)
         heads = [i for i in inputs if graph.nodes[i].op in DENSE_HEAD_OPS]
-        tails = [i for i in inputs if graph.nodes[i].op in _FUSION_CHAIN_OPS]
+        tails = [
+            i
+            for i in inputs
+            if graph.nodes[i].op in _FUSION_CHAIN_OPS or graph.nodes[i].op in _FUSION_RESHAPE_OPS
+        ]
         if heads:
             current = heads[0]
         elif len(tails) == 1:
@@ -684,9 +716,50 @@ def _make_target(loaded: LoadedModel, graph: ModelGraph) -> _Target:
     )
 
 
+@contextlib.contextmanager
+def fresh_function_instance(tag: str) -> Iterator[None]:
+    """Make TensorFlow function calls in this block run on a new instantiation of the function.
+
+    The calls carry a ``config_proto`` whose ``experimental.session_metadata.name`` is ``tag``;
+    that proto is part of the key under which the runtime caches function instantiations, so the
+    first call builds a new executor (Grappler runs again, with the same options) with fresh
+    per-kernel cost estimates. The previous call options are restored on exit.
+
+    Args:
+        tag: a name no earlier block used (an earlier tag reuses that block's instance).
+    """
+    import_tf()
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    options = ctx.function_call_options
+    saved = options.config_proto_serialized
+    config = config_pb2.ConfigProto()
+    if saved is None:
+        config.CopyFrom(ctx.config)
+    else:
+        config.ParseFromString(saved)
+    config.experimental.session_metadata.name = tag
+    options.config_proto_serialized = config
+    try:
+        yield
+    finally:
+        # the setter takes a ConfigProto or None, not the serialized bytes it returns
+        options.config_proto_serialized = (
+            None if saved is None else config_pb2.ConfigProto.FromString(saved)
+        )
+
+
 def _trace(call: Callable[[], Any], calls: int, on_call: Callable[[], None]) -> list[RuntimeOpTime]:
-    """Run ``call`` ``calls`` times under the TensorFlow profiler and read the kernels back."""
+    """Run ``call`` ``calls`` times under the TensorFlow profiler and read the kernels back.
+
+    The caller runs this on a fresh function instance (:func:`fresh_function_instance`): on a
+    warmed-up one the cheap kernels are not recorded.
+    """
     tf = import_tf()
+    # level 3 would also record inexpensive kernels; TF 2.21 ignores these options (the host
+    # tracer stays at level 2), which is why the caller traces a fresh function instance
     options = tf.profiler.experimental.ProfilerOptions(
         host_tracer_level=3, python_tracer_level=0, device_tracer_level=0
     )
@@ -737,6 +810,11 @@ class _Progress:
             self.callback(self.description, self.done, self.total)
 
 
+def trace_warmup_calls(warmup: int) -> int:
+    """Untraced calls on the fresh function instance before its trace, for a ``warmup``."""
+    return max(1, min(warmup, TRACE_WARMUP_CALLS))
+
+
 def profile_model(
     loaded: LoadedModel,
     graph: ModelGraph,
@@ -756,9 +834,11 @@ def profile_model(
         graph: the model's frozen graph, to map kernels back to nodes.
         feeds: sample inputs by signature key, equal row counts; batches cycle through rows.
         batch_sizes: rows per call, each profiled separately.
-        warmup: untimed calls per batch size before timing.
+        warmup: untimed calls per batch size before timing (and, up to
+            :data:`TRACE_WARMUP_CALLS`, on the fresh instance before the trace).
         calls: timed calls per batch size (latency percentiles).
-        trace_calls: calls per batch size traced under the profiler (per-op times).
+        trace_calls: calls per batch size traced under the profiler (per-op times), on a fresh
+            instance of the function so that cheap kernels are recorded too.
         progress: ``progress(description, calls_done, calls_total)``, e.g. for a rich bar.
 
     Returns:
@@ -777,7 +857,9 @@ def profile_model(
     rows = _check_feeds(feeds, spec_inputs)
     dtypes = {k: spec_inputs[k].dtype for k in spec_inputs}
     target = _make_target(loaded, graph)
-    counter = _Progress(progress, len(batch_sizes) * (warmup + calls + trace_calls))
+    trace_warmup = trace_warmup_calls(warmup)
+    per_batch = warmup + calls + trace_warmup + trace_calls
+    counter = _Progress(progress, len(batch_sizes) * per_batch)
     results = []
     for batch_size in batch_sizes:
         batches = _make_batches(feeds, list(spec_inputs), dtypes, batch_size, rows)
@@ -795,7 +877,11 @@ def profile_model(
                 one_call, warmup=warmup, calls=calls, batch_size=batch_size, on_call=counter.tick
             )
             counter.phase(f"batch {batch_size}: tracing ops")
-            op_times = _trace(one_call, trace_calls, counter.tick)
+            with fresh_function_instance(f"recadvisor-trace-{next(_INSTANCE_TAGS)}"):
+                for _ in range(trace_warmup):
+                    one_call()
+                    counter.tick()
+                op_times = _trace(one_call, trace_calls, counter.tick)
         except RecAdvisorError:
             raise
         except Exception as e:  # noqa: BLE001 - TF raises many types on bad inputs

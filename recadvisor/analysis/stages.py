@@ -34,8 +34,11 @@ DENSE_MLP = "dense/MLP"
 OTHER = "other"
 STAGES: tuple[str, ...] = (STRING_LOOKUP, EMBEDDING_GATHER, DENSE_MLP, OTHER)
 
-# Turning raw values into ids: hashing, vocabulary tables, bucketizing.
-_ID_OPS = frozenset({"Bucketize", "_TensorToHashBucketFast"})
+# Feature crosses (``tf.feature_column.crossed_column``, Keras ``HashedCrossing``): the values of
+# several inputs formatted, concatenated and hashed into one id per combination.
+FEATURE_CROSS_OPS = frozenset({"SparseCross", "SparseCrossHashed", "SparseCrossV2"})
+# Turning raw values into ids: hashing, vocabulary tables, bucketizing, crossing.
+_ID_OPS = frozenset({"Bucketize", "_TensorToHashBucketFast"}) | FEATURE_CROSS_OPS
 # Embedding reads beyond the plain gathers the graph module lists.
 _EXTRA_GATHER_OPS = frozenset(
     {
@@ -113,10 +116,10 @@ def stage_of(op_type: str) -> str:
             (``_TensorToHashBucketFast``, ``_MklNativeFusedMatMul``).
 
     Returns:
-        One of :data:`STAGES`: ``string/lookup`` for string ops, hashing, table lookups and
-        ``Bucketize``; ``embedding gather`` for gathers and sparse segment reductions;
-        ``dense/MLP`` for matrix products, bias adds, activations, softmax, batch norm and fused
-        matmul/conv kernels; ``other`` for everything else.
+        One of :data:`STAGES`: ``string/lookup`` for string ops, hashing, table lookups,
+        ``Bucketize`` and feature crosses; ``embedding gather`` for gathers and sparse segment
+        reductions; ``dense/MLP`` for matrix products, bias adds, activations, softmax, batch
+        norm and fused matmul/conv kernels; ``other`` for everything else.
     """
     if op_type in STRING_OPS or op_type in TABLE_OPS or op_type in TABLE_CREATE_OPS:
         return STRING_LOOKUP

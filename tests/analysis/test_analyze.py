@@ -27,8 +27,13 @@ def sample_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def analyses(sample_root):
     return {
-        name: analyze(sample_root / name / "saved_model", data=sample_root / name /
-                      "sample.parquet", batch_sizes=(1, 32), profile_calls=10, preset="fast")
+        name: analyze(
+            sample_root / name / "saved_model",
+            data=sample_root / name / "sample.parquet",
+            batch_sizes=(1, 32),
+            profile_calls=10,
+            preset="fast",
+        )
         for name in SAMPLES
     }
 
@@ -53,6 +58,14 @@ def test_analysis_json(name, analyses):
         assert sum(profile["per_feature"][bs].values()) == pytest.approx(1.0, abs=1e-6)
         assert sum(profile["per_op_type"][bs].values()) == pytest.approx(1.0, abs=1e-6)
         assert profile["latency"][bs]["p50_ms"] > 0
+        # the report's 3-ring sunburst (feature -> stage -> op type) reads these
+        batch = profile["batches"][bs]
+        assert batch["per_feature_op_type"] == profile["per_feature_op_type"][bs]
+        for feature, share in profile["per_feature"][bs].items():
+            by_op = batch["per_feature_op_type"].get(feature, {})
+            assert sum(by_op.values()) == pytest.approx(share, abs=1e-9), feature
+        top_nodes = {op["node"] for op in batch["top_ops"]}
+        assert top_nodes <= set(batch["per_node_bucket"]) <= set(batch["per_node_features"])
     assert data["feature_stats"]["rows"] == 2000
     assert data["model"]["data"]["source"] == "file"
     assert data["model"]["run"]["detectors_failed"] == {}
@@ -78,8 +91,9 @@ def test_without_data_advice_is_structural(sample_root):
     kinds = {f.kind for f in analysis.findings}
     assert {"numeric_as_string", "duplicate_feature", "unused_input", "string_op"} <= kinds
     # rows hit on synthesized inputs mean nothing: no oversized-table claim
-    assert not any("oversized" in f.evidence.get("issues", ())
-                   for f in analysis.findings_of("large_embedding"))
+    assert not any(
+        "oversized" in f.evidence.get("issues", ()) for f in analysis.findings_of("large_embedding")
+    )
     assert analysis.to_dict()["profile"] is None
 
 
@@ -98,8 +112,12 @@ def test_tf1_export_with_progress(tmp_path):
     from tests.model.builders import build_tf1_estimator_style
 
     calls = []
-    analysis = analyze(build_tf1_estimator_style(tmp_path / "tf1"), batch_sizes=(1, 8),
-                       profile_calls=10, progress=lambda what, done, total: calls.append(what))
+    analysis = analyze(
+        build_tf1_estimator_style(tmp_path / "tf1"),
+        batch_sizes=(1, 8),
+        profile_calls=10,
+        progress=lambda what, done, total: calls.append(what),
+    )
     assert analysis.model["source_format"] == "tf1"
     assert {"unsafe_ops", "per_request", "done"} <= set(calls)
     assert [f.features for f in analysis.findings_of("string_op")] == [("cat",)]

@@ -92,8 +92,19 @@ def test_analysis_report_shows_every_section(tmp_path: Path, analysis_dict: dict
     out = render_analysis(analysis_dict, tmp_path / "report.html")
     html, page = parse(out)
     ids = {attrs.get("id") for _, attrs in page.tags}
-    for section in ("summary", "model", "cost", "findings", "suggestions", "embeddings", "data",
-                    "plan", "op-table", "suggestion-1", "suggestion-3"):
+    for section in (
+        "summary",
+        "model",
+        "cost",
+        "findings",
+        "suggestions",
+        "embeddings",
+        "data",
+        "plan",
+        "op-table",
+        "suggestion-1",
+        "suggestion-3",
+    ):
         assert section in ids
     text = " ".join("".join(page.text).split())
     assert "~12% of op time at batch 256" in text  # top win with its expected saving
@@ -127,15 +138,15 @@ def test_op_table_rows_and_sort_keys(tmp_path: Path, analysis_dict: dict) -> Non
     assert concat["charged_to"] == "(split)" and concat["features"] == ["category", "user_id"]
     out = render_analysis(analysis_dict, tmp_path / "r.html")
     html = out.read_text()
-    table = html[html.index('id="op-table"'):]
+    table = html[html.index('id="op-table"') :]
     table = table[: table.index("</table>")]
     assert table.count("<tr>") == 1 + len(rows)
     assert 'data-sort="240.0"' in table  # numeric sort keys, not formatted text
 
 
-def test_plotly_is_inlined_once_and_nothing_is_remote(tmp_path: Path, analysis_dict: dict,
-                                                      comparison_dict: dict,
-                                                      rebuild_dict: dict) -> None:
+def test_plotly_is_inlined_once_and_nothing_is_remote(
+    tmp_path: Path, analysis_dict: dict, comparison_dict: dict, rebuild_dict: dict
+) -> None:
     reports = [
         render_analysis(analysis_dict, tmp_path / "a.html"),
         render_comparison(comparison_dict, tmp_path / "c.html", rebuild=rebuild_dict),
@@ -166,16 +177,26 @@ def test_model_supplied_names_render_as_text_in_charts(analysis_dict: dict) -> N
 
 
 def test_missing_sections_say_not_measured(tmp_path: Path) -> None:
-    for payload in ({}, {"profile": "garbage", "findings": "x", "inventory": 3,
-                         "suggestions": [None, 1], "feature_stats": [], "plan": "y"}):
+    for payload in (
+        {},
+        {
+            "profile": "garbage",
+            "findings": "x",
+            "inventory": 3,
+            "suggestions": [None, 1],
+            "feature_stats": [],
+            "plan": "y",
+        },
+    ):
         out = render_analysis(payload, tmp_path / "a.html")
         html, page = parse(out)
         text = "".join(page.text)
         assert text.count("not measured") >= 5
         assert PLOTLY_MARK not in html  # nothing to chart: no 4 MB of plotly.js
         assert_self_contained(page)
-    out = render_comparison({"models": "nope", "floor": None}, tmp_path / "c.html",
-                            rebuild={"passes": "?"})
+    out = render_comparison(
+        {"models": "nope", "floor": None}, tmp_path / "c.html", rebuild={"passes": "?"}
+    )
     text = "".join(parse(out)[1].text)
     assert "No models were compared" in text and "Pass records: not measured" in text
 
@@ -200,7 +221,7 @@ def test_sunburst_leaves_match_the_attribution(analysis_dict: dict) -> None:
     for feature, expected in attribution["per_feature"].items():
         got = sum(share for path, share in leaves if path[0] == feature)
         assert got == pytest.approx(expected), feature
-    assert ((EVIL_FEATURE, "string/lookup", "AsString") in [p for p, _ in leaves])
+    assert (EVIL_FEATURE, "string/lookup", "AsString") in [p for p, _ in leaves]
 
 
 def test_sunburst_fills_the_ops_not_listed(analysis_dict: dict) -> None:
@@ -228,13 +249,16 @@ def test_attributions_are_found_in_every_shape(analysis_dict: dict) -> None:
     attribution = analysis_dict["profile"]["attribution"]
     shares = {k: attribution[k] for k in ("per_feature", "per_stage", "per_op_type")}
     # analysis.json: batches keyed by batch size, shares inside each batch, top_ops
-    as_json = {"batches": {"256": {"latency": {"p50_ms": 1.0}, "top_ops": [], **shares}},
-               "per_feature": {"256": attribution["per_feature"]}}
+    as_json = {
+        "batches": {"256": {"latency": {"p50_ms": 1.0}, "top_ops": [], **shares}},
+        "per_feature": {"256": attribution["per_feature"]},
+    }
     assert list(attributions({}, as_json, None)) == [256]
     assert profile_batches(as_json)[0]["latency"]["p50_ms"] == 1.0
     # a list of Attribution.to_dict() beside Profile.to_dict()
-    listed = attributions({"attributions": [attribution, dict(attribution, batch_size=1)]},
-                          {}, None)
+    listed = attributions(
+        {"attributions": [attribution, dict(attribution, batch_size=1)]}, {}, None
+    )
     assert sorted(listed) == [1, 256]
     # shares keyed by batch size at the profile's top level only
     top_level = attributions({}, {"per_stage": {"32": shares["per_stage"]}}, None)
@@ -257,8 +281,26 @@ def test_real_analysis_json_renders(tmp_path: Path, real_analysis: dict) -> None
     assert "StringToHashBucketFast" in text and "user_id" in text
 
 
-def test_comparison_report_content(tmp_path: Path, comparison_dict: dict,
-                                   rebuild_dict: dict) -> None:
+def test_real_analysis_sunburst_has_three_rings(real_analysis: dict) -> None:
+    """analysis.json carries per-node charges and per_feature_op_type, so the cost breakdown
+    goes feature -> stage -> op type (not just feature -> stage) and still adds up."""
+    profile = real_analysis["profile"]
+    batches = {b["batch_size"]: b for b in profile_batches(profile)}
+    attrs = attributions(real_analysis, profile, None)
+    assert sorted(attrs) == [1, 32]
+    for bs, attribution in attrs.items():
+        levels, leaves = sunburst_leaves(batches[bs], attribution)
+        assert levels == ("feature", "stage", "op type")
+        assert sum(share for _, share in leaves) == pytest.approx(1.0, abs=1e-6)
+        assert ("age", "string/lookup", "StringToHashBucketFast") in {p for p, _ in leaves}
+        # without the per-node charges, per_feature_op_type alone still gives three rings
+        by_op = {k: attribution[k] for k in ("per_feature", "per_feature_op_type")}
+        assert sunburst_leaves(None, by_op)[0] == ("feature", "stage", "op type")
+
+
+def test_comparison_report_content(
+    tmp_path: Path, comparison_dict: dict, rebuild_dict: dict
+) -> None:
     out = render_comparison(comparison_dict, tmp_path / "compare.html", rebuild=rebuild_dict)
     html, page = parse(out)
     text = " ".join("".join(page.text).split())
@@ -291,15 +333,24 @@ def test_cdf_uses_raw_samples_and_falls_back_to_percentiles() -> None:
 
 
 def test_pass_records_read_every_shape() -> None:
-    records = pass_records({"pipeline": {"records": [
-        {"name": "a", "outcome": "rolled-back", "error": "diff too big"},
-        {"pass": "b", "applied": True, "stats": {"bytes_saved": 2048}},
-        {"pass": "c", "refused": True, "reason": "no strings"},
-        {"pass": "d", "enabled": False},
-    ]}})
+    records = pass_records(
+        {
+            "pipeline": {
+                "records": [
+                    {"name": "a", "outcome": "rolled-back", "error": "diff too big"},
+                    {"pass": "b", "applied": True, "stats": {"bytes_saved": 2048}},
+                    {"pass": "c", "refused": True, "reason": "no strings"},
+                    {"pass": "d", "enabled": False},
+                ]
+            }
+        }
+    )
     assert [(r["name"], r["status"], r["status_class"]) for r in records] == [
-        ("a", "rolled back", "bad"), ("b", "applied", "ok"), ("c", "refused", "neutral"),
-        ("d", "disabled", "neutral")]
+        ("a", "rolled back", "bad"),
+        ("b", "applied", "ok"),
+        ("c", "refused", "neutral"),
+        ("d", "disabled", "neutral"),
+    ]
     assert records[1]["stats"] == "bytes_saved: 2.0 KiB"
     by_name = pass_records({"passes": {"x": {"status": "applied"}}})
     assert by_name[0]["name"] == "x" and by_name[0]["status"] == "applied"
@@ -311,8 +362,12 @@ def test_index_links_local_reports_only(tmp_path: Path) -> None:
     target = reports / "dssm" / "report.html"
     target.write_text("<html></html>")
     entries = [
-        {"title": f"dssm {XSS}", "path": str(target), "kind": "analysis",
-         "facts": {"p50_ms": 0.41, "size_bytes": 2048}},
+        {
+            "title": f"dssm {XSS}",
+            "path": str(target),
+            "kind": "analysis",
+            "facts": {"p50_ms": 0.41, "size_bytes": 2048},
+        },
         {"title": "relative", "path": "esmm/compare.html"},
         {"title": "remote", "path": "https://example.com/x.html"},
         {"title": "script", "href": "javascript:alert(1)"},
@@ -355,17 +410,24 @@ def test_format_value_picks_units_from_key_names() -> None:
 
 def test_code_spans_escape_then_mark_up() -> None:
     assert str(code_spans("table `<b>emb</b>` is big")) == (
-        "table <code>&lt;b&gt;emb&lt;/b&gt;</code> is big")
+        "table <code>&lt;b&gt;emb&lt;/b&gt;</code> is big"
+    )
     assert str(code_spans("odd ` count <i>")) == "odd ` count &lt;i&gt;"
 
 
-def test_real_comparison_and_rebuild_render(tmp_path: Path,
-                                            real_comparison: tuple[dict, dict]) -> None:
+def test_real_comparison_and_rebuild_render(
+    tmp_path: Path, real_comparison: tuple[dict, dict]
+) -> None:
     comparison, rebuild = real_comparison
     view = comparison_view(comparison, rebuild)
     statuses = {r["name"]: r["status"] for r in view["rebuild"]["passes"]}
-    assert statuses and set(statuses.values()) <= {"applied", "refused", "rolled back",
-                                                   "failed", "disabled"}
+    assert statuses and set(statuses.values()) <= {
+        "applied",
+        "refused",
+        "rolled back",
+        "failed",
+        "disabled",
+    }
     applied = [name for name, status in statuses.items() if status == "applied"]
     assert applied == rebuild["passes"]["applied"]
     assert all(chart is not None for key, chart in view["charts"].items() if key != "memory")

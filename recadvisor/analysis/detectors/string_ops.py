@@ -2,11 +2,12 @@
 
 Flags every node an output needs whose op works on strings: ``AsString``, the
 ``StringToHashBucket*`` family, string-keyed ``LookupTableFind*``, ``StringSplit``,
-``StringToNumber``, regex ops, ``StringJoin``, ``Substr``... and string comparisons (``Equal`` /
-``NotEqual`` on strings, e.g. padding masks). One finding per feature (or per set of features for
-ops that mix several), with the op types, the share of op time they take per profiled batch size,
-and the bucket counts / vocabulary sizes involved. String ops block onnxruntime and cost CPU at
-every call; computing ids upstream (``ids_upstream``) or bucketizing numbers
+``StringToNumber``, regex ops, ``StringJoin``, ``Substr``..., string comparisons (``Equal`` /
+``NotEqual`` on strings, e.g. padding masks) and feature crosses (``SparseCross*``: the values of
+several inputs formatted and hashed together). One finding per feature (or per set of features
+for ops that mix several), with the op types, the share of op time they take per profiled batch
+size, and the bucket counts / vocabulary sizes involved. String ops block onnxruntime and cost
+CPU at every call; computing ids upstream (``ids_upstream``) or bucketizing numbers
 (``numeric_bucketize``) removes them.
 """
 
@@ -31,6 +32,7 @@ from recadvisor.analysis.findings import (
     severity_for_share,
     share_text,
 )
+from recadvisor.analysis.stages import FEATURE_CROSS_OPS
 from recadvisor.model.graph import STRING_OPS, ModelGraph
 
 NAME = "string_ops"
@@ -45,11 +47,13 @@ def string_nodes(graph: ModelGraph) -> list[str]:
     for node in graph.graph_def.node:
         if node.name not in live:
             continue
-        if node.op in STRING_OPS:
+        if node.op in STRING_OPS or node.op in FEATURE_CROSS_OPS:
             found.append(node.name)
         elif node.op in LOOKUP_FIND_OPS:
-            if lookups.get(node.name) is None or lookups[node.name].key_dtype in ("string",
-                                                                                 "unknown"):
+            if lookups.get(node.name) is None or lookups[node.name].key_dtype in (
+                "string",
+                "unknown",
+            ):
                 found.append(node.name)
         elif node.op in STRING_COMPARE_OPS and "T" in node.attr:
             if dtype_name(node.attr["T"].type) == "string":
@@ -72,23 +76,38 @@ def detect(ctx: DetectorContext) -> list[Finding]:
         shares = ctx.time_shares(nodes)
         share = shares.get(bs) if bs is not None else None
         micros = {b: sum(ctx.node_micros(b).get(n, 0.0) for n in nodes) for b in ctx.batch_sizes}
-        buckets = sorted({hashes[n].num_buckets for n in nodes if n in hashes
-                          and hashes[n].num_buckets is not None})
+        buckets = sorted(
+            {
+                hashes[n].num_buckets
+                for n in nodes
+                if n in hashes and hashes[n].num_buckets is not None
+            }
+        )
         vocab_sizes = sorted({lookups[n].size for n in nodes if n in lookups})
-        ops_text = ", ".join(f"{op}" + (f" x{c}" if c > 1 else "") for op, c in
-                             sorted(op_types.items()))
-        who = ("feature " + ", ".join(f"`{f}`" for f in sorted(feats)) if feats
-               else "no signature input (constants)")
-        message = (f"{who} goes through {len(nodes)} string op(s) ({ops_text}): "
-                   f"{share_text(share, bs)}")
-        input_dtypes = {f: graph.signature.inputs[f].dtype for f in feats
-                        if f in graph.signature.inputs}
+        ops_text = ", ".join(
+            f"{op}" + (f" x{c}" if c > 1 else "") for op, c in sorted(op_types.items())
+        )
+        who = (
+            "feature " + ", ".join(f"`{f}`" for f in sorted(feats))
+            if feats
+            else "no signature input (constants)"
+        )
+        message = (
+            f"{who} goes through {len(nodes)} string op(s) ({ops_text}): {share_text(share, bs)}"
+        )
+        input_dtypes = {
+            f: graph.signature.inputs[f].dtype for f in feats if f in graph.signature.inputs
+        }
         severity = severity_for_share(share, high=0.10, medium=0.03, default=LOW)
         if not feats:
             severity = INFO
         findings.append(
             make_finding(
-                STRING_OP, feats, nodes, severity, message,
+                STRING_OP,
+                feats,
+                nodes,
+                severity,
+                message,
                 evidence={
                     "op_types": dict(op_types),
                     "time_share": share,
