@@ -33,6 +33,7 @@ in the comment.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -680,7 +681,7 @@ def advise(
         handler = handlers.get(finding.kind)
         if handler is not None:
             suggestions.extend(handler(finding))
-    return sorted(
+    ranked = sorted(
         suggestions,
         key=lambda s: (
             -(s.expected_time_share or 0.0),
@@ -688,6 +689,28 @@ def advise(
             severity_rank(s.severity),
         ),
     )
+    return _drop_repeats(ranked)
+
+
+def _drop_repeats(suggestions: Sequence[Suggestion]) -> list[Suggestion]:
+    """Keep the first of suggestions that would do the same thing (same kind, targets, pass and
+    parameters): two findings about one feature (e.g. hashed twice *and* looked up twice) must
+    not give two identical plan lines.
+
+    Args:
+        suggestions: ranked suggestions.
+
+    Returns:
+        The suggestions, each distinct action once, in the same order.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    kept: list[Suggestion] = []
+    for s in suggestions:
+        key = (s.kind, s.targets, s.pass_name, json.dumps(s.params, sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            kept.append(s)
+    return kept
 
 
 def _allowed(pass_name: str, exactness: str, changes_contract: bool, preset: str) -> bool:

@@ -23,9 +23,12 @@ def ranker(tmp_path_factory):
     loaded = load_model(models.build_ranker(tmp_path_factory.mktemp("advice") / "model"))
     graph = freeze(loaded)
     frame = models.ranker_frame()
-    ctx = DetectorContext(graph=graph, info=loaded.info,
-                          feature_stats=compute_feature_stats(frame, loaded.spec),
-                          feeds=models.ranker_feeds(frame))
+    ctx = DetectorContext(
+        graph=graph,
+        info=loaded.info,
+        feature_stats=compute_feature_stats(frame, loaded.spec),
+        feeds=models.ranker_feeds(frame),
+    )
     return graph, run_detectors(ctx, strict=True), ctx
 
 
@@ -49,8 +52,10 @@ def test_each_finding_maps_to_its_pass(ranker):
     upstream = {t for s in got["ids_upstream"] for t in s.targets}
     assert upstream == {"user_id", "city", "hist_item_id", "item_id", "category"}  # not age
     assert all(s.exactness == "exact" and s.changes_contract for s in got["ids_upstream"])
-    assert "to_hash_bucket_fast(user_id, 1000)" in next(
-        s for s in got["ids_upstream"] if s.targets == ("user_id",)).training_side
+    assert (
+        "to_hash_bucket_fast(user_id, 1000)"
+        in next(s for s in got["ids_upstream"] if s.targets == ("user_id",)).training_side
+    )
     assert {s.targets for s in got["merge_duplicates"]} == {("city",), ("category",)}
     (share,) = got["share_embeddings"]
     assert share.targets == ("hist_item_id", "item_id") and share.exactness == "lossy"
@@ -58,7 +63,8 @@ def test_each_finding_maps_to_its_pass(ranker):
     pruned = [s.targets[0] for s in got["prune_embedding_rows"]]
     assert pruned[0] == "user_emb" and "city_emb" not in pruned  # 50 rows for 8 cities
     assert got["prune_embedding_rows"][0].params["tables"] == [
-        next(f for f in findings if f.evidence.get("variable") == "user_emb").evidence["table"]]
+        next(f for f in findings if f.evidence.get("variable") == "user_emb").evidence["table"]
+    ]
     assert ("item_emb",) in [s.targets for s in got["reduce_embedding_dim"]]
     # nothing reads request_id at all: no dead sub-graph to drop, only the signature to trim
     (unread,) = got["remove_from_signature"]
@@ -66,20 +72,40 @@ def test_each_finding_maps_to_its_pass(ranker):
     (dedup,) = got["per_request_dedup"]
     assert dedup.params == {"request_inputs": ["age", "city", "hist_item_id", "user_id"]}
     data = json.loads(json.dumps([s.to_dict() for s in advise(findings, graph)]))
-    assert set(data[0]) == {"kind", "targets", "message", "plan_entry", "exactness",
-                            "changes_contract", "expected_saving", "training_side", "severity",
-                            "finding_kinds", "tables"}
+    assert set(data[0]) == {
+        "kind",
+        "targets",
+        "message",
+        "plan_entry",
+        "exactness",
+        "changes_contract",
+        "expected_saving",
+        "training_side",
+        "severity",
+        "finding_kinds",
+        "tables",
+    }
 
 
 def test_sorted_by_expected_time_saving(ranker):
     graph, _, ctx = ranker
-    age_hash = next(n for n in graph.nodes if graph.nodes[n].op == "StringToHashBucketFast"
-                    and graph.features_of_node[n] == {"age"})
-    item_matmul = next(n for n in graph.nodes if graph.nodes[n].op == "MatMul"
-                       and "item_id" in graph.features_of_node[n])
+    age_hash = next(
+        n
+        for n in graph.nodes
+        if graph.nodes[n].op == "StringToHashBucketFast" and graph.features_of_node[n] == {"age"}
+    )
+    item_matmul = next(
+        n
+        for n in graph.nodes
+        if graph.nodes[n].op == "MatMul" and "item_id" in graph.features_of_node[n]
+    )
     profile = make_profile(graph, {age_hash: 80.0, item_matmul: 20.0})
-    findings = run_detectors(DetectorContext(graph=graph, feeds=ctx.feeds, profile=profile,
-                                             feature_stats=ctx.feature_stats), strict=True)
+    findings = run_detectors(
+        DetectorContext(
+            graph=graph, feeds=ctx.feeds, profile=profile, feature_stats=ctx.feature_stats
+        ),
+        strict=True,
+    )
     suggestions = advise(findings, graph, profile=profile)
     first = suggestions[0]
     assert first.kind == "numeric_bucketize" and abs(first.expected_time_share - 0.8) < 1e-9
@@ -105,11 +131,18 @@ def test_plan_presets(ranker, tmp_path):
         assert "matches how the model is served" in dedup.comment
         path = save_plan(plan, tmp_path / f"{preset}.yaml")
         assert load_plan(path) == plan
-    assert enabled["safe"] == {"strip_control_deps", "drop_unused_inputs", "merge_duplicates",
-                               "grappler_optimize"}
+    assert enabled["safe"] == {
+        "strip_control_deps",
+        "drop_unused_inputs",
+        "merge_duplicates",
+        "grappler_optimize",
+    }
     assert enabled["fast"] == enabled["safe"] | {"numeric_bucketize", "ids_upstream"}
-    assert enabled["small"] == enabled["fast"] | {"share_embeddings", "prune_embedding_rows",
-                                                  "quantize_embeddings"}
+    assert enabled["small"] == enabled["fast"] | {
+        "share_embeddings",
+        "prune_embedding_rows",
+        "quantize_embeddings",
+    }
     small = build_plan(suggestions, graph, "small")
     # the low-rank item table is shared instead of reduced
     assert "shared by share_embeddings instead" in small.entry("reduce_embedding_dim").comment
@@ -118,11 +151,12 @@ def test_plan_presets(ranker, tmp_path):
     assert pruned and len(share.tables) == 2 and not pruned & set(share.tables)
     # without sharing (fast), nothing is pruned either; in a lossy plan without a share
     # suggestion the shared tables would be pruned
-    no_share = build_plan([s for s in suggestions if s.kind != "share_embeddings"], graph,
-                          "small")
+    no_share = build_plan([s for s in suggestions if s.kind != "share_embeddings"], graph, "small")
     assert set(share.tables) <= set(no_share.entry("prune_embedding_rows").params["tables"])
     assert small.entry("share_embeddings").params == {
-        "features": [["hist_item_id", "item_id"]], "keep": "mean"}
+        "features": [["hist_item_id", "item_id"]],
+        "keep": "mean",
+    }
 
 
 def test_targeted_pass_without_targets_is_disabled(ranker):
@@ -136,11 +170,22 @@ def test_targeted_pass_without_targets_is_disabled(ranker):
 
 def test_training_only_and_outputs(ranker):
     graph, _, _ = ranker
-    unsafe = make_finding("unsafe_op", [], ["graph/ReadFile"], "high", "1 ReadFile op",
-                          {"op": "ReadFile", "reason": "reads a file"})
-    output = make_finding("unused_output", [], ["x"], "low", "serving only score",
-                          {"keep": ["score"], "time_share": 0.2,
-                           "time_share_by_batch": {64: 0.2}})
+    unsafe = make_finding(
+        "unsafe_op",
+        [],
+        ["graph/ReadFile"],
+        "high",
+        "1 ReadFile op",
+        {"op": "ReadFile", "reason": "reads a file"},
+    )
+    output = make_finding(
+        "unused_output",
+        [],
+        ["x"],
+        "low",
+        "serving only score",
+        {"keep": ["score"], "time_share": 0.2, "time_share_by_batch": {64: 0.2}},
+    )
     got = _by_kind(advise([unsafe, output], graph, preset="fast"))
     (remove,) = got["remove_unsafe_op"]
     assert remove.pass_name is None and remove.exactness == RETRAIN
@@ -156,3 +201,14 @@ def test_unknown_preset(ranker):
     graph, findings, _ = ranker
     with pytest.raises(PlanError, match="unknown preset"):
         advise(findings, graph, preset="turbo")
+
+
+def test_repeated_actions_are_listed_once(ranker):
+    graph, findings, _ = ranker
+    city = [f for f in findings if f.kind == "duplicate_feature" and "city" in f.features]
+    assert city, "the ranker hashes city twice"
+    once = advise(city, graph)
+    twice = advise([*city, *city], graph)
+    assert [s.to_dict() for s in twice] == [s.to_dict() for s in once]
+    keys = [(s.kind, s.targets) for s in twice]
+    assert len(keys) == len(set(keys))
