@@ -12,14 +12,49 @@ if TYPE_CHECKING:
     from recadvisor.analysis.inventory import ModelDescription
 
 
-def describe(model_dir: str | Path, signature: str | None = None,
-             tensorboard_dir: str | Path | None = None) -> ModelDescription:
+def refuse_unsafe_models(paths: list[str | Path], allow: bool, command: str) -> None:
+    """Scan each SavedModel (stored graph and function library, nothing executed) before a
+    command loads it, and refuse one with unsafe ops unless ``allow``.
+
+    Args:
+        paths: SavedModel directories, rebuilt folders (holding ``saved_model/``) or ``.onnx``
+            files (not scanned: onnxruntime has no file, network or Python ops).
+        allow: ``--allow-unsafe-ops`` was given.
+        command: the command name, for the message.
+
+    Raises:
+        UnsafeModelError: a model contains unsafe ops and ``allow`` is false.
+        ModelLoadError: a path is not a SavedModel.
+    """
+    if allow:
+        return
+    from recadvisor.analysis.detectors.unsafe_ops import find_unsafe_ops, refuse_unsafe
+    from recadvisor.model.load import inspect_saved_model
+
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix == ".onnx":
+            continue
+        if (path / "saved_model").is_dir() and not (path / "saved_model.pb").is_file():
+            path = path / "saved_model"
+        refuse_unsafe(find_unsafe_ops(inspect_saved_model(path)), str(path), allow, command)
+
+
+def describe(
+    model_dir: str | Path,
+    signature: str | None = None,
+    tensorboard_dir: str | Path | None = None,
+    *,
+    allow_unsafe_ops: bool = False,
+) -> ModelDescription:
     """Load, freeze and describe a SavedModel.
 
     Args:
         model_dir: the SavedModel directory.
         signature: signature key (default ``serving_default`` or the only one).
         tensorboard_dir: when given, also write the frozen graph there for TensorBoard.
+        allow_unsafe_ops: load a model that holds file/network/Python ops (else refused
+            before anything runs).
 
     Returns:
         The :class:`~recadvisor.analysis.inventory.ModelDescription`.
@@ -28,6 +63,7 @@ def describe(model_dir: str | Path, signature: str | None = None,
     from recadvisor.model.freeze import freeze
     from recadvisor.model.load import load_model
 
+    refuse_unsafe_models([model_dir], allow_unsafe_ops, "describe")
     loaded = load_model(model_dir, signature)
     graph = freeze(loaded)
     if tensorboard_dir is not None:
@@ -35,8 +71,9 @@ def describe(model_dir: str | Path, signature: str | None = None,
     return describe_model(loaded, graph)
 
 
-def load_data(data: str | Path | None, spec: object, rows: int | None = None,
-              vocabularies: dict | None = None) -> object:
+def load_data(
+    data: str | Path | None, spec: object, rows: int | None = None, vocabularies: dict | None = None
+) -> object:
     """Read sample data for a signature (or synthesize it), with its label columns."""
     from recadvisor.data import load_feeds
 
@@ -57,6 +94,7 @@ def compare(
     out_dir: str | Path | None = None,
     force: bool = False,
     rebuild_info: dict | None = None,
+    allow_unsafe_ops: bool = False,
     progress: object = None,
 ) -> object:
     """Benchmark rebuilt models against the baseline; optionally write compare.json/html.
@@ -74,6 +112,8 @@ def compare(
         out_dir: where to write ``compare.json`` and ``compare.html`` (atomically).
         force: replace an existing ``out_dir``.
         rebuild_info: a ``rebuild.json`` dict to show in the report.
+        allow_unsafe_ops: run models that hold file/network/Python ops (else refused before
+            anything runs).
         progress: ``progress(stage, done, total)`` callback.
 
     Returns:
@@ -87,18 +127,31 @@ def compare(
     from recadvisor.output import atomic_output_dir, check_output_dir
     from recadvisor.tfimport import import_tf
 
+    refuse_unsafe_models([baseline, *candidates], allow_unsafe_ops, "compare")
     if out_dir is not None:
         check_output_dir(out_dir, force)
     spec = inspect_saved_model(baseline).choose_signature(signature)
     loaded = load_data(data, spec)
-    result = run_compare(baseline, candidates, loaded.feeds, labels=loaded.labels or None,
-                         signature=signature, batch_sizes=batch_sizes, requests=requests,
-                         threads=threads, measure_memory=measure_memory, progress=progress)
+    result = run_compare(
+        baseline,
+        candidates,
+        loaded.feeds,
+        labels=loaded.labels or None,
+        signature=signature,
+        batch_sizes=batch_sizes,
+        requests=requests,
+        threads=threads,
+        measure_memory=measure_memory,
+        progress=progress,
+    )
     wanted = {d.strip().lower() for d in devices.split(",") if d.strip()}
     if "gpu" in wanted:
         gpus = import_tf().config.list_physical_devices("GPU")
-        note = (f"GPU requested: {len(gpus)} visible; all figures above are CPU"
-                if gpus else "GPU requested but TensorFlow sees no GPU on this machine")
+        note = (
+            f"GPU requested: {len(gpus)} visible; all figures above are CPU"
+            if gpus
+            else "GPU requested but TensorFlow sees no GPU on this machine"
+        )
         result = dataclasses.replace(result, notes=result.notes + (note,))
     if out_dir is not None:
         with atomic_output_dir(out_dir, force=True) as tmp:
@@ -124,6 +177,7 @@ def rebuild(
     signature: str | None = None,
     onnx: bool = False,
     force: bool = False,
+    allow_unsafe_ops: bool = False,
 ) -> object:
     """Rebuild a SavedModel (see :func:`recadvisor.rebuild.rebuild`).
 
@@ -136,6 +190,8 @@ def rebuild(
         signature: signature key.
         onnx: also export ``model.onnx``.
         force: replace an existing ``out_dir``.
+        allow_unsafe_ops: rebuild a model that holds file/network/Python ops (else refused
+            before anything runs).
 
     Returns:
         The :class:`~recadvisor.rebuild.RebuildResult`.
@@ -143,9 +199,18 @@ def rebuild(
     from recadvisor.output import check_output_dir
     from recadvisor.rebuild import rebuild as run_rebuild
 
+    refuse_unsafe_models([model_dir], allow_unsafe_ops, "rebuild")
     check_output_dir(out_dir, force)
-    return run_rebuild(model_dir, out_dir, plan=plan, preset=preset, data=data,
-                       signature=signature, force=force, onnx=onnx)
+    return run_rebuild(
+        model_dir,
+        out_dir,
+        plan=plan,
+        preset=preset,
+        data=data,
+        signature=signature,
+        force=force,
+        onnx=onnx,
+    )
 
 
 def analyze(
@@ -186,8 +251,15 @@ def analyze(
 
     if out_dir is not None:
         check_output_dir(out_dir, force)
-    result = run_analyze(model_dir, data=data, signature=signature, batch_sizes=batch_sizes,
-                         preset=preset, allow_unsafe_ops=allow_unsafe_ops, progress=progress)
+    result = run_analyze(
+        model_dir,
+        data=data,
+        signature=signature,
+        batch_sizes=batch_sizes,
+        preset=preset,
+        allow_unsafe_ops=allow_unsafe_ops,
+        progress=progress,
+    )
     payload = result.to_dict()
     if tensorboard_dir is not None:
         from recadvisor.model.freeze import freeze

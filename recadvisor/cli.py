@@ -81,40 +81,6 @@ def handle_errors(fn: F) -> F:
 ALLOW_UNSAFE_HELP = "Load and run a model with file/network/Python ops."
 
 
-def refuse_unsafe_models(paths: list[Path], allow: bool, command: str) -> None:
-    """Scan each SavedModel (stored graph and function library, nothing executed) before a
-    command loads it, and refuse one with unsafe ops unless ``--allow-unsafe-ops``.
-
-    Args:
-        paths: SavedModel directories, rebuilt folders (holding ``saved_model/``) or ``.onnx``
-            files (not scanned: onnxruntime has no file, network or Python ops).
-        allow: ``--allow-unsafe-ops`` was given.
-        command: the command name, for the message.
-
-    Raises:
-        UnsafeModelError: a model contains unsafe ops and ``allow`` is false.
-        ModelLoadError: a path is not a SavedModel.
-    """
-    if allow:
-        return
-    from recadvisor.analysis.detectors.unsafe_ops import find_unsafe_ops
-    from recadvisor.errors import UnsafeModelError
-    from recadvisor.model.load import inspect_saved_model
-
-    for path in paths:
-        if path.suffix == ".onnx":
-            continue
-        if (path / "saved_model").is_dir() and not (path / "saved_model.pb").is_file():
-            path = path / "saved_model"
-        findings = find_unsafe_ops(inspect_saved_model(path))
-        if findings:
-            ops = ", ".join(str(f.evidence.get("op")) for f in findings)
-            raise UnsafeModelError(
-                f"'{path}' contains ops that touch files, the network or Python ({ops}); it was "
-                f"not executed; inspect it and pass --allow-unsafe-ops to {command} it anyway"
-            )
-
-
 @app.callback()
 def main_callback(
     verbose: Annotated[
@@ -218,8 +184,9 @@ def describe(
     lookup tables, string ops, and nodes no output needs."""
     from recadvisor import api
 
-    refuse_unsafe_models([model], allow_unsafe_ops, "describe")
-    desc = api.describe(model, signature=signature, tensorboard_dir=tensorboard).to_dict()
+    desc = api.describe(
+        model, signature=signature, tensorboard_dir=tensorboard, allow_unsafe_ops=allow_unsafe_ops
+    ).to_dict()
     if as_json:
         sys.stdout.write(json.dumps(desc, indent=2, default=str) + "\n")
     else:
@@ -437,7 +404,6 @@ def compare(
     from recadvisor import api
 
     sizes = _batch_sizes(batch_sizes)
-    refuse_unsafe_models([baseline, *candidates], allow_unsafe_ops, "compare")
     with _progress() as progress:
         comp = api.compare(
             baseline,
@@ -451,6 +417,7 @@ def compare(
             measure_memory=not no_memory,
             out_dir=out,
             force=force,
+            allow_unsafe_ops=allow_unsafe_ops,
             progress=_progress_callback(progress),
         )
     print_comparison(comp.to_dict())
@@ -515,9 +482,16 @@ def rebuild(
     OUT/saved_model, OUT/rebuild.json, OUT/plan.yaml (and feature_contract.json, model.onnx)."""
     from recadvisor import api
 
-    refuse_unsafe_models([model], allow_unsafe_ops, "rebuild")
     result = api.rebuild(
-        model, out, plan=plan, preset=preset, data=data, signature=signature, onnx=onnx, force=force
+        model,
+        out,
+        plan=plan,
+        preset=preset,
+        data=data,
+        signature=signature,
+        onnx=onnx,
+        force=force,
+        allow_unsafe_ops=allow_unsafe_ops,
     )
     print_rebuild(result.to_dict())
     console.print(f"wrote {out}/saved_model and {out}/rebuild.json")

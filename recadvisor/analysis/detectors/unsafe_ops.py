@@ -247,20 +247,23 @@ def find_unsafe_ops(info: Any) -> list[Finding]:
     return findings
 
 
-def refuse_unsafe(findings: list[Finding], model_path: str, allow: bool) -> None:
+def refuse_unsafe(
+    findings: list[Finding], model_path: str, allow: bool, command: str = "analyze"
+) -> None:
     """Raise :class:`UnsafeModelError` for unsafe findings unless ``allow``.
 
     Args:
         findings: the result of :func:`find_unsafe_ops`.
         model_path: the SavedModel directory (named in the message).
         allow: ``--allow-unsafe-ops`` was given.
+        command: the command that refuses (named in the way out).
     """
     if not findings or allow:
         return
     ops = ", ".join(str(f.evidence.get("op")) for f in findings)
     raise UnsafeModelError(
         f"'{model_path}' contains ops that touch files, the network or Python ({ops}); it was "
-        "not executed; inspect it and pass --allow-unsafe-ops to analyze it anyway"
+        f"not executed; inspect it and pass --allow-unsafe-ops to {command} it anyway"
     )
 
 
