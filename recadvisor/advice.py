@@ -203,6 +203,20 @@ class _Advisor:
             return None
         return float(self.attribution.per_feature.get(feature, 0.0))
 
+    def suggest(self, f: Finding, **fields: Any) -> Suggestion:
+        """A :class:`Suggestion` about ``f``: its severity, kind and the reference batch size.
+
+        Args:
+            f: the finding behind the suggestion.
+            **fields: the other :class:`Suggestion` fields (``kind``, ``targets``...).
+
+        Returns:
+            The suggestion.
+        """
+        return Suggestion(
+            severity=f.severity, finding_kinds=(f.kind,), batch_size=self.bs, **fields
+        )
+
     # ------------------------------------------------------------------ per finding kind
     def numeric_as_string(self, f: Finding) -> list[Suggestion]:
         ev = f.evidence
@@ -210,14 +224,13 @@ class _Advisor:
         if ev.get("source") == "data":
             values = ev.get("boundaries") or []
             return [
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="send_numbers",
                     targets=f.features,
                     pass_name=None,
                     exactness=RETRAIN,
                     changes_contract=True,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"send `{feature}` as a number and bucketize it in the model "
                         f"({ev.get('n_distinct')} distinct values) instead of a string"
@@ -227,7 +240,6 @@ class _Advisor:
                         f"x = tf.keras.layers.Discretization(bin_boundaries={_values_text(values)})"
                         f"({feature})"
                     ),
-                    batch_size=self.bs,
                 )
             ]
         by_batch = _shares(f)
@@ -247,7 +259,8 @@ class _Advisor:
             f"{dim or 'dim'})(ids)"
         )
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="numeric_bucketize",
                 targets=f.features,
                 pass_name="numeric_bucketize",
@@ -257,8 +270,6 @@ class _Advisor:
                 expected_time_share=share,
                 expected_time_share_by_batch=by_batch,
                 expected_bytes_saved=saved,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=(
                     f"replace AsString + hash of `{feature}` by Bucketize"
                     + (f" over {n} values" if n else "")
@@ -268,7 +279,6 @@ class _Advisor:
                     "buckets"
                 ),
                 training_side=snippet,
-                batch_size=self.bs,
             )
         ]
 
@@ -302,7 +312,8 @@ class _Advisor:
                 )
         lines.append("# the model then takes int64 ids: tf.keras.layers.Embedding(N, dim)(ids)")
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="ids_upstream",
                 targets=tuple(string_inputs),
                 pass_name="ids_upstream",
@@ -311,15 +322,12 @@ class _Advisor:
                 changes_contract=True,
                 expected_time_share=share,
                 expected_time_share_by_batch=by_batch,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=(
                     f"compute the ids of {_ticks(string_inputs)} upstream (int64 inputs, "
                     f"exact): removes {_pct(share)} of string work and opens the way to "
                     "onnxruntime"
                 ),
                 training_side="\n".join(lines),
-                batch_size=self.bs,
             )
         ]
 
@@ -336,7 +344,8 @@ class _Advisor:
                 "identical_tables": "keep one copy of the identical tables",
             }.get(reason, "merge the duplicates")
             return [
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="merge_duplicates",
                     targets=f.features or tuple(ev.get("tables", [])),
                     pass_name="merge_duplicates",
@@ -346,8 +355,6 @@ class _Advisor:
                     expected_time_share=share,
                     expected_time_share_by_batch=by_batch,
                     expected_bytes_saved=saved,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"{what} ({_ticks(f.features) or 'tables'}): saves {_pct(share)}"
                         + (f" and {format_bytes(saved)}" if saved else "")
@@ -357,26 +364,23 @@ class _Advisor:
                         f"# compute the ids of {_ticks(f.features)} once and feed them to "
                         "every part of the model that needs them"
                     ),
-                    batch_size=self.bs,
                 )
             ]
         if reason in ("identical_columns", "one_to_one_columns"):
             a, b = f.features[0], f.features[-1]
             return [
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="drop_redundant_input",
                     targets=f.features,
                     pass_name=None,
                     exactness=RETRAIN,
                     changes_contract=True,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"`{a}` and `{b}` carry the same information in the sample data: keep "
                         "one of them when retraining"
                     ),
                     training_side=f"# drop `{b}` from the model's features and keep `{a}`",
-                    batch_size=self.bs,
                 )
             ]
         return []
@@ -393,7 +397,8 @@ class _Advisor:
             # the pass names each group by one feature per table (each must read one table)
             group = [table_features[0][0], table_features[1][0]]
             return [
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="share_embeddings",
                     targets=feats,
                     pass_name="share_embeddings",
@@ -402,32 +407,27 @@ class _Advisor:
                     exactness=LOSSY,
                     changes_contract=False,
                     expected_bytes_saved=saved,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"share one embedding table between {_ticks(feats)}: saves "
                         f"{format_bytes(saved or 0)}; lossy, checked by the accuracy gate"
                     ),
                     training_side=snippet,
-                    batch_size=self.bs,
                 )
             ]
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="retrain_shared_embedding",
                 targets=feats,
                 pass_name=None,
                 exactness=RETRAIN,
                 changes_contract=False,
                 expected_bytes_saved=saved,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=(
                     f"{_ticks(feats)} draw from one id space but are encoded differently: "
                     f"share their embedding when retraining (saves {format_bytes(saved or 0)})"
                 ),
                 training_side=snippet,
-                batch_size=self.bs,
             )
         ]
 
@@ -443,7 +443,8 @@ class _Advisor:
             saved = ev.get("unused_bytes")
             card = ev.get("cardinality")
             out.append(
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="prune_embedding_rows",
                     targets=target,
                     tables=(table,),
@@ -452,8 +453,6 @@ class _Advisor:
                     exactness=LOSSY,
                     changes_contract=False,
                     expected_bytes_saved=saved,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"keep the {ev.get('rows_hit'):,} rows of `{name}` the data hits "
                         f"(of {rows:,}): saves {format_bytes(saved or 0)}; ids never seen fall "
@@ -464,7 +463,6 @@ class _Advisor:
                         f"tf.keras.layers.Embedding(input_dim={max(card or 1, 1) * 2}, "
                         f"output_dim={dim})  # or Hashing(num_bins=...) with fewer bins"
                     ),
-                    batch_size=self.bs,
                 )
             )
         if issues & {"low_rank", "dim_large"} and dim:
@@ -472,7 +470,8 @@ class _Advisor:
             new_dim = max(1, min(int(new_dim or dim), dim))
             saved = int(rows * (dim - new_dim) * (size / (rows * dim))) if rows else None
             out.append(
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="reduce_embedding_dim",
                     targets=target,
                     tables=(table,),
@@ -481,20 +480,18 @@ class _Advisor:
                     exactness=LOSSY,
                     changes_contract=False,
                     expected_bytes_saved=saved,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"shrink `{name}` from {dim} to ~{new_dim} dims (truncated SVD keeping "
                         f"99% of the energy): saves ~{format_bytes(saved or 0)}; lossy, gated"
                     ),
                     training_side=f"tf.keras.layers.Embedding({rows}, {new_dim})",
-                    batch_size=self.bs,
                 )
             )
         if "big" in issues:
             saved = int(size * (1 - INT8_SIZE_RATIO))
             out.append(
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="quantize_embeddings",
                     targets=target,
                     tables=(table,),
@@ -503,8 +500,6 @@ class _Advisor:
                     exactness=LOSSY,
                     changes_contract=False,
                     expected_bytes_saved=saved,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"store `{name}` ({format_bytes(size)}) as int8 rows with a per-row "
                         f"scale: saves ~{format_bytes(saved)}; lossy, gated (fp16 halves it)"
@@ -512,7 +507,6 @@ class _Advisor:
                     training_side=(
                         "# train with quantization-aware embeddings or export fp16 weights"
                     ),
-                    batch_size=self.bs,
                 )
             )
         return out
@@ -526,7 +520,8 @@ class _Advisor:
         share = self.share(by_batch, ev.get("time_share"))
         saved = ev.get("weight_bytes_saved")
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="prune_outputs",
                 targets=tuple(keep),
                 pass_name="prune_outputs",
@@ -536,8 +531,6 @@ class _Advisor:
                 expected_time_share=share,
                 expected_time_share_by_batch=by_batch,
                 expected_bytes_saved=saved,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=(
                     f"if clients read only {_ticks(keep)}, prune the other outputs: saves "
                     f"{_pct(share)}"
@@ -545,7 +538,6 @@ class _Advisor:
                     + " (drops outputs from the signature)"
                 ),
                 training_side="# export a serving signature that returns only " + ", ".join(keep),
-                batch_size=self.bs,
             )
         ]
 
@@ -557,7 +549,8 @@ class _Advisor:
         by_batch = {int(k): float(v) for k, v in (ev.get("max_saving_by_batch") or {}).items()}
         share = self.share(by_batch)
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="per_request_dedup",
                 targets=tuple(request),
                 pass_name="per_request_dedup",
@@ -566,8 +559,6 @@ class _Advisor:
                 changes_contract=True,
                 expected_time_share=share,
                 expected_time_share_by_batch=by_batch,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=(
                     f"compute the {_ticks(request)} sub-graph once per request: saves up to "
                     f"{_pct(share)}"
@@ -578,63 +569,56 @@ class _Advisor:
                     "# export a user tower and a candidate tower separately and cache "
                     "the user vector per request"
                 ),
-                batch_size=self.bs,
             )
         ]
 
     def unused_input(self, f: Finding) -> list[Suggestion]:
         if not f.evidence.get("dead_consumers"):
             return [
-                Suggestion(
+                self.suggest(
+                    f,
                     kind="remove_from_signature",
                     targets=f.features,
                     pass_name=None,
                     exactness=EXACT,
                     changes_contract=True,
-                    severity=f.severity,
-                    finding_kinds=(f.kind,),
                     message=(
                         f"nothing reads {_ticks(f.features)}: clients can stop sending it once "
                         "the signature no longer declares it"
                     ),
                     training_side=f"# remove {_ticks(f.features)} from the serving signature",
-                    batch_size=self.bs,
                 )
             ]
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="drop_unused_inputs",
                 targets=f.features,
                 pass_name="drop_unused_inputs",
                 params={},
                 exactness=EXACT,
                 changes_contract=False,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=(
                     f"{_ticks(f.features)} is never read: its dead sub-graph is removed; the "
                     "signature still accepts it (clients can stop sending it later)"
                 ),
                 training_side=f"# remove {_ticks(f.features)} from the serving signature",
-                batch_size=self.bs,
             )
         ]
 
     def unsafe_op(self, f: Finding) -> list[Suggestion]:
         op = f.evidence.get("op", "the op")
         return [
-            Suggestion(
+            self.suggest(
+                f,
                 kind="remove_unsafe_op",
                 targets=(str(op),),
                 pass_name=None,
                 exactness=RETRAIN,
                 changes_contract=False,
-                severity=f.severity,
-                finding_kinds=(f.kind,),
                 message=f"re-export the model without {op} ({f.evidence.get('reason', '')})",
                 training_side=f"# keep {op} out of the serving function (do file/Python work "
                 "outside the exported graph)",
-                batch_size=self.bs,
             )
         ]
 

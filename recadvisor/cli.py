@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -95,6 +95,16 @@ def main_callback(
     )
 
 
+def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print a rich table with one column per name in ``columns`` and the given rows."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def print_description(desc: dict[str, Any]) -> None:
     """Rich tables for ``describe``."""
     console.print(
@@ -124,38 +134,41 @@ def print_description(desc: dict[str, Any]) -> None:
         ops.add_row(f"... {len(names) - 40} more", "", "")
     console.print(ops)
     if desc["embedding_tables"]:
-        emb = Table(title="Embedding tables (constants feeding a gather)")
-        for col in ("variable", "rows x dim", "dtype", "bytes", "features"):
-            emb.add_column(col)
-        for t in desc["embedding_tables"]:
-            emb.add_row(
-                t["variable"],
-                f"{t['rows']} x {t['dim']}",
-                t["dtype"],
-                fmt_bytes(t["bytes"]),
-                ", ".join(t["features"]),
-            )
-        console.print(emb)
+        _print_table(
+            "Embedding tables (constants feeding a gather)",
+            ("variable", "rows x dim", "dtype", "bytes", "features"),
+            (
+                (
+                    t["variable"],
+                    f"{t['rows']} x {t['dim']}",
+                    t["dtype"],
+                    fmt_bytes(t["bytes"]),
+                    ", ".join(t["features"]),
+                )
+                for t in desc["embedding_tables"]
+            ),
+        )
     if desc["lookup_tables"]:
-        lt = Table(title="Lookup tables")
-        for col in ("placeholder", "key -> value", "size", "default", "sample keys"):
-            lt.add_column(col)
-        for t in desc["lookup_tables"]:
-            lt.add_row(
-                t["placeholder"],
-                f"{t['key_dtype']} -> {t['value_dtype']}",
-                str(t["size"]),
-                str(t["default_value"]),
-                ", ".join(map(str, t["sample_keys"])),
-            )
-        console.print(lt)
+        _print_table(
+            "Lookup tables",
+            ("placeholder", "key -> value", "size", "default", "sample keys"),
+            (
+                (
+                    t["placeholder"],
+                    f"{t['key_dtype']} -> {t['value_dtype']}",
+                    str(t["size"]),
+                    str(t["default_value"]),
+                    ", ".join(map(str, t["sample_keys"])),
+                )
+                for t in desc["lookup_tables"]
+            ),
+        )
     if desc["string_ops"]:
-        st = Table(title="String ops")
-        for col in ("op", "node", "features"):
-            st.add_column(col)
-        for s in desc["string_ops"]:
-            st.add_row(s["op"], s["node"], ", ".join(s["features"]))
-        console.print(st)
+        _print_table(
+            "String ops",
+            ("op", "node", "features"),
+            ((s["op"], s["node"], ", ".join(s["features"])) for s in desc["string_ops"]),
+        )
     console.print(
         f"variables: {desc['variable_count']} ({fmt_bytes(desc['variable_bytes'])}); "
         f"Const {desc['const_count']}, Identity {desc['identity_count']}; "

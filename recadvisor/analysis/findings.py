@@ -38,8 +38,16 @@ OUTPUT_COST = "output_cost"
 PER_REQUEST_FEATURE = "per_request_feature"
 UNSAFE_OP = "unsafe_op"
 FINDING_KINDS = (
-    STRING_OP, NUMERIC_AS_STRING, LARGE_EMBEDDING, DUPLICATE_FEATURE, SHARED_EMBEDDING_CANDIDATE,
-    UNUSED_INPUT, UNUSED_OUTPUT, OUTPUT_COST, PER_REQUEST_FEATURE, UNSAFE_OP,
+    STRING_OP,
+    NUMERIC_AS_STRING,
+    LARGE_EMBEDDING,
+    DUPLICATE_FEATURE,
+    SHARED_EMBEDDING_CANDIDATE,
+    UNUSED_INPUT,
+    UNUSED_OUTPUT,
+    OUTPUT_COST,
+    PER_REQUEST_FEATURE,
+    UNSAFE_OP,
 )
 
 HIGH = "high"
@@ -186,31 +194,26 @@ class DetectorContext:
         sizes = self.batch_sizes
         return sizes[-1] if sizes else None
 
-    def node_shares(self, batch_size: int) -> dict[str, float]:
-        """Node name -> share of the summed op time at ``batch_size`` (empty if not profiled)."""
-        key = f"node_shares:{batch_size}"
+    def _per_node(self, batch_size: int, field: str) -> dict[str, float]:
+        """Node name -> the sum of the profiled ops' ``field`` at ``batch_size`` (memoized)."""
+        key = f"node_{field}:{batch_size}"
         if key not in self.cache:
-            shares: dict[str, float] = {}
+            totals: dict[str, float] = {}
             if self.profile is not None:
                 for batch in self.profile.batches:
                     if int(batch.batch_size) == int(batch_size):
                         for op in batch.ops:
-                            shares[op.node] = shares.get(op.node, 0.0) + float(op.share)
-            self.cache[key] = shares
+                            totals[op.node] = totals.get(op.node, 0.0) + float(getattr(op, field))
+            self.cache[key] = totals
         return self.cache[key]
+
+    def node_shares(self, batch_size: int) -> dict[str, float]:
+        """Node name -> share of the summed op time at ``batch_size`` (empty if not profiled)."""
+        return self._per_node(batch_size, "share")
 
     def node_micros(self, batch_size: int) -> dict[str, float]:
         """Node name -> mean microseconds per call at ``batch_size`` (empty if not profiled)."""
-        key = f"node_us:{batch_size}"
-        if key not in self.cache:
-            micros: dict[str, float] = {}
-            if self.profile is not None:
-                for batch in self.profile.batches:
-                    if int(batch.batch_size) == int(batch_size):
-                        for op in batch.ops:
-                            micros[op.node] = micros.get(op.node, 0.0) + float(op.self_us)
-            self.cache[key] = micros
-        return self.cache[key]
+        return self._per_node(batch_size, "self_us")
 
     def time_shares(self, nodes: Iterable[str]) -> dict[int, float]:
         """Summed op-time share of ``nodes`` per profiled batch size (empty without profile)."""

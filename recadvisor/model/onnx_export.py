@@ -37,12 +37,13 @@ from recadvisor.errors import ExportError, OutputExistsError
 from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.table_surgery import (
+    add_cast,
     add_const,
     add_node,
     protected_nodes,
     remove_if_unread,
+    reserve_name,
     resolve_const,
-    unique_name,
 )
 from recadvisor.tfimport import import_tf
 
@@ -249,21 +250,11 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     x = node.input[0]
 
     def fresh(suffix: str) -> str:
-        name = unique_name(names, f"{base}/onnx_{suffix}")
-        names.add(name)
-        return name
+        return reserve_name(names, f"{base}/onnx_{suffix}")
 
     if dtype != cmp_dtype:
         cast = fresh("cast")
-        add_node(
-            graph_def,
-            cast,
-            "Cast",
-            [x],
-            SrcT=f"dtype:{dtype}",
-            DstT=f"dtype:{cmp_dtype}",
-            Truncate=False,
-        )
+        add_cast(graph_def, cast, x, dtype, cmp_dtype)
         x = cast
     axis_m1 = fresh("minus_one")
     add_const(graph_def, axis_m1, np.array(-1, np.int32))
@@ -276,7 +267,7 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     ge = fresh("ge")
     add_node(graph_def, ge, "GreaterEqual", [expanded, b_const], T=f"dtype:{cmp_dtype}")
     as_int = fresh("as_int")
-    add_node(graph_def, as_int, "Cast", [ge], SrcT="dtype:bool", DstT="dtype:int32", Truncate=False)
+    add_cast(graph_def, as_int, ge, "bool", "int32")
     # the Bucketize node itself becomes the Sum, so its readers need no rewiring
     del node.input[:]
     node.input.extend([as_int, axis_m1])
@@ -305,21 +296,11 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
     x, default_tensor = node.input[1], node.input[2]
 
     def fresh(suffix: str) -> str:
-        name = unique_name(names, f"{base}/onnx_{suffix}")
-        names.add(name)
-        return name
+        return reserve_name(names, f"{base}/onnx_{suffix}")
 
     if key_dtype != "int64":
         cast = fresh("cast")
-        add_node(
-            graph_def,
-            cast,
-            "Cast",
-            [x],
-            SrcT=f"dtype:{key_dtype}",
-            DstT="dtype:int64",
-            Truncate=False,
-        )
+        add_cast(graph_def, cast, x, key_dtype, "int64")
         x = cast
     consts = {}
     for label, value in (("kmin", kmin), ("zero", 0), ("span", span), ("last", span - 1)):
@@ -363,11 +344,9 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
 def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
     """``Log1p(x)`` -> ``Log(x + 1)``, ``Expm1(x)`` -> ``Exp(x) - 1`` (no tf2onnx handler)."""
     dtype = _dtype_name(node.attr["T"].type)
-    one = unique_name(names, f"{node.name}/onnx_one")
-    names.add(one)
+    one = reserve_name(names, f"{node.name}/onnx_one")
     add_const(graph_def, one, np.array(1, dtype=dtype))
-    inner = unique_name(names, f"{node.name}/onnx_inner")
-    names.add(inner)
+    inner = reserve_name(names, f"{node.name}/onnx_inner")
     x = node.input[0]
     if node.op == "Log1p":
         add_node(graph_def, inner, "AddV2", [x, one], T=f"dtype:{dtype}")
@@ -466,8 +445,7 @@ def _with_named_outputs(graph: ModelGraph) -> tuple[Any, dict[str, str]]:
                 dtype_enum = src.attr[attr].type
                 break
         dtype = dtypes.get(key) or (_dtype_name(dtype_enum) if dtype_enum else "float32")
-        name = unique_name(names, f"onnx_output/{key}")
-        names.add(name)
+        name = reserve_name(names, f"onnx_output/{key}")
         add_node(gd, name, "Identity", [tensor], T=f"dtype:{dtype}")
         out_names[key] = name + ":0"
     return gd, out_names

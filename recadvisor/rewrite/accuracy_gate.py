@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.graph import ModelGraph
-from recadvisor.rewrite.base import PassRefused, RewriteContext
+from recadvisor.rewrite.base import LOSSY, PassRefused, RewriteContext, RewritePass
+from recadvisor.rewrite.table_surgery import protected_nodes, remove_if_unread
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ class GateResult:
     auc_after: dict[str, float] = field(default_factory=dict)
     auc_drop: float = 0.0
     rows: int = 0
+
+    def summary(self) -> str:
+        """``max abs output diff X on N sample rows``, for the passes' notes."""
+        return f"max abs output diff {self.max_abs_diff:.3g} on {self.rows} sample rows"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (goes into a pass's stats)."""
@@ -130,8 +135,9 @@ def check_accuracy(
         raise PassRefused(f"{pass_name} is lossy and needs sample data (--data) to be gated")
     feeds = {k: context.feeds[k] for k in before.signature.inputs}
     result = compare_outputs(GraphRunner(before)(feeds), GraphRunner(after)(feeds), context.labels)
-    log.info("%s gate: max abs diff %.3g, AUC drop %.4g", pass_name, result.max_abs_diff,
-             result.auc_drop)
+    log.info(
+        "%s gate: max abs diff %.3g, AUC drop %.4g", pass_name, result.max_abs_diff, result.auc_drop
+    )
     if max_abs_diff is not None and result.max_abs_diff > float(max_abs_diff):
         raise PassRefused(
             f"{pass_name} changes outputs by {result.max_abs_diff:.3g} > max_abs_diff "
@@ -143,3 +149,51 @@ def check_accuracy(
             "on the sample labels; leave the pass off"
         )
     return result
+
+
+class GatedTablePass(RewritePass):
+    """Base of the lossy table passes (quantize, share, reduce dimension).
+
+    They share their contract (lossy, same inputs, a 1e-2 default ``max_abs_diff``) and their
+    last step: drop the old tables nothing reads any more and measure the new graph against the
+    old one with :func:`check_accuracy`.
+    """
+
+    exactness = LOSSY
+    changes_contract = False
+    tolerance = 1e-2  # the pipeline's default max_abs_diff for these passes
+
+    def finish(
+        self,
+        graph: ModelGraph,
+        graph_def: Any,
+        old_tables: set[str],
+        params: Mapping[str, Any],
+        context: RewriteContext,
+    ) -> tuple[ModelGraph, GateResult]:
+        """Remove the unread old tables, then gate the new graph.
+
+        Args:
+            graph: the stage the pass started from.
+            graph_def: the rewritten GraphDef (its old tables are removed in place).
+            old_tables: names of the replaced table nodes (removed when nothing reads them).
+            params: the pass parameters (``max_abs_diff``, ``max_auc_drop``).
+            context: sample inputs and labels.
+
+        Returns:
+            The new graph and what the gate measured.
+
+        Raises:
+            PassRefused: the gate fails or there is no sample data.
+        """
+        remove_if_unread(graph_def, old_tables, protected_nodes(graph))
+        new_graph = graph.replace(graph_def=graph_def)
+        gate = check_accuracy(
+            self.name,
+            graph,
+            new_graph,
+            context,
+            params.get("max_abs_diff"),
+            params.get("max_auc_drop"),
+        )
+        return new_graph, gate

@@ -128,3 +128,16 @@ class RewritePass:
             A :class:`PassResult` holding the new graph.
         """
         raise NotImplementedError
+
+
+class ParameterlessPass(RewritePass):
+    """Base of the passes that take no parameters: :meth:`check_params` rejects any."""
+
+    def check_params(self, params: Mapping[str, Any], graph: ModelGraph) -> None:
+        """Reject any parameter (the plan checker calls this before running the pass).
+
+        Raises:
+            ValueError: ``params`` is not empty.
+        """
+        if params:
+            raise ValueError(f"{self.name} takes no params, got {sorted(params)}")

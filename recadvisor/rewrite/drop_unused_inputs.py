@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from recadvisor.model.graph import ModelGraph
-from recadvisor.rewrite.base import EXACT, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.base import (
+    EXACT,
+    ParameterlessPass,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+)
 
 
 @dataclass(frozen=True)
@@ -117,17 +123,12 @@ def unread_inputs(graph: ModelGraph) -> list[str]:
     return sorted(k for k, node in graph.input_nodes.items() if not graph.consumers.get(node))
 
 
-class DropUnusedInputsPass(RewritePass):
+class DropUnusedInputsPass(ParameterlessPass):
     """Remove nodes no output depends on; keep the signature as it is."""
 
     name = "drop_unused_inputs"
     exactness = EXACT
     changes_contract = False
-
-    def check_params(self, params: Mapping[str, Any], graph: ModelGraph) -> None:
-        """This pass takes no parameters."""
-        if params:
-            raise ValueError(f"drop_unused_inputs takes no params, got {sorted(params)}")
 
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext

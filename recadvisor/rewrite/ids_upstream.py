@@ -53,6 +53,7 @@ from recadvisor.rewrite.table_surgery import (
     protected_nodes,
     remove_if_unread,
     remove_nodes,
+    reserve_name,
     resolve_const,
     rewire,
     surviving_tables,
@@ -149,9 +150,15 @@ def _plan_string_terminal(graph: ModelGraph, key: str, reader: str, pos: int) ->
     if node.op in HASH_OPS and pos == 0:
         nb = int(node.attr["num_buckets"].i)
         params = {"num_buckets": nb}
-        return _Terminal(("hash_bucket", _freeze_params(params)), "hash_bucket", params, "int64",
-                         ((reader + ":0", node.input[0]),), (reader,),
-                         f"StringToHashBucketFast({nb})")
+        return _Terminal(
+            ("hash_bucket", _freeze_params(params)),
+            "hash_bucket",
+            params,
+            "int64",
+            ((reader + ":0", node.input[0]),),
+            (reader,),
+            f"StringToHashBucketFast({nb})",
+        )
     if node.op in ("LookupTableFindV2", "LookupTableFind") and pos == 1:
         table_name = graph.table_of_node(reader)
         table = graph.tables.get(table_name or "")
@@ -167,8 +174,10 @@ def _plan_string_terminal(graph: ModelGraph, key: str, reader: str, pos: int) ->
             raise InputRefused(
                 f"input '{key}' is looked up in table '{table_name}' with a non-constant default"
             )
-        keys = [k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else str(k)
-                for k in table.keys.reshape(-1)]
+        keys = [
+            k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else str(k)
+            for k in table.keys.reshape(-1)
+        ]
         params = {
             "key_dtype": "string",
             "keys": keys,
@@ -176,9 +185,15 @@ def _plan_string_terminal(graph: ModelGraph, key: str, reader: str, pos: int) ->
             "default_value": int(np.asarray(default)),
         }
         frozen = ("vocabulary", table.content_digest(), int(np.asarray(default)))
-        return _Terminal(frozen, "vocabulary", params, table.value_dtype,
-                         ((reader + ":0", node.input[1]),), (reader,),
-                         f"vocabulary lookup ({table.size} keys)")
+        return _Terminal(
+            frozen,
+            "vocabulary",
+            params,
+            table.value_dtype,
+            ((reader + ":0", node.input[1]),),
+            (reader,),
+            f"vocabulary lookup ({table.size} keys)",
+        )
     if node.op == "StringToHashBucketStrong":
         raise InputRefused(
             f"input '{key}' uses StringToHashBucketStrong (a keyed hash); clients cannot "
@@ -194,10 +209,15 @@ def _plan_numeric_terminal(
     if node.op == "_TensorToHashBucketFast" and pos == 0:
         nb = int(node.attr["num_buckets"].i)
         params = {"num_buckets": nb, "value_dtype": dtype}
-        return _Terminal(("as_string_hash_bucket", _freeze_params(params)),
-                         "as_string_hash_bucket", params, "int64",
-                         ((reader + ":0", node.input[0]),), (reader,),
-                         f"_TensorToHashBucketFast({nb})")
+        return _Terminal(
+            ("as_string_hash_bucket", _freeze_params(params)),
+            "as_string_hash_bucket",
+            params,
+            "int64",
+            ((reader + ":0", node.input[0]),),
+            (reader,),
+            f"_TensorToHashBucketFast({nb})",
+        )
     if node.op == "AsString" and pos == 0:
         hashes = graph.consumers.get(reader, [])
         if not hashes or any(graph.nodes[h].op not in HASH_OPS for h in hashes):
@@ -215,10 +235,15 @@ def _plan_numeric_terminal(
             )
         nb = buckets.pop()
         params = {"num_buckets": nb, "value_dtype": dtype, **_as_string_attrs(node)}
-        return _Terminal(("as_string_hash_bucket", _freeze_params(params)),
-                         "as_string_hash_bucket", params, "int64",
-                         tuple((h + ":0", node.input[0]) for h in hashes), (reader, *hashes),
-                         f"AsString + StringToHashBucketFast({nb})")
+        return _Terminal(
+            ("as_string_hash_bucket", _freeze_params(params)),
+            "as_string_hash_bucket",
+            params,
+            "int64",
+            tuple((h + ":0", node.input[0]) for h in hashes),
+            (reader, *hashes),
+            f"AsString + StringToHashBucketFast({nb})",
+        )
     return None
 
 
@@ -302,19 +327,25 @@ def _restore_reserved(
     base = ids.split(":")[0]
     for value, rid in reserved.items():
         bucket = fingerprint64(value) % num_buckets
-        rid_const, bucket_const = (unique_name(names, f"{base}/reserved_{abs(rid)}_{s}")
-                                   for s in ("id", "bucket"))
+        rid_const, bucket_const = (
+            unique_name(names, f"{base}/reserved_{abs(rid)}_{s}") for s in ("id", "bucket")
+        )
         names.update((rid_const, bucket_const))
         add_const(graph_def, rid_const, np.array(rid, np.int64))
         add_const(graph_def, bucket_const, np.array(bucket, np.int64))
-        is_reserved = unique_name(names, f"{base}/is_reserved_{abs(rid)}")
-        names.add(is_reserved)
-        add_node(graph_def, is_reserved, "Equal", [current, rid_const], T="dtype:int64",
-                 incompatible_shape_error=True)
-        restored = unique_name(names, f"{base}/restored_{abs(rid)}")
-        names.add(restored)
-        add_node(graph_def, restored, "SelectV2", [is_reserved, bucket_const, current],
-                 T="dtype:int64")
+        is_reserved = reserve_name(names, f"{base}/is_reserved_{abs(rid)}")
+        add_node(
+            graph_def,
+            is_reserved,
+            "Equal",
+            [current, rid_const],
+            T="dtype:int64",
+            incompatible_shape_error=True,
+        )
+        restored = reserve_name(names, f"{base}/restored_{abs(rid)}")
+        add_node(
+            graph_def, restored, "SelectV2", [is_reserved, bucket_const, current], T="dtype:int64"
+        )
         current = restored
     return current
 
@@ -382,8 +413,7 @@ class IdsUpstreamPass(RewritePass):
                 _set_type_attr(by_name[name], plan.target_dtype)
             for cmp in plan.comparisons:
                 node = by_name[cmp.node]
-                const = unique_name(names, f"{cmp.node}/reserved_id")
-                names.add(const)
+                const = reserve_name(names, f"{cmp.node}/reserved_id")
                 add_const(gd, const, np.array(plan.reserved[cmp.value], np.int64))
                 old_consts.add(node.input[cmp.const_pos].split(":")[0])
                 node.input[cmp.const_pos] = const
@@ -394,16 +424,22 @@ class IdsUpstreamPass(RewritePass):
                     if plan.reserved:
                         if new not in fixed:
                             fixed[new] = _restore_reserved(
-                                gd, names, new, plan.reserved, int(plan.params["num_buckets"]))
+                                gd, names, new, plan.reserved, int(plan.params["num_buckets"])
+                            )
                         new = fixed[new]
                     rewire(gd, old, new)
                 doomed.update(term.remove)
             info = graph.signature.inputs[plan.key]
             new_inputs[plan.key] = TensorInfo(plan.key, plan.target_dtype, info.shape)
-            encodings.append(InputEncoding(plan.key, plan.kind, plan.source_dtype,
-                                           plan.target_dtype, dict(plan.params)))
-            reserved = "".join(f"; {v.decode('utf-8', 'replace')!r} is sent as {i}"
-                               for v, i in plan.reserved.items())
+            encodings.append(
+                InputEncoding(
+                    plan.key, plan.kind, plan.source_dtype, plan.target_dtype, dict(plan.params)
+                )
+            )
+            reserved = "".join(
+                f"; {v.decode('utf-8', 'replace')!r} is sent as {i}"
+                for v, i in plan.reserved.items()
+            )
             notes.append(
                 f"{plan.key}: {plan.source_dtype} -> {plan.target_dtype} "
                 f"({plan.terminals[0].description}{reserved}; compute with recadvisor encode)"
@@ -412,8 +448,9 @@ class IdsUpstreamPass(RewritePass):
         removed |= remove_if_unread(gd, old_consts - removed, protected_nodes(graph))
         notes.extend(f"left in the graph: {r}" for r in refused)
         signature = SignatureSpec(graph.signature.key, new_inputs, dict(graph.signature.outputs))
-        new_graph = graph.replace(graph_def=gd, signature=signature,
-                                  tables=surviving_tables(graph, gd))
+        new_graph = graph.replace(
+            graph_def=gd, signature=signature, tables=surviving_tables(graph, gd)
+        )
         before_ops, after_ops = graph.op_counts(), new_graph.op_counts()
         stats = {
             "inputs_changed": [p.key for p in plans],
@@ -425,6 +462,7 @@ class IdsUpstreamPass(RewritePass):
             "string_ops_after": sum(c for op, c in after_ops.items() if op in STRING_OPS),
             "tables_removed": len(graph.tables) - len(new_graph.tables),
         }
-        log.info("ids_upstream: %d inputs moved upstream, %d nodes removed", len(plans),
-                 len(removed))
+        log.info(
+            "ids_upstream: %d inputs moved upstream, %d nodes removed", len(plans), len(removed)
+        )
         return PassResult(self.name, new_graph, stats, tuple(encodings), tuple(notes))

@@ -28,13 +28,31 @@ from collections.abc import Mapping
 from typing import Any
 
 from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.rewrite.base import EXACT, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.base import (
+    EXACT,
+    ParameterlessPass,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+)
 from recadvisor.rewrite.drop_unused_inputs import drop_stale_colocation
 from recadvisor.rewrite.strip_control_deps import is_side_effecting
 
 CONTROL_FLOW_OPS = frozenset(
-    {"Switch", "Merge", "Enter", "Exit", "NextIteration", "LoopCond", "RefSwitch", "RefMerge",
-     "RefEnter", "RefExit", "RefNextIteration", "ControlTrigger"}
+    {
+        "Switch",
+        "Merge",
+        "Enter",
+        "Exit",
+        "NextIteration",
+        "LoopCond",
+        "RefSwitch",
+        "RefMerge",
+        "RefEnter",
+        "RefExit",
+        "RefNextIteration",
+        "ControlTrigger",
+    }
 )
 
 
@@ -48,7 +66,7 @@ def _node_key(node: Any, canonical: Mapping[str, str]) -> str:
             controls.add(canonical.get(node_name(inp), node_name(inp)))
             continue
         src = node_name(inp)
-        port = inp[len(src):]
+        port = inp[len(src) :]
         h.update(f"{canonical.get(src, src)}{port or ':0'},".encode())
     h.update(("^" + ",".join(sorted(controls)) + "|").encode())
     for key in sorted(node.attr):
@@ -65,20 +83,15 @@ def _rename(inp: str, canonical: Mapping[str, str]) -> str:
         return inp
     if is_control_input(inp):
         return "^" + canonical[src]
-    return canonical[src] + inp[len(src):]
+    return canonical[src] + inp[len(src) :]
 
 
-class MergeDuplicatesPass(RewritePass):
+class MergeDuplicatesPass(ParameterlessPass):
     """Merge identical tables, constants and nodes."""
 
     name = "merge_duplicates"
     exactness = EXACT
     changes_contract = False
-
-    def check_params(self, params: Mapping[str, Any], graph: ModelGraph) -> None:
-        """This pass takes no parameters."""
-        if params:
-            raise ValueError(f"merge_duplicates takes no params, got {sorted(params)}")
 
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
@@ -145,10 +158,12 @@ class MergeDuplicatesPass(RewritePass):
         }
         notes = []
         hashed = merged_by_op.get("StringToHashBucketFast", 0) + merged_by_op.get(
-            "_TensorToHashBucketFast", 0)
+            "_TensorToHashBucketFast", 0
+        )
         if hashed:
             notes.append(f"{hashed} duplicated string hashing op(s) merged")
         if tables_merged:
             notes.append(f"{len(tables_merged)} duplicated lookup table(s) merged")
-        return PassResult(self.name, graph.replace(graph_def=graph_def, tables=tables), stats,
-                          notes=tuple(notes))
+        return PassResult(
+            self.name, graph.replace(graph_def=graph_def, tables=tables), stats, notes=tuple(notes)
+        )

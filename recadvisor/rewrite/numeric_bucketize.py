@@ -56,10 +56,10 @@ from recadvisor.rewrite.table_surgery import (
     gather_axis,
     protected_nodes,
     remove_nodes,
+    reserve_name,
     rewire,
     source_through_identity,
     tf_dtype_enum,
-    unique_name,
     walk_passthrough,
 )
 
@@ -323,8 +323,7 @@ class NumericBucketizePass(RewritePass):
                 int(values.max()) - int(values.min()) + 1
             )
 
-            bucketize = unique_name(names, f"{site.hash_node}/bucketize")
-            names.add(bucketize)
+            bucketize = reserve_name(names, f"{site.hash_node}/bucketize")
             add_node(
                 gd,
                 bucketize,
@@ -346,8 +345,7 @@ class NumericBucketizePass(RewritePass):
                     old = const_array(graph.nodes[table_name])
                     fb = fallback_row(old, fallback, self.name)
                     new = np.stack([old[s] if s >= 0 else fb for s in sources]).astype(old.dtype)
-                    const_name = unique_name(names, f"{table_name}/bucketized")
-                    names.add(const_name)
+                    const_name = reserve_name(names, f"{table_name}/bucketized")
                     add_const(gd, const_name, new)
                     tables_done[table_name] = const_name
                     bytes_before += old.nbytes

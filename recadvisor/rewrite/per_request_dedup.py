@@ -52,7 +52,7 @@ from recadvisor.rewrite.table_surgery import (
     add_node,
     canonical_tensor,
     probe_tensors,
-    unique_name,
+    reserve_name,
 )
 
 log = logging.getLogger(__name__)
@@ -294,11 +294,6 @@ class PerRequestDedupPass(RewritePass):
         names = {n.name: n for n in gd.node}
         taken = set(names)
 
-        def fresh(base: str) -> str:
-            name = unique_name(taken, base)
-            taken.add(name)
-            return name
-
         for key in request:
             ph = names[graph.input_nodes[key]]
             if ph.attr["shape"].shape.dim:
@@ -307,10 +302,10 @@ class PerRequestDedupPass(RewritePass):
         cand_node = graph.input_nodes[cand]
         consts = {}
         for label, value in {"zero": [0], "one": [1], "axis": 0}.items():
-            consts[label] = fresh(f"per_request/{label}")
+            consts[label] = reserve_name(taken, f"per_request/{label}")
             add_const(gd, consts[label], np.array(value, np.int32))
         zero, one = consts["zero"], consts["one"]
-        cand_shape = fresh("per_request/candidate_shape")
+        cand_shape = reserve_name(taken, "per_request/candidate_shape")
         add_node(
             gd,
             cand_shape,
@@ -319,17 +314,17 @@ class PerRequestDedupPass(RewritePass):
             T=f"dtype:{graph.signature.inputs[cand].dtype}",
             out_type="dtype:int32",
         )
-        n_rows = fresh("per_request/candidates")
+        n_rows = reserve_name(taken, "per_request/candidates")
         _add_shape_slice(gd, n_rows, cand_shape, (zero, one, one), end_mask=0)
         broadcast_of: dict[str, str] = {}
         for t in tensors:
             dtype = _np_dtype_name(probed[t])
             base = node_name(t)
-            shape = fresh(f"{base}/per_request_shape")
+            shape = reserve_name(taken, f"{base}/per_request_shape")
             add_node(gd, shape, "Shape", [t], T=f"dtype:{dtype}", out_type="dtype:int32")
-            tail = fresh(f"{base}/per_request_tail")
+            tail = reserve_name(taken, f"{base}/per_request_tail")
             _add_shape_slice(gd, tail, shape, (one, zero, one), end_mask=1)
-            target = fresh(f"{base}/per_request_target")
+            target = reserve_name(taken, f"{base}/per_request_target")
             add_node(
                 gd,
                 target,
@@ -339,7 +334,7 @@ class PerRequestDedupPass(RewritePass):
                 T="dtype:int32",
                 Tidx="dtype:int32",
             )
-            out = fresh(f"{base}/per_request_broadcast")
+            out = reserve_name(taken, f"{base}/per_request_broadcast")
             rewire_readers = crossings.get(t, set())
             for n in gd.node:
                 if n.name in rewire_readers:
@@ -349,7 +344,7 @@ class PerRequestDedupPass(RewritePass):
             add_node(gd, out, "BroadcastTo", [t, target], T=f"dtype:{dtype}", Tidx="dtype:int32")
             broadcast_of[t] = out + ":0"
         for t, (source, readers) in shape_reads.items():
-            shape_of = fresh(f"{node_name(t)}/per_request_batch_shape")
+            shape_of = reserve_name(taken, f"{node_name(t)}/per_request_batch_shape")
             old = names[node_name(t)]
             add_node(
                 gd,

@@ -27,8 +27,8 @@ import numpy as np
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import LOSSY, PassRefused, PassResult, RewriteContext, RewritePass
 from recadvisor.rewrite.table_surgery import (
-    add_const,
     add_gather,
+    add_table_consts,
     canonical_tensor,
     const_array,
     describe_table,
@@ -38,9 +38,9 @@ from recadvisor.rewrite.table_surgery import (
     probe_tensors,
     protected_nodes,
     remove_if_unread,
+    reserve_name,
     set_gather_params,
     tf_dtype_enum,
-    unique_name,
 )
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,11 @@ class PruneEmbeddingRowsPass(RewritePass):
         min_rows = int(params.get("min_rows", DEFAULT_MIN_ROWS))
         max_keep = float(params.get("max_keep_fraction", DEFAULT_MAX_KEEP_FRACTION))
         wanted = params.get("tables")
-        tables = [t for t in find_embedding_tables(graph, min_rows=min_rows).values()
-                  if not wanted or t.const in wanted]
+        tables = [
+            t
+            for t in find_embedding_tables(graph, min_rows=min_rows).values()
+            if not wanted or t.const in wanted
+        ]
         if not tables:
             raise PassRefused(f"prune_embedding_rows: no embedding table of {min_rows}+ rows")
         ids_tensors = {g: graph.nodes[g].input[1] for t in tables for g in t.gathers}
@@ -90,10 +93,14 @@ class PruneEmbeddingRowsPass(RewritePass):
         for table in tables:
             label = describe_table(graph, table)
             rows = table.shape[0]
-            used = np.unique(np.concatenate([
-                np.asarray(values[canonical_tensor(ids_tensors[g])]).reshape(-1)
-                for g in table.gathers
-            ]).astype(np.int64))
+            used = np.unique(
+                np.concatenate(
+                    [
+                        np.asarray(values[canonical_tensor(ids_tensors[g])]).reshape(-1)
+                        for g in table.gathers
+                    ]
+                ).astype(np.int64)
+            )
             used = used[(used >= 0) & (used < rows)]
             if used.size >= max_keep * rows:
                 skipped.append(f"{label}: sample uses {used.size} of {rows} rows")
@@ -105,31 +112,40 @@ class PruneEmbeddingRowsPass(RewritePass):
             new = np.concatenate([old[used], fallback[None]]).astype(old.dtype)
             remap = np.full(rows, used.size, dtype=np.int32)
             remap[used] = np.arange(used.size, dtype=np.int32)
-            t_name = unique_name(names, f"{table.const}/pruned")
-            r_name = unique_name(names, f"{table.const}/remap")
-            axis = unique_name(names, f"{table.const}/axis")
-            names.update((t_name, r_name, axis))
-            add_const(gd, t_name, new)
-            add_const(gd, r_name, remap)
-            add_const(gd, axis, np.array(0, np.int32))
+            (t_name, r_name), axis = add_table_consts(
+                gd, names, table.const, {"pruned": new, "remap": remap}
+            )
             for gname in table.gathers:
                 gather = next(n for n in gd.node if n.name == gname)
                 ids = gather.input[1]
-                new_ids = unique_name(names, f"{gname}/remapped_ids")
-                names.add(new_ids)
-                add_gather(gd, new_ids, r_name, ids, "int32",
-                           dtype_name(gather.attr["Tindices"].type), axis)
+                new_ids = reserve_name(names, f"{gname}/remapped_ids")
+                add_gather(
+                    gd,
+                    new_ids,
+                    r_name,
+                    ids,
+                    "int32",
+                    dtype_name(gather.attr["Tindices"].type),
+                    axis,
+                )
                 set_gather_params(gd, gname, t_name, dtype_name(gather.attr["Tparams"].type))
                 gather.input[1] = new_ids
                 gather.attr["Tindices"].type = tf_dtype_enum("int32")
-            remove_if_unread(gd, {graph.nodes[g].input[0].split(":")[0] for g in table.gathers},
-                             protected_nodes(graph))
+            remove_if_unread(
+                gd,
+                {graph.nodes[g].input[0].split(":")[0] for g in table.gathers},
+                protected_nodes(graph),
+            )
             size = new.nbytes + remap.nbytes
             bytes_before += old.nbytes
             bytes_after += size
-            per_table[table.const] = {"table": label, "rows_before": rows,
-                                      "rows_after": int(new.shape[0]),
-                                      "bytes_before": int(old.nbytes), "bytes_after": int(size)}
+            per_table[table.const] = {
+                "table": label,
+                "rows_before": rows,
+                "rows_after": int(new.shape[0]),
+                "bytes_before": int(old.nbytes),
+                "bytes_after": int(size),
+            }
         if not per_table:
             raise PassRefused("prune_embedding_rows: nothing to prune: " + "; ".join(skipped))
         notes = [
@@ -138,8 +154,16 @@ class PruneEmbeddingRowsPass(RewritePass):
             for d in per_table.values()
         ]
         notes.extend(f"left as is: {s}" for s in skipped)
-        stats = {"tables": per_table, "table_bytes_before": int(bytes_before),
-                 "table_bytes_after": int(bytes_after), "fallback": how}
-        log.info("prune_embedding_rows: %d tables, %d -> %d bytes", len(per_table), bytes_before,
-                 bytes_after)
+        stats = {
+            "tables": per_table,
+            "table_bytes_before": int(bytes_before),
+            "table_bytes_after": int(bytes_after),
+            "fallback": how,
+        }
+        log.info(
+            "prune_embedding_rows: %d tables, %d -> %d bytes",
+            len(per_table),
+            bytes_before,
+            bytes_after,
+        )
         return PassResult(self.name, graph.replace(graph_def=gd), stats, (), tuple(notes))

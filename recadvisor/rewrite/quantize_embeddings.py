@@ -32,19 +32,20 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.graph import ModelGraph
-from recadvisor.rewrite.accuracy_gate import check_accuracy
-from recadvisor.rewrite.base import LOSSY, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.accuracy_gate import GatedTablePass
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 from recadvisor.rewrite.table_surgery import (
     EmbeddingTable,
+    add_cast,
     add_const,
     add_gather,
     add_node,
+    add_table_consts,
     const_array,
     describe_table,
     dtype_name,
     find_embedding_tables,
-    protected_nodes,
-    remove_if_unread,
+    reserve_name,
     rewire,
     set_gather_params,
     unique_name,
@@ -55,9 +56,7 @@ log = logging.getLogger(__name__)
 FLOAT_TABLE_DTYPES = ("float32", "float64")
 
 
-def quantize_int8(
-    table: np.ndarray, scale_dtype: str = "float16"
-) -> tuple[np.ndarray, np.ndarray]:
+def quantize_int8(table: np.ndarray, scale_dtype: str = "float16") -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-row int8 quantization.
 
     Args:
@@ -86,8 +85,10 @@ def _select_tables(graph: ModelGraph, params: Mapping[str, Any]) -> list[Embeddi
     wanted = params.get("tables")
     min_bytes = int(params.get("min_bytes", 0))
     chosen = [
-        t for t in tables.values()
-        if t.dtype in FLOAT_TABLE_DTYPES and t.nbytes >= min_bytes
+        t
+        for t in tables.values()
+        if t.dtype in FLOAT_TABLE_DTYPES
+        and t.nbytes >= min_bytes
         and (not wanted or t.const in wanted)
     ]
     if not chosen:
@@ -98,13 +99,10 @@ def _select_tables(graph: ModelGraph, params: Mapping[str, Any]) -> list[Embeddi
     return chosen
 
 
-class QuantizeEmbeddingsPass(RewritePass):
+class QuantizeEmbeddingsPass(GatedTablePass):
     """Embedding tables in float16 or int8 + per-row scale (see the module docstring)."""
 
     name = "quantize_embeddings"
-    exactness = LOSSY
-    changes_contract = False
-    tolerance = 1e-2  # the pipeline's default max_abs_diff for this pass
 
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
@@ -134,27 +132,20 @@ class QuantizeEmbeddingsPass(RewritePass):
             out_dtype = table.dtype
             if dtype == "fp16":
                 stored = value.astype(np.float16)
-                new_name = unique_name(names, f"{table.const}/fp16")
-                names.add(new_name)
+                new_name = reserve_name(names, f"{table.const}/fp16")
                 add_const(gd, new_name, stored)
                 size = stored.nbytes
                 for gname in table.gathers:
                     set_gather_params(gd, gname, new_name, "float16")
-                    cast = unique_name(names, f"{gname}/dequantize")
-                    names.add(cast)
+                    cast = reserve_name(names, f"{gname}/dequantize")
                     rewire(gd, gname, cast)
-                    add_node(gd, cast, "Cast", [gname], SrcT="dtype:float16",
-                             DstT=f"dtype:{out_dtype}", Truncate=False)
+                    add_cast(gd, cast, gname, "float16", out_dtype)
             else:
                 q, scale = quantize_int8(value, str(params.get("scale_dtype", "float16")))
                 scale_dtype = str(scale.dtype)
-                q_name = unique_name(names, f"{table.const}/int8")
-                s_name = unique_name(names, f"{table.const}/scale")
-                axis = unique_name(names, f"{table.const}/axis")
-                names.update((q_name, s_name, axis))
-                add_const(gd, q_name, q)
-                add_const(gd, s_name, scale)
-                add_const(gd, axis, np.array(0, np.int32))
+                (q_name, s_name), axis = add_table_consts(
+                    gd, names, table.const, {"int8": q, "scale": scale}
+                )
                 size = q.nbytes + scale.nbytes
                 for gname in table.gathers:
                     gather = graph.nodes[gname]
@@ -166,26 +157,24 @@ class QuantizeEmbeddingsPass(RewritePass):
                     mul = unique_name(names, f"{gname}/scaled")
                     names.update((cast, g_scale, mul))
                     rewire(gd, gname, mul)
-                    add_node(gd, cast, "Cast", [gname], SrcT="dtype:int8",
-                             DstT=f"dtype:{out_dtype}", Truncate=False)
+                    add_cast(gd, cast, gname, "int8", out_dtype)
                     add_gather(gd, g_scale, s_name, ids, scale_dtype, dtype_name(ids_dtype), axis)
                     scaled = g_scale
                     if out_dtype != scale_dtype:
-                        scaled = unique_name(names, f"{gname}/scale_cast")
-                        names.add(scaled)
-                        add_node(gd, scaled, "Cast", [g_scale], SrcT=f"dtype:{scale_dtype}",
-                                 DstT=f"dtype:{out_dtype}", Truncate=False)
+                        scaled = reserve_name(names, f"{gname}/scale_cast")
+                        add_cast(gd, scaled, g_scale, scale_dtype, out_dtype)
                     add_node(gd, mul, "Mul", [cast, scaled], T=f"dtype:{out_dtype}")
             bytes_before += table.nbytes
             bytes_after += size
-            per_table[table.const] = {"table": describe_table(graph, table),
-                                      "shape": list(table.shape), "bytes_before": table.nbytes,
-                                      "bytes_after": int(size), "gathers": len(table.gathers)}
+            per_table[table.const] = {
+                "table": describe_table(graph, table),
+                "shape": list(table.shape),
+                "bytes_before": table.nbytes,
+                "bytes_after": int(size),
+                "gathers": len(table.gathers),
+            }
         old_params = {graph.nodes[g].input[0].split(":")[0] for t in tables for g in t.gathers}
-        remove_if_unread(gd, old_params, protected_nodes(graph))
-        new_graph = graph.replace(graph_def=gd)
-        gate = check_accuracy(self.name, graph, new_graph, context,
-                              params.get("max_abs_diff"), params.get("max_auc_drop"))
+        new_graph, gate = self.finish(graph, gd, old_params, params, context)
         ratio = bytes_after / bytes_before if bytes_before else 1.0
         stats = {
             "dtype": dtype,
@@ -195,9 +184,10 @@ class QuantizeEmbeddingsPass(RewritePass):
             "size_ratio": round(ratio, 4),
             "gate": gate.to_dict(),
         }
-        note = (f"{len(tables)} embedding tables stored as {dtype}: {bytes_before} -> "
-                f"{bytes_after} bytes ({ratio:.2f}x); max abs output diff "
-                f"{gate.max_abs_diff:.3g} on {gate.rows} sample rows")
+        note = (
+            f"{len(tables)} embedding tables stored as {dtype}: {bytes_before} -> "
+            f"{bytes_after} bytes ({ratio:.2f}x); {gate.summary()}"
+        )
         if gate.auc_before:
             note += f", AUC drop {gate.auc_drop:.5f}"
         log.info("quantize_embeddings: %s", note)

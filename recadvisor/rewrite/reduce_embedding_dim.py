@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.rewrite.accuracy_gate import check_accuracy
-from recadvisor.rewrite.base import LOSSY, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.accuracy_gate import GatedTablePass
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 from recadvisor.rewrite.table_surgery import (
     IDENTITY_OPS,
     EmbeddingTable,
@@ -44,12 +44,10 @@ from recadvisor.rewrite.table_surgery import (
     describe_table,
     find_embedding_tables,
     probe_tensors,
-    protected_nodes,
-    remove_if_unread,
+    reserve_name,
     resolve_const,
     rewire,
     set_gather_params,
-    unique_name,
 )
 
 log = logging.getLogger(__name__)
@@ -58,8 +56,9 @@ DEFAULT_ENERGY = 0.99
 DEFAULT_MAX_RATIO = 0.75
 
 
-def truncated_svd(table: np.ndarray, energy: float, dims: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, float]:
+def truncated_svd(
+    table: np.ndarray, energy: float, dims: int | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """``A`` (rows x k) and ``P`` (k x d) with ``A @ P ~= table``.
 
     Args:
@@ -115,13 +114,10 @@ class _Fold:
     projections: dict[int, np.ndarray] = field(default_factory=dict)  # block index -> P
 
 
-class ReduceEmbeddingDimPass(RewritePass):
+class ReduceEmbeddingDimPass(GatedTablePass):
     """Embedding tables replaced by a truncated SVD (see the module docstring)."""
 
     name = "reduce_embedding_dim"
-    exactness = LOSSY
-    changes_contract = False
-    tolerance = 1e-2  # the pipeline's default max_abs_diff for this pass
 
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
@@ -144,22 +140,31 @@ class ReduceEmbeddingDimPass(RewritePass):
         dims = params.get("dims")
         max_ratio = float(params.get("max_ratio", DEFAULT_MAX_RATIO))
         wanted = params.get("tables")
-        candidates = [t for t in find_embedding_tables(graph).values()
-                      if len(t.shape) == 2 and t.shape[1] >= 2 and t.dtype.startswith("float")
-                      and (not wanted or t.const in wanted)]
+        candidates = [
+            t
+            for t in find_embedding_tables(graph).values()
+            if len(t.shape) == 2
+            and t.shape[1] >= 2
+            and t.dtype.startswith("float")
+            and (not wanted or t.const in wanted)
+        ]
         factored: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
         skipped: list[str] = []
         for t in candidates:
             a, p, kept = truncated_svd(const_array(graph.nodes[t.const]), energy, dims)
             k = a.shape[1]
             if not dims and k > max_ratio * t.shape[1]:
-                skipped.append(f"{describe_table(graph, t)}: needs {k} of {t.shape[1]} dims for "
-                               f"{energy:g} of the energy")
+                skipped.append(
+                    f"{describe_table(graph, t)}: needs {k} of {t.shape[1]} dims for "
+                    f"{energy:g} of the energy"
+                )
                 continue
             factored[t.const] = (a, p, kept)
         if not factored:
-            raise PassRefused("reduce_embedding_dim: no table to reduce: "
-                              + ("; ".join(skipped) or "no float embedding table"))
+            raise PassRefused(
+                "reduce_embedding_dim: no table to reduce: "
+                + ("; ".join(skipped) or "no float embedding table")
+            )
         tables = {t.const: t for t in candidates if t.const in factored}
         folds, fold_of_gather = self._plan_folds(graph, tables, factored, context)
 
@@ -171,8 +176,7 @@ class ReduceEmbeddingDimPass(RewritePass):
         bytes_before = bytes_after = 0
         for const, table in tables.items():
             a, p, kept = factored[const]
-            a_name = unique_name(names, f"{const}/svd_a")
-            names.add(a_name)
+            a_name = reserve_name(names, f"{const}/svd_a")
             add_const(gd, a_name, a)
             p_name = None
             placements: list[str] = []
@@ -183,56 +187,75 @@ class ReduceEmbeddingDimPass(RewritePass):
                     placements.append(f"folded into {fold_of_gather[g]}")
                     continue
                 if p_name is None:
-                    p_name = unique_name(names, f"{const}/svd_p")
-                    names.add(p_name)
+                    p_name = reserve_name(names, f"{const}/svd_p")
                     add_const(gd, p_name, p)
-                proj = unique_name(names, f"{g}/svd_project")
-                names.add(proj)
+                proj = reserve_name(names, f"{g}/svd_project")
                 rewire(gd, g, proj)
-                add_node(gd, proj, "BatchMatMulV2", [g, p_name], T=f"dtype:{a.dtype}",
-                         adj_x=False, adj_y=False)
+                add_node(
+                    gd,
+                    proj,
+                    "BatchMatMulV2",
+                    [g, p_name],
+                    T=f"dtype:{a.dtype}",
+                    adj_x=False,
+                    adj_y=False,
+                )
                 placements.append("BatchMatMulV2 after the gather")
             size = a.nbytes + (p.nbytes if p_name else 0)
             bytes_before += table.nbytes
             bytes_after += size
-            per_table[const] = {"table": describe_table(graph, table), "dims_before":
-                                table.shape[1], "dims_after": int(a.shape[1]),
-                                "energy_kept": round(kept, 6), "projection": placements,
-                                "bytes_before": table.nbytes, "bytes_after": int(size)}
+            per_table[const] = {
+                "table": describe_table(graph, table),
+                "dims_before": table.shape[1],
+                "dims_after": int(a.shape[1]),
+                "energy_kept": round(kept, 6),
+                "projection": placements,
+                "bytes_before": table.nbytes,
+                "bytes_after": int(size),
+            }
         for fold in folds.values():
             node = by_name[fold.matmul]
             w = _dense_weight(graph, fold.matmul)
             assert w is not None  # checked while planning
             blocks, offset = [], 0
             for i, width in enumerate(fold.widths):
-                block = w[offset: offset + width]
+                block = w[offset : offset + width]
                 offset += width
                 blocks.append(fold.projections[i] @ block if i in fold.projections else block)
             w_new = np.concatenate(blocks).astype(w.dtype)
-            w_name = unique_name(names, f"{fold.matmul}/svd_folded_kernel")
-            names.add(w_name)
+            w_name = reserve_name(names, f"{fold.matmul}/svd_folded_kernel")
             add_const(gd, w_name, w_new)
             old_params.add(node_name(node.input[1]))
             node.input[1] = w_name
-        remove_if_unread(gd, old_params, protected_nodes(graph))
-        new_graph = graph.replace(graph_def=gd)
-        gate = check_accuracy(self.name, graph, new_graph, context,
-                              params.get("max_abs_diff"), params.get("max_auc_drop"))
-        notes = [f"{d['table']}: {d['dims_before']} -> {d['dims_after']} dims "
-                 f"({d['energy_kept']:.4f} of the energy); projection "
-                 f"{', '.join(sorted(set(d['projection'])))}" for d in per_table.values()]
+        new_graph, gate = self.finish(graph, gd, old_params, params, context)
+        notes = [
+            f"{d['table']}: {d['dims_before']} -> {d['dims_after']} dims "
+            f"({d['energy_kept']:.4f} of the energy); projection "
+            f"{', '.join(sorted(set(d['projection'])))}"
+            for d in per_table.values()
+        ]
         notes += [f"left as is: {s}" for s in skipped]
-        notes.append(f"max abs output diff {gate.max_abs_diff:.3g} on {gate.rows} sample rows")
-        stats = {"tables": per_table, "table_bytes_before": int(bytes_before),
-                 "table_bytes_after": int(bytes_after), "gate": gate.to_dict()}
-        log.info("reduce_embedding_dim: %d tables, %d -> %d bytes", len(per_table),
-                 bytes_before, bytes_after)
+        notes.append(gate.summary())
+        stats = {
+            "tables": per_table,
+            "table_bytes_before": int(bytes_before),
+            "table_bytes_after": int(bytes_after),
+            "gate": gate.to_dict(),
+        }
+        log.info(
+            "reduce_embedding_dim: %d tables, %d -> %d bytes",
+            len(per_table),
+            bytes_before,
+            bytes_after,
+        )
         return PassResult(self.name, new_graph, stats, (), tuple(notes))
 
     @staticmethod
     def _plan_folds(
-        graph: ModelGraph, tables: Mapping[str, EmbeddingTable],
-        factored: Mapping[str, tuple[np.ndarray, np.ndarray, float]], context: RewriteContext,
+        graph: ModelGraph,
+        tables: Mapping[str, EmbeddingTable],
+        factored: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+        context: RewriteContext,
     ) -> tuple[dict[str, _Fold], dict[str, str]]:
         """Which gathers' projections fold into which MatMul weight."""
         gathers = {g: c for c, t in tables.items() for g in t.gathers}
@@ -251,9 +274,14 @@ class ReduceEmbeddingDimPass(RewritePass):
             elif node.op == "ConcatV2" and pos < len(_data_inputs(node)) - 1:
                 axis = resolve_const(graph, _data_inputs(node)[-1])
                 matmuls = _data_readers(graph, reader)
-                if axis is None or int(axis) not in (1, -1) or not matmuls or any(
-                    graph.nodes[m].op != "MatMul" or p != 0 or _dense_weight(graph, m) is None
-                    for m, p in matmuls
+                if (
+                    axis is None
+                    or int(axis) not in (1, -1)
+                    or not matmuls
+                    or any(
+                        graph.nodes[m].op != "MatMul" or p != 0 or _dense_weight(graph, m) is None
+                        for m, p in matmuls
+                    )
                 ):
                     continue
                 routes.append((g, reader, pos, [m for m, _ in matmuls]))
@@ -271,8 +299,9 @@ class ReduceEmbeddingDimPass(RewritePass):
             if concat is None:
                 widths = [shapes[g + ":0"][1]]
             else:
-                parts = [shapes.get(canonical_tensor(i))
-                         for i in _data_inputs(graph.nodes[concat])[:-1]]
+                parts = [
+                    shapes.get(canonical_tensor(i)) for i in _data_inputs(graph.nodes[concat])[:-1]
+                ]
                 if any(s is None or len(s) != 2 for s in parts):
                     continue
                 widths = [int(s[1]) for s in parts]
@@ -290,4 +319,3 @@ class ReduceEmbeddingDimPass(RewritePass):
                 if m in folds:
                     folds[m].projections.pop(pos, None)
         return {m: f for m, f in folds.items() if f.projections}, fold_of_gather
-

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.graph import ModelGraph, node_name
-from recadvisor.rewrite.accuracy_gate import check_accuracy
-from recadvisor.rewrite.base import LOSSY, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.accuracy_gate import GatedTablePass
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 from recadvisor.rewrite.table_surgery import (
     IDENTITY_OPS,
     RESHAPE_OPS,
@@ -48,12 +48,10 @@ from recadvisor.rewrite.table_surgery import (
     dtype_name,
     find_embedding_tables,
     probe_tensors,
-    protected_nodes,
-    remove_if_unread,
+    reserve_name,
     resolve_const,
     set_gather_params,
     table_features,
-    unique_name,
 )
 
 log = logging.getLogger(__name__)
@@ -138,7 +136,9 @@ def _group_by_features(
             members.append(found[0])
         if len({(t.shape, t.dtype) for t in members}) != 1:
             raise PassRefused(
-                "share_embeddings: tables of " + ", ".join(group) + " differ in shape: "
+                "share_embeddings: tables of "
+                + ", ".join(group)
+                + " differ in shape: "
                 + "; ".join(describe_table(graph, t) for t in members)
             )
         if len({t.const for t in members}) > 1:
@@ -147,7 +147,9 @@ def _group_by_features(
 
 
 def _detect_groups(
-    graph: ModelGraph, tables: Sequence[EmbeddingTable], used: Mapping[str, np.ndarray],
+    graph: ModelGraph,
+    tables: Sequence[EmbeddingTable],
+    used: Mapping[str, np.ndarray],
     min_overlap: float,
 ) -> tuple[list[list[EmbeddingTable]], list[str]]:
     groups: list[list[EmbeddingTable]] = []
@@ -157,14 +159,16 @@ def _detect_groups(
         if a.const in taken:
             continue
         group = [a]
-        for b in tables[i + 1:]:
+        for b in tables[i + 1 :]:
             if b.const in taken or (b.shape, b.dtype) != (a.shape, a.dtype):
                 continue
             if not _compatible_space(_table_space(graph, a), _table_space(graph, b)):
                 continue
             ov = _overlap(used[a.const], used[b.const])
-            looked_at.append(f"{describe_table(graph, a)} ~ {describe_table(graph, b)}: "
-                             f"{ov:.0%} of sample ids shared")
+            looked_at.append(
+                f"{describe_table(graph, a)} ~ {describe_table(graph, b)}: "
+                f"{ov:.0%} of sample ids shared"
+            )
             if ov >= min_overlap:
                 group.append(b)
         if len(group) > 1:
@@ -173,13 +177,10 @@ def _detect_groups(
     return groups, looked_at
 
 
-class ShareEmbeddingsPass(RewritePass):
+class ShareEmbeddingsPass(GatedTablePass):
     """Tables of one id space merged into one (see the module docstring)."""
 
     name = "share_embeddings"
-    exactness = LOSSY
-    changes_contract = False
-    tolerance = 1e-2  # the pipeline's default max_abs_diff for this pass
 
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
@@ -206,13 +207,19 @@ class ShareEmbeddingsPass(RewritePass):
             ids = {g: graph.nodes[g].input[1] for t in tables for g in t.gathers}
             values = probe_tensors(graph, ids.values(), context.feeds)
             used = {
-                t.const: np.unique(np.concatenate(
-                    [np.asarray(values[canonical_tensor(ids[g])]).reshape(-1) for g in t.gathers]
-                ))
+                t.const: np.unique(
+                    np.concatenate(
+                        [
+                            np.asarray(values[canonical_tensor(ids[g])]).reshape(-1)
+                            for g in t.gathers
+                        ]
+                    )
+                )
                 for t in tables
             }
             groups, looked_at = _detect_groups(
-                graph, tables, used, float(params.get("min_overlap", DEFAULT_MIN_OVERLAP)))
+                graph, tables, used, float(params.get("min_overlap", DEFAULT_MIN_OVERLAP))
+            )
         if not groups:
             detail = "; ".join(looked_at) or "no two tables of one shape and id space"
             raise PassRefused(f"share_embeddings: no tables to share: {detail}")
@@ -227,32 +234,39 @@ class ShareEmbeddingsPass(RewritePass):
             if keep == "mean":
                 shared = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
             else:
-                chosen = [a for t, a in zip(group, arrays, strict=True)
-                          if keep in table_features(graph, t)]
+                chosen = [
+                    a
+                    for t, a in zip(group, arrays, strict=True)
+                    if keep in table_features(graph, t)
+                ]
                 if not chosen:
                     raise PassRefused(
                         f"share_embeddings: keep='{keep}' names no feature of the group "
                         + ", ".join(describe_table(graph, t) for t in group)
                     )
                 shared = chosen[0]
-            name = unique_name(names, f"{group[0].const}/shared")
-            names.add(name)
+            name = reserve_name(names, f"{group[0].const}/shared")
             add_const(gd, name, shared)
             for t in group:
                 for g in t.gathers:
                     old_params.add(node_name(graph.nodes[g].input[0]))
                     set_gather_params(gd, g, name, dtype_name(graph.nodes[g].attr["Tparams"].type))
             saved += sum(t.nbytes for t in group) - shared.nbytes
-            merged.append({"tables": [describe_table(graph, t) for t in group], "keep": keep,
-                           "shape": list(group[0].shape)})
-        remove_if_unread(gd, old_params, protected_nodes(graph))
-        new_graph = graph.replace(graph_def=gd)
-        gate = check_accuracy(self.name, graph, new_graph, context,
-                              params.get("max_abs_diff"), params.get("max_auc_drop"))
-        notes = [
-            f"shared ({keep}): {' + '.join(m['tables'])}" for m in merged
-        ] + [f"max abs output diff {gate.max_abs_diff:.3g} on {gate.rows} sample rows"]
-        stats = {"groups": merged, "bytes_saved": int(saved), "gate": gate.to_dict(),
-                 "candidates": looked_at}
+            merged.append(
+                {
+                    "tables": [describe_table(graph, t) for t in group],
+                    "keep": keep,
+                    "shape": list(group[0].shape),
+                }
+            )
+        new_graph, gate = self.finish(graph, gd, old_params, params, context)
+        notes = [f"shared ({keep}): {' + '.join(m['tables'])}" for m in merged]
+        notes.append(gate.summary())
+        stats = {
+            "groups": merged,
+            "bytes_saved": int(saved),
+            "gate": gate.to_dict(),
+            "candidates": looked_at,
+        }
         log.info("share_embeddings: %d groups, %d bytes saved", len(merged), saved)
         return PassResult(self.name, new_graph, stats, (), tuple(notes))

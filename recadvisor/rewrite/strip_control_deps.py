@@ -32,16 +32,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.rewrite.base import EXACT, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.base import (
+    EXACT,
+    ParameterlessPass,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+)
 from recadvisor.rewrite.drop_unused_inputs import drop_stale_colocation
 
 # Stateful in their OpDef but side-effect free for serving: reading a variable or a table.
 READ_ONLY_STATEFUL_OPS = frozenset(
     {
-        "ReadVariableOp", "ResourceGather", "ResourceGatherNd", "VarHandleOp", "VarIsInitializedOp",
-        "VariableShape", "LookupTableFindV2", "LookupTableFind", "LookupTableSizeV2",
-        "LookupTableSize", "LookupTableExportV2", "HashTableV2", "Placeholder", "PlaceholderV2",
-        "PlaceholderWithDefault", "Const",
+        "ReadVariableOp",
+        "ResourceGather",
+        "ResourceGatherNd",
+        "VarHandleOp",
+        "VarIsInitializedOp",
+        "VariableShape",
+        "LookupTableFindV2",
+        "LookupTableFind",
+        "LookupTableSizeV2",
+        "LookupTableSize",
+        "LookupTableExportV2",
+        "HashTableV2",
+        "Placeholder",
+        "PlaceholderV2",
+        "PlaceholderWithDefault",
+        "Const",
     }
 )
 
@@ -129,15 +147,21 @@ def _effect_roots(graph: ModelGraph, region: set[str]) -> dict[str, frozenset[st
     return roots
 
 
-def _bypass_target(name: str, nodes: Mapping[str, Any], protected: set[str],
-                   memo: dict[str, str | None]) -> str | None:
+def _bypass_target(
+    name: str, nodes: Mapping[str, Any], protected: set[str], memo: dict[str, str | None]
+) -> str | None:
     """Tensor string a bypassable Identity forwards (following chains), else None."""
     if name in memo:
         return memo[name]
     node = nodes.get(name)
     target: str | None = None
-    if (node is not None and node.op == "Identity" and name not in protected
-            and len(node.input) == 1 and not is_control_input(node.input[0])):
+    if (
+        node is not None
+        and node.op == "Identity"
+        and name not in protected
+        and len(node.input) == 1
+        and not is_control_input(node.input[0])
+    ):
         src = node.input[0]
         deeper = _bypass_target(node_name(src), nodes, protected, memo)
         src_port = src.rpartition(":")[2] if ":" in src else "0"
@@ -146,17 +170,12 @@ def _bypass_target(name: str, nodes: Mapping[str, Any], protected: set[str],
     return target
 
 
-class StripControlDepsPass(RewritePass):
+class StripControlDepsPass(ParameterlessPass):
     """Drop control edges that order nothing, then the NoOps and Identity chains left."""
 
     name = "strip_control_deps"
     exactness = EXACT
     changes_contract = False
-
-    def check_params(self, params: Mapping[str, Any], graph: ModelGraph) -> None:
-        """This pass takes no parameters."""
-        if params:
-            raise ValueError(f"strip_control_deps takes no params, got {sorted(params)}")
 
     def apply(
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
@@ -186,11 +205,13 @@ class StripControlDepsPass(RewritePass):
             del node.input[:]
             node.input.extend(data + ["^" + n for n in needed])
 
-        protected = (set(graph.output_nodes.values()) | set(graph.input_nodes.values())
-                     | region)
+        protected = set(graph.output_nodes.values()) | set(graph.input_nodes.values()) | region
         referenced = {node_name(i) for n in graph_def.node for i in n.input}
-        noops = [n.name for n in graph_def.node
-                 if n.op == "NoOp" and n.name not in referenced and n.name not in protected]
+        noops = [
+            n.name
+            for n in graph_def.node
+            if n.op == "NoOp" and n.name not in referenced and n.name not in protected
+        ]
         nodes = {n.name: n for n in graph_def.node}
         memo: dict[str, str | None] = {}
         bypassed = {n for n in nodes if _bypass_target(n, nodes, protected, memo) is not None}
@@ -224,9 +245,10 @@ class StripControlDepsPass(RewritePass):
         }
         notes = []
         if kept_edges:
-            notes.append(f"{kept_edges} control inputs kept: they order side-effecting ops "
-                         "(asserts, prints, writes)")
+            notes.append(
+                f"{kept_edges} control inputs kept: they order side-effecting ops "
+                "(asserts, prints, writes)"
+            )
         if region:
             notes.append(f"{len(region)} nodes inside TF1 conditionals/loops left as they are")
-        return PassResult(self.name, graph.replace(graph_def=graph_def), stats,
-                          notes=tuple(notes))
+        return PassResult(self.name, graph.replace(graph_def=graph_def), stats, notes=tuple(notes))

@@ -12,7 +12,7 @@ Nothing here mutates a :class:`ModelGraph`: functions that edit take a ``GraphDe
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,13 @@ def unique_name(existing: Iterable[str] | set[str], base: str) -> str:
     return f"{base}_{i}"
 
 
+def reserve_name(names: set[str], base: str) -> str:
+    """:func:`unique_name` of ``base`` in ``names``, added to ``names`` so it is not reused."""
+    name = unique_name(names, base)
+    names.add(name)
+    return name
+
+
 def tf_dtype_enum(dtype: str | np.dtype | type) -> int:
     """TensorFlow ``DataType`` enum of a dtype name or numpy dtype."""
     tf = import_tf()
@@ -69,9 +76,7 @@ def dtype_name(enum: int) -> str:
     return tf.dtypes.as_dtype(enum).name
 
 
-def add_node(
-    graph_def: Any, name: str, op: str, inputs: Iterable[str] = (), **attrs: Any
-) -> Any:
+def add_node(graph_def: Any, name: str, op: str, inputs: Iterable[str] = (), **attrs: Any) -> Any:
     """Append a node; ``attrs`` values are dtypes (``dtype:int64``), ints, floats, bools, lists.
 
     Args:
@@ -122,6 +127,29 @@ def add_const(graph_def: Any, name: str, value: np.ndarray) -> Any:
     node.attr["dtype"].type = tf_dtype_enum(arr.dtype)
     node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr))
     return node
+
+
+def add_table_consts(
+    graph_def: Any, names: set[str], prefix: str, arrays: Mapping[str, np.ndarray]
+) -> tuple[list[str], str]:
+    """Append one ``Const`` per array and an int32 axis-0 ``Const`` for the gathers reading them.
+
+    Args:
+        graph_def: the GraphDef to append to.
+        names: node names in use; the new names are added.
+        prefix: the new nodes are named ``prefix/<key>`` and ``prefix/axis`` (made unique).
+        arrays: name suffix -> value, in the order the nodes are appended.
+
+    Returns:
+        (the new Const names in the order of ``arrays``, the axis Const name).
+    """
+    const_names = [unique_name(names, f"{prefix}/{suffix}") for suffix in arrays]
+    axis = unique_name(names, f"{prefix}/axis")
+    names.update((*const_names, axis))
+    for name, value in zip(const_names, arrays.values(), strict=True):
+        add_const(graph_def, name, value)
+    add_const(graph_def, axis, np.array(0, np.int32))
+    return const_names, axis
 
 
 def const_array(node: Any) -> np.ndarray:
@@ -292,6 +320,46 @@ def surviving_tables(graph: ModelGraph, graph_def: Any) -> dict[str, Any]:
     return {k: v for k, v in graph.tables.items() if k in present}
 
 
+def _walk_data_edges(
+    graph: ModelGraph, start: str, follow: Callable[[Any, int, str], bool]
+) -> tuple[set[str], list[tuple[str, int, str]]]:
+    """Walk the data edges leaving ``start``, going on through the readers ``follow`` accepts.
+
+    Args:
+        graph: the graph.
+        start: the node whose outputs are followed.
+        follow: ``follow(reader_node, input_position, input_string)``: whether the walk goes on
+            through this reader.
+
+    Returns:
+        (the nodes visited, ``start`` included; the edges not followed as (reader, input
+        position, input string), in walk order).
+    """
+    stopped: list[tuple[str, int, str]] = []
+    frontier = [start]
+    seen: set[str] = set()
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for reader in dict.fromkeys(graph.consumers.get(current, [])):
+            node = graph.nodes[reader]
+            for pos, inp in enumerate(node.input):
+                if is_control_input(inp) or node_name(inp) != current:
+                    continue
+                if follow(node, pos, inp):
+                    frontier.append(reader)
+                else:
+                    stopped.append((reader, pos, inp))
+    return seen, stopped
+
+
+def _reads_later_output(inp: str) -> bool:
+    """Whether an input string names an output other than 0 (``x:1``)."""
+    return inp.rpartition(":")[2].isdigit() and not inp.endswith(":0")
+
+
 def walk_passthrough(
     graph: ModelGraph, start: str, extra_ops: frozenset[str] = frozenset()
 ) -> tuple[set[str], set[str], list[tuple[str, int]]]:
@@ -306,30 +374,25 @@ def walk_passthrough(
         (pass-through nodes, ``Shape``-like readers, terminal (reader, input position) pairs).
     """
     chain: set[str] = set()
-    shape_readers: set[str] = set()
-    terminals: list[tuple[str, int]] = []
-    frontier = [start]
-    seen: set[str] = set()
-    while frontier:
-        current = frontier.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for reader in dict.fromkeys(graph.consumers.get(current, [])):
-            node = graph.nodes[reader]
-            for pos, inp in enumerate(node.input):
-                if is_control_input(inp) or node_name(inp) != current:
-                    continue
-                if inp.rpartition(":")[2].isdigit() and not inp.endswith(":0"):
-                    terminals.append((reader, pos))
-                elif node.op in SHAPE_READERS:
-                    shape_readers.add(reader)
-                elif pos == 0 and (node.op in IDENTITY_OPS or node.op in RESHAPE_OPS
-                                   or node.op in extra_ops):
-                    chain.add(reader)
-                    frontier.append(reader)
-                else:
-                    terminals.append((reader, pos))
+
+    def follow(node: Any, pos: int, inp: str) -> bool:
+        keeps_values = node.op in IDENTITY_OPS or node.op in RESHAPE_OPS or node.op in extra_ops
+        if _reads_later_output(inp) or node.op in SHAPE_READERS or pos != 0 or not keeps_values:
+            return False
+        chain.add(node.name)
+        return True
+
+    _, stopped = _walk_data_edges(graph, start, follow)
+    shape_readers = {
+        reader
+        for reader, _, inp in stopped
+        if not _reads_later_output(inp) and graph.nodes[reader].op in SHAPE_READERS
+    }
+    terminals = [
+        (reader, pos)
+        for reader, pos, inp in stopped
+        if _reads_later_output(inp) or graph.nodes[reader].op not in SHAPE_READERS
+    ]
     return chain, shape_readers, terminals
 
 
@@ -354,8 +417,13 @@ class EmbeddingTable:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"const": self.const, "shape": list(self.shape), "dtype": self.dtype,
-                "gathers": list(self.gathers), "bytes": self.nbytes}
+        return {
+            "const": self.const,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "gathers": list(self.gathers),
+            "bytes": self.nbytes,
+        }
 
 
 def table_features(graph: ModelGraph, table: EmbeddingTable) -> list[str]:
@@ -388,23 +456,8 @@ def _readers_through_identity(graph: ModelGraph, name: str) -> list[tuple[str, i
 
     Returns None when a control edge or a non-Identity/non-reader use makes that unclear.
     """
-    result: list[tuple[str, int]] = []
-    frontier = [name]
-    seen: set[str] = set()
-    while frontier:
-        current = frontier.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for reader in graph.consumers.get(current, []):
-            node = graph.nodes[reader]
-            for pos, inp in enumerate(node.input):
-                if is_control_input(inp) or node_name(inp) != current:
-                    continue
-                if node.op in IDENTITY_OPS:
-                    frontier.append(reader)
-                else:
-                    result.append((reader, pos))
+    seen, stopped = _walk_data_edges(graph, name, lambda node, _pos, _inp: node.op in IDENTITY_OPS)
+    result = [(reader, pos) for reader, pos, _ in stopped]
     if set(graph.output_nodes.values()) & seen:
         return None
     return result
@@ -433,7 +486,8 @@ def find_embedding_tables(graph: ModelGraph, min_rows: int = 2) -> dict[str, Emb
         if not readers:
             continue
         ok = all(
-            graph.nodes[r].op in GATHER_V2_OPS and pos == 0
+            graph.nodes[r].op in GATHER_V2_OPS
+            and pos == 0
             and gather_axis(graph, graph.nodes[r]) == 0
             for r, pos in readers
         )
@@ -459,13 +513,38 @@ def set_gather_params(graph_def: Any, gather_name: str, new_params: str, params_
     raise RewriteError(f"internal: gather '{gather_name}' not found")
 
 
-def add_gather(graph_def: Any, name: str, params: str, indices: str, params_dtype: str,
-               indices_dtype: str, axis_const: str) -> Any:
+def add_gather(
+    graph_def: Any,
+    name: str,
+    params: str,
+    indices: str,
+    params_dtype: str,
+    indices_dtype: str,
+    axis_const: str,
+) -> Any:
     """Append ``GatherV2(params, indices, axis_const)``."""
     return add_node(
-        graph_def, name, "GatherV2", [params, indices, axis_const],
-        Tparams=f"dtype:{params_dtype}", Tindices=f"dtype:{indices_dtype}", Taxis="dtype:int32",
+        graph_def,
+        name,
+        "GatherV2",
+        [params, indices, axis_const],
+        Tparams=f"dtype:{params_dtype}",
+        Tindices=f"dtype:{indices_dtype}",
+        Taxis="dtype:int32",
         batch_dims=0,
+    )
+
+
+def add_cast(graph_def: Any, name: str, x: str, src_dtype: str, dst_dtype: str) -> Any:
+    """Append ``Cast(x)`` from ``src_dtype`` to ``dst_dtype`` (dtype names, no truncation)."""
+    return add_node(
+        graph_def,
+        name,
+        "Cast",
+        [x],
+        SrcT=f"dtype:{src_dtype}",
+        DstT=f"dtype:{dst_dtype}",
+        Truncate=False,
     )
 
 

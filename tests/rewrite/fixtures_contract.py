@@ -41,6 +41,7 @@ from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.load import LoadedModel, load_model
 from recadvisor.model.runtime import run_loaded
+from recadvisor.rewrite.base import RewriteContext
 from recadvisor.tfimport import import_tf
 
 CATEGORIES = ["books", "games", "music", "garden", "toys"]
@@ -60,6 +61,10 @@ class ContractModel:
     def run_original(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the original (loaded, unfrozen) signature."""
         return run_loaded(self.loaded.function, self.loaded.spec.inputs, feeds)
+
+    def context(self, labels: bool = True) -> RewriteContext:
+        """The sample rows as a pass context (raw feeds = feeds), with the labels by default."""
+        return RewriteContext(self.feeds, self.feeds, self.labels if labels else None)
 
 
 _TMP = Path(tempfile.mkdtemp(prefix="recadvisor-contract-"))

@@ -13,7 +13,7 @@ import pytest
 from recadvisor.encode import encode_file, encode_inputs, load_feature_contract
 from recadvisor.errors import DataError, OutputExistsError, PlanError
 from recadvisor.model.runtime import GraphRunner
-from recadvisor.rewrite.base import InputEncoding, RewriteContext
+from recadvisor.rewrite.base import InputEncoding
 from recadvisor.rewrite.encodings import (
     bucketize,
     encode_feeds,
@@ -35,8 +35,21 @@ def adversarial_strings() -> list[bytes]:
     out = [b""]
     for n in range(1, 301):
         out.append(bytes(rng.randrange(256) for _ in range(n)))
-    out += [s.encode() for s in ("héllo wörld", "日本語のテキスト", "emoji 🎉🎉", "a" * 1000,
-                                 "x" * 64, "y" * 65, "z" * 128, "user_12345", " ", "\x00")]
+    out += [
+        s.encode()
+        for s in (
+            "héllo wörld",
+            "日本語のテキスト",
+            "emoji 🎉🎉",
+            "a" * 1000,
+            "x" * 64,
+            "y" * 65,
+            "z" * 128,
+            "user_12345",
+            " ",
+            "\x00",
+        )
+    ]
     out.append("".join(rng.choice("abcdef🎉é") for _ in range(1000)).encode())
     return out
 
@@ -50,7 +63,7 @@ def tf():
 def rebuilt_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ContractModel, object]:
     """A directory holding the feature contract of hashing_ranker after ids_upstream."""
     model = hashing_ranker()
-    result = IdsUpstreamPass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+    result = IdsUpstreamPass().apply(model.graph, {}, model.context(labels=False))
     out = tmp_path_factory.mktemp("rebuilt")
     doc = feature_contract_dict(result.encodings, result.graph.signature)
     doc["original_signature"] = model.graph.signature.to_dict()
@@ -78,9 +91,13 @@ def test_hash_bucket_matches_to_hash_bucket_fast(tf, num_buckets: int) -> None:
 def test_hash_bucket_takes_str_bytes_and_numpy_forms(tf) -> None:
     text = ["user_1", "ünïcode", ""]
     expected = tf.strings.to_hash_bucket_fast(tf.constant(text), 1000).numpy()
-    for form in (text, np.array(text), np.array(text, dtype=object),
-                 np.array([t.encode() for t in text], dtype=object),
-                 np.array([t.encode() for t in text])):
+    for form in (
+        text,
+        np.array(text),
+        np.array(text, dtype=object),
+        np.array([t.encode() for t in text], dtype=object),
+        np.array([t.encode() for t in text]),
+    ):
         assert np.array_equal(hash_bucket(form, 1000), expected)
     grid = np.array([["a", "b"], ["c", "d"]], dtype=object)
     assert hash_bucket(grid, 10).shape == (2, 2)
@@ -95,12 +112,35 @@ def test_hash_bucket_refuses_missing_and_float_values() -> None:
 
 @pytest.mark.parametrize(
     "attrs",
-    [{}, {"precision": 2}, {"scientific": True}, {"shortest": True}, {"width": 8},
-     {"width": 6, "fill": "0"}, {"precision": 3, "scientific": True, "width": 12, "fill": "-"}],
+    [
+        {},
+        {"precision": 2},
+        {"scientific": True},
+        {"shortest": True},
+        {"width": 8},
+        {"width": 6, "fill": "0"},
+        {"precision": 3, "scientific": True, "width": 12, "fill": "-"},
+    ],
 )
 def test_as_string_formats_floats_like_tensorflow(tf, attrs: dict) -> None:
-    values = np.array([0.0, -0.0, 1.5, -2.25, 3.14159265, 1e-8, 123456.789, 1e20, -7e-5,
-                       np.inf, -np.inf, np.nan, np.copysign(np.nan, -1)], dtype=np.float32)
+    values = np.array(
+        [
+            0.0,
+            -0.0,
+            1.5,
+            -2.25,
+            3.14159265,
+            1e-8,
+            123456.789,
+            1e20,
+            -7e-5,
+            np.inf,
+            -np.inf,
+            np.nan,
+            np.copysign(np.nan, -1),
+        ],
+        dtype=np.float32,
+    )
     expected = tf.strings.as_string(tf.constant(values), **attrs).numpy()
     assert list(format_as_string(values, "float32", **attrs)) == list(expected)
     doubles = values.astype(np.float64) * 1.000001
@@ -120,8 +160,13 @@ def test_as_string_formats_integers_like_tensorflow(tf, dtype: str, attrs: dict)
 def test_as_string_hash_bucket_matches_the_tensorflow_pipeline(tf) -> None:
     ages = np.arange(-5, 120, dtype=np.int64).reshape(-1, 1)
     expected = tf.strings.to_hash_bucket_fast(tf.strings.as_string(tf.constant(ages)), 100)
-    enc = InputEncoding("age", "as_string_hash_bucket", "int64", "int64",
-                        {"num_buckets": 100, "value_dtype": "int64"})
+    enc = InputEncoding(
+        "age",
+        "as_string_hash_bucket",
+        "int64",
+        "int64",
+        {"num_buckets": 100, "value_dtype": "int64"},
+    )
     out = encode_feeds([enc], {"age": ages})["age"]
     assert out.shape == (125, 1)
     assert np.array_equal(out, expected.numpy())
@@ -130,8 +175,10 @@ def test_as_string_hash_bucket_matches_the_tensorflow_pipeline(tf) -> None:
 @pytest.mark.parametrize("dtype", ["int32", "int64", "float32", "float64"])
 def test_bucketize_matches_tensorflow(tf, dtype: str) -> None:
     boundaries = [-3.0, 0.0, 0.5, 18.0, 19.0, 70.0, 16777216.0]
-    values = np.array([-10, -3, -2.5, 0, 0.25, 0.5, 17, 18, 18.5, 69, 70, 71, 16777217,
-                       2**25 + 1], dtype=np.float64)
+    values = np.array(
+        [-10, -3, -2.5, 0, 0.25, 0.5, 17, 18, 18.5, 69, 70, 71, 16777217, 2**25 + 1],
+        dtype=np.float64,
+    )
     if dtype.startswith("int"):
         values = np.floor(values)
     arr = values.astype(dtype)
@@ -140,9 +187,13 @@ def test_bucketize_matches_tensorflow(tf, dtype: str) -> None:
 
 
 def test_vocabulary_encoding_uses_default_for_oov() -> None:
-    enc = InputEncoding("cat", "vocabulary", "string", "int64",
-                        {"key_dtype": "string", "keys": ["a", "b", "é"], "values": [3, 1, 2],
-                         "default_value": 9})
+    enc = InputEncoding(
+        "cat",
+        "vocabulary",
+        "string",
+        "int64",
+        {"key_dtype": "string", "keys": ["a", "b", "é"], "values": [3, 1, 2], "default_value": 9},
+    )
     out = encode_feeds([enc], {"cat": np.array(["b", "é", "zz", "a", ""], dtype=object)})
     assert out["cat"].tolist() == [1, 2, 9, 3, 9]
     assert out["cat"].dtype == np.int64
@@ -158,24 +209,30 @@ def test_broadcast_sends_one_row_and_refuses_differing_rows() -> None:
 
 
 def test_encodings_chain_in_order_and_round_trip_through_json(tf) -> None:
-    encs = [InputEncoding("user_id", "hash_bucket", "string", "int64", {"num_buckets": 50}),
-            InputEncoding("user_id", "broadcast", "int64", "int64", {"rows": 1})]
+    encs = [
+        InputEncoding("user_id", "hash_bucket", "string", "int64", {"num_buckets": 50}),
+        InputEncoding("user_id", "broadcast", "int64", "int64", {"rows": 1}),
+    ]
     restored = [encoding_from_dict(json.loads(json.dumps(e.to_dict()))) for e in encs]
     assert restored == encs
     out = encode_feeds(restored, {"user_id": np.array(["u1", "u1"], dtype=object)})
     assert out["user_id"].tolist() == [
-        int(tf.strings.to_hash_bucket_fast(tf.constant(["u1"]), 50).numpy()[0])]
+        int(tf.strings.to_hash_bucket_fast(tf.constant(["u1"]), 50).numpy()[0])
+    ]
 
 
 def test_encoding_from_dict_rejects_unknown_kind_and_missing_fields() -> None:
     with pytest.raises(PlanError, match="unknown encoding kind"):
-        encoding_from_dict({"input": "x", "kind": "md5", "source_dtype": "string",
-                            "target_dtype": "int64"})
+        encoding_from_dict(
+            {"input": "x", "kind": "md5", "source_dtype": "string", "target_dtype": "int64"}
+        )
     with pytest.raises(PlanError, match="lacks field"):
         encoding_from_dict({"input": "x", "kind": "hash_bucket"})
     with pytest.raises(DataError, match="missing"):
-        encode_feeds([InputEncoding("x", "hash_bucket", "string", "int64", {"num_buckets": 3})],
-                     {"y": np.array([1])})
+        encode_feeds(
+            [InputEncoding("x", "hash_bucket", "string", "int64", {"num_buckets": 3})],
+            {"y": np.array([1])},
+        )
 
 
 def test_encode_inputs_gives_the_rebuilt_model_tensorflow_ids(rebuilt_dir) -> None:
@@ -185,10 +242,13 @@ def test_encode_inputs_gives_the_rebuilt_model_tensorflow_ids(rebuilt_dir) -> No
     encoded = encode_inputs(path, raw)
     assert encoded["item_id"].shape == (len(raw["user_id"]), 1)
     assert {k: v.dtype for k, v in encoded.items()} == {
-        "user_id": np.int64, "item_id": np.int64, "age": np.int64, "category": np.int64,
-        "price": np.float32}
-    assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(model.feeds)) \
-        <= 1e-5
+        "user_id": np.int64,
+        "item_id": np.int64,
+        "age": np.int64,
+        "category": np.int64,
+        "price": np.float32,
+    }
+    assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(model.feeds)) <= 1e-5
     contract = load_feature_contract(path)
     assert {e.input_key for e in contract.encodings} == {"user_id", "item_id", "age", "category"}
 
@@ -204,11 +264,16 @@ def test_encode_inputs_without_contract_says_nothing_to_encode(tmp_path: Path) -
 @pytest.mark.parametrize("suffix", [".parquet", ".npz"])
 def test_encode_file_csv_to_model_inputs(rebuilt_dir, tmp_path: Path, suffix: str) -> None:
     path, model, result = rebuilt_dir
-    frame = pd.DataFrame({
-        "user_id": model.feeds["user_id"], "item_id": model.feeds["item_id"][:, 0],
-        "age": model.feeds["age"][:, 0], "category": model.feeds["category"],
-        "price": model.feeds["price"][:, 0], "label": model.labels,
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": model.feeds["user_id"],
+            "item_id": model.feeds["item_id"][:, 0],
+            "age": model.feeds["age"][:, 0],
+            "category": model.feeds["category"],
+            "price": model.feeds["price"][:, 0],
+            "label": model.labels,
+        }
+    )
     frame.to_csv(tmp_path / "raw.csv", index=False)
     out = tmp_path / f"encoded{suffix}"
     report = encode_file(path, tmp_path / "raw.csv", out)
@@ -221,8 +286,10 @@ def test_encode_file_csv_to_model_inputs(rebuilt_dir, tmp_path: Path, suffix: st
     else:
         back = pd.read_parquet(out)
         feeds = {k: back[k].to_numpy() for k in result.graph.signature.inputs}
-        feeds = {k: v.reshape(-1, 1) if result.graph.signature.inputs[k].rank == 2 else v
-                 for k, v in feeds.items()}
+        feeds = {
+            k: v.reshape(-1, 1) if result.graph.signature.inputs[k].rank == 2 else v
+            for k, v in feeds.items()
+        }
     assert max_abs_diff(GraphRunner(result.graph)(feeds), model.run_original(model.feeds)) <= 1e-5
     with pytest.raises(OutputExistsError):
         encode_file(path, tmp_path / "raw.csv", out)
@@ -238,8 +305,9 @@ def test_encode_file_errors_name_the_fix(rebuilt_dir, tmp_path: Path) -> None:
 
 
 def test_reserved_strings_keep_their_reserved_ids(tf) -> None:
-    enc = InputEncoding("hist", "hash_bucket", "string", "int64",
-                        {"num_buckets": 500, "reserved": {"": -1}})
+    enc = InputEncoding(
+        "hist", "hash_bucket", "string", "int64", {"num_buckets": 500, "reserved": {"": -1}}
+    )
     values = np.array([["item_1", ""], ["", "item_2"]], dtype=object)
     out = encode_feeds([enc], {"hist": values})["hist"]
     expected = tf.strings.to_hash_bucket_fast(tf.constant(values.astype(str)), 500).numpy()

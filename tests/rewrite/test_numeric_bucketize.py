@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recadvisor.model.runtime import GraphRunner
-from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
+from recadvisor.rewrite.base import PassRefused, PassResult
 from recadvisor.rewrite.encodings import encode_feeds
 from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
 from recadvisor.rewrite.numeric_bucketize import NumericBucketizePass
@@ -28,9 +28,7 @@ def hranker() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def clamped(hranker: ContractModel) -> PassResult:
-    return NumericBucketizePass().apply(
-        hranker.graph, {}, RewriteContext(hranker.feeds, hranker.feeds)
-    )
+    return NumericBucketizePass().apply(hranker.graph, {}, hranker.context(labels=False))
 
 
 def _with_ages(model: ContractModel, ages: list[int]) -> dict[str, np.ndarray]:
@@ -86,7 +84,7 @@ def test_fallback_row_outside_the_range(hranker: ContractModel) -> None:
     result = NumericBucketizePass().apply(
         hranker.graph,
         {"out_of_range": "fallback_row", "fallback": "zeros"},
-        RewriteContext(hranker.feeds, hranker.feeds),
+        hranker.context(labels=False),
     )
     assert result.stats["inputs"]["age"]["out_of_range"] == "fallback_row"
     runner = GraphRunner(result.graph)
@@ -103,7 +101,7 @@ def test_fallback_row_outside_the_range(hranker: ContractModel) -> None:
 def test_chains_with_ids_upstream_into_a_string_free_graph(
     hranker: ContractModel, clamped: PassResult
 ) -> None:
-    up = IdsUpstreamPass().apply(clamped.graph, {}, RewriteContext(hranker.feeds, hranker.feeds))
+    up = IdsUpstreamPass().apply(clamped.graph, {}, hranker.context(labels=False))
     assert "age" not in {e.input_key for e in up.encodings}  # age stays a plain number
     assert up.stats["string_ops_after"] == 0
     encoded = encode_feeds(up.encodings, hranker.feeds)
@@ -112,7 +110,7 @@ def test_chains_with_ids_upstream_into_a_string_free_graph(
 
 def test_works_when_the_number_is_also_read_as_a_number() -> None:
     model = double_hash()
-    result = NumericBucketizePass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+    result = NumericBucketizePass().apply(model.graph, {}, model.context(labels=False))
     assert result.graph.op_counts().get("AsString", 0) == 0
     assert (
         max_abs_diff(GraphRunner(result.graph)(model.feeds), model.run_original(model.feeds))
@@ -123,23 +121,23 @@ def test_works_when_the_number_is_also_read_as_a_number() -> None:
 def test_refuses_without_numeric_hashing() -> None:
     model = two_tower()
     with pytest.raises(PassRefused, match="no numeric input is formatted"):
-        NumericBucketizePass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+        NumericBucketizePass().apply(model.graph, {}, model.context(labels=False))
 
 
 def test_refuses_values_float32_boundaries_cannot_separate(hranker: ContractModel) -> None:
     with pytest.raises(PassRefused, match="beyond 2\\*\\*24"):
         NumericBucketizePass().apply(
-            hranker.graph, {"values": [1, 2**25]}, RewriteContext(hranker.feeds, hranker.feeds)
+            hranker.graph, {"values": [1, 2**25]}, hranker.context(labels=False)
         )
     with pytest.raises(PassRefused, match="out_of_range"):
         NumericBucketizePass().apply(
-            hranker.graph, {"out_of_range": "wrap"}, RewriteContext(hranker.feeds, hranker.feeds)
+            hranker.graph, {"out_of_range": "wrap"}, hranker.context(labels=False)
         )
 
 
 def test_ids_cast_and_measured_are_rewritten_an_offset_is_not() -> None:
     model = cast_ids()
-    result = NumericBucketizePass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+    result = NumericBucketizePass().apply(model.graph, {}, model.context(labels=False))
     assert list(result.stats["inputs"]) == ["age"]
     # age: the Reshape to tf.shape(ids)[:1] and the cast to int32 now carry int32 buckets
     before, after = model.graph.op_counts(), result.graph.op_counts()

@@ -43,7 +43,7 @@ def hranker() -> ContractModel:
 @pytest.fixture(scope="module")
 def string_free(hranker: ContractModel) -> tuple[ModelGraph, dict[str, np.ndarray]]:
     """numeric_bucketize + ids_upstream: a string-free graph with a Bucketize, and its feeds."""
-    ctx = RewriteContext(hranker.feeds, hranker.feeds, hranker.labels)
+    ctx = hranker.context()
     bucketized = NumericBucketizePass().apply(hranker.graph, {}, ctx).graph
     up = IdsUpstreamPass().apply(bucketized, {}, ctx)
     return up.graph, encode_feeds(up.encodings, hranker.feeds)
@@ -97,8 +97,9 @@ def test_integer_lookup_table_is_lowered(tmp_path: Path) -> None:
 
 def test_quantized_tables_export(string_free, hranker: ContractModel, tmp_path: Path) -> None:
     graph, feeds = string_free
-    q = QuantizeEmbeddingsPass().apply(graph, {"dtype": "int8"},
-                                       RewriteContext(feeds, hranker.feeds, hranker.labels))
+    q = QuantizeEmbeddingsPass().apply(
+        graph, {"dtype": "int8"}, RewriteContext(feeds, hranker.feeds, hranker.labels)
+    )
     result = export_onnx(q.graph, tmp_path / "int8.onnx", feeds)
     assert result.max_abs_diff <= 1e-5
     assert result.size_bytes < 0.6 * export_onnx(graph, tmp_path / "f32.onnx", feeds).size_bytes
@@ -106,7 +107,7 @@ def test_quantized_tables_export(string_free, hranker: ContractModel, tmp_path: 
 
 def test_per_request_graph_exports(tmp_path: Path) -> None:
     model = two_tower()
-    up = IdsUpstreamPass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+    up = IdsUpstreamPass().apply(model.graph, {}, model.context(labels=False))
     encoded = encode_feeds(up.encodings, model.feeds)
     dd = PerRequestDedupPass().apply(up.graph, {}, RewriteContext(encoded, model.feeds))
     request = one_request_feeds(model.feeds, ["hist_item_id", "user_age", "user_id"], row=2)

@@ -27,13 +27,18 @@ def tower() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def dedup(tower: ContractModel) -> PassResult:
-    return PerRequestDedupPass().apply(tower.graph, {}, RewriteContext(tower.feeds, tower.feeds))
+    return PerRequestDedupPass().apply(tower.graph, {}, tower.context(labels=False))
 
 
 def test_detects_request_inputs_by_name() -> None:
     keys = ["user_id", "user_age", "hist_item_id", "item_id", "item_price", "uid", "query_text"]
-    assert detect_request_inputs(keys) == ["user_id", "user_age", "hist_item_id", "uid",
-                                           "query_text"]
+    assert detect_request_inputs(keys) == [
+        "user_id",
+        "user_age",
+        "hist_item_id",
+        "uid",
+        "query_text",
+    ]
 
 
 def test_contract_request_inputs_take_one_row(tower: ContractModel, dedup: PassResult) -> None:
@@ -62,10 +67,11 @@ def test_encoder_refuses_rows_of_different_users(tower: ContractModel, dedup: Pa
 
 
 def test_chains_after_ids_upstream(tower: ContractModel) -> None:
-    up = IdsUpstreamPass().apply(tower.graph, {}, RewriteContext(tower.feeds, tower.feeds))
+    up = IdsUpstreamPass().apply(tower.graph, {}, tower.context(labels=False))
     encoded = encode_feeds(up.encodings, tower.feeds)
-    dd = PerRequestDedupPass().apply(up.graph, {"request_inputs": REQUEST},
-                                     RewriteContext(encoded, tower.feeds))
+    dd = PerRequestDedupPass().apply(
+        up.graph, {"request_inputs": REQUEST}, RewriteContext(encoded, tower.feeds)
+    )
     request = one_request_feeds(tower.feeds, REQUEST, row=3)
     feeds = encode_feeds(up.encodings + dd.encodings, request)
     assert feeds["user_id"].dtype == np.int64 and feeds["user_id"].shape == (1,)
@@ -75,11 +81,11 @@ def test_chains_after_ids_upstream(tower: ContractModel) -> None:
 def test_refuses_a_request_side_reduced_over_the_batch() -> None:
     model = batch_reduce()
     with pytest.raises(PassRefused, match="not batch-major"):
-        PerRequestDedupPass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+        PerRequestDedupPass().apply(model.graph, {}, model.context(labels=False))
 
 
 def test_refuses_bad_splits(tower: ContractModel) -> None:
-    ctx = RewriteContext(tower.feeds, tower.feeds)
+    ctx = tower.context(labels=False)
     with pytest.raises(PassRefused, match="cannot split"):
         PerRequestDedupPass().apply(tower.graph, {"request_inputs": list(tower.feeds)}, ctx)
     with pytest.raises(PassRefused, match="not signature inputs"):

@@ -25,8 +25,7 @@ def hranker() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def pruned(hranker: ContractModel) -> PassResult:
-    return PruneEmbeddingRowsPass().apply(hranker.graph, {},
-                                          RewriteContext(hranker.feeds, hranker.feeds))
+    return PruneEmbeddingRowsPass().apply(hranker.graph, {}, hranker.context(labels=False))
 
 
 def _user_table(graph):
@@ -38,8 +37,7 @@ def test_exact_on_the_sample(hranker: ContractModel, pruned: PassResult) -> None
     assert max_abs_diff(out, hranker.run_original(hranker.feeds)) <= 1e-5
 
 
-def test_rows_kept_are_the_ids_the_graph_hashed(hranker: ContractModel,
-                                                pruned: PassResult) -> None:
+def test_rows_kept_are_the_ids_the_graph_hashed(hranker: ContractModel, pruned: PassResult) -> None:
     user_ids = np.unique(hash_bucket(hranker.feeds["user_id"], 1000))
     stats = pruned.stats["tables"][_user_table(hranker.graph).const]
     assert stats["rows_before"] == 1000
@@ -51,8 +49,9 @@ def test_rows_kept_are_the_ids_the_graph_hashed(hranker: ContractModel,
     assert any(t.shape == (6, 4) for t in find_embedding_tables(pruned.graph).values())
 
 
-def test_unseen_ids_read_the_mean_of_the_pruned_rows(hranker: ContractModel,
-                                                     pruned: PassResult) -> None:
+def test_unseen_ids_read_the_mean_of_the_pruned_rows(
+    hranker: ContractModel, pruned: PassResult
+) -> None:
     table = _user_table(hranker.graph)
     full = const_array(hranker.graph.nodes[table.const])
     kept = np.unique(hash_bucket(hranker.feeds["user_id"], 1000))
@@ -68,15 +67,17 @@ def test_unseen_ids_read_the_mean_of_the_pruned_rows(hranker: ContractModel,
 
 
 def test_zeros_fallback(hranker: ContractModel) -> None:
-    result = PruneEmbeddingRowsPass().apply(hranker.graph, {"fallback": "zeros"},
-                                            RewriteContext(hranker.feeds, hranker.feeds))
+    result = PruneEmbeddingRowsPass().apply(
+        hranker.graph, {"fallback": "zeros"}, hranker.context(labels=False)
+    )
     table = _user_table(result.graph)
     assert np.all(const_array(result.graph.nodes[table.const])[-1] == 0)
 
 
 def test_refuses_when_nothing_is_worth_pruning(hranker: ContractModel) -> None:
     with pytest.raises(PassRefused, match="nothing to prune"):
-        PruneEmbeddingRowsPass().apply(hranker.graph, {"max_keep_fraction": 0.0},
-                                       RewriteContext(hranker.feeds, hranker.feeds))
+        PruneEmbeddingRowsPass().apply(
+            hranker.graph, {"max_keep_fraction": 0.0}, hranker.context(labels=False)
+        )
     with pytest.raises(PassRefused, match="needs sample data"):
         PruneEmbeddingRowsPass().apply(hranker.graph, {}, RewriteContext({}, {}))

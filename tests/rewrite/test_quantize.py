@@ -19,7 +19,7 @@ def hranker() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def context(hranker: ContractModel) -> RewriteContext:
-    return RewriteContext(hranker.feeds, hranker.feeds, hranker.labels)
+    return hranker.context()
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +73,16 @@ def test_quantize_int8_round_trip_error_is_half_a_step() -> None:
 
 def test_gate_refuses_beyond_max_abs_diff(hranker: ContractModel, context: RewriteContext) -> None:
     with pytest.raises(PassRefused, match="max_abs_diff"):
-        QuantizeEmbeddingsPass().apply(hranker.graph, {"dtype": "int8", "max_abs_diff": 1e-6},
-                                       context)
+        QuantizeEmbeddingsPass().apply(
+            hranker.graph, {"dtype": "int8", "max_abs_diff": 1e-6}, context
+        )
 
 
 def test_gate_refuses_an_auc_drop(hranker: ContractModel, context: RewriteContext) -> None:
     with pytest.raises(PassRefused, match="AUC"):
         QuantizeEmbeddingsPass().apply(
-            hranker.graph, {"dtype": "int8", "max_abs_diff": None, "max_auc_drop": -1.0}, context)
+            hranker.graph, {"dtype": "int8", "max_abs_diff": None, "max_auc_drop": -1.0}, context
+        )
 
 
 def test_refuses_without_tables_or_data(hranker: ContractModel, context: RewriteContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recadvisor.model.runtime import GraphRunner
-from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
+from recadvisor.rewrite.base import PassRefused, PassResult
 from recadvisor.rewrite.reduce_embedding_dim import ReduceEmbeddingDimPass
 from recadvisor.rewrite.table_surgery import find_embedding_tables, resolve_const
 from tests.rewrite.fixtures_contract import ContractModel, hashing_ranker, max_abs_diff, two_tower
@@ -18,8 +18,7 @@ def hranker() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def reduced(hranker: ContractModel) -> PassResult:
-    return ReduceEmbeddingDimPass().apply(
-        hranker.graph, {}, RewriteContext(hranker.feeds, hranker.feeds, hranker.labels))
+    return ReduceEmbeddingDimPass().apply(hranker.graph, {}, hranker.context())
 
 
 def _first_kernel_rows(graph) -> int:
@@ -41,18 +40,19 @@ def test_low_rank_table_drops_to_its_rank(hranker: ContractModel, reduced: PassR
 
 
 def test_output_close_and_gated(hranker: ContractModel, reduced: PassResult) -> None:
-    diff = max_abs_diff(GraphRunner(reduced.graph)(hranker.feeds),
-                        hranker.run_original(hranker.feeds))
+    diff = max_abs_diff(
+        GraphRunner(reduced.graph)(hranker.feeds), hranker.run_original(hranker.feeds)
+    )
     assert diff <= 1e-3
     assert reduced.stats["gate"]["auc_drop"] <= 0.001
 
 
 def test_full_rank_is_exact_on_both_placements() -> None:
     model = two_tower()
-    result = ReduceEmbeddingDimPass().apply(model.graph, {"dims": 8},
-                                            RewriteContext(model.feeds, model.feeds))
-    placements = {d["table"].split(" (")[1]: d["projection"]
-                  for d in result.stats["tables"].values()}
+    result = ReduceEmbeddingDimPass().apply(model.graph, {"dims": 8}, model.context(labels=False))
+    placements = {
+        d["table"].split(" (")[1]: d["projection"] for d in result.stats["tables"].values()
+    }
     assert placements["hist_item_id)"] == ["BatchMatMulV2 after the gather"]  # [N,5,8] rows
     assert placements["item_id)"][0].startswith("folded into")
     assert result.graph.op_counts()["BatchMatMulV2"] == 1
@@ -63,7 +63,8 @@ def test_full_rank_is_exact_on_both_placements() -> None:
 def test_refuses_without_gain_or_beyond_the_gate(hranker: ContractModel) -> None:
     model = two_tower()
     with pytest.raises(PassRefused, match="needs 8 of 8 dims"):
-        ReduceEmbeddingDimPass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+        ReduceEmbeddingDimPass().apply(model.graph, {}, model.context(labels=False))
     with pytest.raises(PassRefused, match="max_abs_diff"):
-        ReduceEmbeddingDimPass().apply(hranker.graph, {"dims": 1, "max_abs_diff": 0.01},
-                                       RewriteContext(hranker.feeds, hranker.feeds))
+        ReduceEmbeddingDimPass().apply(
+            hranker.graph, {"dims": 1, "max_abs_diff": 0.01}, hranker.context(labels=False)
+        )

@@ -20,7 +20,7 @@ def tower() -> ContractModel:
 
 @pytest.fixture(scope="module")
 def context(tower: ContractModel) -> RewriteContext:
-    return RewriteContext(tower.feeds, tower.feeds, tower.labels)
+    return tower.context()
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,11 @@ def test_detects_items_and_item_history(tower: ContractModel, shared: PassResult
     after = find_embedding_tables(shared.graph)
     assert len(after) == len(before) - 1
     assert shared.stats["bytes_saved"] == 500 * 8 * 4
-    spaces = {id_space(tower.graph, tower.graph.nodes[g].input[1])
-              for t in before.values() for g in t.gathers}
+    spaces = {
+        id_space(tower.graph, tower.graph.nodes[g].input[1])
+        for t in before.values()
+        for g in t.gathers
+    }
     assert ("hash", 500, "string") in spaces and ("hash", 1000, "string") in spaces
 
 
@@ -50,20 +53,21 @@ def test_output_within_the_gate(tower: ContractModel, shared: PassResult) -> Non
 
 def test_keep_one_feature_table(tower: ContractModel, context: RewriteContext) -> None:
     result = ShareEmbeddingsPass().apply(
-        tower.graph, {"features": [["hist_item_id", "item_id"]], "keep": "item_id"}, context)
+        tower.graph, {"features": [["hist_item_id", "item_id"]], "keep": "item_id"}, context
+    )
     assert result.notes[0].startswith("shared (item_id)")
     out = GraphRunner(result.graph)(tower.feeds)
     assert 0 < max_abs_diff(out, tower.run_original(tower.feeds)) <= 1e-2
 
 
 def test_detection_works_after_ids_upstream(tower: ContractModel) -> None:
-    up = IdsUpstreamPass().apply(tower.graph, {}, RewriteContext(tower.feeds, tower.feeds))
+    up = IdsUpstreamPass().apply(tower.graph, {}, tower.context(labels=False))
     encoded = encode_feeds(up.encodings, tower.feeds)
-    result = ShareEmbeddingsPass().apply(up.graph, {}, RewriteContext(encoded, tower.feeds,
-                                                                      tower.labels))
+    result = ShareEmbeddingsPass().apply(
+        up.graph, {}, RewriteContext(encoded, tower.feeds, tower.labels)
+    )
     assert len(result.stats["groups"]) == 1
-    assert max_abs_diff(GraphRunner(result.graph)(encoded), tower.run_original(tower.feeds)) \
-        <= 1e-2
+    assert max_abs_diff(GraphRunner(result.graph)(encoded), tower.run_original(tower.feeds)) <= 1e-2
 
 
 def test_gate_refuses(tower: ContractModel, context: RewriteContext) -> None:
@@ -71,10 +75,11 @@ def test_gate_refuses(tower: ContractModel, context: RewriteContext) -> None:
         ShareEmbeddingsPass().apply(tower.graph, {"max_abs_diff": 1e-7}, context)
 
 
-def test_refuses_tables_of_different_spaces_or_shapes(tower: ContractModel,
-                                                      context: RewriteContext) -> None:
+def test_refuses_tables_of_different_spaces_or_shapes(
+    tower: ContractModel, context: RewriteContext
+) -> None:
     with pytest.raises(PassRefused, match="differ in shape"):
         ShareEmbeddingsPass().apply(tower.graph, {"features": [["user_id", "item_id"]]}, context)
     model = hashing_ranker()
     with pytest.raises(PassRefused, match="no tables to share"):
-        ShareEmbeddingsPass().apply(model.graph, {}, RewriteContext(model.feeds, model.feeds))
+        ShareEmbeddingsPass().apply(model.graph, {}, model.context(labels=False))
