@@ -45,11 +45,14 @@ def classic_recipe(model_dir: Path, out_dir: Path) -> tuple[Path | None, str]:
     graph = freeze(load_model(model_dir))
     inputs = [graph.input_nodes[k] for k in graph.signature.inputs]
     outputs = sorted(set(graph.output_nodes.values()))
-    dtypes = [tf.dtypes.as_dtype(graph.signature.inputs[k].dtype).as_datatype_enum
-              for k in graph.signature.inputs]
+    dtypes = [
+        tf.dtypes.as_dtype(graph.signature.inputs[k].dtype).as_datatype_enum
+        for k in graph.signature.inputs
+    ]
     try:
         optimized = optimize_for_inference_lib.optimize_for_inference(
-            graph.graph_def, inputs, outputs, dtypes)
+            graph.graph_def, inputs, outputs, dtypes
+        )
         # optimize_for_inference drops unread placeholders; keep the drop-in signature
         present = {n.name for n in optimized.node}
         for node in graph.graph_def.node:
@@ -61,13 +64,25 @@ def classic_recipe(model_dir: Path, out_dir: Path) -> tuple[Path | None, str]:
     return out_dir, "freeze + optimize_for_inference + re-export"
 
 
-def plain_tf2onnx(model_dir: Path, out_file: Path, feeds: dict[str, np.ndarray]
-                  ) -> tuple[Path | None, str]:
+def plain_tf2onnx(
+    model_dir: Path, out_file: Path, feeds: dict[str, np.ndarray]
+) -> tuple[Path | None, str]:
     """tf2onnx on the original SavedModel, then one onnxruntime call."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(model_dir),
-         "--output", str(out_file), "--opset", "17"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "tf2onnx.convert",
+            "--saved-model",
+            str(model_dir),
+            "--output",
+            str(out_file),
+            "--opset",
+            "17",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if proc.returncode != 0 or not out_file.is_file():
         lines = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln]
@@ -82,13 +97,18 @@ def plain_tf2onnx(model_dir: Path, out_file: Path, feeds: dict[str, np.ndarray]
     return out_file, "plain tf2onnx + onnxruntime"
 
 
-def run(models: Path, out: Path, requests: int, batch_sizes: tuple[int, ...],
-        names: list[str]) -> dict[str, Any]:
+def run(
+    models: Path, out: Path, requests: int, batch_sizes: tuple[int, ...], names: list[str]
+) -> dict[str, Any]:
     missing = [n for n in names if not (models / n / "saved_model").is_dir()]
     if missing:
         build_samples(models, names=missing)
-    report: dict[str, Any] = {"machine": machine_info(), "requests": requests,
-                              "batch_sizes": list(batch_sizes), "samples": {}}
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "requests": requests,
+        "batch_sizes": list(batch_sizes),
+        "samples": {},
+    }
     work = Path(tempfile.mkdtemp(prefix="recadvisor-bench-"))
     try:
         for name in names:
@@ -110,22 +130,35 @@ def run(models: Path, out: Path, requests: int, batch_sizes: tuple[int, ...],
             for preset in ("safe", "fast", "small"):
                 target = work / name / preset
                 try:
-                    result = api.rebuild(base, target, preset=preset, data=data,
-                                         onnx=(preset == "fast"), force=True)
+                    result = api.rebuild(
+                        base, target, preset=preset, data=data, onnx=(preset == "fast"), force=True
+                    )
                     d = result.to_dict()
-                    variants[preset] = {"path": str(target), "passes": d["passes"]["applied"],
-                                        "rolled_back": d["passes"]["rolled_back"],
-                                        "onnx": d.get("onnx")}
+                    variants[preset] = {
+                        "path": str(target),
+                        "passes": d["passes"]["applied"],
+                        "rolled_back": d["passes"]["rolled_back"],
+                        "onnx": d.get("onnx"),
+                    }
                     candidates.append(target)
                     if preset == "fast" and (target / "model.onnx").is_file():
                         candidates.append(target / "model.onnx")
                         variants["fast+onnx"] = {"path": str(target / "model.onnx")}
                 except Exception as e:  # noqa: BLE001 - a failed variant is a result too
                     variants[preset] = {"path": None, "note": f"{type(e).__name__}: {e}"[:200]}
-            comp = api.compare(base, candidates, data=data, batch_sizes=batch_sizes,
-                               requests=requests, measure_memory=False).to_dict()
-            report["samples"][name] = {"variants": variants, "comparison": comp,
-                                       "seconds": time.perf_counter() - t0}
+            comp = api.compare(
+                base,
+                candidates,
+                data=data,
+                batch_sizes=batch_sizes,
+                requests=requests,
+                measure_memory=False,
+            ).to_dict()
+            report["samples"][name] = {
+                "variants": variants,
+                "comparison": comp,
+                "seconds": time.perf_counter() - t0,
+            }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
@@ -145,9 +178,16 @@ def variant_of(label: str, path: str) -> str:
 def markdown(report: dict[str, Any]) -> str:
     bs = report["batch_sizes"]
     m = report["machine"]
-    lines = [f"Machine: {m.get('cpu')}, {m.get('cores')} cores, TensorFlow {m.get('tensorflow')}, "
-             f"onnxruntime {m.get('onnxruntime', '-')}; {report['requests']} interleaved calls per "
-             "model and batch size; p50 ratio vs the baseline (lower is faster).", ""]
+    comps = [sample["comparison"] for sample in report["samples"].values()]
+    burst = comps[0].get("burst", 1) if comps else 1
+    call = comps[0].get("call", "keyword") if comps else "keyword"
+    lines = [
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, TensorFlow {m.get('tensorflow')}, "
+        f"onnxruntime {m.get('onnxruntime', '-')}; {report['requests']} interleaved calls per "
+        f"model and batch size (rounds of {burst} calls per model, SavedModels through the "
+        f"{call} signature call); p50 ratio vs the baseline (lower is faster).",
+        "",
+    ]
     head = "| model | variant | " + " | ".join(f"p50 ms @{b} | x base @{b}" for b in bs)
     head += " | x floor @1 | size MiB | max abs diff | AUC |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
@@ -156,8 +196,10 @@ def markdown(report: dict[str, Any]) -> str:
         for mres in comp["models"]:
             row = [name, variant_of(mres["label"], mres["path"])]
             for b in bs:
-                row += [f"{mres['latency'][str(b)]['p50_ms']:.3f}",
-                        f"{mres['ratio_vs_baseline'][str(b)]:.2f}"]
+                row += [
+                    f"{mres['latency'][str(b)]['p50_ms']:.3f}",
+                    f"{mres['ratio_vs_baseline'][str(b)]:.2f}",
+                ]
             row.append(f"{mres['ratio_vs_floor'][str(bs[0])]:.2f}")
             row.append(f"{mres['size_bytes'] / 2**20:.1f}")
             parity = mres["parity"]
@@ -179,8 +221,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,256")
     parser.add_argument("--names", default=",".join(SAMPLE_NAMES))
     args = parser.parse_args()
-    report = run(args.models, args.out, args.requests,
-                 tuple(int(b) for b in args.batch_sizes.split(",")), args.names.split(","))
+    report = run(
+        args.models,
+        args.out,
+        args.requests,
+        tuple(int(b) for b in args.batch_sizes.split(",")),
+        args.names.split(","),
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str))
     table = markdown(report)

@@ -85,6 +85,8 @@ class Comparison:
     floor: dict[int, LatencySummary]
     tolerance: float
     notes: tuple[str, ...] = ()
+    call: str = "keyword"
+    burst: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (public: documented in the README)."""
@@ -96,6 +98,8 @@ class Comparison:
             "rows": self.rows,
             "machine": self.machine,
             "tolerance": self.tolerance,
+            "call": self.call,
+            "burst": self.burst,
             "floor": {str(b): s.to_dict() for b, s in self.floor.items()},
             "models": [m.to_dict() for m in self.models],
             "notes": list(self.notes),
@@ -115,8 +119,13 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "platform": platform.platform()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "platform": platform.platform(),
+    }
     try:
         import onnxruntime
 
@@ -139,9 +148,12 @@ def _label_for(path: Path, used: set[str]) -> str:
     return label
 
 
-def open_model(path: str | Path, signature: str | None, threads: int | None = None
-               ) -> tuple[Any, Path | None, Path]:
+def open_model(
+    path: str | Path, signature: str | None, threads: int | None = None, flat_call: bool = False
+) -> tuple[Any, Path | None, Path]:
     """A runner for a SavedModel dir, a rebuilt dir (with ``saved_model/``) or an ``.onnx`` file.
+
+    ``flat_call`` is passed to :class:`~recadvisor.bench.SavedModelRunner`.
 
     Returns:
         (runner, directory holding ``feature_contract.json`` or None, the model path)
@@ -154,12 +166,16 @@ def open_model(path: str | Path, signature: str | None, threads: int | None = No
         return OnnxRunner(p, threads), contract, p
     if (p / "saved_model").is_dir() and not (p / "saved_model.pb").is_file():
         contract = p if (p / "feature_contract.json").is_file() else None
-        return SavedModelRunner(p / "saved_model", signature), contract, p / "saved_model"
+        return (
+            SavedModelRunner(p / "saved_model", signature, flat_call),
+            contract,
+            p / "saved_model",
+        )
     contract = None
     for d in (p, p.parent):
         if (d / "feature_contract.json").is_file():
             contract = d
-    return SavedModelRunner(p, signature), contract, p
+    return SavedModelRunner(p, signature, flat_call), contract, p
 
 
 def _encode(contract_dir: Path | None, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -170,19 +186,21 @@ def _encode(contract_dir: Path | None, feeds: Mapping[str, np.ndarray]) -> dict[
     return encode_inputs(contract_dir, dict(feeds))
 
 
-def _run_all(runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
-             ) -> dict[str, np.ndarray]:
+def _run_all(
+    runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
+) -> dict[str, np.ndarray]:
     n = next(iter(feeds.values())).shape[0]
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, batch):
-        chunk = {k: v[start:start + batch] for k, v in feeds.items()}
+        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
         for k, v in runner.run(runner.prepare(chunk)).items():
             parts.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def quality_metrics(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-                    ) -> dict[str, dict[str, Any]]:
+def quality_metrics(
+    outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, Any]]:
     """AUC and log-loss of each probability-like output against each label of the same length.
 
     The label for an output is ``label_<output>`` when present, else ``label``.
@@ -241,6 +259,8 @@ def compare(
     measure_memory: bool = True,
     parity_rows: int = 1024,
     progress: Callable[[str, int, int], None] | None = None,
+    flat_call: bool = False,
+    burst: int = 8,
 ) -> Comparison:
     """Benchmark candidates against a baseline on the same rows.
 
@@ -258,6 +278,13 @@ def compare(
         measure_memory: measure peak RSS per model in a separate process.
         parity_rows: rows used for parity and quality.
         progress: ``progress(stage, done, total)``.
+        flat_call: time SavedModels (baseline, candidates and the floor alike) on inputs and
+            captures bound to the signature once, leaving out TensorFlow's per-call Python
+            binding, instead of the public keyword call ``signature(**tensors)`` (default).
+        burst: consecutive timed calls per model in each interleaved round (see
+            :func:`~recadvisor.bench.time_interleaved`). Call-by-call interleaving (1) measures
+            every model right after the others disturbed caches and thread pools, which costs
+            onnxruntime at batch 1 more than half of its time (ESMM: 0.086 ms vs 0.032 ms).
 
     Returns:
         A :class:`Comparison`.
@@ -270,26 +297,29 @@ def compare(
         except RuntimeError:
             log.warning("TensorFlow already initialised; --threads applies to onnxruntime only")
     used: set[str] = set()
-    base_runner, _, base_path = open_model(baseline, signature, threads)
+    base_runner, _, base_path = open_model(baseline, signature, threads, flat_call)
     spec = base_runner.spec
     base_label = _label_for(Path(baseline), used)
     runners: dict[str, Any] = {base_label: base_runner}
     model_feeds: dict[str, dict[str, np.ndarray]] = {base_label: dict(feeds)}
     meta: dict[str, tuple[str, Path, Path | None]] = {base_label: ("saved_model", base_path, None)}
     for cand in candidates:
-        runner, contract, path = open_model(cand, signature, threads)
+        runner, contract, path = open_model(cand, signature, threads, flat_call)
         label = _label_for(Path(cand), used)
         runners[label] = runner
         model_feeds[label] = _encode(contract, feeds)
         meta[label] = (runner.kind, path, contract)
     n_rows = next(iter(feeds.values())).shape[0]
     # inputs a per-request rebuild takes once per call (encoded to a single row)
-    request_inputs = {label: [k for k, v in model_feeds[label].items()
-                              if v.shape[0] == 1 and n_rows > 1]
-                      for label in runners}
+    request_inputs = {
+        label: [k for k, v in model_feeds[label].items() if v.shape[0] == 1 and n_rows > 1]
+        for label in runners
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
-        floor_runner = SavedModelRunner(build_floor_model(spec, Path(tmp) / "floor"))
+        floor_runner = SavedModelRunner(
+            build_floor_model(spec, Path(tmp) / "floor"), flat_call=flat_call
+        )
         timed = dict(runners)
         timed[FLOOR] = floor_runner
         timed_feeds = dict(model_feeds)
@@ -298,9 +328,14 @@ def compare(
         for bs in batch_sizes:
             stage = f"batch {bs}"
             result = time_interleaved(
-                timed, timed_feeds, bs, requests=requests, warmup=warmup,
+                timed,
+                timed_feeds,
+                bs,
+                requests=requests,
+                warmup=warmup,
                 request_inputs=request_inputs,
                 progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
+                burst=burst,
             )
             for label, summary in result.items():
                 latencies[label][bs] = summary
@@ -311,8 +346,13 @@ def compare(
     notes = []
     for label, runner in runners.items():
         kind, path, contract = meta[label]
-        outs = ref if label == base_label else _run_all(
-            runner, take_rows(model_feeds[label], rows, request_inputs=request_inputs[label]))
+        outs = (
+            ref
+            if label == base_label
+            else _run_all(
+                runner, take_rows(model_feeds[label], rows, request_inputs=request_inputs[label])
+            )
+        )
         parity = None
         passed = None
         if label != base_label:
@@ -322,37 +362,75 @@ def compare(
                 a, b = np.asarray(ref[k]), np.asarray(outs[k])
                 if a.shape != b.shape and a.size == b.size:
                     b = b.reshape(a.shape)
-                parity[k] = (float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
-                             if a.shape == b.shape else float("inf"))
+                parity[k] = (
+                    float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
+                    if a.shape == b.shape
+                    else float("inf")
+                )
             passed = bool(common) and all(v <= tolerance for v in parity.values())
             dropped = sorted(set(ref) - set(outs))
             if dropped:
                 notes.append(f"{label} does not return {', '.join(dropped)} (pruned outputs)")
-        quality = quality_metrics(outs, {k: v[:rows] if len(v) >= rows else v
-                                         for k, v in (labels or {}).items()}) if labels else {}
-        size = (path.stat().st_size if path.is_file()
-                else sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
+        quality = (
+            quality_metrics(
+                outs, {k: v[:rows] if len(v) >= rows else v for k, v in (labels or {}).items()}
+            )
+            if labels
+            else {}
+        )
+        size = (
+            path.stat().st_size
+            if path.is_file()
+            else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        )
         memory = None
         if measure_memory:
             if progress:
                 progress(f"memory {label}", 0, 1)
-            memory = peak_memory_mb(kind, path, signature if kind != "onnx" else None,
-                                    model_feeds[label])
-        results.append(ModelResult(
-            label=label, kind=kind, path=str(path), size_bytes=size,
-            node_count=_node_count(runner),
-            latency=latencies[label],
-            ratio_vs_baseline={bs: latencies[label][bs].p50_ms / latencies[base_label][bs].p50_ms
-                               for bs in batch_sizes},
-            ratio_vs_floor={bs: latencies[label][bs].p50_ms / latencies[FLOOR][bs].p50_ms
-                            for bs in batch_sizes},
-            parity=parity, parity_passed=passed, quality=quality, memory=memory,
-            encoded_inputs=tuple(sorted(k for k in model_feeds[label]
-                                        if model_feeds[label][k].dtype != feeds[k].dtype
-                                        or model_feeds[label][k].shape != feeds[k].shape)),
-        ))
+            memory = peak_memory_mb(
+                kind, path, signature if kind != "onnx" else None, model_feeds[label]
+            )
+        results.append(
+            ModelResult(
+                label=label,
+                kind=kind,
+                path=str(path),
+                size_bytes=size,
+                node_count=_node_count(runner),
+                latency=latencies[label],
+                ratio_vs_baseline={
+                    bs: latencies[label][bs].p50_ms / latencies[base_label][bs].p50_ms
+                    for bs in batch_sizes
+                },
+                ratio_vs_floor={
+                    bs: latencies[label][bs].p50_ms / latencies[FLOOR][bs].p50_ms
+                    for bs in batch_sizes
+                },
+                parity=parity,
+                parity_passed=passed,
+                quality=quality,
+                memory=memory,
+                encoded_inputs=tuple(
+                    sorted(
+                        k
+                        for k in model_feeds[label]
+                        if model_feeds[label][k].dtype != feeds[k].dtype
+                        or model_feeds[label][k].shape != feeds[k].shape
+                    )
+                ),
+            )
+        )
     return Comparison(
-        baseline=str(baseline), signature=spec.key, batch_sizes=tuple(batch_sizes),
-        requests=requests, rows=n_rows, machine=machine_info(), models=tuple(results),
-        floor=latencies[FLOOR], tolerance=tolerance, notes=tuple(notes),
+        baseline=str(baseline),
+        signature=spec.key,
+        batch_sizes=tuple(batch_sizes),
+        requests=requests,
+        rows=n_rows,
+        machine=machine_info(),
+        models=tuple(results),
+        floor=latencies[FLOOR],
+        tolerance=tolerance,
+        notes=tuple(notes),
+        call="flat" if flat_call else "keyword",
+        burst=burst,
     )
