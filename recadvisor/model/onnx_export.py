@@ -451,6 +451,33 @@ def _with_named_outputs(graph: ModelGraph) -> tuple[Any, dict[str, str]]:
     return gd, out_names
 
 
+def _drop_unread_inputs(gd: Any, graph: ModelGraph) -> list[str]:
+    """Remove the placeholders of signature inputs no node reads (e.g. a declared ``request_id``)
+    from ``gd``, in place: the ONNX model then does not take them, so a string input nobody
+    reads does not stop onnxruntime from binding the numeric inputs once.
+
+    Args:
+        gd: the GraphDef handed to tf2onnx (edited in place).
+        graph: the graph it was copied from (for the signature's input nodes).
+
+    Returns:
+        The signature keys the ONNX model takes, in signature order.
+    """
+    referenced = {node_name(inp) for n in gd.node for inp in n.input}  # data and control edges
+    kept: list[str] = []
+    unread: set[str] = set()
+    for key, node in graph.input_nodes.items():
+        if node in referenced:
+            kept.append(key)
+        else:
+            unread.add(node)
+    if unread:
+        remaining = [n for n in gd.node if n.name not in unread]
+        del gd.node[:]
+        gd.node.extend(remaining)
+    return kept
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -503,8 +530,9 @@ def export_onnx(
     lowered_graph, lowered = lower_for_onnx(graph)
     gd, out_tensors = _with_named_outputs(lowered_graph)
     input_keys = list(graph.signature.inputs)
+    onnx_keys = _drop_unread_inputs(gd, lowered_graph)
     output_keys = list(graph.output_tensors)
-    rename = {graph.input_tensors[k]: k for k in input_keys}
+    rename = {graph.input_tensors[k]: k for k in onnx_keys}
     rename.update({out_tensors[k]: k for k in output_keys})
     tf_loader_log = logging.getLogger("tf2onnx")
     previous = tf_loader_log.level
@@ -513,7 +541,7 @@ def export_onnx(
         model, _ = tf2onnx.convert.from_graph_def(
             gd,
             name=graph.signature.key,
-            input_names=[graph.input_tensors[k] for k in input_keys],
+            input_names=[graph.input_tensors[k] for k in onnx_keys],
             output_names=[out_tensors[k] for k in output_keys],
             opset=opset,
             tensors_to_rename=rename,

@@ -12,7 +12,8 @@ mask ``hist_item_id != ""``); item side: ``item_id`` (hash 500) and ``item_price
 is ``item_emb`` plus small noise (one id space, two tables). Outputs ``score`` (dot product) and
 ``user_vec`` (user side only).
 
-``int_lookup``: int64 codes looked up in an int64->int64 table. ``batch_reduce``: a user side
+``int_lookup``: int64 codes looked up in an int64->int64 table, plus a declared string
+``request_id`` nothing reads. ``batch_reduce``: a user side
 summed over the batch (not row-wise).
 
 ``double_hash``: negative cases: ``user_id`` hashed into 100 and into 1000 buckets, ``age`` used
@@ -289,6 +290,7 @@ def int_lookup() -> ContractModel:
     specs = {
         "code": tf.TensorSpec([None], tf.int64, name="code"),
         "x": tf.TensorSpec([None, 1], tf.float32, name="x"),
+        "request_id": tf.TensorSpec([None], tf.string, name="request_id"),
     }
 
     @tf.function(input_signature=[specs])
@@ -302,6 +304,7 @@ def int_lookup() -> ContractModel:
     feeds = {
         "code": rng2.choice(pool, 64).astype(np.int64),
         "x": rng2.normal(size=(64, 1)).astype(np.float32),
+        "request_id": np.array([f"r{i}" for i in range(64)], dtype=object),
     }
     return _finish(module, serve, "int_lookup", feeds)
 

@@ -95,6 +95,20 @@ def test_integer_lookup_table_is_lowered(tmp_path: Path) -> None:
     assert result.max_abs_diff <= 1e-5  # feeds include unknown codes and holes in the range
 
 
+def test_unread_inputs_are_left_out_of_the_onnx_model(tmp_path: Path) -> None:
+    """``request_id`` is declared but never read: the ONNX model takes only ``code`` and ``x``, so
+    its inputs are all numeric and onnxruntime can bind them once."""
+    from recadvisor.bench import OnnxRunner
+
+    model = int_lookup()
+    assert "request_id" in model.graph.input_nodes
+    result = export_onnx(model.graph, tmp_path / "int.onnx", model.feeds)
+    assert result.inputs == ("code", "x")
+    runner = OnnxRunner(tmp_path / "int.onnx")
+    out = runner.run(runner.prepare(model.feeds))
+    assert max_abs_diff(out, model.run_original(model.feeds)) <= 1e-5
+
+
 def test_quantized_tables_export(string_free, hranker: ContractModel, tmp_path: Path) -> None:
     graph, feeds = string_free
     q = QuantizeEmbeddingsPass().apply(
