@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from recadvisor.bench import (
     time_interleaved,
 )
 from recadvisor.errors import ModelLoadError
+from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,17 @@ def open_model(
     return SavedModelRunner(p, signature, flat_call), contract, p
 
 
+def _per_request_inputs(contract_dirs: Iterable[Path | None]) -> list[str]:
+    """The inputs any of these rebuilt models takes once per request (``broadcast``)."""
+    from recadvisor.encode import load_feature_contract
+
+    keys: list[str] = []
+    for contract_dir in contract_dirs:
+        if contract_dir is not None:
+            keys.extend(broadcast_inputs(load_feature_contract(contract_dir).encodings))
+    return list(dict.fromkeys(keys))
+
+
 def _encode(contract_dir: Path | None, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if contract_dir is None:
         return dict(feeds)
@@ -189,10 +201,13 @@ def _encode(contract_dir: Path | None, feeds: Mapping[str, np.ndarray]) -> dict[
 def _run_all(
     runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
 ) -> dict[str, np.ndarray]:
-    n = next(iter(feeds.values())).shape[0]
+    n = max(v.shape[0] for v in feeds.values())
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, batch):
-        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+        # per-request inputs (one row next to n candidate rows) go with every chunk
+        chunk = {
+            k: v if v.shape[0] == 1 < n else v[start : start + batch] for k, v in feeds.items()
+        }
         for k, v in runner.run(runner.prepare(chunk)).items():
             parts.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -303,9 +318,24 @@ def compare(
     runners: dict[str, Any] = {base_label: base_runner}
     model_feeds: dict[str, dict[str, np.ndarray]] = {base_label: dict(feeds)}
     meta: dict[str, tuple[str, Path, Path | None]] = {base_label: ("saved_model", base_path, None)}
+    opened = []
     for cand in candidates:
         runner, contract, path = open_model(cand, signature, threads, flat_call)
-        label = _label_for(Path(cand), used)
+        opened.append((_label_for(Path(cand), used), runner, contract, path))
+    notes = []
+    once = _per_request_inputs(contract for _, _, contract, _ in opened)
+    if once:
+        # a candidate takes these once per call: every model is timed and checked on requests
+        # (row 0's request inputs next to every row's candidate inputs), the serving case
+        feeds = one_request_feeds(feeds, once)
+        model_feeds[base_label] = dict(feeds)
+        notes.append(
+            f"a candidate takes {', '.join(once)} once per request: every model is timed and "
+            f"checked on one request (row 0's {', '.join(once)} next to each batch of "
+            "candidates); AUC/log-loss are not computed on these rows"
+        )
+        labels = None
+    for label, runner, contract, path in opened:
         runners[label] = runner
         model_feeds[label] = _encode(contract, feeds)
         meta[label] = (runner.kind, path, contract)
@@ -343,7 +373,6 @@ def compare(
     rows = min(parity_rows, n_rows)
     ref = _run_all(base_runner, take_rows(feeds, rows))
     results = []
-    notes = []
     for label, runner in runners.items():
         kind, path, contract = meta[label]
         outs = (

@@ -171,3 +171,27 @@ def test_unread_input_is_a_noted_no_op(dssm_rebuild: RebuildResult) -> None:
     assert any("request_id" in n for n in record.notes)
     # drop-in for it: the rebuilt signature still takes request_id (one per request here)
     assert "request_id" in dssm_rebuild.graph.signature.inputs
+
+
+def test_compare_times_a_per_request_rebuild_on_requests(
+    dssm_rebuild: RebuildResult, samples: dict[str, SampleResult]
+) -> None:
+    """compare feeds every model one request (row 0's user side next to each batch of
+    candidates): the dedup rebuild and its ONNX export match the original on those rows."""
+    from recadvisor import api
+
+    out = Path(dssm_rebuild.out_dir)
+    comp = api.compare(
+        samples["dssm"].model_dir,
+        [out, out / "model.onnx"],
+        data=samples["dssm"].data_path,
+        batch_sizes=(1, 16),
+        requests=5,
+        measure_memory=False,
+    )
+    result = comp.to_dict()
+    cands = [m for m in result["models"] if m["label"] != result["models"][0]["label"]]
+    assert len(cands) == 2
+    for model in cands:
+        assert model["parity_passed"], model["parity"]
+    assert any("once per request" in note for note in result["notes"])
