@@ -93,8 +93,24 @@ def plain_tf2onnx(
         runner = OnnxRunner(out_file)
         runner.run(runner.prepare(take_rows(feeds, 4)))
     except Exception as e:  # noqa: BLE001
-        return None, f"tf2onnx converted but onnxruntime cannot run it: {str(e)[:160]}"
+        ops = _unknown_onnx_ops(out_file)
+        why = f"ops left unconverted: {', '.join(ops)}" if ops else str(e).split(" : ")[-1][:120]
+        return None, f"tf2onnx converts it, onnxruntime refuses the graph ({why})"
     return out_file, "plain tf2onnx + onnxruntime"
+
+
+def _unknown_onnx_ops(path: Path) -> list[str]:
+    """Op types in an ONNX file that are not ONNX ops (TensorFlow ops tf2onnx left as they were)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    return sorted(
+        {
+            n.op_type
+            for n in model.graph.node
+            if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)
+        }
+    )
 
 
 def run(

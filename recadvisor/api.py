@@ -6,7 +6,7 @@ TensorFlow is imported only when a function runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from recadvisor.analysis.inventory import ModelDescription
@@ -107,7 +107,9 @@ def compare(
         batch_sizes: batch sizes to time.
         requests: timed calls per model and batch size.
         threads: intra-op threads.
-        devices: ``cpu`` (``gpu`` is reported as unavailable when TensorFlow sees none).
+        devices: ``cpu`` or ``cpu,gpu``: with a GPU visible to TensorFlow the baseline and
+            every SavedModel candidate are also timed on it (``<label> @gpu`` rows and a note
+            saying whether the GPU is slower); without one a note says so.
         measure_memory: measure peak memory per model in a separate process.
         out_dir: where to write ``compare.json`` and ``compare.html`` (atomically).
         force: replace an existing ``out_dir``.
@@ -132,6 +134,11 @@ def compare(
         check_output_dir(out_dir, force)
     spec = inspect_saved_model(baseline).choose_signature(signature)
     loaded = load_data(data, spec)
+    wanted = {d.strip().lower() for d in devices.split(",") if d.strip()}
+    unknown = sorted(wanted - {"cpu", "gpu"})
+    if unknown:
+        raise ValueError(f"unknown device(s) {', '.join(unknown)}; use cpu or cpu,gpu")
+    gpus = import_tf().config.list_physical_devices("GPU") if "gpu" in wanted else []
     result = run_compare(
         baseline,
         candidates,
@@ -143,14 +150,13 @@ def compare(
         threads=threads,
         measure_memory=measure_memory,
         progress=progress,
+        gpu_device="/GPU:0" if gpus else None,
     )
-    wanted = {d.strip().lower() for d in devices.split(",") if d.strip()}
     if "gpu" in wanted:
-        gpus = import_tf().config.list_physical_devices("GPU")
         note = (
-            f"GPU requested: {len(gpus)} visible; all figures above are CPU"
+            _gpu_note(result)
             if gpus
-            else "GPU requested but TensorFlow sees no GPU on this machine"
+            else "GPU requested but TensorFlow sees no GPU on this machine: CPU figures only"
         )
         result = dataclasses.replace(result, notes=result.notes + (note,))
     if out_dir is not None:
@@ -159,6 +165,24 @@ def compare(
             (tmp / "compare.json").write_text(json.dumps(payload, indent=2, default=str))
             _render_comparison(payload, tmp / "compare.html", rebuild_info)
     return result
+
+
+def _gpu_note(result: Any) -> str:
+    """Say, per batch size, how the baseline placed on the GPU compares with it on the CPU."""
+    models = {m.label: m for m in result.models}
+    base = result.models[0]
+    gpu = models.get(f"{base.label} @gpu")
+    if gpu is None:
+        return "GPU rows: none (no SavedModel to place on the GPU)"
+    ratios = ", ".join(f"{r:.2f}x at batch {bs}" for bs, r in sorted(gpu.ratio_vs_baseline.items()))
+    slower = [bs for bs, r in gpu.ratio_vs_baseline.items() if r > 1.0]
+    verdict = (
+        f"slower on the GPU at batch {', '.join(map(str, sorted(slower)))} (small ranking models "
+        "often are: kernel launches and host-device copies outweigh 4-5 small layers)"
+        if slower
+        else "faster on the GPU at every timed batch size"
+    )
+    return f"GPU rows ('@gpu'): the baseline on the GPU takes {ratios} of its CPU time; {verdict}"
 
 
 def _render_comparison(payload: dict, path: Path, rebuild_info: dict | None) -> None:

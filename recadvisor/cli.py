@@ -326,6 +326,13 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _devices(text: str) -> str:
+    wanted = {d.strip().lower() for d in text.split(",") if d.strip()}
+    if not wanted or wanted - {"cpu", "gpu"}:
+        raise typer.BadParameter(f"'{text}' is not cpu, gpu or cpu,gpu")
+    return ",".join(sorted(wanted))
+
+
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -426,7 +433,7 @@ def compare(
             batch_sizes=sizes,
             requests=requests,
             threads=threads,
-            devices=devices,
+            devices=_devices(devices),
             measure_memory=not no_memory,
             out_dir=out,
             force=force,

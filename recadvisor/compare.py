@@ -276,6 +276,7 @@ def compare(
     progress: Callable[[str, int, int], None] | None = None,
     flat_call: bool = False,
     burst: int = 8,
+    gpu_device: str | None = None,
 ) -> Comparison:
     """Benchmark candidates against a baseline on the same rows.
 
@@ -300,6 +301,9 @@ def compare(
             :func:`~recadvisor.bench.time_interleaved`). Call-by-call interleaving (1) measures
             every model right after the others disturbed caches and thread pools, which costs
             onnxruntime at batch 1 more than half of its time (ESMM: 0.086 ms vs 0.032 ms).
+        gpu_device: a TensorFlow device (``/GPU:0``): the baseline and every SavedModel
+            candidate are also timed placed there, as ``<label> @gpu`` rows (ratios against the
+            CPU baseline; memory is not measured for them).
 
     Returns:
         A :class:`Comparison`.
@@ -339,6 +343,15 @@ def compare(
         runners[label] = runner
         model_feeds[label] = _encode(contract, feeds)
         meta[label] = (runner.kind, path, contract)
+    on_gpu: set[str] = set()
+    if gpu_device:
+        for label in [k for k, r in runners.items() if r.kind == "saved_model"]:
+            kind, path, contract = meta[label]
+            gpu_label = f"{label} @gpu"
+            runners[gpu_label] = SavedModelRunner(path, signature, flat_call, device=gpu_device)
+            model_feeds[gpu_label] = model_feeds[label]
+            meta[gpu_label] = (kind, path, contract)
+            on_gpu.add(gpu_label)
     n_rows = next(iter(feeds.values())).shape[0]
     # inputs a per-request rebuild takes once per call (encoded to a single row)
     request_inputs = {
@@ -413,7 +426,7 @@ def compare(
             else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         )
         memory = None
-        if measure_memory:
+        if measure_memory and label not in on_gpu:
             if progress:
                 progress(f"memory {label}", 0, 1)
             memory = peak_memory_mb(

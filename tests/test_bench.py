@@ -281,3 +281,51 @@ def test_time_interleaved_call_by_call_and_ratios() -> None:
     assert len(log) == 2 * 21  # burst 1: no extra untimed calls
     assert result["fast"].p50_ms < result["slow"].p50_ms
     assert result["slow"].p50_ms >= 2.0 and result["slow"].rows_per_s <= 500.0
+
+
+def test_device_placed_rows_in_compare(tables_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``devices=cpu,gpu`` with a GPU visible adds ``@gpu`` rows (checked against the CPU
+    baseline) and a note; the placement itself is exercised on ``/CPU:0`` here (no GPU)."""
+    import importlib
+
+    from recadvisor import api
+
+    compare_module = importlib.import_module(
+        "recadvisor.compare"
+    )  # the package exports api.compare
+    real = compare_module.compare
+
+    def on_cpu(*args: Any, **kwargs: Any) -> Any:
+        assert kwargs["gpu_device"] == "/GPU:0"
+        return real(*args, **{**kwargs, "gpu_device": "/CPU:0"})
+
+    tf = import_tf()
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["fake-gpu"])
+    monkeypatch.setattr(compare_module, "compare", on_cpu)
+    result = api.compare(
+        tables_dir,
+        [tables_dir],
+        batch_sizes=(1,),
+        requests=3,
+        measure_memory=False,
+        devices="cpu,gpu",
+    )
+    labels = [m.label for m in result.models]
+    assert len(labels) == 4 and sum(label.endswith(" @gpu") for label in labels) == 2
+    assert all(m.parity_passed for m in result.models[1:])
+    assert any(
+        note.startswith("GPU rows ('@gpu'): the baseline on the GPU") for note in result.notes
+    )
+
+
+def test_no_gpu_note(tables_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recadvisor import api
+
+    monkeypatch.setattr(import_tf().config, "list_physical_devices", lambda kind=None: [])
+    result = api.compare(
+        tables_dir, [], batch_sizes=(1,), requests=3, measure_memory=False, devices="cpu,gpu"
+    )
+    assert [m.label for m in result.models] == [result.models[0].label]
+    assert any("sees no GPU" in note for note in result.notes)
+    with pytest.raises(ValueError, match="unknown device"):
+        api.compare(tables_dir, [], devices="tpu")
