@@ -151,10 +151,11 @@ def print_description(desc: dict[str, Any]) -> None:
     if desc["lookup_tables"]:
         _print_table(
             "Lookup tables",
-            ("placeholder", "key -> value", "size", "default", "sample keys"),
+            ("placeholder", "features", "key -> value", "size", "default", "sample keys"),
             (
                 (
                     t["placeholder"],
+                    ", ".join(t.get("features", [])),
                     f"{t['key_dtype']} -> {t['value_dtype']}",
                     str(t["size"]),
                     str(t["default_value"]),

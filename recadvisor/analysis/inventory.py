@@ -18,6 +18,7 @@ from recadvisor.model.graph import (
     STRING_OPS,
     TABLE_OPS,
     ModelGraph,
+    node_name,
     source_through,
 )
 from recadvisor.model.load import LoadedModel
@@ -210,6 +211,22 @@ def find_string_ops(graph: ModelGraph) -> list[StringOpInfo]:
     return found
 
 
+def _lookup_tables(graph: ModelGraph) -> list[dict[str, Any]]:
+    """Each lookup table's dict plus ``features``: the inputs whose values are looked up in it
+    (the placeholder name TensorFlow gives a captured table, e.g. ``unknown_5``, says nothing)."""
+    features: dict[str, set[str]] = {name: set() for name in graph.tables}
+    of_node = graph.features_of_node
+    for node in graph.graph_def.node:
+        if node.op.startswith("LookupTableFind") and len(node.input) > 1:
+            table = graph.table_of_node(node.name)
+            if table is not None:
+                features[table] |= of_node.get(node_name(node.input[1]), frozenset())
+    return [
+        {**table.to_dict(), "features": sorted(features[name])}
+        for name, table in graph.tables.items()
+    ]
+
+
 def describe_model(loaded: LoadedModel, graph: ModelGraph) -> ModelDescription:
     """Build the inventory of a loaded and frozen model.
 
@@ -242,7 +259,7 @@ def describe_model(loaded: LoadedModel, graph: ModelGraph) -> ModelDescription:
         op_counts_loaded=dict(loaded_counts),
         variables=tuple(read_variables(loaded.path)),
         embedding_tables=tuple(find_embedding_tables(graph)),
-        lookup_tables=tuple(t.to_dict() for t in graph.tables.values()),
+        lookup_tables=tuple(_lookup_tables(graph)),
         string_ops=tuple(find_string_ops(graph)),
         unreachable_nodes=tuple(unreachable),
         size_bytes=dir_size(loaded.path),

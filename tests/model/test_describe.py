@@ -31,6 +31,7 @@ def test_describe_tf2_content(tf2_dir: Path, tmp_path: Path) -> None:
     assert ("StringToHashBucketFast", ("user_id",)) in string_ops
     assert ("LookupTableFindV2", ("category",)) in string_ops
     assert desc["lookup_tables"][0]["size"] == 4
+    assert desc["lookup_tables"][0]["features"] == ["category"]
     assert {v["name"] for v in desc["variables"]} >= {"user_emb", "kernel", "bias"}
     assert any("request_id" in note for note in desc["notes"])
     assert desc["op_counts_loaded"].get("StatefulPartitionedCall", 0) >= 1
