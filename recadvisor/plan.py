@@ -54,6 +54,7 @@ _SAFE: dict[str, tuple[dict[str, Any], str]] = {
     "strip_control_deps": ({}, "exact: drop TF2 automatic control dependencies"),
     "drop_unused_inputs": ({}, "exact: remove work no output needs; the signature is unchanged"),
     "merge_duplicates": ({}, "exact: compute identical nodes, constants and tables once"),
+    "split_concat_matmul": ({}, "exact: dense layers over concats split, folded, per row"),
     "grappler_optimize": ({}, "exact: constant folding, arithmetic and MatMul fusion"),
 }
 _FAST = {

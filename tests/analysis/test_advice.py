@@ -135,6 +135,7 @@ def test_plan_presets(ranker, tmp_path):
         "strip_control_deps",
         "drop_unused_inputs",
         "merge_duplicates",
+        "split_concat_matmul",
         "grappler_optimize",
     }
     assert enabled["fast"] == enabled["safe"] | {"numeric_bucketize", "ids_upstream"}

@@ -19,7 +19,13 @@ from recadvisor.plan import (
 from recadvisor.rewrite.registry import PASS_NAMES
 from tests.rewrite.conftest import TinyModel
 
-SAFE = ["strip_control_deps", "drop_unused_inputs", "merge_duplicates", "grappler_optimize"]
+SAFE = [
+    "strip_control_deps",
+    "drop_unused_inputs",
+    "merge_duplicates",
+    "split_concat_matmul",
+    "grappler_optimize",
+]
 
 
 def _enabled(plan: Plan) -> list[str]:
