@@ -33,7 +33,14 @@ from recadvisor.errors import DataError, ExportError, FreezeError, OutputExistsE
 from recadvisor.model.graph import ModelGraph, node_name
 from recadvisor.model.load import LoadedModel, first_line
 from recadvisor.model.spec import SignatureSpec
-from recadvisor.plan import Plan, check_plan_fits, load_plan, preset_plan, save_plan
+from recadvisor.plan import (
+    Plan,
+    PlanEntry,
+    check_plan_fits,
+    load_plan,
+    preset_plan,
+    save_plan,
+)
 from recadvisor.rewrite.base import RewriteContext
 from recadvisor.rewrite.encodings import broadcast_inputs
 from recadvisor.rewrite.pipeline import APPLIED, PipelineResult, run_pipeline
@@ -294,6 +301,61 @@ def _write_contract(path: Path, pipeline: PipelineResult, original: SignatureSpe
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
 
 
+SPLIT_PASS = "split_concat_matmul"
+
+
+def _onnx_graph(
+    graph: ModelGraph,
+    plan: Plan,
+    context: RewriteContext,
+    pipeline: PipelineResult,
+    final_outputs: Mapping[str, np.ndarray],
+) -> tuple[ModelGraph, str]:
+    """The graph ``model.onnx`` is built from, and a note when it is not the final graph.
+
+    Where ``split_concat_matmul`` applied without ``per_row_weights``, the plan is run again
+    with it: folding ``q * k`` into per-row weights (``BatchMatMulV2``) is much faster on
+    onnxruntime but slower in TensorFlow at batch 1, so the SavedModel keeps the plain split
+    and the ONNX file gets the folded one, if its outputs match the final graph's.
+
+    Args:
+        graph: the frozen original.
+        plan: the plan the pipeline ran.
+        context: the pipeline's sample rows.
+        pipeline: the pipeline's result.
+        final_outputs: the final graph's outputs on ``pipeline.feeds``.
+
+    Returns:
+        (graph to export, note for ``rebuild.json`` or ``""``).
+    """
+    from recadvisor.model.runtime import GraphRunner
+
+    entry = plan.entry(SPLIT_PASS)
+    record = pipeline.record(SPLIT_PASS)
+    if (
+        entry is None
+        or record is None
+        or record.status != APPLIED
+        or entry.params.get("per_row_weights")
+    ):
+        return pipeline.graph, ""
+    variant_plan = plan.with_entry(
+        PlanEntry(SPLIT_PASS, True, {**entry.params, "per_row_weights": True}, entry.comment)
+    )
+    variant = run_pipeline(graph, variant_plan, context)
+    variant_record = variant.record(SPLIT_PASS)
+    if variant_record is None or variant_record.status != APPLIED:
+        return pipeline.graph, ""
+    parity = compare_outputs(final_outputs, GraphRunner(variant.graph)(pipeline.feeds))
+    if not parity.passed:
+        return pipeline.graph, ""
+    return variant.graph, (
+        f"model.onnx is built with {SPLIT_PASS} per_row_weights (q * k folded into per-row "
+        f"weights: faster on onnxruntime; the SavedModel keeps the plain split, faster in "
+        f"TensorFlow at batch 1); vs the final graph: {parity.summary()}"
+    )
+
+
 def _export_onnx(
     graph: ModelGraph, path: Path, feeds: Mapping[str, np.ndarray]
 ) -> tuple[dict[str, Any], str]:
@@ -449,9 +511,14 @@ def rebuild(
         if pipeline.encodings:
             _write_contract(tmp / CONTRACT_FILE, pipeline, loaded.spec)
         if onnx:
-            onnx_summary, note = _export_onnx(final, tmp / ONNX_FILE, pipeline.feeds)
-            if note:
+            onnx_graph, variant_note = _onnx_graph(
+                graph, chosen_plan, context, pipeline, final_outputs
+            )
+            onnx_summary, note = _export_onnx(onnx_graph, tmp / ONNX_FILE, pipeline.feeds)
+            if note:  # the export was skipped
                 notes.append(note)
+            elif variant_note:
+                notes.append(variant_note)
         timings["export_and_check"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         saved_bytes = _dir_bytes(saved_model)

@@ -229,3 +229,33 @@ def test_onnx_export_parity(
     exported = export_onnx(new, tmp_path / "split.onnx", feeds)
     assert exported.max_abs_diff <= 1e-5
     assert exported.onnx_ops["MatMul"] == 6
+
+
+def test_rebuild_exports_onnx_with_per_row_weights(tmp_path: Path) -> None:
+    """The SavedModel keeps the plain split (no BatchMatMulV2: slow in TF at batch 1), while
+    model.onnx gets the per-row fold, checked against the final graph."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    import json
+
+    from recadvisor.rebuild import rebuild
+
+    tf = import_tf()
+    module, serve = _din_like(tf)
+    tf.saved_model.save(module, str(tmp_path / "model"), signatures={"serving_default": serve})
+    feeds = _save_and_freeze(tmp_path, "again", _din_like)[1]
+    rebuild(tmp_path / "model", tmp_path / "out", preset="safe", data=feeds, onnx=True)
+    report = json.loads((tmp_path / "out" / "rebuild.json").read_text())
+    assert any("per_row_weights" in note for note in report["notes"]), report["notes"]
+    assert report["onnx"]["max_abs_diff"] <= 1e-5
+    saved = freeze(load_model(tmp_path / "out" / "saved_model"))
+    assert "BatchMatMulV2" not in saved.op_counts()
+    onnx = pytest.importorskip("onnx")
+    plain = (
+        SplitConcatMatMulPass().apply(freeze(load_model(tmp_path / "model")), {}, _ctx(feeds)).graph
+    )
+    from recadvisor.model.onnx_export import export_onnx
+
+    exported = export_onnx(plain, tmp_path / "plain.onnx", feeds)
+    folded = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    assert len(folded.graph.node) != sum(exported.onnx_ops.values())
