@@ -33,8 +33,22 @@ from recadvisor.rewrite.encodings import CONTRACT_FILE, encode_feeds, read_featu
 log = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
-_NUMERIC_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
-                             "uint32", "uint64", "float16", "float32", "float64"})
+_NUMERIC_DTYPES = frozenset(
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -80,12 +94,18 @@ class EncodeFileResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``recadvisor encode --json``)."""
-        return {"out_path": self.out_path, "format": self.format, "rows": self.rows,
-                "encoded": list(self.encoded), "passed_through": list(self.passed_through)}
+        return {
+            "out_path": self.out_path,
+            "format": self.format,
+            "rows": self.rows,
+            "encoded": list(self.encoded),
+            "passed_through": list(self.passed_through),
+        }
 
 
-def _raw_signature(doc: Mapping[str, Any], signature: SignatureSpec | None,
-                   encodings: tuple[InputEncoding, ...]) -> SignatureSpec | None:
+def _raw_signature(
+    doc: Mapping[str, Any], signature: SignatureSpec | None, encodings: tuple[InputEncoding, ...]
+) -> SignatureSpec | None:
     if isinstance(doc.get("original_signature"), dict):
         return SignatureSpec.from_dict(doc["original_signature"])
     if signature is None:
@@ -118,16 +138,22 @@ def load_feature_contract(rebuilt_dir: str | Path) -> FeatureContract:
     """
     p = Path(rebuilt_dir)
     if not p.exists():
-        raise PlanError(f"rebuilt model directory '{p}' does not exist; pass the --out folder "
-                        "of recadvisor rebuild")
+        raise PlanError(
+            f"rebuilt model directory '{p}' does not exist; pass the --out folder "
+            "of recadvisor rebuild"
+        )
     encodings, doc = read_feature_contract(p)
     try:
-        signature = (SignatureSpec.from_dict(doc["signature"])
-                     if isinstance(doc.get("signature"), dict) else None)
+        signature = (
+            SignatureSpec.from_dict(doc["signature"])
+            if isinstance(doc.get("signature"), dict)
+            else None
+        )
         raw = _raw_signature(doc, signature, tuple(encodings))
     except (KeyError, TypeError, ValueError) as e:
-        raise PlanError(f"'{p}/{CONTRACT_FILE}' has a malformed signature ({e}); re-run "
-                        "recadvisor rebuild") from e
+        raise PlanError(
+            f"'{p}/{CONTRACT_FILE}' has a malformed signature ({e}); re-run recadvisor rebuild"
+        ) from e
     return FeatureContract(tuple(encodings), signature, raw)
 
 
@@ -157,8 +183,9 @@ def _fit_rank(key: str, value: np.ndarray, info: TensorInfo | None) -> np.ndarra
         return value.reshape(*value.shape, 1)
     if value.ndim == len(info.shape) + 1 and value.shape[-1] == 1:
         return value.reshape(value.shape[:-1])
-    raise DataError(f"input '{key}' has shape {value.shape}; the rebuilt model takes "
-                    f"{info.shape_str()}")
+    raise DataError(
+        f"input '{key}' has shape {value.shape}; the rebuilt model takes {info.shape_str()}"
+    )
 
 
 def encode_inputs(rebuilt_dir: str | Path, raw_inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -182,8 +209,10 @@ def encode_inputs(rebuilt_dir: str | Path, raw_inputs: Mapping[str, Any]) -> dic
     arrays = {k: _as_array(k, v) for k, v in raw_inputs.items()}
     missing = sorted({e.input_key for e in contract.encodings} - set(arrays))
     if missing:
-        raise DataError(f"raw inputs lack {', '.join(missing)}, which the rebuilt model needs "
-                        "encoded; pass them")
+        raise DataError(
+            f"raw inputs lack {', '.join(missing)}, which the rebuilt model needs "
+            "encoded; pass them"
+        )
     encoded = encode_feeds(contract.encodings, arrays)
     sig = contract.signature.inputs if contract.signature else {}
     return {k: _fit_rank(k, v, sig.get(k)) for k, v in encoded.items()}
@@ -218,8 +247,10 @@ def _write_npz(path: Path, columns: Mapping[str, np.ndarray]) -> None:
                     dtype=str,
                 ).reshape(arr.shape)
             except (UnicodeDecodeError, TypeError, ValueError) as e:
-                raise DataError(f"column '{key}' cannot be stored in .npz without pickling "
-                                f"({e}); write .parquet instead") from e
+                raise DataError(
+                    f"column '{key}' cannot be stored in .npz without pickling "
+                    f"({e}); write .parquet instead"
+                ) from e
         safe[key] = arr
     with open(path, "wb") as fh:
         np.savez(fh, **safe)
@@ -266,9 +297,11 @@ def encode_file(
         wanted = {k: v for k, v in contract.raw_signature.inputs.items() if k in frame.columns}
         missing = sorted(set(encoded_keys) - set(wanted))
         if missing:
-            raise DataError(f"'{data_path}' lacks columns {', '.join(missing)}, which the "
-                            f"rebuilt model needs encoded; columns found: "
-                            f"{', '.join(map(str, frame.columns[:20]))}")
+            raise DataError(
+                f"'{data_path}' lacks columns {', '.join(missing)}, which the "
+                f"rebuilt model needs encoded; columns found: "
+                f"{', '.join(map(str, frame.columns[:20]))}"
+            )
         raw = to_feeds(frame, SignatureSpec(contract.raw_signature.key, wanted, {}))
     else:
         missing = sorted(set(encoded_keys) - set(frame.columns))
@@ -276,16 +309,19 @@ def encode_file(
             raise DataError(f"'{data_path}' lacks columns {', '.join(missing)}")
         raw = {k: _as_array(k, frame[k]) for k in encoded_keys}
     sig = contract.signature.inputs if contract.signature else {}
-    encoded = {k: _fit_rank(k, v, sig.get(k))
-               for k, v in encode_feeds(contract.encodings, raw).items()}
+    encoded = {
+        k: _fit_rank(k, v, sig.get(k)) for k, v in encode_feeds(contract.encodings, raw).items()
+    }
     passed = [str(c) for c in frame.columns if c not in encoded]
     columns: dict[str, np.ndarray] = dict(encoded)
     for c in passed:
         columns[c] = _as_array(c, frame[c])
     one_row = sorted(k for k, v in encoded.items() if v.shape[0] != rows)
     if one_row and out_fmt == "parquet":
-        raise DataError(f"inputs {', '.join(one_row)} are per-request (one row for the whole "
-                        "file); write .npz, which keeps each array's own length")
+        raise DataError(
+            f"inputs {', '.join(one_row)} are per-request (one row for the whole "
+            "file); write .npz, which keeps each array's own length"
+        )
     if out_fmt == "parquet":
         columns = {k: (v.astype(object) if v.dtype.kind == "S" else v) for k, v in columns.items()}
     out.parent.mkdir(parents=True, exist_ok=True)

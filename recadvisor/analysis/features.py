@@ -85,25 +85,30 @@ class ColumnStats:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return to_jsonable({
-            "name": self.name,
-            "kind": self.kind,
-            "is_sequence": self.is_sequence,
-            "rows": self.rows,
-            "values": self.values,
-            "distinct": self.distinct,
-            "null_share": self.null_share,
-            "top_values": [[v, c] for v, c in self.top_values],
-            "numeric_min": self.numeric_min,
-            "numeric_max": self.numeric_max,
-            "all_numeric": self.all_numeric,
-            "list_length": None if not self.is_sequence else {
-                "min": self.list_length_min, "max": self.list_length_max,
-                "mean": self.list_length_mean,
-            },
-            "pad_share": self.pad_share,
-            "signature_dtype": self.signature_dtype,
-        })
+        return to_jsonable(
+            {
+                "name": self.name,
+                "kind": self.kind,
+                "is_sequence": self.is_sequence,
+                "rows": self.rows,
+                "values": self.values,
+                "distinct": self.distinct,
+                "null_share": self.null_share,
+                "top_values": [[v, c] for v, c in self.top_values],
+                "numeric_min": self.numeric_min,
+                "numeric_max": self.numeric_max,
+                "all_numeric": self.all_numeric,
+                "list_length": None
+                if not self.is_sequence
+                else {
+                    "min": self.list_length_min,
+                    "max": self.list_length_max,
+                    "mean": self.list_length_mean,
+                },
+                "pad_share": self.pad_share,
+                "signature_dtype": self.signature_dtype,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -150,9 +155,13 @@ class ValueOverlap:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
-            "a": self.a, "b": self.b, "distinct_a": self.distinct_a,
-            "distinct_b": self.distinct_b, "common": self.common,
-            "jaccard": round(self.jaccard, 6), "containment": round(self.containment, 6),
+            "a": self.a,
+            "b": self.b,
+            "distinct_a": self.distinct_a,
+            "distinct_b": self.distinct_b,
+            "common": self.common,
+            "jaccard": round(self.jaccard, 6),
+            "containment": round(self.containment, 6),
         }
 
 
@@ -312,12 +321,16 @@ def _relations(
     identical: list[ColumnRelation] = []
     one_to_one: list[ColumnRelation] = []
     candidates = [
-        n for n in names
+        n
+        for n in names
         if not stats[n].is_sequence and stats[n].distinct > 1 and stats[n].distinct < stats[n].rows
     ]
     if len(candidates) > MAX_PAIR_COLUMNS:
-        log.info("comparing only the first %s of %s columns for one-to-one mappings",
-                 MAX_PAIR_COLUMNS, len(candidates))
+        log.info(
+            "comparing only the first %s of %s columns for one-to-one mappings",
+            MAX_PAIR_COLUMNS,
+            len(candidates),
+        )
         candidates = candidates[:MAX_PAIR_COLUMNS]
     keys = {n: _scalar_key(frame[n]) for n in candidates}
     codes = {n: pd.factorize(keys[n], use_na_sentinel=False)[0] for n in candidates}
@@ -340,8 +353,10 @@ def _overlaps(values: dict[str, pd.Series], stats: dict[str, ColumnStats]) -> li
     sets = {}
     for n in id_cols:
         v = values[n]
-        sets[n] = set(v.astype(str).unique()) if stats[n].kind == STRING else set(
-            v.astype(np.int64).unique().tolist()
+        sets[n] = (
+            set(v.astype(str).unique())
+            if stats[n].kind == STRING
+            else set(v.astype(np.int64).unique().tolist())
         )
     result = []
     for a, b in itertools.combinations(id_cols, 2):
@@ -354,7 +369,11 @@ def _overlaps(values: dict[str, pd.Series], stats: dict[str, ColumnStats]) -> li
         smaller = min(len(sets[a]), len(sets[b]))
         result.append(
             ValueOverlap(
-                a=a, b=b, distinct_a=len(sets[a]), distinct_b=len(sets[b]), common=common,
+                a=a,
+                b=b,
+                distinct_a=len(sets[a]),
+                distinct_b=len(sets[b]),
+                common=common,
                 jaccard=common / union if union else 0.0,
                 containment=common / smaller if smaller else 0.0,
             )

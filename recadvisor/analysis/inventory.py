@@ -41,8 +41,12 @@ class VariableInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "bytes": self.bytes}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "bytes": self.bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,13 @@ class EmbeddingTableInfo:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
-            "node": self.node, "variable": self.variable, "rows": self.rows, "dim": self.dim,
-            "dtype": self.dtype, "bytes": self.bytes, "gathers": list(self.gathers),
+            "node": self.node,
+            "variable": self.variable,
+            "rows": self.rows,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "bytes": self.bytes,
+            "gathers": list(self.gathers),
             "features": list(self.features),
         }
 
@@ -240,8 +249,9 @@ def describe_model(loaded: LoadedModel, graph: ModelGraph) -> ModelDescription:
     reachable = graph.reachable_from_outputs(control=False)
     inputs = set(graph.input_nodes.values())
     unreachable = sorted(
-        n.name for n in graph.graph_def.node if n.name not in reachable and n.name not in inputs
-        and n.name not in graph.tables
+        n.name
+        for n in graph.graph_def.node
+        if n.name not in reachable and n.name not in inputs and n.name not in graph.tables
     )
     notes = []
     unread = [k for k, n in graph.input_nodes.items() if not graph.consumers.get(n)]

@@ -92,7 +92,8 @@ def _has_readers(graph_def: Any, name: str) -> bool:
 def _export_table(handle: Any, key_dtype: Any, value_dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     tf = import_tf()
     keys, values = tf.raw_ops.LookupTableExportV2(
-        table_handle=handle, Tkeys=tf.dtypes.as_dtype(key_dtype),
+        table_handle=handle,
+        Tkeys=tf.dtypes.as_dtype(key_dtype),
         Tvalues=tf.dtypes.as_dtype(value_dtype),
     )
     return keys.numpy(), values.numpy()
@@ -247,7 +248,8 @@ def _freeze_tf1(loaded: LoadedModel) -> ModelGraph:
             key_dtype, value_dtype = node.attr["key_dtype"].type, node.attr["value_dtype"].type
             handle = graph.get_tensor_by_name(node.name + ":0")
             export = v1.raw_ops.LookupTableExportV2(
-                table_handle=handle, Tkeys=tf.dtypes.as_dtype(key_dtype),
+                table_handle=handle,
+                Tkeys=tf.dtypes.as_dtype(key_dtype),
                 Tvalues=tf.dtypes.as_dtype(value_dtype),
             )
             keys, values = sess.run(export)

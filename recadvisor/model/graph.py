@@ -46,8 +46,18 @@ TABLE_CREATE_OPS = frozenset(
         "MutableDenseHashTableV2",
     }
 )
-GATHER_OPS = frozenset({"GatherV2", "Gather", "ResourceGather", "GatherNd", "SparseSegmentSum",
-                        "SparseSegmentMean", "SparseSegmentSqrtN", "EmbeddingLookupSparse"})
+GATHER_OPS = frozenset(
+    {
+        "GatherV2",
+        "Gather",
+        "ResourceGather",
+        "GatherNd",
+        "SparseSegmentSum",
+        "SparseSegmentMean",
+        "SparseSegmentSqrtN",
+        "EmbeddingLookupSparse",
+    }
+)
 # Op types whose inputs or outputs are strings: the costly ones on CPU serving paths.
 STRING_OPS = frozenset(
     {
@@ -79,8 +89,20 @@ STRING_OPS = frozenset(
     }
 )
 DTYPE_SIZES = {
-    "float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2,
-    "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1, "complex64": 8,
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "float64": 8,
+    "int8": 1,
+    "uint8": 1,
+    "int16": 2,
+    "uint16": 2,
+    "int32": 4,
+    "uint32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "bool": 1,
+    "complex64": 8,
     "complex128": 16,
 }
 
@@ -150,8 +172,9 @@ class LookupTable:
         """A digest of dtypes and contents: equal digests mean identical tables."""
         h = hashlib.sha256()
         h.update(f"{self.key_dtype}|{self.value_dtype}|".encode())
-        order = np.argsort(self.keys.astype(str) if self.keys.dtype == object else self.keys,
-                           kind="stable")
+        order = np.argsort(
+            self.keys.astype(str) if self.keys.dtype == object else self.keys, kind="stable"
+        )
         for arr in (self.keys[order], self.values[order]):
             if arr.dtype == object:
                 for v in arr:
@@ -164,8 +187,11 @@ class LookupTable:
     def to_dict(self, max_keys: int = 5) -> dict[str, Any]:
         """Summary for JSON: size, dtypes, a few keys (decoded) and the default."""
         sample = [
-            k.decode("utf-8", "replace") if isinstance(k, bytes) else k.item()
-            if hasattr(k, "item") else k
+            k.decode("utf-8", "replace")
+            if isinstance(k, bytes)
+            else k.item()
+            if hasattr(k, "item")
+            else k
             for k in self.keys[:max_keys]
         ]
         default = self.default_value

@@ -100,25 +100,31 @@ def profile_batches(profile: Mapping[str, Any]) -> list[dict[str, Any]]:
         bs = key or as_int(b.get("batch_size")) or as_int(latency.get("batch_size"))
         if bs is None:
             continue
-        ops = [o for o in (_op_entry(as_dict(x)) for x in as_list(first_of(b, "ops", "top_ops")))
-               if o is not None]
+        ops = [
+            o
+            for o in (_op_entry(as_dict(x)) for x in as_list(first_of(b, "ops", "top_ops")))
+            if o is not None
+        ]
         mapped_us = as_float(b.get("mapped_us"))
         total = mapped_us if mapped_us else sum(o["self_us"] for o in ops)
         for o in ops:
             if o["share"] is None and total:
                 o["share"] = o["self_us"] / total
-        result.append({
-            "batch_size": bs,
-            "latency": {k: as_float(latency.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms",
-                                                               "mean_ms")}
-            | {"calls": as_int(latency.get("calls"))},
-            "ops": ops,
-            "ops_listed_share": sum(o["share"] or 0.0 for o in ops),
-            "mapped_us": mapped_us,
-            "unmapped_us": as_float(b.get("unmapped_us")),
-            "mapped_fraction": as_float(b.get("mapped_fraction")),
-            "unmapped_ops": as_dict(b.get("unmapped_ops")),
-        })
+        result.append(
+            {
+                "batch_size": bs,
+                "latency": {
+                    k: as_float(latency.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
+                }
+                | {"calls": as_int(latency.get("calls"))},
+                "ops": ops,
+                "ops_listed_share": sum(o["share"] or 0.0 for o in ops),
+                "mapped_us": mapped_us,
+                "unmapped_us": as_float(b.get("unmapped_us")),
+                "mapped_fraction": as_float(b.get("mapped_fraction")),
+                "unmapped_ops": as_dict(b.get("unmapped_ops")),
+            }
+        )
     return sorted(result, key=lambda b: b["batch_size"])
 
 
@@ -128,8 +134,9 @@ def _is_share_map(value: Any) -> bool:
     return bool(d) and all(isinstance(v, (int, float)) or v is None for v in d.values())
 
 
-def attributions(analysis: Mapping[str, Any], profile: Mapping[str, Any],
-                 default_batch: int | None) -> dict[int, dict[str, Any]]:
+def attributions(
+    analysis: Mapping[str, Any], profile: Mapping[str, Any], default_batch: int | None
+) -> dict[int, dict[str, Any]]:
     """The cost attribution at each batch size, from wherever the analysis put it.
 
     Sources, first found wins per batch size: ``analysis["attribution(s)"]`` and
@@ -157,8 +164,12 @@ def attributions(analysis: Mapping[str, Any], profile: Mapping[str, Any],
             if as_int(key) is not None and isinstance(item, Mapping):
                 add(item, as_int(key))
 
-    for source in (analysis.get("attribution"), analysis.get("attributions"),
-                   profile.get("attribution"), profile.get("attributions")):
+    for source in (
+        analysis.get("attribution"),
+        analysis.get("attributions"),
+        profile.get("attribution"),
+        profile.get("attributions"),
+    ):
         add(source, None)
     for key, item in _batch_items(profile.get("batches")):
         add(item, key or as_int(item.get("batch_size")))
@@ -179,8 +190,9 @@ def _node_stage(op: Mapping[str, Any], attribution: Mapping[str, Any]) -> str:
     return str(stage) if stage else _stage_of(op["op"])
 
 
-def _node_leaves(ops: Sequence[Mapping[str, Any]], attribution: Mapping[str, Any]
-                 ) -> list[tuple[tuple[str, ...], float]]:
+def _node_leaves(
+    ops: Sequence[Mapping[str, Any]], attribution: Mapping[str, Any]
+) -> list[tuple[tuple[str, ...], float]]:
     """Listed nodes charged as the attribution charged them: (feature, stage, op type)."""
     buckets = as_dict(attribution.get("per_node_bucket"))
     node_feats = as_dict(attribution.get("per_node_features"))
@@ -199,8 +211,9 @@ def _node_leaves(ops: Sequence[Mapping[str, Any]], attribution: Mapping[str, Any
     return leaves
 
 
-def _remainder_leaves(leaves: Sequence[tuple[tuple[str, ...], float]],
-                      attribution: Mapping[str, Any]) -> list[tuple[tuple[str, ...], float]]:
+def _remainder_leaves(
+    leaves: Sequence[tuple[tuple[str, ...], float]], attribution: Mapping[str, Any]
+) -> list[tuple[tuple[str, ...], float]]:
     """What the listed nodes leave of each feature's (and stage's) share: ``(smaller ops)``."""
     listed: dict[tuple[str, ...], float] = {}
     for path, share in leaves:
@@ -222,8 +235,9 @@ def _remainder_leaves(leaves: Sequence[tuple[tuple[str, ...], float]],
     return rest
 
 
-def sunburst_leaves(batch: Mapping[str, Any] | None, attribution: Mapping[str, Any]
-                    ) -> tuple[tuple[str, ...], list[tuple[tuple[str, ...], float]]]:
+def sunburst_leaves(
+    batch: Mapping[str, Any] | None, attribution: Mapping[str, Any]
+) -> tuple[tuple[str, ...], list[tuple[tuple[str, ...], float]]]:
     """The cost-breakdown leaves at one batch size, as detailed as the data allows.
 
     1. Per-node timings plus the attribution's ``per_node_bucket``/``per_node_features``: each
@@ -239,8 +253,9 @@ def sunburst_leaves(batch: Mapping[str, Any] | None, attribution: Mapping[str, A
         ``(path, share)`` pairs, shares as fractions of the mapped op time.
     """
     ops = list(batch["ops"]) if batch else []
-    has_nodes = bool(as_dict(attribution.get("per_node_bucket"))
-                     or as_dict(attribution.get("per_node_features")))
+    has_nodes = bool(
+        as_dict(attribution.get("per_node_bucket")) or as_dict(attribution.get("per_node_features"))
+    )
     if ops and has_nodes:
         leaves = _node_leaves(ops, attribution)
         return ("feature", "stage", "op type"), leaves + _remainder_leaves(leaves, attribution)
@@ -248,25 +263,31 @@ def sunburst_leaves(batch: Mapping[str, Any] | None, attribution: Mapping[str, A
     if per_feature_op:
         return ("feature", "stage", "op type"), [
             ((str(f), _stage_of(str(op)), str(op)), float(s))
-            for f, ops_ in per_feature_op.items() for op, s in as_dict(ops_).items()
-            if as_float(s)]
+            for f, ops_ in per_feature_op.items()
+            for op, s in as_dict(ops_).items()
+            if as_float(s)
+        ]
     per_feature_stage = as_dict(attribution.get("per_feature_stage"))
     if per_feature_stage:
         return ("feature", "stage"), [
-            ((str(f), str(st)), float(s)) for f, stages in per_feature_stage.items()
-            for st, s in as_dict(stages).items() if as_float(s)]
+            ((str(f), str(st)), float(s))
+            for f, stages in per_feature_stage.items()
+            for st, s in as_dict(stages).items()
+            if as_float(s)
+        ]
     per_feature = as_dict(attribution.get("per_feature"))
     if per_feature:
-        return ("feature",), [((str(f),), float(s)) for f, s in per_feature.items()
-                              if as_float(s)]
+        return ("feature",), [((str(f),), float(s)) for f, s in per_feature.items() if as_float(s)]
     if ops:
-        return ("stage", "op type"), [((_node_stage(o, attribution), o["op"]), o["share"] or 0.0)
-                                      for o in ops]
+        return ("stage", "op type"), [
+            ((_node_stage(o, attribution), o["op"]), o["share"] or 0.0) for o in ops
+        ]
     return (), []
 
 
-def stage_shares(batch: Mapping[str, Any], attribution: Mapping[str, Any] | None
-                 ) -> dict[str, float]:
+def stage_shares(
+    batch: Mapping[str, Any], attribution: Mapping[str, Any] | None
+) -> dict[str, float]:
     """Share of op time per stage: the attribution's ``per_stage``, else from the op types."""
     per_stage = as_dict((attribution or {}).get("per_stage"))
     if per_stage:
@@ -278,8 +299,11 @@ def stage_shares(batch: Mapping[str, Any], attribution: Mapping[str, Any] | None
     return shares
 
 
-def op_table(batches: Sequence[Mapping[str, Any]], attribution: Mapping[str, Any] | None,
-             ref_batch: int | None) -> dict[str, Any]:
+def op_table(
+    batches: Sequence[Mapping[str, Any]],
+    attribution: Mapping[str, Any] | None,
+    ref_batch: int | None,
+) -> dict[str, Any]:
     """The sortable per-op table: one row per profiled node, columns per batch size.
 
     Returns:
@@ -292,45 +316,74 @@ def op_table(batches: Sequence[Mapping[str, Any]], attribution: Mapping[str, Any
     rows: dict[str, dict[str, Any]] = {}
     for b in batches:
         for o in b["ops"]:
-            row = rows.setdefault(o["node"], {
-                "node": o["node"], "op": o["op"], "kernels": [], "fused": [],
-                "stage": _node_stage(o, attribution), "us": {}, "share": {},
-                "charged_to": buckets.get(o["node"]),
-                "features": [str(f) for f in as_list(node_feats.get(o["node"]))],
-            })
+            row = rows.setdefault(
+                o["node"],
+                {
+                    "node": o["node"],
+                    "op": o["op"],
+                    "kernels": [],
+                    "fused": [],
+                    "stage": _node_stage(o, attribution),
+                    "us": {},
+                    "share": {},
+                    "charged_to": buckets.get(o["node"]),
+                    "features": [str(f) for f in as_list(node_feats.get(o["node"]))],
+                },
+            )
             row["kernels"] = sorted(set(row["kernels"]) | set(o["runtime_ops"]) - {o["op"]})
             row["fused"] = sorted(set(row["fused"]) | set(o["fused_nodes"]))
             bs = b["batch_size"]
             row["us"][bs] = row["us"].get(bs, 0.0) + o["self_us"]
             row["share"][bs] = (row["share"].get(bs) or 0.0) + (o["share"] or 0.0)
-    key_batch = ref_batch if ref_batch is not None else (
-        batches[-1]["batch_size"] if batches else None)
+    key_batch = (
+        ref_batch if ref_batch is not None else (batches[-1]["batch_size"] if batches else None)
+    )
     ordered = sorted(rows.values(), key=lambda r: (-r["us"].get(key_batch, 0.0), r["node"]))
-    listed = [(b["batch_size"], len(b["ops"]), b["ops_listed_share"]) for b in batches
-              if b["ops"] and b["ops_listed_share"] < 0.995]
-    return {"batch_sizes": [b["batch_size"] for b in batches],
-            "rows": ordered[:MAX_OP_ROWS], "truncated": max(0, len(ordered) - MAX_OP_ROWS),
-            "partial": listed}
+    listed = [
+        (b["batch_size"], len(b["ops"]), b["ops_listed_share"])
+        for b in batches
+        if b["ops"] and b["ops_listed_share"] < 0.995
+    ]
+    return {
+        "batch_sizes": [b["batch_size"] for b in batches],
+        "rows": ordered[:MAX_OP_ROWS],
+        "truncated": max(0, len(ordered) - MAX_OP_ROWS),
+        "partial": listed,
+    }
 
 
 # --------------------------------------------------------------------------- analysis: parts
 def signature_rows(specs: Any) -> list[dict[str, str]]:
     """``{key: {dtype, shape}}`` (or a list of ``{key, dtype, shape}``) -> table rows."""
     rows = []
-    items = as_dict(specs).items() if isinstance(specs, Mapping) else (
-        (as_dict(s).get("key") or as_dict(s).get("name"), s) for s in as_list(specs))
+    items = (
+        as_dict(specs).items()
+        if isinstance(specs, Mapping)
+        else ((as_dict(s).get("key") or as_dict(s).get("name"), s) for s in as_list(specs))
+    )
     for key, spec in items:
         s = as_dict(spec)
-        rows.append({"key": str(key), "dtype": str(s.get("dtype") or "?"),
-                     "shape": fmt_shape(s.get("shape"))})
+        rows.append(
+            {
+                "key": str(key),
+                "dtype": str(s.get("dtype") or "?"),
+                "shape": fmt_shape(s.get("shape")),
+            }
+        )
     return rows
 
 
 def op_count_rows(stored: Mapping[str, Any], frozen: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Node counts by op type as stored and frozen, most frequent first."""
     ops = set(stored) | set(frozen)
-    rows = [{"op": str(op), "stored": as_int(stored.get(op)) if stored else None,
-             "frozen": as_int(frozen.get(op)) if frozen else None} for op in ops]
+    rows = [
+        {
+            "op": str(op),
+            "stored": as_int(stored.get(op)) if stored else None,
+            "frozen": as_int(frozen.get(op)) if frozen else None,
+        }
+        for op in ops
+    ]
     for r in rows:
         if r["stored"] is not None and r["frozen"] is not None:
             r["delta"] = r["frozen"] - r["stored"]
@@ -354,8 +407,20 @@ def finding_view(data: Mapping[str, Any]) -> dict[str, Any]:
         "nodes_more": max(0, len(nodes) - MAX_LIST_ITEMS),
         "evidence": fields(evidence),
         "detector": str(data.get("detector") or ""),
-        "extra": fields(data, skip=("kind", "nodes", "evidence", "severity", "message",
-                                    "features", "detector", "summary", "title")),
+        "extra": fields(
+            data,
+            skip=(
+                "kind",
+                "nodes",
+                "evidence",
+                "severity",
+                "message",
+                "features",
+                "detector",
+                "summary",
+                "title",
+            ),
+        ),
     }
 
 
@@ -364,8 +429,15 @@ _SUGGESTION_KEYS = {
     "message": ("message", "description", "detail", "details", "why", "rationale"),
     "exactness": ("exactness", "exact"),
     "contract": ("changes_contract", "contract_change", "contract"),
-    "savings": ("expected_saving", "expected_savings", "savings", "expected", "estimate",
-                "impact", "gain"),
+    "savings": (
+        "expected_saving",
+        "expected_savings",
+        "savings",
+        "expected",
+        "estimate",
+        "impact",
+        "gain",
+    ),
     "plan": ("plan_entry", "plan", "rewrite"),
     "training": ("training_side", "training_code", "training_change", "training", "code"),
     "targets": ("targets", "features", "inputs"),
@@ -415,10 +487,22 @@ def _savings_text(value: Any) -> str | None:
     saved = as_float(first_of(value, "bytes", "bytes_saved"))
     if saved:
         parts.append(f"{fmt_bytes(saved)} of weights")
-    known = {"text", "summary", "time_share", "latency_share", "share", "batch_size", "bytes",
-             "bytes_saved", "time_share_by_batch"}
-    parts += [f"{key_label(k)}: {format_value(str(k), v)}" for k, v in value.items()
-              if k not in known and v is not None]
+    known = {
+        "text",
+        "summary",
+        "time_share",
+        "latency_share",
+        "share",
+        "batch_size",
+        "bytes",
+        "bytes_saved",
+        "time_share_by_batch",
+    }
+    parts += [
+        f"{key_label(k)}: {format_value(str(k), v)}"
+        for k, v in value.items()
+        if k not in known and v is not None
+    ]
     return "; ".join(parts) if parts else None
 
 
@@ -483,9 +567,11 @@ def suggestion_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
         "training_code": code,
         "training_note": note,
         "features": [str(f) for f in as_list(picked.get("targets"))],
-        "findings": [key_label(str(f)) for f in as_list(first_of(data, "findings",
-                                                                  "finding_kinds"))
-                     if not isinstance(f, Mapping)],
+        "findings": [
+            key_label(str(f))
+            for f in as_list(first_of(data, "findings", "finding_kinds"))
+            if not isinstance(f, Mapping)
+        ],
         "details": fields(data, skip=used),
     }
 
@@ -503,8 +589,9 @@ def _energy(singular_values: Any) -> list[float]:
     return out
 
 
-def embedding_views(inventory: Mapping[str, Any], findings: Sequence[Mapping[str, Any]],
-                    extra: Any) -> list[dict[str, Any]]:
+def embedding_views(
+    inventory: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], extra: Any
+) -> list[dict[str, Any]]:
     """Embedding tables merged from the inventory, ``large_embedding`` evidence and any
     ``analysis["embeddings"]`` list, keyed by the table's node name."""
     tables: dict[str, dict[str, Any]] = {}
@@ -537,29 +624,38 @@ def embedding_views(inventory: Mapping[str, Any], findings: Sequence[Mapping[str
         hit_fraction = as_float(entry.get("hit_fraction"))
         if hit_fraction is None and rows and rows_hit is not None:
             hit_fraction = rows_hit / rows
-        views.append({
-            "name": str(entry.get("variable") or entry["node"]),
-            "node": entry["node"],
-            "rows": rows, "dim": as_int(entry.get("dim")), "dtype": entry.get("dtype"),
-            "bytes": as_float(entry.get("bytes")),
-            "features": [str(f) for f in as_list(entry.get("features"))],
-            "rows_hit": rows_hit, "hit_fraction": hit_fraction,
-            "unused_bytes": as_float(entry.get("unused_bytes")),
-            "cardinality": as_int(entry.get("cardinality")),
-            "rule_of_thumb_dim": as_int(entry.get("rule_of_thumb_dim")),
-            "dims_95": as_int(entry.get("dims_95")), "dims_99": as_int(entry.get("dims_99")),
-            "time_share": as_float(entry.get("time_share")),
-            "issues": [str(i) for i in as_list(entry.get("issues"))],
-            "energy": energy,
-        })
+        views.append(
+            {
+                "name": str(entry.get("variable") or entry["node"]),
+                "node": entry["node"],
+                "rows": rows,
+                "dim": as_int(entry.get("dim")),
+                "dtype": entry.get("dtype"),
+                "bytes": as_float(entry.get("bytes")),
+                "features": [str(f) for f in as_list(entry.get("features"))],
+                "rows_hit": rows_hit,
+                "hit_fraction": hit_fraction,
+                "unused_bytes": as_float(entry.get("unused_bytes")),
+                "cardinality": as_int(entry.get("cardinality")),
+                "rule_of_thumb_dim": as_int(entry.get("rule_of_thumb_dim")),
+                "dims_95": as_int(entry.get("dims_95")),
+                "dims_99": as_int(entry.get("dims_99")),
+                "time_share": as_float(entry.get("time_share")),
+                "issues": [str(i) for i in as_list(entry.get("issues"))],
+                "energy": energy,
+            }
+        )
     return sorted(views, key=lambda t: -(t["bytes"] or 0))
 
 
 def feature_views(stats: Mapping[str, Any]) -> dict[str, Any] | None:
     """``FeatureStats.to_dict()`` -> rows of the data-profile table plus relations."""
     columns = stats.get("columns")
-    items = (as_dict(columns).items() if isinstance(columns, Mapping)
-             else ((as_dict(c).get("name"), c) for c in as_list(columns)))
+    items = (
+        as_dict(columns).items()
+        if isinstance(columns, Mapping)
+        else ((as_dict(c).get("name"), c) for c in as_list(columns))
+    )
     rows = []
     for name, col in items:
         c = as_dict(col)
@@ -573,38 +669,53 @@ def feature_views(stats: Mapping[str, Any]) -> dict[str, Any] | None:
                 top.append(f"{truncate(str(pair[0]), 40)} ({fmt_num(pair[1])})")
             else:
                 top.append(truncate(str(pair), 40))
-        rows.append({
-            "name": str(name),
-            "kind": str(c.get("kind") or "?"),
-            "sequence": bool(c.get("is_sequence")),
-            "dtype": c.get("signature_dtype"),
-            "rows": as_int(c.get("rows")),
-            "distinct": as_int(c.get("distinct")),
-            "null_share": as_float(c.get("null_share")),
-            "range": None if lo is None or hi is None else f"{fmt_num(lo)} … {fmt_num(hi)}",
-            "all_numeric": bool(c.get("all_numeric")),
-            "list_length": None if not lengths else (
-                f"{fmt_num(lengths.get('min'))} / {fmt_num(lengths.get('mean'))} / "
-                f"{fmt_num(lengths.get('max'))}"),
-            "pad_share": as_float(c.get("pad_share")),
-            "top_values": top,
-        })
+        rows.append(
+            {
+                "name": str(name),
+                "kind": str(c.get("kind") or "?"),
+                "sequence": bool(c.get("is_sequence")),
+                "dtype": c.get("signature_dtype"),
+                "rows": as_int(c.get("rows")),
+                "distinct": as_int(c.get("distinct")),
+                "null_share": as_float(c.get("null_share")),
+                "range": None if lo is None or hi is None else f"{fmt_num(lo)} … {fmt_num(hi)}",
+                "all_numeric": bool(c.get("all_numeric")),
+                "list_length": None
+                if not lengths
+                else (
+                    f"{fmt_num(lengths.get('min'))} / {fmt_num(lengths.get('mean'))} / "
+                    f"{fmt_num(lengths.get('max'))}"
+                ),
+                "pad_share": as_float(c.get("pad_share")),
+                "top_values": top,
+            }
+        )
     if not rows:
         return None
     relations = []
     for key in ("identical", "one_to_one"):
         for r in as_list(stats.get(key)):
             d = as_dict(r)
-            relations.append({"a": str(d.get("a")), "b": str(d.get("b")),
-                              "relation": key_label(str(d.get("relation") or key)),
-                              "detail": f"{fmt_num(d.get('distinct'))} distinct values"})
+            relations.append(
+                {
+                    "a": str(d.get("a")),
+                    "b": str(d.get("b")),
+                    "relation": key_label(str(d.get("relation") or key)),
+                    "detail": f"{fmt_num(d.get('distinct'))} distinct values",
+                }
+            )
     for r in as_list(stats.get("overlaps")):
         d = as_dict(r)
-        relations.append({"a": str(d.get("a")), "b": str(d.get("b")),
-                          "relation": "shared values",
-                          "detail": f"{fmt_num(d.get('common'))} common, containment "
-                                    f"{fmt_pct(d.get('containment'))}, Jaccard "
-                                    f"{fmt_pct(d.get('jaccard'))}"})
+        relations.append(
+            {
+                "a": str(d.get("a")),
+                "b": str(d.get("b")),
+                "relation": "shared values",
+                "detail": f"{fmt_num(d.get('common'))} common, containment "
+                f"{fmt_pct(d.get('containment'))}, Jaccard "
+                f"{fmt_pct(d.get('jaccard'))}",
+            }
+        )
     return {"rows": as_int(stats.get("rows")), "columns": rows, "relations": relations}
 
 
@@ -616,46 +727,74 @@ def plan_view(plan: Any) -> dict[str, Any] | None:
     entries = []
     for e in as_list(first_of(p, "rewrites", "entries", "passes")):
         d = as_dict(e)
-        entries.append({
-            "name": str(first_of(d, "pass", "name") or "?"),
-            "enabled": d.get("enabled", True) is not False,
-            "params": format_value("params", as_dict(d.get("params"))) if d.get("params")
-            else "",
-            "comment": str(d.get("comment") or ""),
-        })
+        entries.append(
+            {
+                "name": str(first_of(d, "pass", "name") or "?"),
+                "enabled": d.get("enabled", True) is not False,
+                "params": format_value("params", as_dict(d.get("params")))
+                if d.get("params")
+                else "",
+                "comment": str(d.get("comment") or ""),
+            }
+        )
     model = as_dict(p.get("model"))
-    return {"preset": p.get("preset"), "fingerprint": model.get("fingerprint"),
-            "entries": entries, "yaml": _plan_yaml(p)}
+    return {
+        "preset": p.get("preset"),
+        "fingerprint": model.get("fingerprint"),
+        "entries": entries,
+        "yaml": _plan_yaml(p),
+    }
 
 
 # --------------------------------------------------------------------------- analysis view
-def _headline(inventory: Mapping[str, Any], batches: Sequence[Mapping[str, Any]],
-              ref_attr: Mapping[str, Any] | None, ref_batch: int | None,
-              findings: Sequence[Mapping[str, Any]], embeddings: Sequence[Mapping[str, Any]]
-              ) -> list[dict[str, str]]:
+def _headline(
+    inventory: Mapping[str, Any],
+    batches: Sequence[Mapping[str, Any]],
+    ref_attr: Mapping[str, Any] | None,
+    ref_batch: int | None,
+    findings: Sequence[Mapping[str, Any]],
+    embeddings: Sequence[Mapping[str, Any]],
+) -> list[dict[str, str]]:
     cards = []
-    lat = [f"{fmt_ms(b['latency']['p50_ms'])} @ {b['batch_size']}" for b in batches
-           if b["latency"].get("p50_ms") is not None]
+    lat = [
+        f"{fmt_ms(b['latency']['p50_ms'])} @ {b['batch_size']}"
+        for b in batches
+        if b["latency"].get("p50_ms") is not None
+    ]
     cards.append({"label": "p50 latency", "value": ", ".join(lat) if lat else NOT_MEASURED})
     cards.append({"label": "size on disk", "value": fmt_bytes(inventory.get("size_bytes"))})
     nodes = as_int(inventory.get("node_count"))
     stored = as_int(inventory.get("node_count_loaded"))
-    cards.append({"label": "nodes (frozen / stored)",
-                  "value": f"{fmt_num(nodes)} / {fmt_num(stored)}" if nodes is not None
-                  else NOT_MEASURED})
+    cards.append(
+        {
+            "label": "nodes (frozen / stored)",
+            "value": f"{fmt_num(nodes)} / {fmt_num(stored)}" if nodes is not None else NOT_MEASURED,
+        }
+    )
     string_share = as_dict((ref_attr or {}).get("per_stage")).get("string/lookup")
     if string_share is None and batches:
         ref = next((b for b in batches if b["batch_size"] == ref_batch), batches[-1])
         string_share = stage_shares(ref, ref_attr).get("string/lookup")
-    cards.append({"label": f"string/lookup share @ {ref_batch}" if ref_batch else
-                  "string/lookup share", "value": fmt_pct(string_share)})
+    cards.append(
+        {
+            "label": f"string/lookup share @ {ref_batch}" if ref_batch else "string/lookup share",
+            "value": fmt_pct(string_share),
+        }
+    )
     emb_bytes = sum(t["bytes"] or 0 for t in embeddings)
-    cards.append({"label": "embedding tables",
-                  "value": f"{len(embeddings)}, {fmt_bytes(emb_bytes)}" if embeddings
-                  else NOT_MEASURED})
+    cards.append(
+        {
+            "label": "embedding tables",
+            "value": f"{len(embeddings)}, {fmt_bytes(emb_bytes)}" if embeddings else NOT_MEASURED,
+        }
+    )
     counts = {s: sum(1 for f in findings if f["severity"] == s) for s in SEVERITY_ORDER}
-    cards.append({"label": "findings", "value": ", ".join(
-        f"{n} {s}" for s, n in counts.items() if n) if findings else "none"})
+    cards.append(
+        {
+            "label": "findings",
+            "value": ", ".join(f"{n} {s}" for s, n in counts.items() if n) if findings else "none",
+        }
+    )
     return cards
 
 
@@ -729,10 +868,10 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
     batch_of = {b["batch_size"]: b for b in batches}
 
     raw_findings = [as_dict(f) for f in as_list(a.get("findings")) if isinstance(f, Mapping)]
-    findings = sorted((finding_view(f) for f in raw_findings),
-                      key=lambda f: severity_rank(f["severity"]))
-    raw_suggestions = [as_dict(s) for s in as_list(a.get("suggestions"))
-                       if isinstance(s, Mapping)]
+    findings = sorted(
+        (finding_view(f) for f in raw_findings), key=lambda f: severity_rank(f["severity"])
+    )
+    raw_suggestions = [as_dict(s) for s in as_list(a.get("suggestions")) if isinstance(s, Mapping)]
     if any(as_float(s.get("rank")) is not None for s in raw_suggestions):
         raw_suggestions.sort(key=lambda s: as_float(s.get("rank")) or math.inf)
     suggestions = [suggestion_view(s, i) for i, s in enumerate(raw_suggestions)]
@@ -742,8 +881,9 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
     sig_dict = as_dict(signature)
     inputs = signature_rows(inventory.get("inputs") or sig_dict.get("inputs"))
     outputs = signature_rows(inventory.get("outputs") or sig_dict.get("outputs"))
-    op_rows = op_count_rows(as_dict(inventory.get("op_counts_loaded")),
-                            as_dict(inventory.get("op_counts")))
+    op_rows = op_count_rows(
+        as_dict(inventory.get("op_counts_loaded")), as_dict(inventory.get("op_counts"))
+    )
     name, path = _model_title(a, inventory)
     model = as_dict(a.get("model"))
     run_rows, run_notes = run_facts(model)
@@ -760,35 +900,58 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
         chart = charts.cost_sunburst(leaves, levels, ids, batches[-1]["batch_size"])
         if chart is not None:
             sunbursts.append(chart)
-    per_feature = [(str(f), as_float(s) or 0.0)
-                   for f, s in as_dict((ref_attr or {}).get("per_feature")).items()]
+    per_feature = [
+        (str(f), as_float(s) or 0.0)
+        for f, s in as_dict((ref_attr or {}).get("per_feature")).items()
+    ]
     per_feature.sort(key=lambda kv: -kv[1])
 
     chart_map = {
         "op_counts": charts.op_counts_chart(op_rows, ids),
         "latency": charts.profile_latency_chart(
-            [{"batch_size": b["batch_size"], **b["latency"]} for b in batches], ids),
+            [{"batch_size": b["batch_size"], **b["latency"]} for b in batches], ids
+        ),
         "stages": charts.stage_share_chart(
             [(b["batch_size"], stage_shares(b, attrs.get(b["batch_size"]))) for b in batches]
-            or [(bs, stage_shares({"ops": []}, at)) for bs, at in sorted(attrs.items())], ids),
+            or [(bs, stage_shares({"ops": []}, at)) for bs, at in sorted(attrs.items())],
+            ids,
+        ),
         "rows_used": charts.rows_used_chart(embeddings, ids),
         "energy": charts.energy_chart(embeddings, ids),
     }
     features = feature_views(as_dict(a.get("feature_stats")))
-    chart_map["distinct"] = (charts.distinct_values_chart(features["columns"], ids)
-                             if features else None)
+    chart_map["distinct"] = (
+        charts.distinct_values_chart(features["columns"], ids) if features else None
+    )
 
-    wins = [{"title": s["headline"], "savings": s["savings"], "exactness": s["exactness"],
-             "exactness_class": s["exactness_class"], "anchor": s["anchor"]}
-            for s in suggestions[:TOP_WINS]]
+    wins = [
+        {
+            "title": s["headline"],
+            "savings": s["savings"],
+            "exactness": s["exactness"],
+            "exactness_class": s["exactness_class"],
+            "anchor": s["anchor"],
+        }
+        for s in suggestions[:TOP_WINS]
+    ]
     return {
         "name": name,
         "path": path,
-        "signature": str(sig_dict.get("key") or model.get("signature") or signature
-                         or inventory.get("signature") or "") or None,
+        "signature": str(
+            sig_dict.get("key")
+            or model.get("signature")
+            or signature
+            or inventory.get("signature")
+            or ""
+        )
+        or None,
         "source_format": inventory.get("source_format") or model.get("source_format"),
-        "available_signatures": [str(s) for s in as_list(
-            inventory.get("available_signatures") or model.get("available_signatures"))],
+        "available_signatures": [
+            str(s)
+            for s in as_list(
+                inventory.get("available_signatures") or model.get("available_signatures")
+            )
+        ],
         "headline": _headline(inventory, batches, ref_attr, ref_batch, findings, embeddings),
         "wins": wins,
         "top_findings": findings[:TOP_WINS] if not wins else [],
@@ -797,18 +960,31 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
         "has_inventory": bool(inventory),
         "sizes": [
             ("size on disk", fmt_bytes(inventory.get("size_bytes"))),
-            ("variables", f"{fmt_num(inventory.get('variable_count'))}, "
-                          f"{fmt_bytes(inventory.get('variable_bytes'))}"
-             if inventory.get("variable_count") is not None else NOT_MEASURED),
+            (
+                "variables",
+                f"{fmt_num(inventory.get('variable_count'))}, "
+                f"{fmt_bytes(inventory.get('variable_bytes'))}"
+                if inventory.get("variable_count") is not None
+                else NOT_MEASURED,
+            ),
             ("nodes as stored (graph + functions)", fmt_num(inventory.get("node_count_loaded"))),
             ("nodes in the frozen serving graph", fmt_num(inventory.get("node_count"))),
-            ("lookup tables", fmt_num(len(as_list(inventory.get("lookup_tables"))))
-             if inventory else NOT_MEASURED),
+            (
+                "lookup tables",
+                fmt_num(len(as_list(inventory.get("lookup_tables"))))
+                if inventory
+                else NOT_MEASURED,
+            ),
         ],
         "op_rows": op_rows,
-        "string_ops": [{"node": str(as_dict(s).get("node")), "op": str(as_dict(s).get("op")),
-                        "features": [str(f) for f in as_list(as_dict(s).get("features"))]}
-                       for s in as_list(inventory.get("string_ops"))[:MAX_OP_ROWS]],
+        "string_ops": [
+            {
+                "node": str(as_dict(s).get("node")),
+                "op": str(as_dict(s).get("op")),
+                "features": [str(f) for f in as_list(as_dict(s).get("features"))],
+            }
+            for s in as_list(inventory.get("string_ops"))[:MAX_OP_ROWS]
+        ],
         "lookup_tables": [fields(as_dict(t)) for t in as_list(inventory.get("lookup_tables"))],
         "unreachable": [str(n) for n in as_list(inventory.get("unreachable_nodes"))],
         "run": run_rows,
@@ -817,10 +993,20 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
         "profile": {
             "measured": bool(batches),
             "target": profile.get("target"),
-            "settings": [(k, fmt_num(profile.get(k))) for k in ("warmup", "calls", "trace_calls")
-                         if profile.get(k) is not None],
-            "mapped": [(b["batch_size"], fmt_pct(b["mapped_fraction"]), fmt_us(b["mapped_us"]),
-                        fmt_us(b["unmapped_us"])) for b in batches],
+            "settings": [
+                (k, fmt_num(profile.get(k)))
+                for k in ("warmup", "calls", "trace_calls")
+                if profile.get(k) is not None
+            ],
+            "mapped": [
+                (
+                    b["batch_size"],
+                    fmt_pct(b["mapped_fraction"]),
+                    fmt_us(b["mapped_us"]),
+                    fmt_us(b["unmapped_us"]),
+                )
+                for b in batches
+            ],
             "ref_batch": ref_batch,
             "rule": (ref_attr or {}).get("rule"),
             "per_feature": per_feature,
@@ -833,7 +1019,21 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
         "features": features,
         "plan": plan_view(a.get("plan")),
         "charts": chart_map,
-        "extra_sections": fields(a, skip=(
-            "model", "signature", "inventory", "profile", "feature_stats", "findings",
-            "suggestions", "plan", "attribution", "attributions", "embeddings", "notes")),
+        "extra_sections": fields(
+            a,
+            skip=(
+                "model",
+                "signature",
+                "inventory",
+                "profile",
+                "feature_stats",
+                "findings",
+                "suggestions",
+                "plan",
+                "attribution",
+                "attributions",
+                "embeddings",
+                "notes",
+            ),
+        ),
     }

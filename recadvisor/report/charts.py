@@ -24,8 +24,16 @@ from typing import Any
 
 # One color per model/series, stable across the charts of a report.
 PALETTE = (
-    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D",
-    "#BAB0AC", "#EECA3B",
+    "#4C78A8",
+    "#F58518",
+    "#54A24B",
+    "#E45756",
+    "#72B7B2",
+    "#B279A2",
+    "#FF9DA6",
+    "#9D755D",
+    "#BAB0AC",
+    "#EECA3B",
 )
 PERCENTILE_COLORS = {"p50": "#4C78A8", "p90": "#F58518", "p99": "#E45756"}
 STAGE_COLORS = {
@@ -36,8 +44,12 @@ STAGE_COLORS = {
 }
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 # plotly config: no logo link, no cloud export; charts resize with the page.
-PLOT_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": "hover",
-               "modeBarButtonsToRemove": ["sendDataToCloud", "select2d", "lasso2d"]}
+PLOT_CONFIG = {
+    "displaylogo": False,
+    "responsive": True,
+    "displayModeBar": "hover",
+    "modeBarButtonsToRemove": ["sendDataToCloud", "select2d", "lasso2d"],
+}
 MAX_CDF_POINTS = 2000
 
 
@@ -62,8 +74,13 @@ class Chart:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the figure decoded)."""
-        return {"chart_id": self.chart_id, "title": self.title, "height": self.height,
-                "caption": self.caption, "figure": json.loads(self.figure_json)}
+        return {
+            "chart_id": self.chart_id,
+            "title": self.title,
+            "height": self.height,
+            "caption": self.caption,
+            "figure": json.loads(self.figure_json),
+        }
 
 
 @lru_cache(maxsize=1)
@@ -84,8 +101,13 @@ def script_safe_json(data: Any) -> str:
     from plotly.utils import PlotlyJSONEncoder
 
     text = json.dumps(data, cls=PlotlyJSONEncoder, separators=(",", ":"), allow_nan=False)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 class ChartIds:
@@ -101,20 +123,31 @@ class ChartIds:
         return f"{self._prefix}-{self._next}"
 
 
-def _finish(fig: Any, ids: ChartIds, title: str, height: int, caption: str = "",
-            panels: bool = False) -> Chart:
+def _finish(
+    fig: Any, ids: ChartIds, title: str, height: int, caption: str = "", panels: bool = False
+) -> Chart:
     """Apply the report style and serialize. ``panels``: subplots with titles (legend higher)."""
     fig.update_layout(
-        template="plotly_white", height=height, autosize=True,
+        template="plotly_white",
+        height=height,
+        autosize=True,
         margin={"l": 60, "r": 20, "t": 80 if panels else 40, "b": 50},
         font={"family": FONT, "size": 12},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.12 if panels else 1.02,
-                "xanchor": "left", "x": 0},
+        legend={
+            "orientation": "h",
+            "yanchor": "bottom",
+            "y": 1.12 if panels else 1.02,
+            "xanchor": "left",
+            "x": 0,
+        },
         hoverlabel={"namelength": -1},
     )
     spec = fig.to_plotly_json()
-    payload = {"data": spec.get("data", []), "layout": spec.get("layout", {}),
-               "config": PLOT_CONFIG}
+    payload = {
+        "data": spec.get("data", []),
+        "layout": spec.get("layout", {}),
+        "config": PLOT_CONFIG,
+    }
     return Chart(ids.next(), title, script_safe_json(_finite(payload)), height, caption)
 
 
@@ -145,8 +178,9 @@ def color_for(index: int) -> str:
 
 
 # --------------------------------------------------------------------------- analysis charts
-def op_counts_chart(rows: Sequence[Mapping[str, Any]], ids: ChartIds, top: int = 18
-                    ) -> Chart | None:
+def op_counts_chart(
+    rows: Sequence[Mapping[str, Any]], ids: ChartIds, top: int = 18
+) -> Chart | None:
     """Node counts by op type, as stored vs after freezing (horizontal grouped bars).
 
     Args:
@@ -163,20 +197,39 @@ def op_counts_chart(rows: Sequence[Mapping[str, Any]], ids: ChartIds, top: int =
     labels = [plot_text(r["op"]) for r in rows]
     fig = go.Figure()
     if any(r.get("stored") is not None for r in rows):
-        fig.add_bar(y=labels, x=[r.get("stored") or 0 for r in rows], orientation="h",
-                    name="as stored (graph + functions)", marker_color=PALETTE[8])
+        fig.add_bar(
+            y=labels,
+            x=[r.get("stored") or 0 for r in rows],
+            orientation="h",
+            name="as stored (graph + functions)",
+            marker_color=PALETTE[8],
+        )
     if any(r.get("frozen") is not None for r in rows):
-        fig.add_bar(y=labels, x=[r.get("frozen") or 0 for r in rows], orientation="h",
-                    name="frozen serving graph", marker_color=PALETTE[0])
+        fig.add_bar(
+            y=labels,
+            x=[r.get("frozen") or 0 for r in rows],
+            orientation="h",
+            name="frozen serving graph",
+            marker_color=PALETTE[0],
+        )
     fig.update_layout(barmode="group", xaxis_title="nodes", yaxis={"automargin": True})
     height = 90 + 12 * len(rows) * max(1, len(fig.data))
-    return _finish(fig, ids, f"Nodes by op type (top {len(rows)})", max(260, min(height, 900)),
-                   "Stored counts include every function in the SavedModel; the frozen graph "
-                   "is what the serving signature runs.")
+    return _finish(
+        fig,
+        ids,
+        f"Nodes by op type (top {len(rows)})",
+        max(260, min(height, 900)),
+        "Stored counts include every function in the SavedModel; the frozen graph "
+        "is what the serving signature runs.",
+    )
 
 
-def cost_sunburst(leaves: Sequence[tuple[tuple[str, ...], float]], levels: Sequence[str],
-                  ids: ChartIds, batch_size: int) -> Chart | None:
+def cost_sunburst(
+    leaves: Sequence[tuple[tuple[str, ...], float]],
+    levels: Sequence[str],
+    ids: ChartIds,
+    batch_size: int,
+) -> Chart | None:
     """Op time as feature -> stage -> op type (a sunburst; click a ring to zoom).
 
     Args:
@@ -211,21 +264,34 @@ def cost_sunburst(leaves: Sequence[tuple[tuple[str, ...], float]], levels: Seque
             colors.append(STAGE_COLORS.get(path[stage_level], PALETTE[9]))
         else:
             colors.append(root_color[path[0]])
-    fig = go.Figure(go.Sunburst(
-        ids=ids_, labels=labels, parents=parents, values=values, branchvalues="total",
-        marker={"colors": colors, "line": {"color": "#fff", "width": 1}},
-        hovertemplate="%{label}<br>%{value:.1f}% of op time<extra></extra>",
-        insidetextorientation="radial", maxdepth=len(levels) or None,
-    ))
+    fig = go.Figure(
+        go.Sunburst(
+            ids=ids_,
+            labels=labels,
+            parents=parents,
+            values=values,
+            branchvalues="total",
+            marker={"colors": colors, "line": {"color": "#fff", "width": 1}},
+            hovertemplate="%{label}<br>%{value:.1f}% of op time<extra></extra>",
+            insidetextorientation="radial",
+            maxdepth=len(levels) or None,
+        )
+    )
     fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10})
     rings = " -> ".join(levels)
-    return _finish(fig, ids, f"Where the op time goes at batch {batch_size}", 480,
-                   f"Rings from the center: {rings}. Shares of the op time mapped to graph "
-                   "nodes; click a segment to zoom in, click the center to zoom out.")
+    return _finish(
+        fig,
+        ids,
+        f"Where the op time goes at batch {batch_size}",
+        480,
+        f"Rings from the center: {rings}. Shares of the op time mapped to graph "
+        "nodes; click a segment to zoom in, click the center to zoom out.",
+    )
 
 
-def stage_share_chart(rows: Sequence[tuple[int, Mapping[str, float]]], ids: ChartIds
-                      ) -> Chart | None:
+def stage_share_chart(
+    rows: Sequence[tuple[int, Mapping[str, float]]], ids: ChartIds
+) -> Chart | None:
     """Share of op time per serving stage at each batch size (stacked horizontal bars).
 
     Args:
@@ -243,12 +309,19 @@ def stage_share_chart(rows: Sequence[tuple[int, Mapping[str, float]]], ids: Char
     fig = go.Figure()
     y = [f"batch {bs}" for bs, _ in rows]
     for stage in stages:
-        fig.add_bar(y=y, x=[100.0 * float(shares.get(stage, 0.0)) for _, shares in rows],
-                    orientation="h", name=plot_text(stage),
-                    marker_color=STAGE_COLORS.get(stage, PALETTE[9]),
-                    hovertemplate="%{y}: %{x:.1f}%<extra>" + plot_text(stage) + "</extra>")
-    fig.update_layout(barmode="stack", xaxis={"title": "% of op time", "range": [0, 100]},
-                      yaxis={"autorange": "reversed"})
+        fig.add_bar(
+            y=y,
+            x=[100.0 * float(shares.get(stage, 0.0)) for _, shares in rows],
+            orientation="h",
+            name=plot_text(stage),
+            marker_color=STAGE_COLORS.get(stage, PALETTE[9]),
+            hovertemplate="%{y}: %{x:.1f}%<extra>" + plot_text(stage) + "</extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        xaxis={"title": "% of op time", "range": [0, 100]},
+        yaxis={"autorange": "reversed"},
+    )
     return _finish(fig, ids, "Op time by serving stage", 120 + 45 * len(rows))
 
 
@@ -267,12 +340,21 @@ def profile_latency_chart(rows: Sequence[Mapping[str, Any]], ids: ChartIds) -> C
     x = [f"batch {r['batch_size']}" for r in rows]
     fig = go.Figure()
     for pct in ("p50", "p90", "p99"):
-        fig.add_bar(x=x, y=[r.get(f"{pct}_ms") for r in rows], name=pct,
-                    marker_color=PERCENTILE_COLORS[pct],
-                    hovertemplate="%{x}: %{y:.3f} ms<extra>" + pct + "</extra>")
+        fig.add_bar(
+            x=x,
+            y=[r.get(f"{pct}_ms") for r in rows],
+            name=pct,
+            marker_color=PERCENTILE_COLORS[pct],
+            hovertemplate="%{x}: %{y:.3f} ms<extra>" + pct + "</extra>",
+        )
     fig.update_layout(barmode="group", yaxis_title="ms per call")
-    return _finish(fig, ids, "Latency of the original model", 320,
-                   "Measured without the profiler, one call at a time after warm-up.")
+    return _finish(
+        fig,
+        ids,
+        "Latency of the original model",
+        320,
+        "Measured without the profiler, one call at a time after warm-up.",
+    )
 
 
 def energy_chart(tables: Sequence[Mapping[str, Any]], ids: ChartIds) -> Chart | None:
@@ -290,18 +372,32 @@ def energy_chart(tables: Sequence[Mapping[str, Any]], ids: ChartIds) -> Chart | 
     fig = go.Figure()
     for i, t in enumerate(tables):
         energy = list(t["energy"])
-        fig.add_scatter(x=list(range(1, len(energy) + 1)), y=[100.0 * e for e in energy],
-                        mode="lines+markers", name=plot_text(t["name"]),
-                        line={"color": color_for(i)},
-                        hovertemplate="%{x} dims: %{y:.1f}%<extra>"
-                        + plot_text(t["name"]) + "</extra>")
-    fig.add_hline(y=99, line_dash="dot", line_color="#888", annotation_text="99%",
-                  annotation_position="bottom right")
-    fig.update_layout(xaxis_title="dimensions kept", yaxis={"title": "% of energy",
-                                                            "range": [0, 101]})
-    return _finish(fig, ids, "Singular-value energy per table", 340,
-                   "How much of each table's energy (sum of squared singular values) the first "
-                   "k dimensions hold; a curve reaching 99% early means the dim could shrink.")
+        fig.add_scatter(
+            x=list(range(1, len(energy) + 1)),
+            y=[100.0 * e for e in energy],
+            mode="lines+markers",
+            name=plot_text(t["name"]),
+            line={"color": color_for(i)},
+            hovertemplate="%{x} dims: %{y:.1f}%<extra>" + plot_text(t["name"]) + "</extra>",
+        )
+    fig.add_hline(
+        y=99,
+        line_dash="dot",
+        line_color="#888",
+        annotation_text="99%",
+        annotation_position="bottom right",
+    )
+    fig.update_layout(
+        xaxis_title="dimensions kept", yaxis={"title": "% of energy", "range": [0, 101]}
+    )
+    return _finish(
+        fig,
+        ids,
+        "Singular-value energy per table",
+        340,
+        "How much of each table's energy (sum of squared singular values) the first "
+        "k dimensions hold; a curve reaching 99% early means the dim could shrink.",
+    )
 
 
 def rows_used_chart(tables: Sequence[Mapping[str, Any]], ids: ChartIds) -> Chart | None:
@@ -319,16 +415,22 @@ def rows_used_chart(tables: Sequence[Mapping[str, Any]], ids: ChartIds) -> Chart
     names = [plot_text(t["name"]) for t in tables]
     fig = go.Figure()
     fig.add_bar(x=names, y=[t["rows"] for t in tables], name="rows", marker_color=PALETTE[8])
-    fig.add_bar(x=names, y=[t.get("rows_hit") for t in tables], name="rows hit by the data",
-                marker_color=PALETTE[0])
+    fig.add_bar(
+        x=names,
+        y=[t.get("rows_hit") for t in tables],
+        name="rows hit by the data",
+        marker_color=PALETTE[0],
+    )
     values = [t["rows"] for t in tables] + [t.get("rows_hit") for t in tables]
-    fig.update_layout(barmode="group", yaxis={"title": "rows", "type": _axis_type(values)},
-                      xaxis={"automargin": True})
+    fig.update_layout(
+        barmode="group",
+        yaxis={"title": "rows", "type": _axis_type(values)},
+        xaxis={"automargin": True},
+    )
     return _finish(fig, ids, "Rows used per table", 340)
 
 
-def distinct_values_chart(columns: Sequence[Mapping[str, Any]], ids: ChartIds
-                          ) -> Chart | None:
+def distinct_values_chart(columns: Sequence[Mapping[str, Any]], ids: ChartIds) -> Chart | None:
     """Distinct values per feature column (bars, log scale).
 
     Args:
@@ -340,12 +442,18 @@ def distinct_values_chart(columns: Sequence[Mapping[str, Any]], ids: ChartIds
     columns = [c for c in columns if c.get("distinct")]
     if not columns:
         return None
-    fig = go.Figure(go.Bar(x=[plot_text(c["name"]) for c in columns],
-                           y=[c["distinct"] for c in columns], marker_color=PALETTE[0],
-                           hovertemplate="%{x}: %{y:,} distinct<extra></extra>"))
-    fig.update_layout(yaxis={"title": "distinct values",
-                             "type": _axis_type([c["distinct"] for c in columns])},
-                      xaxis={"automargin": True})
+    fig = go.Figure(
+        go.Bar(
+            x=[plot_text(c["name"]) for c in columns],
+            y=[c["distinct"] for c in columns],
+            marker_color=PALETTE[0],
+            hovertemplate="%{x}: %{y:,} distinct<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        yaxis={"title": "distinct values", "type": _axis_type([c["distinct"] for c in columns])},
+        xaxis={"automargin": True},
+    )
     return _finish(fig, ids, "Distinct values per feature", 320)
 
 
@@ -354,8 +462,12 @@ def _subplot_titles(batch_sizes: Sequence[int]) -> list[str]:
     return [f"batch {bs}" for bs in batch_sizes]
 
 
-def compare_latency_chart(models: Sequence[Mapping[str, Any]], floor: Mapping[int, Any],
-                          batch_sizes: Sequence[int], ids: ChartIds) -> Chart | None:
+def compare_latency_chart(
+    models: Sequence[Mapping[str, Any]],
+    floor: Mapping[int, Any],
+    batch_sizes: Sequence[int],
+    ids: ChartIds,
+) -> Chart | None:
     """p50/p90/p99 bars per model, one panel per batch size, the call floor as a dotted line.
 
     Args:
@@ -366,30 +478,57 @@ def compare_latency_chart(models: Sequence[Mapping[str, Any]], floor: Mapping[in
     """
     from plotly.subplots import make_subplots
 
-    batch_sizes = [bs for bs in batch_sizes
-                   if any(m["latency"].get(bs, {}).get("p50_ms") is not None for m in models)]
+    batch_sizes = [
+        bs
+        for bs in batch_sizes
+        if any(m["latency"].get(bs, {}).get("p50_ms") is not None for m in models)
+    ]
     if not batch_sizes or not models:
         return None
-    fig = make_subplots(rows=1, cols=len(batch_sizes), subplot_titles=_subplot_titles(batch_sizes),
-                        horizontal_spacing=0.06)
+    fig = make_subplots(
+        rows=1,
+        cols=len(batch_sizes),
+        subplot_titles=_subplot_titles(batch_sizes),
+        horizontal_spacing=0.06,
+    )
     labels = [plot_text(m["label"]) for m in models]
     for col, bs in enumerate(batch_sizes, start=1):
         for pct in ("p50", "p90", "p99"):
-            fig.add_bar(x=labels, y=[m["latency"].get(bs, {}).get(f"{pct}_ms") for m in models],
-                        name=pct, legendgroup=pct, showlegend=col == 1,
-                        marker_color=PERCENTILE_COLORS[pct], row=1, col=col,
-                        hovertemplate="%{x}: %{y:.3f} ms<extra>" + pct + "</extra>")
+            fig.add_bar(
+                x=labels,
+                y=[m["latency"].get(bs, {}).get(f"{pct}_ms") for m in models],
+                name=pct,
+                legendgroup=pct,
+                showlegend=col == 1,
+                marker_color=PERCENTILE_COLORS[pct],
+                row=1,
+                col=col,
+                hovertemplate="%{x}: %{y:.3f} ms<extra>" + pct + "</extra>",
+            )
         floor_p50 = (floor.get(bs) or {}).get("p50_ms")
         if floor_p50 is not None:
-            fig.add_hline(y=floor_p50, line_dash="dot", line_color="#555", row=1, col=col,
-                          annotation_text="call floor", annotation_position="top left",
-                          annotation_font_size=10)
+            fig.add_hline(
+                y=floor_p50,
+                line_dash="dot",
+                line_color="#555",
+                row=1,
+                col=col,
+                annotation_text="call floor",
+                annotation_position="top left",
+                annotation_font_size=10,
+            )
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="ms per call", row=1, col=1)
     fig.update_xaxes(automargin=True, tickangle=-20)
-    return _finish(fig, ids, "Latency per batch size", 430,
-                   "Bars: p50/p90/p99 of single calls, models interleaved; dotted line: the p50 "
-                   "of a trivial signature with the same inputs (the call floor).", panels=True)
+    return _finish(
+        fig,
+        ids,
+        "Latency per batch size",
+        430,
+        "Bars: p50/p90/p99 of single calls, models interleaved; dotted line: the p50 "
+        "of a trivial signature with the same inputs (the call floor).",
+        panels=True,
+    )
 
 
 def _cdf_points(samples: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -403,8 +542,12 @@ def _cdf_points(samples: Sequence[float]) -> tuple[list[float], list[float]]:
     return [values[i] for i in idx], [(i + 1) / n for i in idx]
 
 
-def compare_cdf_chart(models: Sequence[Mapping[str, Any]], floor: Mapping[int, Any],
-                      batch_sizes: Sequence[int], ids: ChartIds) -> Chart | None:
+def compare_cdf_chart(
+    models: Sequence[Mapping[str, Any]],
+    floor: Mapping[int, Any],
+    batch_sizes: Sequence[int],
+    ids: ChartIds,
+) -> Chart | None:
     """Latency CDF per model, one panel per batch size.
 
     Uses every timed call (``samples_ms``) when the comparison kept them, else the p50/p90/p99
@@ -420,13 +563,23 @@ def compare_cdf_chart(models: Sequence[Mapping[str, Any]], floor: Mapping[int, A
 
     series = [(m["label"], m["latency"]) for m in models]
     series.append(("(call floor)", {bs: floor.get(bs) or {} for bs in batch_sizes}))
-    batch_sizes = [bs for bs in batch_sizes
-                   if any(lat.get(bs, {}).get("p50_ms") is not None or lat.get(bs, {}).get(
-                       "samples_ms") for _, lat in series)]
+    batch_sizes = [
+        bs
+        for bs in batch_sizes
+        if any(
+            lat.get(bs, {}).get("p50_ms") is not None or lat.get(bs, {}).get("samples_ms")
+            for _, lat in series
+        )
+    ]
     if not batch_sizes or not models:
         return None
-    fig = make_subplots(rows=1, cols=len(batch_sizes), subplot_titles=_subplot_titles(batch_sizes),
-                        horizontal_spacing=0.06, shared_yaxes=True)
+    fig = make_subplots(
+        rows=1,
+        cols=len(batch_sizes),
+        subplot_titles=_subplot_titles(batch_sizes),
+        horizontal_spacing=0.06,
+        shared_yaxes=True,
+    )
     only_points = False
     for i, (label, latency) in enumerate(series):
         is_floor = i == len(series) - 1
@@ -439,19 +592,30 @@ def compare_cdf_chart(models: Sequence[Mapping[str, Any]], floor: Mapping[int, A
                 dash = "dot" if is_floor else "solid"
                 mode = "lines"
             else:
-                pts = [(summary.get(f"{p}_ms"), q) for p, q in (("p50", .5), ("p90", .9),
-                                                                 ("p99", .99))]
+                pts = [
+                    (summary.get(f"{p}_ms"), q)
+                    for p, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+                ]
                 pts = [(v, q) for v, q in pts if v is not None]
                 if not pts:
                     continue
                 x, y = [v for v, _ in pts], [q for _, q in pts]
                 dash, mode = "dash", "lines+markers"
                 only_points = True
-            fig.add_scatter(x=x, y=y, mode=mode, name=plot_text(label),
-                            legendgroup=f"m{i}", showlegend=col == 1, row=1, col=col,
-                            line={"color": color, "dash": dash, "shape": "hv"},
-                            hovertemplate="%{x:.3f} ms: %{y:.1%} of calls<extra>"
-                            + plot_text(label) + "</extra>")
+            fig.add_scatter(
+                x=x,
+                y=y,
+                mode=mode,
+                name=plot_text(label),
+                legendgroup=f"m{i}",
+                showlegend=col == 1,
+                row=1,
+                col=col,
+                line={"color": color, "dash": dash, "shape": "hv"},
+                hovertemplate="%{x:.3f} ms: %{y:.1%} of calls<extra>"
+                + plot_text(label)
+                + "</extra>",
+            )
     fig.update_yaxes(range=[0, 1.01], tickformat=".0%")
     fig.update_yaxes(title_text="calls at or below", row=1, col=1)
     fig.update_xaxes(title_text="ms per call")
@@ -461,8 +625,9 @@ def compare_cdf_chart(models: Sequence[Mapping[str, Any]], floor: Mapping[int, A
     return _finish(fig, ids, "Latency distribution (CDF)", 400, caption, panels=True)
 
 
-def compare_throughput_chart(models: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int],
-                             ids: ChartIds) -> Chart | None:
+def compare_throughput_chart(
+    models: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int], ids: ChartIds
+) -> Chart | None:
     """Rows per second at the p50 latency, per batch size (grouped bars, log scale).
 
     Args:
@@ -477,18 +642,23 @@ def compare_throughput_chart(models: Sequence[Mapping[str, Any]], batch_sizes: S
     fig = go.Figure()
     x = [f"batch {bs}" for bs in batch_sizes]
     for i, m in enumerate(models):
-        fig.add_bar(x=x, y=[m["latency"].get(bs, {}).get("rows_per_s") for bs in batch_sizes],
-                    name=plot_text(m["label"]), marker_color=color_for(i),
-                    hovertemplate="%{x}: %{y:,.0f} rows/s<extra>" + plot_text(m["label"])
-                    + "</extra>")
+        fig.add_bar(
+            x=x,
+            y=[m["latency"].get(bs, {}).get("rows_per_s") for bs in batch_sizes],
+            name=plot_text(m["label"]),
+            marker_color=color_for(i),
+            hovertemplate="%{x}: %{y:,.0f} rows/s<extra>" + plot_text(m["label"]) + "</extra>",
+        )
     values = [m["latency"].get(bs, {}).get("rows_per_s") for m in models for bs in batch_sizes]
-    fig.update_layout(barmode="group",
-                      yaxis={"title": "rows per second", "type": _axis_type(values)})
+    fig.update_layout(
+        barmode="group", yaxis={"title": "rows per second", "type": _axis_type(values)}
+    )
     return _finish(fig, ids, "Throughput", 340, "Batch size divided by the p50 latency.")
 
 
-def compare_floor_chart(models: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int],
-                        ids: ChartIds) -> Chart | None:
+def compare_floor_chart(
+    models: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int], ids: ChartIds
+) -> Chart | None:
     """p50 as a multiple of the call floor, per model and batch size.
 
     Args:
@@ -503,17 +673,31 @@ def compare_floor_chart(models: Sequence[Mapping[str, Any]], batch_sizes: Sequen
     fig = go.Figure()
     x = [f"batch {bs}" for bs in batch_sizes]
     for i, m in enumerate(models):
-        fig.add_bar(x=x, y=[m["ratio_vs_floor"].get(bs) for bs in batch_sizes],
-                    name=plot_text(m["label"]), marker_color=color_for(i),
-                    hovertemplate="%{x}: %{y:.2f}x the floor<extra>" + plot_text(m["label"])
-                    + "</extra>")
-    fig.add_hline(y=1.0, line_dash="dot", line_color="#555", annotation_text="call floor",
-                  annotation_position="top left")
-    fig.update_layout(barmode="group",
-                      yaxis={"title": "p50 / call-floor p50", "rangemode": "tozero"})
-    return _finish(fig, ids, "Distance to the call floor", 340,
-                   "1.0 means the model costs no more than an empty call with the same inputs: "
-                   "no graph rewrite can go lower in TensorFlow-from-Python.")
+        fig.add_bar(
+            x=x,
+            y=[m["ratio_vs_floor"].get(bs) for bs in batch_sizes],
+            name=plot_text(m["label"]),
+            marker_color=color_for(i),
+            hovertemplate="%{x}: %{y:.2f}x the floor<extra>" + plot_text(m["label"]) + "</extra>",
+        )
+    fig.add_hline(
+        y=1.0,
+        line_dash="dot",
+        line_color="#555",
+        annotation_text="call floor",
+        annotation_position="top left",
+    )
+    fig.update_layout(
+        barmode="group", yaxis={"title": "p50 / call-floor p50", "rangemode": "tozero"}
+    )
+    return _finish(
+        fig,
+        ids,
+        "Distance to the call floor",
+        340,
+        "1.0 means the model costs no more than an empty call with the same inputs: "
+        "no graph rewrite can go lower in TensorFlow-from-Python.",
+    )
 
 
 def compare_size_chart(models: Sequence[Mapping[str, Any]], ids: ChartIds) -> Chart | None:
@@ -529,16 +713,32 @@ def compare_size_chart(models: Sequence[Mapping[str, Any]], ids: ChartIds) -> Ch
     has_nodes = any(m.get("node_count") for m in models)
     if not models or not (has_size or has_nodes):
         return None
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["size on disk (MiB)", "nodes"],
-                        horizontal_spacing=0.1)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=["size on disk (MiB)", "nodes"], horizontal_spacing=0.1
+    )
     labels = [plot_text(m["label"]) for m in models]
     colors = [color_for(i) for i in range(len(models))]
-    fig.add_bar(x=labels, y=[(m.get("size_bytes") or 0) / 2**20 if m.get("size_bytes")
-                             is not None else None for m in models],
-                marker_color=colors, showlegend=False, row=1, col=1,
-                hovertemplate="%{x}: %{y:.2f} MiB<extra></extra>")
-    fig.add_bar(x=labels, y=[m.get("node_count") for m in models], marker_color=colors,
-                showlegend=False, row=1, col=2, hovertemplate="%{x}: %{y} nodes<extra></extra>")
+    fig.add_bar(
+        x=labels,
+        y=[
+            (m.get("size_bytes") or 0) / 2**20 if m.get("size_bytes") is not None else None
+            for m in models
+        ],
+        marker_color=colors,
+        showlegend=False,
+        row=1,
+        col=1,
+        hovertemplate="%{x}: %{y:.2f} MiB<extra></extra>",
+    )
+    fig.add_bar(
+        x=labels,
+        y=[m.get("node_count") for m in models],
+        marker_color=colors,
+        showlegend=False,
+        row=1,
+        col=2,
+        hovertemplate="%{x}: %{y} nodes<extra></extra>",
+    )
     fig.update_xaxes(automargin=True, tickangle=-20)
     return _finish(fig, ids, "Size and node count", 360, panels=True)
 
@@ -562,10 +762,20 @@ def compare_memory_chart(models: Sequence[Mapping[str, Any]], ids: ChartIds) -> 
     fig = go.Figure()
     labels = [plot_text(m["label"]) for m in models]
     for i, k in enumerate(keys):
-        fig.add_bar(x=labels, y=[(m.get("memory") or {}).get(k) for m in models],
-                    name=plot_text(k.replace("_mb", "").replace("_", " ")),
-                    marker_color=color_for(i), hovertemplate="%{x}: %{y:.1f} MiB<extra></extra>")
-    fig.update_layout(barmode="group", yaxis_title="MiB",
-                      xaxis={"automargin": True, "tickangle": -20})
-    return _finish(fig, ids, "Memory", 340,
-                   "Resident memory of a fresh process that loads the model and serves calls.")
+        fig.add_bar(
+            x=labels,
+            y=[(m.get("memory") or {}).get(k) for m in models],
+            name=plot_text(k.replace("_mb", "").replace("_", " ")),
+            marker_color=color_for(i),
+            hovertemplate="%{x}: %{y:.1f} MiB<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="group", yaxis_title="MiB", xaxis={"automargin": True, "tickangle": -20}
+    )
+    return _finish(
+        fig,
+        ids,
+        "Memory",
+        340,
+        "Resident memory of a fresh process that loads the model and serves calls.",
+    )

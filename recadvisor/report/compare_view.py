@@ -34,18 +34,22 @@ from recadvisor.report.formatting import (
 # --------------------------------------------------------------------------- comparison view
 def _latency_summary(value: Any) -> dict[str, Any]:
     d = as_dict(value)
-    out: dict[str, Any] = {k: as_float(d.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms",
-                                                            "mean_ms", "rows_per_s")}
+    out: dict[str, Any] = {
+        k: as_float(d.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "rows_per_s")
+    }
     out["calls"] = as_int(d.get("calls"))
-    out["samples_ms"] = [v for v in (as_float(x) for x in as_list(d.get("samples_ms")))
-                         if v is not None]
+    out["samples_ms"] = [
+        v for v in (as_float(x) for x in as_list(d.get("samples_ms"))) if v is not None
+    ]
     return out
 
 
 def model_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One model of a comparison, with latency by integer batch size."""
-    quality = {str(k): {m: as_float(v) for m, v in as_dict(q).items()}
-               for k, q in as_dict(data.get("quality")).items()}
+    quality = {
+        str(k): {m: as_float(v) for m, v in as_dict(q).items()}
+        for k, q in as_dict(data.get("quality")).items()
+    }
     parity = data.get("parity")
     return {
         "label": str(data.get("label") or data.get("path") or f"model {index + 1}"),
@@ -54,10 +58,12 @@ def model_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
         "size_bytes": as_float(data.get("size_bytes")),
         "node_count": as_int(data.get("node_count")),
         "latency": {bs: _latency_summary(s) for bs, s in by_batch(data.get("latency")).items()},
-        "ratio_vs_baseline": {bs: as_float(r) for bs, r in
-                              by_batch(data.get("ratio_vs_baseline")).items()},
-        "ratio_vs_floor": {bs: as_float(r) for bs, r in
-                           by_batch(data.get("ratio_vs_floor")).items()},
+        "ratio_vs_baseline": {
+            bs: as_float(r) for bs, r in by_batch(data.get("ratio_vs_baseline")).items()
+        },
+        "ratio_vs_floor": {
+            bs: as_float(r) for bs, r in by_batch(data.get("ratio_vs_floor")).items()
+        },
         "parity": None if parity is None else {str(k): v for k, v in as_dict(parity).items()},
         "parity_passed": data.get("parity_passed"),
         "quality": quality,
@@ -68,14 +74,33 @@ def model_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
 
 
 _STATUS_ALIASES = {
-    "applied": "applied", "ok": "applied", "success": "applied", "done": "applied",
-    "changed": "applied", "refused": "refused", "not applicable": "refused",
-    "rolled back": "rolled back", "rollback": "rolled back", "reverted": "rolled back",
-    "rolledback": "rolled back", "skipped": "skipped", "disabled": "disabled",
-    "failed": "failed", "error": "failed", "unchanged": "no change", "no change": "no change",
+    "applied": "applied",
+    "ok": "applied",
+    "success": "applied",
+    "done": "applied",
+    "changed": "applied",
+    "refused": "refused",
+    "not applicable": "refused",
+    "rolled back": "rolled back",
+    "rollback": "rolled back",
+    "reverted": "rolled back",
+    "rolledback": "rolled back",
+    "skipped": "skipped",
+    "disabled": "disabled",
+    "failed": "failed",
+    "error": "failed",
+    "unchanged": "no change",
+    "no change": "no change",
 }
-STATUS_CLASS = {"applied": "ok", "refused": "neutral", "rolled back": "bad", "failed": "bad",
-                "skipped": "neutral", "disabled": "neutral", "no change": "neutral"}
+STATUS_CLASS = {
+    "applied": "ok",
+    "refused": "neutral",
+    "rolled back": "bad",
+    "failed": "bad",
+    "skipped": "neutral",
+    "disabled": "neutral",
+    "no change": "neutral",
+}
 
 
 def _pass_status(d: Mapping[str, Any]) -> str:
@@ -101,7 +126,8 @@ def pass_records(rebuild: Mapping[str, Any]) -> list[dict[str, Any]]:
         value = rebuild.get(key)
         if isinstance(value, Mapping):
             value = first_of(value, "records", "passes", "stages") or [
-                {"pass": k, **as_dict(v)} for k, v in value.items() if isinstance(v, Mapping)]
+                {"pass": k, **as_dict(v)} for k, v in value.items() if isinstance(v, Mapping)
+            ]
         if as_list(value):
             source = value
             break
@@ -126,18 +152,20 @@ def pass_records(rebuild: Mapping[str, Any]) -> list[dict[str, Any]]:
         if d.get("gates"):
             notes.append("accuracy gates: " + format_value("gates", d["gates"]))
         lines = ([format_value("reason", reason)] if reason is not None else []) + notes
-        records.append({
-            "name": name,
-            "lines": lines,
-            "status": _pass_status(d),
-            "reason": None if reason is None else format_value("reason", reason),
-            "exactness": d.get("exactness") or None,
-            "parity": format_value("max_abs_diff", parity) if parity is not None else "",
-            "parity_class": parity_class,
-            "stats": changes,
-            "notes": notes,
-            "seconds": as_float(first_of(d, "seconds", "duration_s", "elapsed_s")),
-        })
+        records.append(
+            {
+                "name": name,
+                "lines": lines,
+                "status": _pass_status(d),
+                "reason": None if reason is None else format_value("reason", reason),
+                "exactness": d.get("exactness") or None,
+                "parity": format_value("max_abs_diff", parity) if parity is not None else "",
+                "parity_class": parity_class,
+                "stats": changes,
+                "notes": notes,
+                "seconds": as_float(first_of(d, "seconds", "duration_s", "elapsed_s")),
+            }
+        )
     for r in records:
         r["status_class"] = STATUS_CLASS.get(r["status"], "neutral")
     return records
@@ -152,16 +180,29 @@ def rebuild_view(rebuild: Any) -> dict[str, Any] | None:
     counts: dict[str, int] = {}
     for rec in records:
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
-    skip = {"passes", "records", "pipeline", "stages", "steps", "results", "plan", "op_counts",
-            "signature_after", "schema_version"}
-    facts = [(key_label(k), format_value(str(k), v)) for k, v in r.items()
-             if k not in skip and not (isinstance(v, (list, Mapping)) and len(v) > 40)]
-    return {"passes": records, "counts": counts, "facts": facts,
-            "plan": plan_view(r.get("plan"))}
+    skip = {
+        "passes",
+        "records",
+        "pipeline",
+        "stages",
+        "steps",
+        "results",
+        "plan",
+        "op_counts",
+        "signature_after",
+        "schema_version",
+    }
+    facts = [
+        (key_label(k), format_value(str(k), v))
+        for k, v in r.items()
+        if k not in skip and not (isinstance(v, (list, Mapping)) and len(v) > 40)
+    ]
+    return {"passes": records, "counts": counts, "facts": facts, "plan": plan_view(r.get("plan"))}
 
 
-def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | None = None
-                    ) -> dict[str, Any]:
+def comparison_view(
+    comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Everything ``compare.html.j2`` shows, from a ``Comparison.to_dict()``.
 
     Args:
@@ -173,8 +214,11 @@ def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | 
     """
     c = as_dict(comparison)
     ids = ChartIds()
-    models = [model_view(as_dict(m), i) for i, m in enumerate(as_list(c.get("models")))
-              if isinstance(m, Mapping)]
+    models = [
+        model_view(as_dict(m), i)
+        for i, m in enumerate(as_list(c.get("models")))
+        if isinstance(m, Mapping)
+    ]
     floor = {bs: _latency_summary(s) for bs, s in by_batch(c.get("floor")).items()}
     batch_sizes = [bs for bs in (as_int(b) for b in as_list(c.get("batch_sizes"))) if bs]
     if not batch_sizes:
@@ -188,9 +232,19 @@ def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | 
         for bs in batch_sizes:
             lat = m["latency"].get(bs, {})
             ratio = m["ratio_vs_baseline"].get(bs)
-            cells.append({"p50": lat.get("p50_ms"), "ratio": ratio,
-                          "class": "" if ratio is None or m is baseline else
-                          "ok" if ratio < 0.95 else "bad" if ratio > 1.05 else ""})
+            cells.append(
+                {
+                    "p50": lat.get("p50_ms"),
+                    "ratio": ratio,
+                    "class": ""
+                    if ratio is None or m is baseline
+                    else "ok"
+                    if ratio < 0.95
+                    else "bad"
+                    if ratio > 1.05
+                    else "",
+                }
+            )
         if m["parity"] is None:
             verdict, verdict_class = "baseline", "neutral"
         elif m["parity_passed"] is True:
@@ -199,12 +253,21 @@ def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | 
             verdict, verdict_class = "differs", "bad"
         else:
             verdict, verdict_class = NOT_MEASURED, "neutral"
-        summary.append({"label": m["label"], "kind": m["kind"], "color": m["color"],
-                        "size": fmt_bytes(m["size_bytes"]), "size_bytes": m["size_bytes"],
-                        "nodes": m["node_count"], "cells": cells,
-                        "floor": [m["ratio_vs_floor"].get(bs) for bs in batch_sizes],
-                        "verdict": verdict, "verdict_class": verdict_class,
-                        "encoded_inputs": m["encoded_inputs"]})
+        summary.append(
+            {
+                "label": m["label"],
+                "kind": m["kind"],
+                "color": m["color"],
+                "size": fmt_bytes(m["size_bytes"]),
+                "size_bytes": m["size_bytes"],
+                "nodes": m["node_count"],
+                "cells": cells,
+                "floor": [m["ratio_vs_floor"].get(bs) for bs in batch_sizes],
+                "verdict": verdict,
+                "verdict_class": verdict_class,
+                "encoded_inputs": m["encoded_inputs"],
+            }
+        )
 
     outputs: list[str] = []
     for m in models:
@@ -217,8 +280,12 @@ def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | 
         cells = []
         for m in candidates:
             if m["parity"] is None or out not in m["parity"]:
-                cells.append({"text": "not returned" if m["parity"] is not None else NOT_MEASURED,
-                              "class": "neutral"})
+                cells.append(
+                    {
+                        "text": "not returned" if m["parity"] is not None else NOT_MEASURED,
+                        "class": "neutral",
+                    }
+                )
                 continue
             diff = m["parity"][out]
             number = as_float(diff)
@@ -270,9 +337,11 @@ def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | 
         "quality_models": [m["label"] for m in models],
         "quality_rows": quality_rows,
         "memory_keys": memory_keys,
-        "memory_rows": [{"label": m["label"], "cells": [(m["memory"] or {}).get(k)
-                                                         for k in memory_keys]}
-                        for m in models if m["memory"]],
+        "memory_rows": [
+            {"label": m["label"], "cells": [(m["memory"] or {}).get(k) for k in memory_keys]}
+            for m in models
+            if m["memory"]
+        ],
         "rebuild": rebuild_view(rebuild) if rebuild else None,
         "notes": [str(n) for n in as_list(c.get("notes"))],
         "charts": chart_map,
@@ -280,19 +349,22 @@ def comparison_view(comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | 
 
 
 # --------------------------------------------------------------------------- index view
-def index_view(entries: Sequence[Mapping[str, Any]], hrefs: Sequence[str | None]
-               ) -> list[dict[str, Any]]:
+def index_view(
+    entries: Sequence[Mapping[str, Any]], hrefs: Sequence[str | None]
+) -> list[dict[str, Any]]:
     """Index rows: title, link (already made relative, or ``None``), kind, description, facts."""
     rows = []
     for entry, href in zip(entries, hrefs, strict=True):
         e = as_dict(entry)
         title = first_of(e, "title", "name", "label", "model") or href or "report"
-        rows.append({
-            "title": str(title),
-            "href": href,
-            "target": str(first_of(e, "path", "href", "report") or ""),
-            "kind": str(e.get("kind") or ""),
-            "description": str(first_of(e, "description", "summary") or ""),
-            "facts": fields(as_dict(first_of(e, "facts", "metrics"))),
-        })
+        rows.append(
+            {
+                "title": str(title),
+                "href": href,
+                "target": str(first_of(e, "path", "href", "report") or ""),
+                "kind": str(e.get("kind") or ""),
+                "description": str(first_of(e, "description", "summary") or ""),
+                "facts": fields(as_dict(first_of(e, "facts", "metrics"))),
+            }
+        )
     return rows

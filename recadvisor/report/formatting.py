@@ -192,8 +192,11 @@ def format_value(key: str, value: Any, depth: int = 0) -> str:
     if isinstance(value, (list, tuple)):
         items = [format_value(key, v, depth + 1) for v in list(value)[:MAX_LIST_ITEMS]]
         more = len(value) - MAX_LIST_ITEMS
-        return truncate(", ".join(items) + (f", … (+{more} more)" if more > 0 else "")
-                         ) if items else "none"
+        return (
+            truncate(", ".join(items) + (f", … (+{more} more)" if more > 0 else ""))
+            if items
+            else "none"
+        )
     return truncate(str(value))
 
 

@@ -85,17 +85,19 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
     )
-    env.filters.update({
-        "bytes": formatting.fmt_bytes,
-        "ms": formatting.fmt_ms,
-        "us": formatting.fmt_us,
-        "pct": formatting.fmt_pct,
-        "ratio": formatting.fmt_ratio,
-        "num": formatting.fmt_num,
-        "diff": formatting.fmt_diff,
-        "label": formatting.key_label,
-        "code": code_spans,
-    })
+    env.filters.update(
+        {
+            "bytes": formatting.fmt_bytes,
+            "ms": formatting.fmt_ms,
+            "us": formatting.fmt_us,
+            "pct": formatting.fmt_pct,
+            "ratio": formatting.fmt_ratio,
+            "num": formatting.fmt_num,
+            "diff": formatting.fmt_diff,
+            "label": formatting.key_label,
+            "code": code_spans,
+        }
+    )
     env.tests["na"] = _na
     return env
 
@@ -164,8 +166,9 @@ def render_analysis(analysis: Mapping[str, Any], out_path: str | Path) -> Path:
     return _write(ANALYSIS_TEMPLATE, _page_context(title, view), _target(out_path, "report.html"))
 
 
-def render_comparison(comparison: Mapping[str, Any], out_path: str | Path,
-                      rebuild: Mapping[str, Any] | None = None) -> Path:
+def render_comparison(
+    comparison: Mapping[str, Any], out_path: str | Path, rebuild: Mapping[str, Any] | None = None
+) -> Path:
     """Write the comparison report (``compare.html``) for a ``Comparison.to_dict()``.
 
     Args:
@@ -219,7 +222,9 @@ def render_index(entries: Sequence[Mapping[str, Any]], out_path: str | Path) -> 
     """
     target = _target(out_path, "index.html")
     base = target.parent
-    hrefs = [_relative_href(formatting.first_of(formatting.as_dict(e), "path", "href", "report"),
-                            base) for e in entries]
+    hrefs = [
+        _relative_href(formatting.first_of(formatting.as_dict(e), "path", "href", "report"), base)
+        for e in entries
+    ]
     view = {"entries": index_view(list(entries), hrefs)}
     return _write(INDEX_TEMPLATE, _page_context("recadvisor reports", view), target)

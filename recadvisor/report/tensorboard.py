@@ -45,7 +45,8 @@ def _metadata(plugin: str) -> Any:
     from tensorflow.core.framework import summary_pb2
 
     return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
+    )
 
 
 def _cell(text: Any) -> str:
@@ -75,15 +76,16 @@ def top_ops_markdown(batch: Mapping[str, Any], top: int = TOP_OPS) -> str:
     ops = sorted(batch["ops"], key=lambda o: -o["self_us"])[:top]
     for i, o in enumerate(ops, start=1):
         kernels = ", ".join(k for k in o["runtime_ops"] if k != o["op"]) or "-"
-        lines.append(f"| {i} | {_cell(o['node'])} | {_cell(o['op'])} | {_cell(kernels)} | "
-                     f"{fmt_us(o['self_us'])} | {fmt_pct(o['share'])} |")
+        lines.append(
+            f"| {i} | {_cell(o['node'])} | {_cell(o['op'])} | {_cell(kernels)} | "
+            f"{fmt_us(o['self_us'])} | {fmt_pct(o['share'])} |"
+        )
     if not ops:
         lines.append("| | no per-op times recorded | | | | |")
     return "\n".join(lines)
 
 
-def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path,
-                  top: int = TOP_OPS) -> Path:
+def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path, top: int = TOP_OPS) -> Path:
     """Write the frozen graph and the per-op profile as TensorBoard summaries.
 
     Args:
@@ -110,8 +112,9 @@ def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path,
     scalars, text = _metadata("scalars"), _metadata("text")
 
     def scalar(tag: str, value: float, step: int) -> None:
-        tf.summary.write(_tag(tag), tf.constant(float(value), tf.float32), step=step,
-                         metadata=scalars)
+        tf.summary.write(
+            _tag(tag), tf.constant(float(value), tf.float32), step=step, metadata=scalars
+        )
 
     writer = tf.summary.create_file_writer(str(path))
     try:
@@ -128,8 +131,12 @@ def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path,
                     per_op_type[o["op"]] = per_op_type.get(o["op"], 0.0) + o["self_us"]
                 for op_type, micros in per_op_type.items():
                     scalar(f"op_type_us/{op_type}", micros, step)
-                tf.summary.write("profile/top_ops", tf.constant(top_ops_markdown(batch, top)),
-                                 step=step, metadata=text)
+                tf.summary.write(
+                    "profile/top_ops",
+                    tf.constant(top_ops_markdown(batch, top)),
+                    step=step,
+                    metadata=text,
+                )
         writer.flush()
     finally:
         writer.close()

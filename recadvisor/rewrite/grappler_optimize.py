@@ -49,8 +49,8 @@ OPTIMIZERS_WITH_FUSION = ("remap", "constfold", "arithmetic", "dependency")
 OPTIMIZERS_NO_FUSION = ("constfold", "arithmetic", "dependency")
 # fused_ops lists plain (non-oneDNN) TensorFlow CPU kernels implement for _FusedMatMul
 PORTABLE_MATMUL_FUSIONS = frozenset(
-    {("BiasAdd",)} | {("BiasAdd", act) for act in
-                      ("Relu", "Relu6", "Elu", "LeakyRelu", "Sigmoid", "Tanh")}
+    {("BiasAdd",)}
+    | {("BiasAdd", act) for act in ("Relu", "Relu6", "Elu", "LeakyRelu", "Sigmoid", "Tanh")}
 )
 # internal ops with a kernel in every TensorFlow CPU build (the remapper's AsString + hash fusion)
 PORTABLE_INTERNAL_OPS = frozenset({"_TensorToHashBucketFast"})
@@ -78,7 +78,8 @@ def optimize_graph_def(graph: ModelGraph, optimizers: tuple[str, ...]) -> Any:
         if node.op == "Placeholder" and "shape" not in node.attr:
             # Grappler cannot import a placeholder without a shape (TF1 table placeholders)
             node.attr["shape"].shape.CopyFrom(
-                tf.TensorShape([] if node.name in graph.tables else None).as_proto())
+                tf.TensorShape([] if node.name in graph.tables else None).as_proto()
+            )
     meta = meta_graph_pb2.MetaGraphDef()
     meta.graph_def.CopyFrom(graph_def)
     keep = sorted(set(graph.output_nodes.values()) | set(graph.input_nodes.values()))
@@ -121,6 +122,7 @@ def non_portable_nodes(graph_def: Any, before_ops: set[str]) -> list[str]:
 
 def _same_structure(a: Any, b: Any) -> bool:
     """Same nodes, ops and edges (attributes such as an added placeholder shape ignored)."""
+
     def edges(graph_def: Any) -> set[tuple[str, str, tuple[str, ...]]]:
         return {(n.name, n.op, tuple(n.input)) for n in graph_def.node}
 
@@ -158,25 +160,29 @@ class GrapplerOptimizePass(RewritePass):
         bad = non_portable_nodes(optimized, before_ops)
         if bad:
             log.info("grappler produced non-portable ops %s; re-running without remap", bad[:5])
-            notes.append(f"remapper output not portable ({', '.join(bad[:3])}); ran without "
-                         "fusion")
+            notes.append(f"remapper output not portable ({', '.join(bad[:3])}); ran without fusion")
             optimizers = OPTIMIZERS_NO_FUSION
             optimized = optimize_graph_def(graph, optimizers)
         if _same_structure(optimized, graph.graph_def):
             raise PassRefused("grappler found nothing to optimize")
         present = {n.name for n in optimized.node}
-        missing = [n for n in list(graph.output_nodes.values()) + list(graph.input_nodes.values())
-                   if n not in present]
+        missing = [
+            n
+            for n in list(graph.output_nodes.values()) + list(graph.input_nodes.values())
+            if n not in present
+        ]
         if missing:
             raise PassRefused(f"grappler removed signature nodes {missing}; graph left as it was")
-        new = graph.replace(graph_def=optimized,
-                            tables={k: v for k, v in graph.tables.items() if k in present})
+        new = graph.replace(
+            graph_def=optimized, tables={k: v for k, v in graph.tables.items() if k in present}
+        )
         before, after = Counter(graph.op_counts()), Counter(new.op_counts())
         fused = [n for n in optimized.node if n.op == "_FusedMatMul"]
         if fused:
             kinds = Counter(
                 "+".join(["MatMul"] + [s.decode() for s in n.attr["fused_ops"].list.s])
-                for n in fused)
+                for n in fused
+            )
             notes.append("fused: " + ", ".join(f"{v}x {k}" for k, v in kinds.items()))
         stats = {
             "optimizers": list(optimizers),

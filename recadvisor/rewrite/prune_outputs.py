@@ -44,12 +44,14 @@ class PruneOutputsPass(RewritePass):
         if not isinstance(keep, (list, tuple)) or not keep:
             raise PlanError(
                 "prune_outputs needs params.keep: a list of outputs to serve; outputs are "
-                f"{', '.join(sorted(graph.output_tensors))}")
+                f"{', '.join(sorted(graph.output_tensors))}"
+            )
         unknown = [k for k in keep if k not in graph.output_tensors]
         if unknown:
             raise PlanError(
                 f"prune_outputs: output(s) {', '.join(map(str, unknown))} not in signature "
-                f"'{graph.signature.key}'; outputs are {', '.join(sorted(graph.output_tensors))}")
+                f"'{graph.signature.key}'; outputs are {', '.join(sorted(graph.output_tensors))}"
+            )
         extra = set(params) - {"keep"}
         if extra:
             raise PlanError(f"prune_outputs: unknown params {sorted(extra)}; it takes 'keep'")
@@ -74,10 +76,13 @@ class PruneOutputsPass(RewritePass):
         notes = [f"outputs dropped from the signature: {', '.join(dropped)}"]
         pruned = result.graph
         held = pruned.reachable_from_outputs(control=True) - pruned.reachable_from_outputs(
-            control=False)
+            control=False
+        )
         if held:
-            notes.append(f"{len(held)} nodes kept alive only by control dependencies; enable "
-                         "strip_control_deps to prune them too")
+            notes.append(
+                f"{len(held)} nodes kept alive only by control dependencies; enable "
+                "strip_control_deps to prune them too"
+            )
         stats = result.stats()
         stats["outputs_dropped"] = dropped
         stats["outputs_kept"] = sorted(outputs)

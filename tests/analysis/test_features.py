@@ -14,18 +14,20 @@ from recadvisor.model.spec import SignatureSpec, TensorInfo
 
 
 def _frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "user_id": ["u1", "u2", "u1", "u3", None],
-        "age": [25, 31, 25, 40, 31],
-        "age_text": ["25", "31", "25", "40", "31"],
-        "city": [b"paris", b"rome", b"paris", b"oslo", b"rome"],
-        "city_code": [1, 2, 1, 3, 2],
-        "city_copy": [b"paris", b"rome", b"paris", b"oslo", b"rome"],
-        "hist": [["i1", "i2", ""], ["i2"], [], ["i9", "", ""], ["i1"]],
-        "item_id": ["i1", "i7", "i2", "i8", "i1"],
-        "price": [1.5, np.nan, 2.0, 2.0, 3.25],
-        "label": [0, 1, 0, 1, 1],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u1", "u3", None],
+            "age": [25, 31, 25, 40, 31],
+            "age_text": ["25", "31", "25", "40", "31"],
+            "city": [b"paris", b"rome", b"paris", b"oslo", b"rome"],
+            "city_code": [1, 2, 1, 3, 2],
+            "city_copy": [b"paris", b"rome", b"paris", b"oslo", b"rome"],
+            "hist": [["i1", "i2", ""], ["i2"], [], ["i9", "", ""], ["i1"]],
+            "item_id": ["i1", "i7", "i2", "i8", "i1"],
+            "price": [1.5, np.nan, 2.0, 2.0, 3.25],
+            "label": [0, 1, 0, 1, 1],
+        }
+    )
 
 
 def test_column_stats():
@@ -74,12 +76,15 @@ def test_value_overlap_between_id_columns():
 
 
 def test_spec_selects_inputs_and_records_dtypes():
-    spec = SignatureSpec("serving_default", inputs={
-        "user_id": TensorInfo("user_id", "string", (None,)),
-        "hist": TensorInfo("hist", "string", (None, 3)),
-        "item_id": TensorInfo("item_id", "string", (None,)),
-        "missing": TensorInfo("missing", "int64", (None,)),
-    })
+    spec = SignatureSpec(
+        "serving_default",
+        inputs={
+            "user_id": TensorInfo("user_id", "string", (None,)),
+            "hist": TensorInfo("hist", "string", (None, 3)),
+            "item_id": TensorInfo("item_id", "string", (None,)),
+            "missing": TensorInfo("missing", "int64", (None,)),
+        },
+    )
     stats = compute_feature_stats(_frame(), spec)
     assert list(stats.columns) == ["user_id", "hist", "item_id"]
     assert stats.columns["hist"].signature_dtype == "string"
@@ -89,11 +94,15 @@ def test_spec_selects_inputs_and_records_dtypes():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["a", "b", "c", ""])),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(["a", "b", "c", ""])), min_size=1, max_size=40
+    )
+)
 def test_distinct_counts_match_python(rows):
-    frame = pd.DataFrame({"n": [r[0] for r in rows], "s": [r[1] for r in rows],
-                          "m": [r[0] * 10 for r in rows]})
+    frame = pd.DataFrame(
+        {"n": [r[0] for r in rows], "s": [r[1] for r in rows], "m": [r[0] * 10 for r in rows]}
+    )
     stats = compute_feature_stats(frame)
     assert stats.columns["n"].distinct == len({r[0] for r in rows})
     assert stats.columns["s"].distinct == len({r[1] for r in rows})

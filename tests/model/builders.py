@@ -18,8 +18,9 @@ def build_tf2_module(path: Path) -> Path:
     class Ranker(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.user_emb = tf.Variable(rng.normal(size=(500, 8)).astype("float32"),
-                                        name="user_emb")
+            self.user_emb = tf.Variable(
+                rng.normal(size=(500, 8)).astype("float32"), name="user_emb"
+            )
             self.age_emb = tf.Variable(rng.normal(size=(100, 8)).astype("float32"), name="age_emb")
             self.cat_emb = tf.Variable(rng.normal(size=(6, 8)).astype("float32"), name="cat_emb")
             self.user_bias = tf.Variable(rng.normal(size=(500, 1)).astype("float32"), name="ubias")
@@ -33,20 +34,28 @@ def build_tf2_module(path: Path) -> Path:
                 default_value=0,
             )
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None, 1], tf.int64, name="age"),
-            tf.TensorSpec([None], tf.string, name="category"),
-            tf.TensorSpec([None], tf.string, name="request_id"),
-        ])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None, 1], tf.int64, name="age"),
+                tf.TensorSpec([None], tf.string, name="category"),
+                tf.TensorSpec([None], tf.string, name="request_id"),
+            ]
+        )
         def serve(self, user_id, age, category, request_id):
             del request_id  # declared, never read
             u = tf.strings.to_hash_bucket_fast(user_id, 500)
             u2 = tf.strings.to_hash_bucket_fast(user_id, 500)  # hashed twice
             a = tf.strings.to_hash_bucket_fast(tf.strings.as_string(tf.squeeze(age, 1)), 100)
             c = self.table.lookup(category)
-            x = tf.concat([tf.gather(self.user_emb, u), tf.gather(self.age_emb, a),
-                           tf.gather(self.cat_emb, c)], axis=1)
+            x = tf.concat(
+                [
+                    tf.gather(self.user_emb, u),
+                    tf.gather(self.age_emb, a),
+                    tf.gather(self.cat_emb, c),
+                ],
+                axis=1,
+            )
             h = tf.nn.relu(tf.matmul(x, self.kernel) + self.bias)
             logit = tf.reduce_sum(h, 1) + tf.squeeze(tf.gather(self.user_bias, u2), 1)
             return {"score": tf.sigmoid(logit), "logit": logit}
@@ -56,10 +65,14 @@ def build_tf2_module(path: Path) -> Path:
             return {"vec": tf.gather(self.user_emb, tf.strings.to_hash_bucket_fast(user_id, 500))}
 
     m = Ranker()
-    tf.saved_model.save(m, str(path), signatures={
-        "serving_default": m.serve.get_concrete_function(),
-        "user_vector": m.user_vector.get_concrete_function(),
-    })
+    tf.saved_model.save(
+        m,
+        str(path),
+        signatures={
+            "serving_default": m.serve.get_concrete_function(),
+            "user_vector": m.user_vector.get_concrete_function(),
+        },
+    )
     return path
 
 
@@ -97,7 +110,9 @@ def build_tf1_estimator_style(path: Path) -> Path:
             builder = v1.saved_model.Builder(str(path))
             sig = v1.saved_model.predict_signature_def({"cat": cat, "age": age}, {"prob": prob})
             builder.add_meta_graph_and_variables(
-                sess, ["serve"], signature_def_map={"serving_default": sig},
+                sess,
+                ["serve"],
+                signature_def_map={"serving_default": sig},
                 main_op=v1.tables_initializer(),
             )
             builder.save()

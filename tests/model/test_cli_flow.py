@@ -22,15 +22,30 @@ def test_rebuild_then_compare(tf2_dir: Path, tmp_path: Path) -> None:
     frame.to_parquet(data)
 
     rebuilt = tmp_path / "rebuilt"
-    result = runner.invoke(app, ["rebuild", str(tf2_dir), "--out", str(rebuilt),
-                                 "--data", str(data)])
+    result = runner.invoke(
+        app, ["rebuild", str(tf2_dir), "--out", str(rebuilt), "--data", str(data)]
+    )
     assert result.exit_code == 0, result.output
     assert (rebuilt / "saved_model" / "saved_model.pb").is_file()
 
     out = tmp_path / "cmp"
-    result = runner.invoke(app, ["compare", str(tf2_dir), str(rebuilt), "--data", str(data),
-                                 "--batch-sizes", "1,8", "--requests", "10", "--no-memory",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(tf2_dir),
+            str(rebuilt),
+            "--data",
+            str(data),
+            "--batch-sizes",
+            "1,8",
+            "--requests",
+            "10",
+            "--no-memory",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     comp = json.loads((out / "compare.json").read_text())
     assert comp["batch_sizes"] == [1, 8]
@@ -44,13 +59,24 @@ def test_rebuild_then_compare(tf2_dir: Path, tmp_path: Path) -> None:
     assert cand["node_count"] < base["node_count"]
     assert (out / "compare.html").is_file()
 
-    again = runner.invoke(app, ["compare", str(tf2_dir), str(rebuilt), "--data", str(data),
-                                "--out", str(out)])
+    again = runner.invoke(
+        app, ["compare", str(tf2_dir), str(rebuilt), "--data", str(data), "--out", str(out)]
+    )
     assert again.exit_code == 6 and "--force" in again.stderr
 
 
 def test_compare_missing_candidate(tf2_dir: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["compare", str(tf2_dir), str(tmp_path / "nope"),
-                                 "--requests", "5", "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(tf2_dir),
+            str(tmp_path / "nope"),
+            "--requests",
+            "5",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.output

@@ -18,8 +18,17 @@ runner = CliRunner()
 
 def test_describe_tf2_content(tf2_dir: Path, tmp_path: Path) -> None:
     desc = api.describe(tf2_dir, tensorboard_dir=tmp_path / "tb").to_dict()
-    for key in ("signature", "inputs", "outputs", "node_count", "op_counts", "variables",
-                "embedding_tables", "lookup_tables", "string_ops"):
+    for key in (
+        "signature",
+        "inputs",
+        "outputs",
+        "node_count",
+        "op_counts",
+        "variables",
+        "embedding_tables",
+        "lookup_tables",
+        "string_ops",
+    ):
         assert key in desc
     assert desc["signature"] == "serving_default"
     assert desc["inputs"]["age"] == {"dtype": "int64", "shape": [None, 1]}
@@ -80,13 +89,19 @@ def test_cli_subprocess_end_to_end(tf2_dir: Path) -> None:
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-m", "recadvisor.cli", "describe", str(tf2_dir), "--json"],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["node_count"] > 10
     bad = subprocess.run(
         [sys.executable, "-m", "recadvisor.cli", "describe", "/nonexistent/model"],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: model directory '/nonexistent/model' does not exist"
@@ -94,8 +109,13 @@ def test_cli_subprocess_end_to_end(tf2_dir: Path) -> None:
 
 def test_help_is_fast() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, recadvisor.cli; assert 'tensorflow' not in sys.modules"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys, recadvisor.cli; assert 'tensorflow' not in sys.modules",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

@@ -130,14 +130,29 @@ def test_saved_model_cli_accepts_reexport(tf2_dir: Path, tmp_path: Path) -> None
     graph = freeze(load_model(tf2_dir))
     out_dir = export_saved_model(graph, tmp_path / "re")
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    show = subprocess.run(cli + ["show", "--all", "--dir", str(out_dir)],
-                          capture_output=True, text=True, timeout=120)
+    show = subprocess.run(
+        cli + ["show", "--all", "--dir", str(out_dir)], capture_output=True, text=True, timeout=120
+    )
     assert show.returncode == 0, show.stderr[-2000:]
     assert "signature_def['serving_default']" in show.stdout
     exprs = "user_id=['u1','u2'];age=[[30],[40]];category=['books','x'];request_id=['r','s']"
-    run = subprocess.run(cli + ["run", "--dir", str(out_dir), "--tag_set", "serve",
-                                "--signature_def", "serving_default", "--input_exprs", exprs],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        cli
+        + [
+            "run",
+            "--dir",
+            str(out_dir),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            exprs,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "score" in run.stdout
 
@@ -177,7 +192,7 @@ def test_bad_model_dirs(damage: str, match: str, tf2_dir: Path, tmp_path: Path) 
         if damage == "corrupt":
             pb.write_bytes(b"\x0a\xff\xff\xff\xff\x0f garbage" * 50)
         elif damage == "truncated":
-            pb.write_bytes(pb.read_bytes()[: 200])
+            pb.write_bytes(pb.read_bytes()[:200])
         else:
             shutil.rmtree(target / "variables")
     with pytest.raises(ModelLoadError, match=match):

@@ -26,10 +26,20 @@ from typing import Any
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-    "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
-    "--remote-allow-origins=*", "--window-size=1280,2000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--remote-allow-origins=*",
+    "--window-size=1280,2000",
 )
 CHART_PROBE = """(() => {
   const specs = document.querySelectorAll('script[type="application/json"][data-chart-for]');
@@ -108,8 +118,9 @@ class _DevTools:
             self._run.exceptions.append(str(text))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
-            self._run.log_errors.append(f"{entry.get('source')}: {entry.get('text')} "
-                                        f"{entry.get('url', '')}")
+            self._run.log_errors.append(
+                f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}"
+            )
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Send a command and wait for its answer, recording events meanwhile."""
@@ -142,8 +153,9 @@ class _DevTools:
 
     def evaluate(self, expression: str) -> Any:
         """The JSON value of a JavaScript expression in the page."""
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
-                           awaitPromise=True)
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         return result.get("result", {}).get("value")
 
 
@@ -214,12 +226,20 @@ def open_report(
     start = time.monotonic()
     # chromium's helper processes can still write to the profile after the main process exits:
     # run them in their own process group and stop the whole group before the profile goes
-    with tempfile.TemporaryDirectory(prefix="recadvisor-chromium-",
-                                     ignore_cleanup_errors=True) as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="recadvisor-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc = subprocess.Popen(
-            [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                exe,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         )
         client = None
@@ -228,8 +248,13 @@ def open_report(
             client = _DevTools(_page_ws_url(port, timeout), run, timeout)
             for domain in ("Page", "Runtime", "Log", "Network"):
                 client.call(f"{domain}.enable")
-            client.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                        deviceScaleFactor=1, mobile=False)
+            client.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
             client.events.clear()
             client.call("Page.navigate", url=html_path.resolve().as_uri())
             if not client.wait_for("Page.loadEventFired", timeout):
@@ -248,16 +273,23 @@ def open_report(
                 metrics = client.call("Page.getLayoutMetrics")
                 size = metrics.get("cssContentSize") or metrics.get("contentSize", {})
                 full_height = int(min(max(size.get("height", height), height), 16000))
-                shot = client.call("Page.captureScreenshot", format="png",
-                                   captureBeyondViewport=True,
-                                   clip={"x": 0, "y": 0, "width": width,
-                                         "height": full_height, "scale": 1})
+                shot = client.call(
+                    "Page.captureScreenshot",
+                    format="png",
+                    captureBeyondViewport=True,
+                    clip={"x": 0, "y": 0, "width": width, "height": full_height, "scale": 1},
+                )
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
                 run.screenshot = screenshot
             if pdf is not None:
-                printed = client.call("Page.printToPDF", paperWidth=8.27, paperHeight=11.69,
-                                      printBackground=True, preferCSSPageSize=False)
+                printed = client.call(
+                    "Page.printToPDF",
+                    paperWidth=8.27,
+                    paperHeight=11.69,
+                    printBackground=True,
+                    preferCSSPageSize=False,
+                )
                 data = base64.b64decode(printed["data"])
                 pdf.parent.mkdir(parents=True, exist_ok=True)
                 pdf.write_bytes(data)

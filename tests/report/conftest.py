@@ -55,40 +55,53 @@ def build_tiny_ranker(path: Path) -> Path:
             self.table = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
                     tf.constant(["books", "music", "games", "food"]),
-                    tf.constant([1, 2, 3, 4], tf.int64)),
-                default_value=0)
+                    tf.constant([1, 2, 3, 4], tf.int64),
+                ),
+                default_value=0,
+            )
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None], tf.int64, name="age"),
-            tf.TensorSpec([None], tf.string, name="category"),
-            tf.TensorSpec([None], tf.string, name="request_id"),
-        ])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None], tf.int64, name="age"),
+                tf.TensorSpec([None], tf.string, name="category"),
+                tf.TensorSpec([None], tf.string, name="request_id"),
+            ]
+        )
         def serve(self, user_id, age, category, request_id):
             del request_id  # declared, never read
             u = tf.strings.to_hash_bucket_fast(user_id, 400)
             a = tf.strings.to_hash_bucket_fast(tf.strings.as_string(age), 100)
             c = self.table.lookup(category)
-            x = tf.concat([tf.gather(self.user_emb, u), tf.gather(self.age_emb, a),
-                           tf.gather(self.cat_emb, c)], axis=1)
+            x = tf.concat(
+                [
+                    tf.gather(self.user_emb, u),
+                    tf.gather(self.age_emb, a),
+                    tf.gather(self.cat_emb, c),
+                ],
+                axis=1,
+            )
             h = tf.nn.relu(tf.matmul(x, self.kernel) + self.bias)
             return {"score": tf.sigmoid(tf.squeeze(tf.matmul(h, self.out), 1))}
 
     model = Ranker()
-    tf.saved_model.save(model, str(path),
-                        signatures={"serving_default": model.serve.get_concrete_function()})
+    tf.saved_model.save(
+        model, str(path), signatures={"serving_default": model.serve.get_concrete_function()}
+    )
     return path
 
 
 def tiny_sample_frame(rows: int = 300) -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({
-        "user_id": [f"u{i}" for i in rng.integers(0, 60, rows)],
-        "age": rng.integers(18, 70, rows).astype("int64"),
-        "category": rng.choice(["books", "music", "games", "food", "toys"], rows),
-        "request_id": [f"r{i}" for i in range(rows)],
-        "label": rng.integers(0, 2, rows).astype("int64"),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 60, rows)],
+            "age": rng.integers(18, 70, rows).astype("int64"),
+            "category": rng.choice(["books", "music", "games", "food", "toys"], rows),
+            "request_id": [f"r{i}" for i in range(rows)],
+            "label": rng.integers(0, 2, rows).astype("int64"),
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -107,14 +120,16 @@ def real_analysis(tiny_model: tuple[Path, Path]) -> dict[str, Any]:
     module is not available in this checkout."""
     analyze_module = pytest.importorskip("recadvisor.analysis.analyze")
     model_dir, data = tiny_model
-    analysis = analyze_module.analyze(model_dir, data=data, batch_sizes=(1, 32),
-                                      profile_calls=20, preset="fast")
+    analysis = analyze_module.analyze(
+        model_dir, data=data, batch_sizes=(1, 32), profile_calls=20, preset="fast"
+    )
     return analysis.to_dict()
 
 
 @pytest.fixture(scope="session")
-def real_comparison(tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+def real_comparison(
+    tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(``Comparison.to_dict()``, ``rebuild.json``) of the tiny ranker rebuilt with the ``fast``
     preset, timed briefly; skips when those modules are not available in this checkout."""
     rebuild_module = pytest.importorskip("recadvisor.rebuild")
@@ -127,7 +142,14 @@ def real_comparison(tiny_model: tuple[Path, Path], tmp_path_factory: pytest.Temp
     rebuilt = rebuild_module.rebuild(model_dir, out, preset="fast", data=data)
     spec = inspect_saved_model(model_dir).choose_signature(None)
     loaded = load_feeds(data, spec, label_names=("label",))
-    comparison = compare_module.compare(model_dir, [out], loaded.feeds,
-                                        labels=loaded.labels or None, batch_sizes=(1, 32),
-                                        requests=30, warmup=5, measure_memory=False)
+    comparison = compare_module.compare(
+        model_dir,
+        [out],
+        loaded.feeds,
+        labels=loaded.labels or None,
+        batch_sizes=(1, 32),
+        requests=30,
+        warmup=5,
+        measure_memory=False,
+    )
     return comparison.to_dict(), rebuilt.to_dict()

@@ -18,8 +18,9 @@ from tests.report.browser import PageRun, find_chromium, open_report
 
 pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None,
-                                reason="chromium not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install chromium)"
+)
 
 XSS_PROBE = "window.__xss === undefined ? null : window.__xss"
 PAYLOAD_SHOWN = f"document.body.innerText.includes({fixtures.XSS!r})"
@@ -44,10 +45,13 @@ def check_clean(run: PageRun, min_charts: int) -> None:
 
 def test_analysis_report_in_browser(tmp_path: Path, artifacts_dir: Path) -> None:
     out = render_analysis(fixtures.analysis_dict(), tmp_path / "report.html")
-    run = open_report(out, screenshot=artifacts_dir / "report_analysis.png",
-                      pdf=artifacts_dir / "report_analysis.pdf",
-                      evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN, "sort": SORT_OP_TABLE},
-                      chromium=CHROMIUM)
+    run = open_report(
+        out,
+        screenshot=artifacts_dir / "report_analysis.png",
+        pdf=artifacts_dir / "report_analysis.pdf",
+        evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN, "sort": SORT_OP_TABLE},
+        chromium=CHROMIUM,
+    )
     check_clean(run, min_charts=7)
     assert run.pdf_pages is not None and run.pdf_pages >= 3  # prints, on several A4 pages
     assert run.values["xss"] is None  # no injected script or handler ran
@@ -57,19 +61,24 @@ def test_analysis_report_in_browser(tmp_path: Path, artifacts_dir: Path) -> None
 
 
 def test_comparison_report_in_browser(tmp_path: Path, artifacts_dir: Path) -> None:
-    out = render_comparison(fixtures.comparison_dict(), tmp_path / "compare.html",
-                            rebuild=fixtures.rebuild_dict())
-    run = open_report(out, screenshot=artifacts_dir / "report_compare.png",
-                      evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN}, chromium=CHROMIUM)
+    out = render_comparison(
+        fixtures.comparison_dict(), tmp_path / "compare.html", rebuild=fixtures.rebuild_dict()
+    )
+    run = open_report(
+        out,
+        screenshot=artifacts_dir / "report_compare.png",
+        evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN},
+        chromium=CHROMIUM,
+    )
     check_clean(run, min_charts=6)
     assert run.values == {"xss": None, "shown": True}
 
 
-def test_real_analysis_report_in_browser(tmp_path: Path, artifacts_dir: Path,
-                                         real_analysis: dict) -> None:
+def test_real_analysis_report_in_browser(
+    tmp_path: Path, artifacts_dir: Path, real_analysis: dict
+) -> None:
     out = render_analysis(real_analysis, tmp_path / "report.html")
-    run = open_report(out, screenshot=artifacts_dir / "report_real_analysis.png",
-                      chromium=CHROMIUM)
+    run = open_report(out, screenshot=artifacts_dir / "report_real_analysis.png", chromium=CHROMIUM)
     check_clean(run, min_charts=5)
 
 
@@ -78,11 +87,19 @@ def test_empty_report_and_index_in_browser(tmp_path: Path, artifacts_dir: Path) 
     run = open_report(empty, chromium=CHROMIUM)
     assert run.errors == [] and run.network_requests == []
     assert run.charts == {"specs": 0, "drawn": 0, "plots": 0}
-    index = render_index([{"title": fixtures.XSS, "path": str(empty)},
-                          {"title": "remote", "path": "https://example.com/r.html"}],
-                         tmp_path / "index.html")
-    run = open_report(index, screenshot=artifacts_dir / "report_index.png",
-                      evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN}, chromium=CHROMIUM)
+    index = render_index(
+        [
+            {"title": fixtures.XSS, "path": str(empty)},
+            {"title": "remote", "path": "https://example.com/r.html"},
+        ],
+        tmp_path / "index.html",
+    )
+    run = open_report(
+        index,
+        screenshot=artifacts_dir / "report_index.png",
+        evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN},
+        chromium=CHROMIUM,
+    )
     assert run.errors == [] and run.network_requests == []
     assert run.values == {"xss": None, "shown": True}
 
@@ -90,19 +107,21 @@ def test_empty_report_and_index_in_browser(tmp_path: Path, artifacts_dir: Path) 
 def test_the_monitor_catches_requests_and_errors(tmp_path: Path) -> None:
     """The checks above can fail: a page that fetches and logs an error is caught."""
     page = tmp_path / "bad.html"
-    page.write_text('<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,">'
-                    '<img src="http://127.0.0.1:9/pixel.png">'
-                    '<script>console.error("boom"); undefinedFunction();</script>')
+    page.write_text(
+        '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,">'
+        '<img src="http://127.0.0.1:9/pixel.png">'
+        '<script>console.error("boom"); undefinedFunction();</script>'
+    )
     run = open_report(page, chromium=CHROMIUM)
     assert run.network_requests == ["http://127.0.0.1:9/pixel.png"]
     assert any("boom" in e for e in run.console_errors)
     assert any("undefinedFunction" in e for e in run.exceptions)
 
 
-def test_real_comparison_report_in_browser(tmp_path: Path, artifacts_dir: Path,
-                                           real_comparison: tuple[dict, dict]) -> None:
+def test_real_comparison_report_in_browser(
+    tmp_path: Path, artifacts_dir: Path, real_comparison: tuple[dict, dict]
+) -> None:
     comparison, rebuild = real_comparison
     out = render_comparison(comparison, tmp_path / "compare.html", rebuild=rebuild)
-    run = open_report(out, screenshot=artifacts_dir / "report_real_compare.png",
-                      chromium=CHROMIUM)
+    run = open_report(out, screenshot=artifacts_dir / "report_real_compare.png", chromium=CHROMIUM)
     check_clean(run, min_charts=5)

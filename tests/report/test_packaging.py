@@ -14,9 +14,15 @@ from recadvisor.report.render import templates_dir
 from tests.report import fixtures
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE_FILES = ("analysis.html.j2", "compare.html.j2", "index.html.j2",
-                  "partials/base.html.j2", "partials/macros.html.j2", "partials/page.js",
-                  "partials/style.css")
+TEMPLATE_FILES = (
+    "analysis.html.j2",
+    "compare.html.j2",
+    "index.html.j2",
+    "partials/base.html.j2",
+    "partials/macros.html.j2",
+    "partials/page.js",
+    "partials/style.css",
+)
 
 RENDER_IN_VENV = """
 import json, sys
@@ -49,8 +55,22 @@ def _build_wheel(tmp: Path) -> Path:
     shutil.copytree(REPO / "recadvisor", src / "recadvisor", symlinks=True, ignore=ignore)
     shutil.copytree(REPO / "templates", src / "templates", ignore=ignore)
     dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--quiet", "-w", str(dist), str(src)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        check=True,
+        timeout=300,
+    )
     return next(dist.glob("recadvisor-*.whl"))
 
 
@@ -62,27 +82,58 @@ def test_wheel_ships_templates_and_renders_in_a_fresh_venv(tmp_path: Path) -> No
     assert not any(n.startswith("templates/") for n in names)  # nothing outside the package
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
     python = venv / "bin" / "python"
-    venv_site = Path(subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip())
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--target", str(venv_site), str(wheel)], check=True, timeout=300)
+    venv_site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(venv_site),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
     # third-party libraries (jinja2, plotly...) from this interpreter, appended after the
     # venv's own site-packages; a .pth line adds a path without running that path's .pth
     # files, so the editable install of the checkout stays out of this venv
     (venv_site / "zz_host_libs.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     inputs = tmp_path / "inputs.json"
-    inputs.write_text(json.dumps({"analysis": fixtures.analysis_dict(),
-                                  "comparison": fixtures.comparison_dict(),
-                                  "rebuild": fixtures.rebuild_dict()}))
+    inputs.write_text(
+        json.dumps(
+            {
+                "analysis": fixtures.analysis_dict(),
+                "comparison": fixtures.comparison_dict(),
+                "rebuild": fixtures.rebuild_dict(),
+            }
+        )
+    )
     out = tmp_path / "out"
     out.mkdir()
-    result = subprocess.run([str(python), "-c", RENDER_IN_VENV, str(out), str(inputs)],
-                            check=True, capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [str(python), "-c", RENDER_IN_VENV, str(out), str(inputs)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     info = json.loads(result.stdout.strip().splitlines()[-1])
     assert info["package"].startswith(str(venv_site))  # the wheel, not the checkout
     assert info["templates"].startswith(str(venv_site))

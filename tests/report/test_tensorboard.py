@@ -33,13 +33,15 @@ def read_events(logdir: Path) -> tuple[dict[str, dict[int, Any]], int]:
             for value in event.summary.value:
                 tensor = tf.make_ndarray(value.tensor)
                 item = tensor.item()
-                values[value.tag][event.step] = (item.decode() if isinstance(item, bytes)
-                                                 else float(item))
+                values[value.tag][event.step] = (
+                    item.decode() if isinstance(item, bytes) else float(item)
+                )
     return values, graphs
 
 
-def test_write_profile_from_analysis_json(tmp_path: Path, tiny_graph: Any,
-                                          real_analysis: dict) -> None:
+def test_write_profile_from_analysis_json(
+    tmp_path: Path, tiny_graph: Any, real_analysis: dict
+) -> None:
     logdir = write_profile(tiny_graph, real_analysis["profile"], tmp_path / "tb")
     values, graphs = read_events(logdir)
     assert graphs == 1
@@ -49,16 +51,21 @@ def test_write_profile_from_analysis_json(tmp_path: Path, tiny_graph: Any,
         shares = real_analysis["profile"]["batches"][str(bs)]["per_stage"]
         assert values["stage_share/string/lookup"][bs] == pytest.approx(shares["string/lookup"])
         assert values["stage_share/embedding_gather"][bs] == pytest.approx(
-            shares["embedding gather"])
+            shares["embedding gather"]
+        )
         assert "StringToHashBucketFast" in values["profile/top_ops"][bs]
     assert values["op_type_us/MatMul"][32] > 0
 
 
 def test_write_profile_from_profile_object(tmp_path: Path, tiny_graph: Any) -> None:
-    ops = (OpTiming("a|b", "MatMul", ("_MklNativeFusedMatMul",), 30.0, 0.75),
-           OpTiming("hash", "StringToHashBucketFast", ("_TensorToHashBucketFast",), 10.0, 0.25))
-    profile = Profile(batches=(BatchProfile(4, LatencyStats(4, 10, 0.3, 0.4, 0.5, 0.35), ops,
-                                            0.0, 5),), signature="serving_default")
+    ops = (
+        OpTiming("a|b", "MatMul", ("_MklNativeFusedMatMul",), 30.0, 0.75),
+        OpTiming("hash", "StringToHashBucketFast", ("_TensorToHashBucketFast",), 10.0, 0.25),
+    )
+    profile = Profile(
+        batches=(BatchProfile(4, LatencyStats(4, 10, 0.3, 0.4, 0.5, 0.35), ops, 0.0, 5),),
+        signature="serving_default",
+    )
     values, graphs = read_events(write_profile(tiny_graph, profile, tmp_path / "tb"))
     assert graphs == 1
     assert values["latency/p99_ms"][4] == pytest.approx(0.5)
@@ -74,11 +81,20 @@ def test_write_profile_without_profile_writes_the_graph(tmp_path: Path, tiny_gra
 
 
 def test_markdown_table_lists_most_expensive_first() -> None:
-    batch = {"batch_size": 8, "latency": {"p50_ms": 1.0},
-             "ops": [{"node": "small", "op": "Add", "runtime_ops": [], "self_us": 1.0,
-                      "share": 0.1},
-                     {"node": "big", "op": "MatMul", "runtime_ops": ["MatMul"], "self_us": 9.0,
-                      "share": 0.9}]}
+    batch = {
+        "batch_size": 8,
+        "latency": {"p50_ms": 1.0},
+        "ops": [
+            {"node": "small", "op": "Add", "runtime_ops": [], "self_us": 1.0, "share": 0.1},
+            {
+                "node": "big",
+                "op": "MatMul",
+                "runtime_ops": ["MatMul"],
+                "self_us": 9.0,
+                "share": 0.9,
+            },
+        ],
+    }
     lines = top_ops_markdown(batch, top=1).splitlines()
     assert lines[-1].startswith("| 1 | big | MatMul | - |")
     assert not any("small" in line for line in lines)

@@ -58,7 +58,8 @@ def build_ranker(path: Path) -> Path:
 
     def vocab() -> object:
         init = tf.lookup.KeyValueTensorInitializer(
-            tf.constant(ITEMS), tf.constant(np.arange(1, len(ITEMS) + 1), tf.int64))
+            tf.constant(ITEMS), tf.constant(np.arange(1, len(ITEMS) + 1), tf.int64)
+        )
         return tf.lookup.StaticHashTable(init, default_value=0)
 
     module = tf.Module()
@@ -68,8 +69,10 @@ def build_ranker(path: Path) -> Path:
     module.w_ctr, module.w_cvr = var(16, 1), var(16, 1)
     module.vocab_a, module.vocab_b = vocab(), vocab()
     module.unused_emb = var(7, 2)
-    module.unused_vocab = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(["x", "y"]), tf.constant([1, 2], tf.int64)), default_value=0)
+    module.unused_vocab = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(["x", "y"]), tf.constant([1, 2], tf.int64)),
+        default_value=0,
+    )
     specs = {
         "user": tf.TensorSpec([None], tf.string, name="user"),
         "item": tf.TensorSpec([None], tf.string, name="item"),
@@ -107,21 +110,35 @@ def build_tf1_ranker(path: Path) -> Path:
         user = v1.placeholder(tf.string, [None], name="user")
         item = v1.placeholder(tf.string, [None], name="item")
         price = v1.placeholder(tf.float32, [None, 1], name="price")
-        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(ITEMS), tf.constant(np.arange(1, len(ITEMS) + 1), tf.int64)), 0)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(ITEMS), tf.constant(np.arange(1, len(ITEMS) + 1), tf.int64)
+            ),
+            0,
+        )
         user_emb = v1.get_variable("user_emb", initializer=rng.normal(size=(20, 4)).astype("f4"))
         item_emb = v1.get_variable("item_emb", initializer=rng.normal(size=(6, 4)).astype("f4"))
         w = v1.get_variable("w", initializer=rng.normal(size=(9, 1)).astype("f4"))
-        x = tf.concat([tf.gather(user_emb, tf.strings.to_hash_bucket_fast(user, 20)),
-                       tf.gather(item_emb, table.lookup(item)), price], axis=1)
+        x = tf.concat(
+            [
+                tf.gather(user_emb, tf.strings.to_hash_bucket_fast(user, 20)),
+                tf.gather(item_emb, table.lookup(item)),
+                price,
+            ],
+            axis=1,
+        )
         score = tf.sigmoid(tf.matmul(x, w), name="score")
         sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
         builder = v1.saved_model.Builder(str(path))
         sig = v1.saved_model.predict_signature_def(
-            {"user": user, "item": item, "price": price}, {"score": score})
+            {"user": user, "item": item, "price": price}, {"score": score}
+        )
         builder.add_meta_graph_and_variables(
-            sess, ["serve"], signature_def_map={"serving_default": sig},
-            main_op=v1.tables_initializer())
+            sess,
+            ["serve"],
+            signature_def_map={"serving_default": sig},
+            main_op=v1.tables_initializer(),
+        )
         builder.save()
     return path
 
@@ -141,8 +158,9 @@ def tf1_ranker(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return TinyModel(path, freeze(load_model(path)), feeds)
 
 
-def apply_pass(name: str, graph: ModelGraph, feeds: dict[str, np.ndarray],
-               params: dict | None = None) -> PassResult:
+def apply_pass(
+    name: str, graph: ModelGraph, feeds: dict[str, np.ndarray], params: dict | None = None
+) -> PassResult:
     """Apply one registered pass with the feeds as context."""
     return get_pass(name).apply(graph, params or {}, RewriteContext(feeds, feeds))
 

@@ -93,9 +93,12 @@ def test_fuse_false(mlp: ModelGraph) -> None:
 def test_portable_check() -> None:
     tf = import_tf()
     graph_def = tf.compat.v1.GraphDef()
-    for name, op, fused in [("ok", "_FusedMatMul", [b"BiasAdd", b"Relu"]),
-                            ("gelu", "_FusedMatMul", [b"BiasAdd", b"GeluExact"]),
-                            ("mkl", "_MklLayerNorm", []), ("plain", "MatMul", [])]:
+    for name, op, fused in [
+        ("ok", "_FusedMatMul", [b"BiasAdd", b"Relu"]),
+        ("gelu", "_FusedMatMul", [b"BiasAdd", b"GeluExact"]),
+        ("mkl", "_MklLayerNorm", []),
+        ("plain", "MatMul", []),
+    ]:
         node = graph_def.node.add(name=name, op=op)
         if fused:
             node.attr["fused_ops"].list.s.extend(fused)

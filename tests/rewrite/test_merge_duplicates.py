@@ -55,8 +55,11 @@ def _hand_graph() -> ModelGraph:
         b = tf.strings.to_hash_bucket_fast(x, 20)
         noise = tf.random.uniform([1]) + tf.random.uniform([1])
         y = tf.identity(tf.cast(a + b, tf.float32) + noise * 0.0, name="y")
-    spec = SignatureSpec("serving_default", {"x": TensorInfo("x", "string", (None,))},
-                         {"y": TensorInfo("y", "float32", (None,))})
+    spec = SignatureSpec(
+        "serving_default",
+        {"x": TensorInfo("x", "string", (None,))},
+        {"y": TensorInfo("y", "float32", (None,))},
+    )
     return ModelGraph(graph.as_graph_def(), spec, {"x": x.name}, {"y": y.name})
 
 
@@ -67,8 +70,9 @@ def test_leaves_different_and_stateful_ops_alone() -> None:
     assert set(result.stats["merged_by_op"]) == {"Const"}
     counts = result.graph.op_counts()
     assert counts["StringToHashBucketFast"] == 2 and counts["RandomUniform"] == 2
-    np.testing.assert_array_equal(GraphRunner(result.graph)(feeds)["y"],
-                                  GraphRunner(graph)(feeds)["y"])
+    np.testing.assert_array_equal(
+        GraphRunner(result.graph)(feeds)["y"], GraphRunner(graph)(feeds)["y"]
+    )
     with pytest.raises(PassRefused, match="no duplicated"):
         apply_pass("merge_duplicates", result.graph, feeds)
 

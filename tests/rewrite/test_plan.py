@@ -52,7 +52,8 @@ def test_presets(ranker: TinyModel) -> None:
 
 def test_round_trip(ranker: TinyModel, tmp_path: Path) -> None:
     plan = preset_plan("safe", ranker.graph).with_entry(
-        PlanEntry("prune_outputs", True, {"keep": ["ctr"]}, "served for ctr only"))
+        PlanEntry("prune_outputs", True, {"keep": ["ctr"]}, "served for ctr only")
+    )
     path = save_plan(plan, tmp_path / "plan.yaml")
     text = path.read_text()
     assert text.startswith("# recadvisor rebuild plan") and "--plan THIS_FILE" in text
@@ -81,12 +82,15 @@ def test_unknown_pass(ranker: TinyModel) -> None:
         check_plan_fits(plan, ranker.graph)
 
 
-@pytest.mark.parametrize("entry, match", [
-    (PlanEntry("prune_outputs", True, {"keep": ["nope"]}), "nope"),
-    (PlanEntry("strip_control_deps", True, {"level": 2}), "bad params"),
-    (PlanEntry("merge_duplicates", True, {"max_abs_diff": -1}), "max_abs_diff"),
-    (PlanEntry("grappler_optimize", True, {"fuse": "yes"}), "fuse"),
-])
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        (PlanEntry("prune_outputs", True, {"keep": ["nope"]}), "nope"),
+        (PlanEntry("strip_control_deps", True, {"level": 2}), "bad params"),
+        (PlanEntry("merge_duplicates", True, {"max_abs_diff": -1}), "max_abs_diff"),
+        (PlanEntry("grappler_optimize", True, {"fuse": "yes"}), "fuse"),
+    ],
+)
 def test_bad_params(ranker: TinyModel, entry: PlanEntry, match: str) -> None:
     plan = preset_plan("safe", ranker.graph).with_entry(entry)
     with pytest.raises(PlanError, match=match):
@@ -95,21 +99,29 @@ def test_bad_params(ranker: TinyModel, entry: PlanEntry, match: str) -> None:
 
 def test_gate_params_are_allowed(ranker: TinyModel) -> None:
     plan = preset_plan("safe", ranker.graph).with_entry(
-        PlanEntry("merge_duplicates", True, {"max_abs_diff": 1e-4}))
+        PlanEntry("merge_duplicates", True, {"max_abs_diff": 1e-4})
+    )
     check_plan_fits(plan, ranker.graph)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("schema_version: 2\nmodel: {fingerprint: x}\nrewrites: []\n", "schema_version 2"),
-    ("schema_version: 1\nrewrites: []\n", "'model' must give"),
-    ("schema_version: 1\nmodel: {fingerprint: x}\nrewrites: [{enabled: true}]\n", "no 'pass'"),
-    ("schema_version: 1\nmodel: {fingerprint: x}\nrewrites:\n - {pass: a}\n - {pass: a}\n",
-     "more than once"),
-    ("schema_version: 1\nmodel: {fingerprint: x}\nrewrites: [{pass: a, enabled: 3}]\n",
-     "true or false"),
-    ("schema_version: [1\n", "not valid YAML"),
-    ("- just\n- a list\n", "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("schema_version: 2\nmodel: {fingerprint: x}\nrewrites: []\n", "schema_version 2"),
+        ("schema_version: 1\nrewrites: []\n", "'model' must give"),
+        ("schema_version: 1\nmodel: {fingerprint: x}\nrewrites: [{enabled: true}]\n", "no 'pass'"),
+        (
+            "schema_version: 1\nmodel: {fingerprint: x}\nrewrites:\n - {pass: a}\n - {pass: a}\n",
+            "more than once",
+        ),
+        (
+            "schema_version: 1\nmodel: {fingerprint: x}\nrewrites: [{pass: a, enabled: 3}]\n",
+            "true or false",
+        ),
+        ("schema_version: [1\n", "not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+    ],
+)
 def test_malformed_files(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(text)

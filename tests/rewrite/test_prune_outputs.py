@@ -22,7 +22,8 @@ def test_keeps_one_head(ranker: TinyModel, ranker_stripped: ModelGraph) -> None:
     assert before["Sigmoid"] == 2 and after["Sigmoid"] == 1
     assert after["MatMul"] == before["MatMul"] - 1
     assert result.stats["nodes_removed"] == len(ranker_stripped.graph_def.node) - len(
-        pruned.graph_def.node)
+        pruned.graph_def.node
+    )
     assert max_diff(ranker.graph, pruned, ranker.feeds) == 0.0
 
 
@@ -36,12 +37,15 @@ def test_refuses_keep_all(ranker: TinyModel, ranker_stripped: ModelGraph) -> Non
         apply_pass("prune_outputs", ranker_stripped, ranker.feeds, {"keep": ["ctr", "cvr"]})
 
 
-@pytest.mark.parametrize("params, match", [
-    ({}, "needs params.keep"),
-    ({"keep": []}, "needs params.keep"),
-    ({"keep": ["ctr", "nope"]}, "nope"),
-    ({"keep": ["ctr"], "extra": 1}, "unknown params"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({}, "needs params.keep"),
+        ({"keep": []}, "needs params.keep"),
+        ({"keep": ["ctr", "nope"]}, "nope"),
+        ({"keep": ["ctr"], "extra": 1}, "unknown params"),
+    ],
+)
 def test_bad_params(ranker_stripped: ModelGraph, params: dict, match: str) -> None:
     with pytest.raises(PlanError, match=match):
         get_pass("prune_outputs").check_params(params, ranker_stripped)

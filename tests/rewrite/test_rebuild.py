@@ -28,8 +28,9 @@ def _tree_digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def safe_rebuild(ranker: TinyModel, tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[RebuildResult, str]:
+def safe_rebuild(
+    ranker: TinyModel, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[RebuildResult, str]:
     digest = _tree_digest(ranker.path)
     out = tmp_path_factory.mktemp("rebuilt") / "out"
     return rebuild(ranker.path, out, data=ranker.feeds), digest
@@ -42,8 +43,12 @@ def test_outputs_and_report(safe_rebuild: tuple[RebuildResult, str], ranker: Tin
     assert _tree_digest(ranker.path) == digest  # the input model is untouched
     report = json.loads((out / "rebuild.json").read_text())
     assert report["passed"] is True
-    assert report["passes"]["applied"] == ["strip_control_deps", "drop_unused_inputs",
-                                           "merge_duplicates", "grappler_optimize"]
+    assert report["passes"]["applied"] == [
+        "strip_control_deps",
+        "drop_unused_inputs",
+        "merge_duplicates",
+        "grappler_optimize",
+    ]
     assert report["parity"]["final_vs_original"]["max_abs_diff"] <= 1e-5
     assert report["parity"]["exported_vs_original"]["passed"] is True
     assert set(report["parity"]["exported_vs_original"]["outputs"]) == {"ctr", "cvr"}
@@ -71,8 +76,14 @@ def test_drop_in_signature(safe_rebuild: tuple[RebuildResult, str], ranker: Tiny
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(["saved_model_cli", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        ["saved_model_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_saved_model_cli(safe_rebuild: tuple[RebuildResult, str]) -> None:
@@ -80,15 +91,24 @@ def test_saved_model_cli(safe_rebuild: tuple[RebuildResult, str]) -> None:
     shown = _cli("show", "--all", "--dir", result.saved_model_dir)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "signature_def['serving_default']" in shown.stdout and "outputs['ctr']" in shown.stdout
-    ran = _cli("run", "--dir", result.saved_model_dir, "--tag_set", "serve",
-               "--signature_def", "serving_default", "--input_exprs",
-               'user=["u1","u2"];item=["apple","zzz"];price=[[0.5],[1.0]];unused=["x","y"]')
+    ran = _cli(
+        "run",
+        "--dir",
+        result.saved_model_dir,
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--input_exprs",
+        'user=["u1","u2"];item=["apple","zzz"];price=[[0.5],[1.0]];unused=["x","y"]',
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert "Result for output key ctr" in ran.stdout and "Result for output key cvr" in ran.stdout
 
 
-def test_existing_output_needs_force(safe_rebuild: tuple[RebuildResult, str],
-                                     ranker: TinyModel) -> None:
+def test_existing_output_needs_force(
+    safe_rebuild: tuple[RebuildResult, str], ranker: TinyModel
+) -> None:
     result, _ = safe_rebuild
     with pytest.raises(OutputExistsError, match="--force"):
         rebuild(ranker.path, result.out_dir, data=ranker.feeds)
@@ -96,8 +116,9 @@ def test_existing_output_needs_force(safe_rebuild: tuple[RebuildResult, str],
         rebuild(ranker.path, ranker.path / "rebuilt", data=ranker.feeds, force=True)
 
 
-def test_plan_for_another_model_refused(ranker: TinyModel, tf1_ranker: TinyModel,
-                                        tmp_path: Path) -> None:
+def test_plan_for_another_model_refused(
+    ranker: TinyModel, tf1_ranker: TinyModel, tmp_path: Path
+) -> None:
     plan = preset_plan("safe", tf1_ranker.graph)
     with pytest.raises(PlanError, match="fingerprint"):
         rebuild(ranker.path, tmp_path / "out", plan=plan, data=ranker.feeds)
@@ -107,8 +128,13 @@ def test_plan_for_another_model_refused(ranker: TinyModel, tf1_ranker: TinyModel
 def test_prune_plan_and_synthesized_rows(ranker: TinyModel, tmp_path: Path) -> None:
     """Plan file with prune_outputs; no data: rows are synthesized from the vocabularies."""
     vocab = table_vocabularies(ranker.graph)
-    assert vocab["item"][:2] and set(vocab["item"]) == {"apple", "banana", "cherry", "date",
-                                                         "elder"}
+    assert vocab["item"][:2] and set(vocab["item"]) == {
+        "apple",
+        "banana",
+        "cherry",
+        "date",
+        "elder",
+    }
     plan_path = tmp_path / "plan.yaml"
     text = json.dumps(preset_plan("safe", ranker.graph).to_dict())
     plan = json.loads(text)
@@ -159,11 +185,21 @@ def test_data_file_with_labels(ranker: TinyModel, tmp_path: Path) -> None:
     import pandas as pd
 
     feeds = ranker.feeds
-    frame = pd.DataFrame({"user": feeds["user"], "item": feeds["item"],
-                          "price": feeds["price"][:, 0], "unused": feeds["unused"],
-                          "label": np.arange(len(feeds["user"])) % 2})
+    frame = pd.DataFrame(
+        {
+            "user": feeds["user"],
+            "item": feeds["item"],
+            "price": feeds["price"][:, 0],
+            "unused": feeds["unused"],
+            "label": np.arange(len(feeds["user"])) % 2,
+        }
+    )
     frame.to_parquet(tmp_path / "rows.parquet")
     result = rebuild(ranker.path, tmp_path / "out", data=tmp_path / "rows.parquet")
     assert result.passed
-    assert result.data == {"source": "file", "path": str(tmp_path / "rows.parquet"),
-                           "rows": len(frame), "labels": True}
+    assert result.data == {
+        "source": "file",
+        "path": str(tmp_path / "rows.parquet"),
+        "rows": len(frame),
+        "labels": True,
+    }

@@ -33,14 +33,14 @@ from recadvisor.analysis.findings import DetectorContext, Finding, severity_rank
 log = logging.getLogger(__name__)
 
 DETECTORS: tuple[ModuleType, ...] = (
-    unsafe_ops,          # stored graph + function library, no execution
-    string_ops,          # string stage per feature, with its cost
-    numeric_as_string,   # AsString on numbers, Bucketize boundaries from data
-    embeddings,          # table sizes, rows hit, effective rank
-    duplicates,          # same input hashed twice, identical tables / columns
-    shared_embeddings,   # two tables, one id space
-    unused,              # unused inputs, per-output cost
-    per_request,         # request-side sub-graph (user tower)
+    unsafe_ops,  # stored graph + function library, no execution
+    string_ops,  # string stage per feature, with its cost
+    numeric_as_string,  # AsString on numbers, Bucketize boundaries from data
+    embeddings,  # table sizes, rows hit, effective rank
+    duplicates,  # same input hashed twice, identical tables / columns
+    shared_embeddings,  # two tables, one id space
+    unused,  # unused inputs, per-output cost
+    per_request,  # request-side sub-graph (user tower)
 )
 DETECTOR_NAMES: tuple[str, ...] = tuple(m.NAME for m in DETECTORS)
 
@@ -101,8 +101,9 @@ def run_all_detectors(
     return DetectorRun(tuple(ordered), failed)
 
 
-def run_detectors(ctx: DetectorContext, names: Sequence[str] | None = None,
-                  strict: bool = False) -> list[Finding]:
+def run_detectors(
+    ctx: DetectorContext, names: Sequence[str] | None = None, strict: bool = False
+) -> list[Finding]:
     """Run the detectors and return their findings, most severe first.
 
     Args:

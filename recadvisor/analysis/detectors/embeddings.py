@@ -74,8 +74,9 @@ def rule_of_thumb_dim(cardinality: int) -> int:
     return max(1, int(round(6.0 * max(cardinality, 1) ** 0.25)))
 
 
-def _cardinality(ctx: DetectorContext, table: EmbeddingTable, rows_hit: int | None
-                 ) -> tuple[int, str]:
+def _cardinality(
+    ctx: DetectorContext, table: EmbeddingTable, rows_hit: int | None
+) -> tuple[int, str]:
     stats = ctx.feature_stats
     distinct = []
     if stats is not None and not ctx.feeds_synthetic:
@@ -104,8 +105,11 @@ def describe_table(ctx: DetectorContext, table: EmbeddingTable) -> dict[str, Any
     values = const_value(ctx.graph, table.node)
     values = values.reshape(values.shape[0], -1)
     basis = values[hit] if hit is not None and len(hit) >= 2 else values
-    energy = energy_dims(basis) if table.dim >= 2 else {"dims_95": 1, "dims_99": 1,
-                                                         "singular_values": []}
+    energy = (
+        energy_dims(basis)
+        if table.dim >= 2
+        else {"dims_95": 1, "dims_99": 1, "singular_values": []}
+    )
     cardinality, cardinality_source = _cardinality(ctx, table, rows_hit)
     bytes_per_row = table.bytes / table.rows if table.rows else 0.0
     return {
@@ -140,22 +144,30 @@ def _issues(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
     if ev["rows_hit"] is not None and rows >= 2 * card and rows - card >= MIN_SPARE_ROWS:
         frac = ev["rows_hit"] / rows
         severe = frac <= SEVERE_HIT_FRACTION or (ev["unused_bytes"] or 0) >= 1024 * 1024
-        issues.append((
-            "oversized", HIGH if severe else MEDIUM,
-            f"only {ev['rows_hit']:,} of {rows:,} rows ({100 * frac:.1f}%) are hit by the "
-            f"sample data",
-        ))
+        issues.append(
+            (
+                "oversized",
+                HIGH if severe else MEDIUM,
+                f"only {ev['rows_hit']:,} of {rows:,} rows ({100 * frac:.1f}%) are hit by the "
+                f"sample data",
+            )
+        )
     if dim >= 8 and dim >= 2 * ev["rule_of_thumb_dim"]:
-        issues.append((
-            "dim_large", LOW,
-            f"dim {dim} vs the rule of thumb {ev['rule_of_thumb_dim']} for {card:,} ids",
-        ))
+        issues.append(
+            (
+                "dim_large",
+                LOW,
+                f"dim {dim} vs the rule of thumb {ev['rule_of_thumb_dim']} for {card:,} ids",
+            )
+        )
     if dim >= 8 and ev["dims_99"] is not None and ev["dims_99"] <= dim // 2:
-        issues.append((
-            "low_rank", MEDIUM,
-            f"99% of its energy lies in {ev['dims_99']} of {dim} dims "
-            f"(95%: {ev['dims_95']})",
-        ))
+        issues.append(
+            (
+                "low_rank",
+                MEDIUM,
+                f"99% of its energy lies in {ev['dims_99']} of {dim} dims (95%: {ev['dims_95']})",
+            )
+        )
     if ev["bytes"] >= BIG_TABLE_BYTES:
         issues.append(("big", MEDIUM, f"{format_bytes(ev['bytes'])} of weights"))
     return issues
@@ -172,10 +184,20 @@ def detect(ctx: DetectorContext) -> list[Finding]:
         ev["issues"] = [code for code, _, _ in issues]
         severity = min((sev for _, sev, _ in issues), key=severity_rank, default=LOW)
         feats = ", ".join(f"`{f}`" for f in table.features) or "no input"
-        message = (f"embedding table `{table.variable}` ({table.rows:,} x {table.dim} "
-                   f"{table.dtype}, {format_bytes(table.bytes)}) read by {feats}: "
-                   + "; ".join(text for _, _, text in issues))
-        findings.append(make_finding(LARGE_EMBEDDING, table.features,
-                                     (table.node, *table.gather_nodes), severity, message, ev,
-                                     detector=NAME))
+        message = (
+            f"embedding table `{table.variable}` ({table.rows:,} x {table.dim} "
+            f"{table.dtype}, {format_bytes(table.bytes)}) read by {feats}: "
+            + "; ".join(text for _, _, text in issues)
+        )
+        findings.append(
+            make_finding(
+                LARGE_EMBEDDING,
+                table.features,
+                (table.node, *table.gather_nodes),
+                severity,
+                message,
+                ev,
+                detector=NAME,
+            )
+        )
     return findings

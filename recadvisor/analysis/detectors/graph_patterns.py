@@ -30,19 +30,42 @@ log = logging.getLogger(__name__)
 # ops that pass values through unchanged (up to shape/dtype): followed when tracing sources
 VALUE_PRESERVING_OPS = frozenset(
     {
-        "Identity", "IdentityN", "Snapshot", "StopGradient", "PreventGradient", "EnsureShape",
-        "CheckNumerics", "Reshape", "Squeeze", "ExpandDims", "Cast", "ReadVariableOp",
+        "Identity",
+        "IdentityN",
+        "Snapshot",
+        "StopGradient",
+        "PreventGradient",
+        "EnsureShape",
+        "CheckNumerics",
+        "Reshape",
+        "Squeeze",
+        "ExpandDims",
+        "Cast",
+        "ReadVariableOp",
     }
 )
 # ops that select or rearrange ids without changing them: followed from a gather's indices back
 # to the hash / lookup that produced them
 ID_PRESERVING_OPS = VALUE_PRESERVING_OPS | frozenset(
-    {"StridedSlice", "Slice", "Tile", "Transpose", "BroadcastTo", "Unpack", "SplitV",
-     "ReverseV2", "StopGradient"}
+    {
+        "StridedSlice",
+        "Slice",
+        "Tile",
+        "Transpose",
+        "BroadcastTo",
+        "Unpack",
+        "SplitV",
+        "ReverseV2",
+        "StopGradient",
+    }
 )
 HASH_OPS = frozenset(
-    {"StringToHashBucketFast", "StringToHashBucketStrong", "StringToHashBucket",
-     "_TensorToHashBucketFast"}
+    {
+        "StringToHashBucketFast",
+        "StringToHashBucketStrong",
+        "StringToHashBucket",
+        "_TensorToHashBucketFast",
+    }
 )
 LOOKUP_FIND_OPS = frozenset({"LookupTableFindV2", "LookupTableFind"})
 # gather-like op -> index of its params input and of its indices input
@@ -72,8 +95,9 @@ def normalize_tensor(name: str) -> str:
     return name if sep and tail.isdigit() else f"{name}:0"
 
 
-def trace_back(graph: ModelGraph, tensor: str, through: frozenset[str] = VALUE_PRESERVING_OPS
-               ) -> str:
+def trace_back(
+    graph: ModelGraph, tensor: str, through: frozenset[str] = VALUE_PRESERVING_OPS
+) -> str:
     """Follow a tensor back through value-preserving ops to the node that produces its values.
 
     Args:
@@ -109,8 +133,9 @@ def source_input(graph: ModelGraph, tensor: str) -> str | None:
     return input_key_of_node(graph, trace_back(graph, tensor))
 
 
-def forward_through(graph: ModelGraph, name: str,
-                    through: frozenset[str] = VALUE_PRESERVING_OPS) -> list[str]:
+def forward_through(
+    graph: ModelGraph, name: str, through: frozenset[str] = VALUE_PRESERVING_OPS
+) -> list[str]:
     """Consumers of ``name``, looking through value-preserving ops (which are not returned)."""
     result: list[str] = []
     stack, seen = [name], set()
@@ -174,8 +199,12 @@ def find_hash_ops(graph: ModelGraph) -> list[HashOp]:
             src = trace_back(graph, data_inputs(src_node)[0])
         result.append(
             HashOp(
-                node=node.name, op=node.op, num_buckets=buckets,
-                feature=input_key_of_node(graph, src), hashed_tensor=src, as_string=as_string,
+                node=node.name,
+                op=node.op,
+                num_buckets=buckets,
+                feature=input_key_of_node(graph, src),
+                hashed_tensor=src,
+                as_string=as_string,
             )
         )
     return result
@@ -214,16 +243,24 @@ def find_table_lookups(graph: ModelGraph) -> list[TableLookup]:
         table_name = graph.table_of_node(node.name)
         table = graph.tables.get(table_name or "")
         keys_src = trace_back(graph, data_inputs(node)[1])
-        key_dtype = table.key_dtype if table is not None else (
-            dtype_name(node.attr["Tin"].type) if "Tin" in node.attr else "unknown"
+        key_dtype = (
+            table.key_dtype
+            if table is not None
+            else (dtype_name(node.attr["Tin"].type) if "Tin" in node.attr else "unknown")
         )
-        value_dtype = table.value_dtype if table is not None else (
-            dtype_name(node.attr["Tout"].type) if "Tout" in node.attr else "unknown"
+        value_dtype = (
+            table.value_dtype
+            if table is not None
+            else (dtype_name(node.attr["Tout"].type) if "Tout" in node.attr else "unknown")
         )
         result.append(
             TableLookup(
-                node=node.name, table=table_name, key_dtype=key_dtype, value_dtype=value_dtype,
-                feature=input_key_of_node(graph, keys_src), keys_tensor=keys_src,
+                node=node.name,
+                table=table_name,
+                key_dtype=key_dtype,
+                value_dtype=value_dtype,
+                feature=input_key_of_node(graph, keys_src),
+                keys_tensor=keys_src,
                 size=table.size if table is not None else 0,
                 digest=table.content_digest() if table is not None else None,
             )
@@ -296,8 +333,13 @@ class EmbeddingTable:
     def to_dict(self) -> dict[str, Any]:
         """JSON summary."""
         return {
-            "node": self.node, "variable": self.variable, "rows": self.rows, "dim": self.dim,
-            "dtype": self.dtype, "bytes": self.bytes, "features": list(self.features),
+            "node": self.node,
+            "variable": self.variable,
+            "rows": self.rows,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "bytes": self.bytes,
+            "features": list(self.features),
             "gathers": list(self.gather_nodes),
         }
 
@@ -317,8 +359,9 @@ def _gather_axis_is_zero(graph: ModelGraph, node: Any) -> bool:
     return int(np.asarray(tf.make_ndarray(axis_node.attr["value"].tensor)).reshape(-1)[0]) == 0
 
 
-def _id_source(graph: ModelGraph, indices: str, hashes: dict[str, HashOp],
-               lookups: dict[str, TableLookup]) -> tuple[str, str, int | None, str | None]:
+def _id_source(
+    graph: ModelGraph, indices: str, hashes: dict[str, HashOp], lookups: dict[str, TableLookup]
+) -> tuple[str, str, int | None, str | None]:
     src = trace_back(graph, indices, ID_PRESERVING_OPS)
     if src in hashes:
         return src, "hash", hashes[src].num_buckets, None
@@ -356,9 +399,14 @@ def find_embedding_tables(graph: ModelGraph) -> list[EmbeddingTable]:
         src, kind, buckets, digest = _id_source(graph, indices, hashes, lookups)
         uses.setdefault(params, []).append(
             GatherUse(
-                node=node.name, op=node.op, indices=indices,
+                node=node.name,
+                op=node.op,
+                indices=indices,
                 features=graph.features_of_node.get(node_name(indices), frozenset()),
-                id_source=src, id_kind=kind, num_buckets=buckets, vocabulary_digest=digest,
+                id_source=src,
+                id_kind=kind,
+                num_buckets=buckets,
+                vocabulary_digest=digest,
                 rows_evaluable=_gather_axis_is_zero(graph, node),
             )
         )
@@ -383,8 +431,9 @@ def find_embedding_tables(graph: ModelGraph) -> list[EmbeddingTable]:
     counts: dict[str, int] = {}
     for t in tables:
         counts[t.variable] = counts.get(t.variable, 0) + 1
-    tables = [t if counts[t.variable] == 1 else dataclasses.replace(t, variable=t.node)
-              for t in tables]  # ambiguous variable names: name tables by their node
+    tables = [
+        t if counts[t.variable] == 1 else dataclasses.replace(t, variable=t.node) for t in tables
+    ]  # ambiguous variable names: name tables by their node
     tables.sort(key=lambda t: (-t.bytes, t.node))
     graph.__dict__[key] = tables  # cached like the graph's own cached properties
     return tables
@@ -444,8 +493,9 @@ def evaluate_tensors(
     return {aliases[a]: out[a] for a in aliases}
 
 
-def gather_ids(graph: ModelGraph, feeds: Mapping[str, np.ndarray] | None,
-               cache: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+def gather_ids(
+    graph: ModelGraph, feeds: Mapping[str, np.ndarray] | None, cache: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """The row ids every embedding gather reads on ``feeds`` (gather node -> flat int array).
 
     Args:
@@ -496,8 +546,9 @@ def input_vocabularies(graph: ModelGraph) -> dict[str, list[Any]]:
         if lookup.feature is None or lookup.table is None:
             continue
         table = graph.tables[lookup.table]
-        keys = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k
-                for k in table.keys.tolist()]
+        keys = [
+            k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in table.keys.tolist()
+        ]
         vocab.setdefault(lookup.feature, keys)
     return vocab
 

@@ -52,13 +52,27 @@ NAME = "numeric_as_string"
 MAX_EXACT_VALUES = 256
 QUANTILE_BINS = 64
 NUMERIC_DTYPES = frozenset(
-    {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-     "bfloat16", "float32", "float64", "bool"}
+    {
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "bool",
+    }
 )
 
 
-def value_boundaries(values: np.ndarray, max_exact: int = MAX_EXACT_VALUES,
-                     n_bins: int = QUANTILE_BINS) -> dict[str, Any]:
+def value_boundaries(
+    values: np.ndarray, max_exact: int = MAX_EXACT_VALUES, n_bins: int = QUANTILE_BINS
+) -> dict[str, Any]:
     """Bucketize boundaries for numeric sample values and the range where they are exact.
 
     Args:
@@ -75,9 +89,17 @@ def value_boundaries(values: np.ndarray, max_exact: int = MAX_EXACT_VALUES,
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
-        return {"method": "none", "boundaries": [], "values": [], "n_distinct": 0,
-                "min": None, "max": None, "integral": False, "contiguous": False,
-                "exact_for": "nothing (no finite values in the sample)"}
+        return {
+            "method": "none",
+            "boundaries": [],
+            "values": [],
+            "n_distinct": 0,
+            "min": None,
+            "max": None,
+            "integral": False,
+            "contiguous": False,
+            "exact_for": "nothing (no finite values in the sample)",
+        }
     distinct = np.unique(flat)
     lo, hi = float(distinct[0]), float(distinct[-1])
     integral = bool(np.all(np.floor(distinct) == distinct))
@@ -90,12 +112,19 @@ def value_boundaries(values: np.ndarray, max_exact: int = MAX_EXACT_VALUES,
         if contiguous:
             exact_for = f"every integer in [{num(lo)}, {num(hi)}]"
         else:
-            exact_for = (f"the {len(distinct)} observed values in [{num(lo)}, {num(hi)}]; other "
-                         "values inside the range share the bucket of the value just below")
+            exact_for = (
+                f"the {len(distinct)} observed values in [{num(lo)}, {num(hi)}]; other "
+                "values inside the range share the bucket of the value just below"
+            )
         return {
-            "method": "distinct", "boundaries": [num(v) for v in distinct[1:]],
-            "values": [num(v) for v in distinct], "n_distinct": int(len(distinct)),
-            "min": num(lo), "max": num(hi), "integral": integral, "contiguous": contiguous,
+            "method": "distinct",
+            "boundaries": [num(v) for v in distinct[1:]],
+            "values": [num(v) for v in distinct],
+            "n_distinct": int(len(distinct)),
+            "min": num(lo),
+            "max": num(hi),
+            "integral": integral,
+            "contiguous": contiguous,
             "exact_for": exact_for,
         }
     from sklearn.preprocessing import KBinsDiscretizer
@@ -107,11 +136,18 @@ def value_boundaries(values: np.ndarray, max_exact: int = MAX_EXACT_VALUES,
         disc.fit(flat.reshape(-1, 1))
     edges = np.unique(np.asarray(disc.bin_edges_[0], dtype=np.float64)[1:-1])
     return {
-        "method": "quantile", "boundaries": [float(e) for e in edges], "values": [],
-        "n_distinct": int(len(distinct)), "min": num(lo), "max": num(hi), "integral": integral,
+        "method": "quantile",
+        "boundaries": [float(e) for e in edges],
+        "values": [],
+        "n_distinct": int(len(distinct)),
+        "min": num(lo),
+        "max": num(hi),
+        "integral": integral,
         "contiguous": contiguous,
-        "exact_for": (f"no value: {len(distinct)} distinct values are merged into "
-                      f"{len(edges) + 1} quantile buckets (lossy)"),
+        "exact_for": (
+            f"no value: {len(distinct)} distinct values are merged into "
+            f"{len(edges) + 1} quantile buckets (lossy)"
+        ),
     }
 
 
@@ -130,8 +166,9 @@ def _downstream_of_as_string(graph: ModelGraph, as_string: str) -> dict[str, Any
     return {
         "hash_nodes": hash_nodes,
         "lookup_nodes": lookup_nodes,
-        "num_buckets": sorted({hashes[h].num_buckets for h in hash_nodes
-                               if hashes[h].num_buckets is not None}),
+        "num_buckets": sorted(
+            {hashes[h].num_buckets for h in hash_nodes if hashes[h].num_buckets is not None}
+        ),
         "vocabulary_sizes": sorted({lookups[t].size for t in lookup_nodes}),
         "tables": tables,
     }
@@ -153,8 +190,13 @@ def _graph_findings(ctx: DetectorContext) -> tuple[list[Finding], set[str]]:
     findings = []
     bs = ctx.reference_batch
     for feature, as_strings in sorted(by_feature.items()):
-        down = {"hash_nodes": [], "lookup_nodes": [], "num_buckets": [], "vocabulary_sizes": [],
-                "tables": []}
+        down = {
+            "hash_nodes": [],
+            "lookup_nodes": [],
+            "num_buckets": [],
+            "vocabulary_sizes": [],
+            "tables": [],
+        }
         for a in as_strings:
             part = _downstream_of_as_string(graph, a)
             for key in down:
@@ -189,20 +231,29 @@ def _graph_findings(ctx: DetectorContext) -> tuple[list[Finding], set[str]]:
             n = bounds["n_distinct"]
             if table_rows is not None and n and table_rows >= 2 * n:
                 severity = HIGH
-            detail = (f"; the data has {n} distinct values in [{bounds['min']}, {bounds['max']}]"
-                      + (f" for a {table_rows}-row table" if table_rows else ""))
+            detail = f"; the data has {n} distinct values in [{bounds['min']}, {bounds['max']}]" + (
+                f" for a {table_rows}-row table" if table_rows else ""
+            )
             if rows_used is not None:
                 evidence["hash_collisions"] = max(0, n - rows_used)
         else:
             detail = "; no sample data, so no boundaries were computed"
         if share is not None and share >= 0.05:
             severity = HIGH
-        hashed = (f"hashed into {', '.join(map(str, down['num_buckets']))} buckets"
-                  if down["num_buckets"] else "looked up as strings")
-        message = (f"numeric input `{feature}` ({evidence['input_dtype']}) is formatted with "
-                   f"AsString and {hashed} ({share_text(share, bs)}){detail}")
-        findings.append(make_finding(NUMERIC_AS_STRING, [feature], nodes, severity, message,
-                                     evidence, detector=NAME))
+        hashed = (
+            f"hashed into {', '.join(map(str, down['num_buckets']))} buckets"
+            if down["num_buckets"]
+            else "looked up as strings"
+        )
+        message = (
+            f"numeric input `{feature}` ({evidence['input_dtype']}) is formatted with "
+            f"AsString and {hashed} ({share_text(share, bs)}){detail}"
+        )
+        findings.append(
+            make_finding(
+                NUMERIC_AS_STRING, [feature], nodes, severity, message, evidence, detector=NAME
+            )
+        )
     return findings, set(by_feature)
 
 
@@ -217,20 +268,29 @@ def _data_findings(ctx: DetectorContext, already: set[str]) -> list[Finding]:
             continue
         if col.distinct > MAX_EXACT_VALUES or col.distinct < 2:
             continue  # many distinct numbers: ids written as digits, not a numeric feature
-        evidence: dict[str, Any] = {"source": "data", "input_dtype": "string",
-                                    "n_distinct": col.distinct, "min": col.numeric_min,
-                                    "max": col.numeric_max}
+        evidence: dict[str, Any] = {
+            "source": "data",
+            "input_dtype": "string",
+            "n_distinct": col.distinct,
+            "min": col.numeric_min,
+            "max": col.numeric_max,
+        }
         if ctx.real_feeds is not None and name in ctx.real_feeds:
-            texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                     for v in np.asarray(ctx.real_feeds[name]).reshape(-1).tolist()]
+            texts = [
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                for v in np.asarray(ctx.real_feeds[name]).reshape(-1).tolist()
+            ]
             evidence.update(value_boundaries(np.array([float(t) for t in texts if t != ""])))
         else:
             evidence["top_values"] = [float(v) for v, _ in col.top_values]
-        message = (f"string input `{name}` holds only numbers in the data ({col.distinct} "
-                   f"distinct values in [{col.numeric_min:g}, {col.numeric_max:g}]): a numeric "
-                   "input with Bucketize would avoid string handling")
-        findings.append(make_finding(NUMERIC_AS_STRING, [name], [], LOW, message, evidence,
-                                     detector=NAME))
+        message = (
+            f"string input `{name}` holds only numbers in the data ({col.distinct} "
+            f"distinct values in [{col.numeric_min:g}, {col.numeric_max:g}]): a numeric "
+            "input with Bucketize would avoid string handling"
+        )
+        findings.append(
+            make_finding(NUMERIC_AS_STRING, [name], [], LOW, message, evidence, detector=NAME)
+        )
     return findings
 
 

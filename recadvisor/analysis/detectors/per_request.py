@@ -47,25 +47,118 @@ UNKNOWN = "unknown"
 
 # a request-side sub-graph is worth deduplicating only if it does one of these
 WORTHWHILE_OPS = (
-    frozenset(GATHER_INPUTS) | HASH_OPS | LOOKUP_FIND_OPS | STRING_OPS
-    | frozenset({"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "_FusedMatMul",
-                 "Conv2D", "Conv1D", "Einsum", "Softmax"})
+    frozenset(GATHER_INPUTS)
+    | HASH_OPS
+    | LOOKUP_FIND_OPS
+    | STRING_OPS
+    | frozenset(
+        {
+            "MatMul",
+            "BatchMatMul",
+            "BatchMatMulV2",
+            "BatchMatMulV3",
+            "_FusedMatMul",
+            "Conv2D",
+            "Conv1D",
+            "Einsum",
+            "Softmax",
+        }
+    )
 )
 HISTORY_TOKENS = frozenset(
-    {"hist", "his", "history", "seq", "sequence", "behavior", "behaviour", "clicked", "click",
-     "clicks", "recent", "last", "past", "watched", "viewed", "bought"}
+    {
+        "hist",
+        "his",
+        "history",
+        "seq",
+        "sequence",
+        "behavior",
+        "behaviour",
+        "clicked",
+        "click",
+        "clicks",
+        "recent",
+        "last",
+        "past",
+        "watched",
+        "viewed",
+        "bought",
+    }
 )
 REQUEST_TOKENS = frozenset(
-    {"user", "uid", "usr", "member", "customer", "client", "query", "context", "ctx", "age",
-     "gender", "sex", "city", "country", "region", "province", "location", "geo", "device",
-     "os", "platform", "session", "request", "req", "profile", "hour", "weekday", "occupation",
-     "zip", "zipcode", "language", "lang"}
+    {
+        "user",
+        "uid",
+        "usr",
+        "member",
+        "customer",
+        "client",
+        "query",
+        "context",
+        "ctx",
+        "age",
+        "gender",
+        "sex",
+        "city",
+        "country",
+        "region",
+        "province",
+        "location",
+        "geo",
+        "device",
+        "os",
+        "platform",
+        "session",
+        "request",
+        "req",
+        "profile",
+        "hour",
+        "weekday",
+        "occupation",
+        "zip",
+        "zipcode",
+        "language",
+        "lang",
+    }
 )
 CANDIDATE_TOKENS = frozenset(
-    {"item", "iid", "cand", "candidate", "target", "ad", "ads", "adgroup", "campaign", "product",
-     "goods", "sku", "doc", "document", "video", "movie", "song", "music", "article", "news",
-     "post", "shop", "store", "brand", "cate", "category", "cat", "price", "seller", "creative",
-     "title", "tag", "tags", "genre", "author"}
+    {
+        "item",
+        "iid",
+        "cand",
+        "candidate",
+        "target",
+        "ad",
+        "ads",
+        "adgroup",
+        "campaign",
+        "product",
+        "goods",
+        "sku",
+        "doc",
+        "document",
+        "video",
+        "movie",
+        "song",
+        "music",
+        "article",
+        "news",
+        "post",
+        "shop",
+        "store",
+        "brand",
+        "cate",
+        "category",
+        "cat",
+        "price",
+        "seller",
+        "creative",
+        "title",
+        "tag",
+        "tags",
+        "genre",
+        "author",
+    }
 )
 
 
@@ -158,17 +251,23 @@ def detect(ctx: DetectorContext) -> list[Finding]:
         towers = [c for c in components if len(c) > 1]
         if len(towers) < 2:
             return []
-        return [make_finding(
-            PER_REQUEST_FEATURE, [], [], INFO,
-            f"the inputs form {len(towers)} towers that meet only at the end ("
-            + " | ".join(", ".join(sorted(t)) for t in towers)
-            + "), but their names do not say which side is per-request",
-            evidence | {"request_inputs": [], "candidate_inputs": []},
-            detector=NAME,
-        )]
+        return [
+            make_finding(
+                PER_REQUEST_FEATURE,
+                [],
+                [],
+                INFO,
+                f"the inputs form {len(towers)} towers that meet only at the end ("
+                + " | ".join(", ".join(sorted(t)) for t in towers)
+                + "), but their names do not say which side is per-request",
+                evidence | {"request_inputs": [], "candidate_inputs": []},
+                detector=NAME,
+            )
+        ]
     live = graph.reachable_from_outputs(control=False)
-    sub = sorted(n for n in live if graph.features_of_node.get(n) and
-                 graph.features_of_node[n] <= request)
+    sub = sorted(
+        n for n in live if graph.features_of_node.get(n) and graph.features_of_node[n] <= request
+    )
     if not any(graph.nodes[n].op in WORTHWHILE_OPS for n in sub):
         return []  # only reshapes and arithmetic on the request side: nothing to save
     joins = _join_nodes(graph, request, live)
@@ -179,21 +278,26 @@ def detect(ctx: DetectorContext) -> list[Finding]:
     severity = LOW
     if share is not None and share >= 0.2:
         severity = MEDIUM
-    evidence.update({
-        "request_inputs": sorted(request),
-        "candidate_inputs": sorted(candidate),
-        "unknown_inputs": sorted(unknown),
-        "request_nodes": len(sub),
-        "join_nodes": joins,
-        "time_share": share,
-        "time_share_by_batch": shares,
-        "max_saving_by_batch": savings,
-    })
+    evidence.update(
+        {
+            "request_inputs": sorted(request),
+            "candidate_inputs": sorted(candidate),
+            "unknown_inputs": sorted(unknown),
+            "request_nodes": len(sub),
+            "join_nodes": joins,
+            "time_share": share,
+            "time_share_by_batch": shares,
+            "max_saving_by_batch": savings,
+        }
+    )
     message = (
         f"inputs {', '.join(f'`{f}`' for f in sorted(request))} feed a {len(sub)}-node "
         f"sub-graph ({share_text(share, bs)}) that does not depend on the candidate inputs "
         f"{', '.join(f'`{f}`' for f in sorted(candidate))}: it could run once per request "
         "instead of once per candidate"
     )
-    return [make_finding(PER_REQUEST_FEATURE, request, joins, severity, message, evidence,
-                         detector=NAME)]
+    return [
+        make_finding(
+            PER_REQUEST_FEATURE, request, joins, severity, message, evidence, detector=NAME
+        )
+    ]

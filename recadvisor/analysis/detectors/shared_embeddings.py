@@ -102,8 +102,9 @@ def _value_set(ctx: DetectorContext, feature: str) -> set[Any] | None:
         values = None
         if feeds is not None and feature in feeds:
             flat = np.asarray(feeds[feature]).reshape(-1)
-            values = {v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-                      for v in flat.tolist()} - {""}
+            values = {
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in flat.tolist()
+            } - {""}
         ctx.cache[key] = values
     return ctx.cache[key]
 
@@ -142,8 +143,11 @@ def detect(ctx: DetectorContext) -> list[Finding]:
         names_match = any(canonical_name(x) == canonical_name(y) for x, y in pairs)
         # integer ids of unrelated inputs overlap by construction (0..N): only string values,
         # or inputs whose names match, make a value overlap meaningful
-        known = [o for o in overlaps if o[0] is not None and (
-            names_match or _is_string(ctx, o[1]) and _is_string(ctx, o[2]))]
+        known = [
+            o
+            for o in overlaps
+            if o[0] is not None and (names_match or _is_string(ctx, o[1]) and _is_string(ctx, o[2]))
+        ]
         best = max(known, default=None, key=lambda o: o[0])
         if space is not None and space.startswith("both indexed by integer") and not names_match:
             continue
@@ -174,8 +178,10 @@ def detect(ctx: DetectorContext) -> list[Finding]:
                 why += f" (shapes differ: {a.rows}x{a.dim} vs {b.rows}x{b.dim})"
         elif best is not None and best[0] >= MIN_CONTAINMENT_OTHER_SPACE and a.dim == b.dim:
             severity = LOW
-            why = (f"{100 * best[0]:.0f}% of the smaller id set appears in both, but the ids "
-                   "are encoded differently (sharing needs retraining)")
+            why = (
+                f"{100 * best[0]:.0f}% of the smaller id set appears in both, but the ids "
+                "are encoded differently (sharing needs retraining)"
+            )
             evidence["rewrite"] = False
         else:
             continue
@@ -186,7 +192,15 @@ def detect(ctx: DetectorContext) -> list[Finding]:
             f"{space or 'different encodings'}; {why}; sharing saves "
             f"{format_bytes(min(a.bytes, b.bytes))}"
         )
-        findings.append(make_finding(SHARED_EMBEDDING_CANDIDATE, feats,
-                                     (a.node, b.node, *a.gather_nodes, *b.gather_nodes),
-                                     severity, message, evidence, detector=NAME))
+        findings.append(
+            make_finding(
+                SHARED_EMBEDDING_CANDIDATE,
+                feats,
+                (a.node, b.node, *a.gather_nodes, *b.gather_nodes),
+                severity,
+                message,
+                evidence,
+                detector=NAME,
+            )
+        )
     return findings

@@ -41,32 +41,49 @@ CHECKPOINT_OPS = frozenset(
 )
 UNSAFE_OPS: dict[str, str] = {
     # reading files
-    "ReadFile": "reads a file", "MatchingFiles": "lists files", "ImmutableConst": "maps a file",
-    "LoadAndRemapMatrix": "reads a checkpoint", "GenerateVocabRemapping": "reads vocabulary files",
+    "ReadFile": "reads a file",
+    "MatchingFiles": "lists files",
+    "ImmutableConst": "maps a file",
+    "LoadAndRemapMatrix": "reads a checkpoint",
+    "GenerateVocabRemapping": "reads vocabulary files",
     "DecodeProtoV2": "may read a proto descriptor file",
-    "TFRecordDataset": "reads files", "TFRecordDatasetV2": "reads files",
-    "TextLineDataset": "reads files", "FixedLengthRecordDataset": "reads files",
-    "FixedLengthRecordDatasetV2": "reads files", "CSVDataset": "reads files",
-    "CSVDatasetV2": "reads files", "ExperimentalCSVDataset": "reads files",
-    "LMDBDataset": "reads files", "ExperimentalLMDBDataset": "reads files",
-    "LoadDataset": "reads files", "ExperimentalSqlDataset": "reads a database",
-    "SqlDataset": "reads a database", "SnapshotDataset": "reads and writes files",
+    "TFRecordDataset": "reads files",
+    "TFRecordDatasetV2": "reads files",
+    "TextLineDataset": "reads files",
+    "FixedLengthRecordDataset": "reads files",
+    "FixedLengthRecordDatasetV2": "reads files",
+    "CSVDataset": "reads files",
+    "CSVDatasetV2": "reads files",
+    "ExperimentalCSVDataset": "reads files",
+    "LMDBDataset": "reads files",
+    "ExperimentalLMDBDataset": "reads files",
+    "LoadDataset": "reads files",
+    "ExperimentalSqlDataset": "reads a database",
+    "SqlDataset": "reads a database",
+    "SnapshotDataset": "reads and writes files",
     "SnapshotDatasetV2": "reads and writes files",
     # writing files
-    "WriteFile": "writes a file", "SaveDataset": "writes files", "SaveDatasetV2": "writes files",
-    "DatasetToTFRecord": "writes files", "ExperimentalDatasetToTFRecord": "writes files",
-    "CreateSummaryFileWriter": "writes files", "CreateSummaryDbWriter": "writes a database",
-    "DebugIdentityV2": "dumps tensors to files", "DebugIdentityV3": "dumps tensors to files",
+    "WriteFile": "writes a file",
+    "SaveDataset": "writes files",
+    "SaveDatasetV2": "writes files",
+    "DatasetToTFRecord": "writes files",
+    "ExperimentalDatasetToTFRecord": "writes files",
+    "CreateSummaryFileWriter": "writes files",
+    "CreateSummaryDbWriter": "writes a database",
+    "DebugIdentityV2": "dumps tensors to files",
+    "DebugIdentityV3": "dumps tensors to files",
     "FileSystemSetConfiguration": "changes file-system settings",
     # Python
-    "PyFunc": "runs Python code", "PyFuncStateless": "runs Python code",
+    "PyFunc": "runs Python code",
+    "PyFuncStateless": "runs Python code",
     "EagerPyFunc": "runs Python code",
     # network
     "DataServiceDataset": "talks to a data service",
     "DataServiceDatasetV2": "talks to a data service",
     "DataServiceDatasetV3": "talks to a data service",
     "DataServiceDatasetV4": "talks to a data service",
-    "RegisterDataset": "talks to a data service", "RegisterDatasetV2": "talks to a data service",
+    "RegisterDataset": "talks to a data service",
+    "RegisterDatasetV2": "talks to a data service",
     "GcsConfigureCredentials": "configures cloud storage access",
     "GcsConfigureBlockCache": "configures cloud storage access",
     "BigQueryReader": "reads from BigQuery",
@@ -80,8 +97,14 @@ UNSAFE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"PyFunc"), "runs Python code"),
 )
 ALLOWED_OPS = frozenset(
-    {"InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "ShardedFilename",
-     "ShardedFilespec", "ReaderReset", "ReaderResetV2"}
+    {
+        "InitializeTableFromTextFile",
+        "InitializeTableFromTextFileV2",
+        "ShardedFilename",
+        "ShardedFilespec",
+        "ReaderReset",
+        "ReaderResetV2",
+    }
 )
 FUNCTION_ATTR_KEYS = ("f", "then_branch", "else_branch", "body", "cond", "branches")
 
@@ -172,7 +195,8 @@ def scan_meta_graph(meta_graph: Any) -> list[UnsafeOpHit]:
     functions = {f.signature.name: f for f in graph_def.library.function}
     names = set(functions)
     calls = {
-        name: set().union(*(_called_functions(n, names) for n in fn.node_def)) if fn.node_def
+        name: set().union(*(_called_functions(n, names) for n in fn.node_def))
+        if fn.node_def
         else set()
         for name, fn in functions.items()
     }
@@ -188,7 +212,8 @@ def scan_meta_graph(meta_graph: Any) -> list[UnsafeOpHit]:
     for node in graph_def.node:
         called = _called_functions(node, names)
         is_saver_call = node.name in saver_nodes and node.op in (
-            "StatefulPartitionedCall", "PartitionedCall"
+            "StatefulPartitionedCall",
+            "PartitionedCall",
         )
         (saver_calls if is_saver_call else serving_calls).update(called)
     serving_fns = _closure(serving_calls, calls)
@@ -239,8 +264,7 @@ def find_unsafe_ops(info: Any) -> list[Finding]:
                     f"{len(hits)} {op} op(s) {reason} (in {', '.join(locations[:3])}"
                     f"{'...' if len(locations) > 3 else ''}); the model was scanned, not run"
                 ),
-                evidence={"op": op, "count": len(hits), "reason": reason,
-                          "locations": locations},
+                evidence={"op": op, "count": len(hits), "reason": reason, "locations": locations},
                 detector=NAME,
             )
         )

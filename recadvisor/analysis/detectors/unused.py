@@ -68,14 +68,23 @@ def _unused_input_findings(ctx: DetectorContext) -> list[Finding]:
         spec = graph.signature.inputs[key]
         node = graph.input_nodes[key]
         dangling = sorted(descendants(graph, node))
-        findings.append(make_finding(
-            UNUSED_INPUT, [key], [node, *dangling], LOW,
-            f"signature input `{key}` ({spec.dtype} {spec.shape_str()}) is declared but no "
-            f"output reads it ({len(dangling)} node(s) consume it without reaching an output)",
-            evidence={"dtype": spec.dtype, "shape": spec.shape_str(), "placeholder": node,
-                      "dead_consumers": dangling},
-            detector=NAME,
-        ))
+        findings.append(
+            make_finding(
+                UNUSED_INPUT,
+                [key],
+                [node, *dangling],
+                LOW,
+                f"signature input `{key}` ({spec.dtype} {spec.shape_str()}) is declared but no "
+                f"output reads it ({len(dangling)} node(s) consume it without reaching an output)",
+                evidence={
+                    "dtype": spec.dtype,
+                    "shape": spec.shape_str(),
+                    "placeholder": node,
+                    "dead_consumers": dangling,
+                },
+                detector=NAME,
+            )
+        )
     return findings
 
 
@@ -99,46 +108,74 @@ def _output_findings(ctx: DetectorContext) -> list[Finding]:
             "weight_bytes": weight_bytes(nodes),
             "time_share": ctx.time_share(nodes),
         }
-    findings = [make_finding(
-        OUTPUT_COST, [], [], INFO,
-        "outputs need " + ", ".join(f"`{k}` {c['nodes']}" for k, c in costs.items())
-        + f" of {len(all_needed)} live nodes",
-        evidence={"outputs": costs, "live_nodes": len(all_needed)},
-        detector=NAME,
-    )]
+    findings = [
+        make_finding(
+            OUTPUT_COST,
+            [],
+            [],
+            INFO,
+            "outputs need "
+            + ", ".join(f"`{k}` {c['nodes']}" for k, c in costs.items())
+            + f" of {len(all_needed)} live nodes",
+            evidence={"outputs": costs, "live_nodes": len(all_needed)},
+            detector=NAME,
+        )
+    ]
     by_tensor: dict[str, list[str]] = {}
     for key, tensor in graph.output_tensors.items():
         by_tensor.setdefault(tensor, []).append(key)
     for keys in by_tensor.values():
         if len(keys) > 1:
-            findings.append(make_finding(
-                UNUSED_OUTPUT, [], [graph.output_nodes[k] for k in keys], LOW,
-                f"outputs {', '.join(f'`{k}`' for k in sorted(keys))} return the very same "
-                "tensor: clients need only one of them",
-                evidence={"reason": "same_tensor", "outputs": sorted(keys),
-                          "keep": [sorted(keys)[0]]},
-                detector=NAME,
-            ))
+            findings.append(
+                make_finding(
+                    UNUSED_OUTPUT,
+                    [],
+                    [graph.output_nodes[k] for k in keys],
+                    LOW,
+                    f"outputs {', '.join(f'`{k}`' for k in sorted(keys))} return the very same "
+                    "tensor: clients need only one of them",
+                    evidence={
+                        "reason": "same_tensor",
+                        "outputs": sorted(keys),
+                        "keep": [sorted(keys)[0]],
+                    },
+                    detector=NAME,
+                )
+            )
     for key, nodes in sorted(needs.items()):
         skipped = all_needed - nodes
         compute = [n for n in skipped if graph.nodes[n].op not in PLUMBING_OPS]
-        if len(compute) < max(MIN_SKIPPED_NODES, MIN_SKIPPED_FRACTION * len(all_needed)) \
-                and weight_bytes(skipped) == 0:
+        if (
+            len(compute) < max(MIN_SKIPPED_NODES, MIN_SKIPPED_FRACTION * len(all_needed))
+            and weight_bytes(skipped) == 0
+        ):
             continue  # e.g. `logit` vs `sigmoid(logit)`: nothing worth pruning
         share = ctx.time_share(skipped)
         severity = MEDIUM if share is not None and share >= 0.10 else LOW
         others = sorted(k for k in needs if k != key)
-        findings.append(make_finding(
-            UNUSED_OUTPUT, [], sorted(skipped), severity,
-            f"serving only `{key}` needs {len(nodes)} of {len(all_needed)} live nodes: the "
-            f"rest, needed only by {', '.join(f'`{k}`' for k in others)}, is "
-            f"{share_text(share, bs)} and {format_bytes(weight_bytes(skipped))} of weights",
-            evidence={"reason": "prunable", "keep": [key], "drop": others,
-                      "nodes_needed": len(nodes), "nodes_live": len(all_needed),
-                      "nodes_saved": len(skipped), "weight_bytes_saved": weight_bytes(skipped),
-                      "time_share": share, "time_share_by_batch": ctx.time_shares(skipped)},
-            detector=NAME,
-        ))
+        findings.append(
+            make_finding(
+                UNUSED_OUTPUT,
+                [],
+                sorted(skipped),
+                severity,
+                f"serving only `{key}` needs {len(nodes)} of {len(all_needed)} live nodes: the "
+                f"rest, needed only by {', '.join(f'`{k}`' for k in others)}, is "
+                f"{share_text(share, bs)} and {format_bytes(weight_bytes(skipped))} of weights",
+                evidence={
+                    "reason": "prunable",
+                    "keep": [key],
+                    "drop": others,
+                    "nodes_needed": len(nodes),
+                    "nodes_live": len(all_needed),
+                    "nodes_saved": len(skipped),
+                    "weight_bytes_saved": weight_bytes(skipped),
+                    "time_share": share,
+                    "time_share_by_batch": ctx.time_shares(skipped),
+                },
+                detector=NAME,
+            )
+        )
     return findings
 
 

@@ -29,14 +29,22 @@ class Built:
 
     def context(self, **changes: Any) -> DetectorContext:
         """A fresh detector context (a new cache each time)."""
-        base: dict[str, Any] = {"graph": self.graph, "info": self.loaded.info,
-                                "feature_stats": self.stats, "feeds": self.feeds}
+        base: dict[str, Any] = {
+            "graph": self.graph,
+            "info": self.loaded.info,
+            "feature_stats": self.stats,
+            "feeds": self.feeds,
+        }
         base.update(changes)
         return DetectorContext(**base)
 
 
-def _build(tmp: Path, builder: Callable[[Path], Path], frame: pd.DataFrame | None,
-           feeds: dict[str, np.ndarray]) -> Built:
+def _build(
+    tmp: Path,
+    builder: Callable[[Path], Path],
+    frame: pd.DataFrame | None,
+    feeds: dict[str, np.ndarray],
+) -> Built:
     from recadvisor.model.freeze import freeze
     from recadvisor.model.load import load_model
 
@@ -50,25 +58,29 @@ def _build(tmp: Path, builder: Callable[[Path], Path], frame: pd.DataFrame | Non
 @pytest.fixture(scope="session")
 def ranker(tmp_path_factory: pytest.TempPathFactory) -> Built:
     frame = models.ranker_frame()
-    return _build(tmp_path_factory.mktemp("ranker"), models.build_ranker, frame,
-                  models.ranker_feeds(frame))
+    return _build(
+        tmp_path_factory.mktemp("ranker"), models.build_ranker, frame, models.ranker_feeds(frame)
+    )
 
 
 @pytest.fixture(scope="session")
 def multitask(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return _build(tmp_path_factory.mktemp("multitask"), models.build_multitask, None,
-                  models.multitask_feeds())
+    return _build(
+        tmp_path_factory.mktemp("multitask"), models.build_multitask, None, models.multitask_feeds()
+    )
 
 
 @pytest.fixture(scope="session")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> Built:
     frame = models.clean_frame()
-    return _build(tmp_path_factory.mktemp("clean"), models.build_clean, frame,
-                  models.clean_feeds(frame))
+    return _build(
+        tmp_path_factory.mktemp("clean"), models.build_clean, frame, models.clean_feeds(frame)
+    )
 
 
-def make_profile(graph: Any, node_us: dict[str, float], batch_sizes: tuple[int, ...] = (1, 64)
-                 ) -> Any:
+def make_profile(
+    graph: Any, node_us: dict[str, float], batch_sizes: tuple[int, ...] = (1, 64)
+) -> Any:
     """A hand-made Profile giving ``node_us`` microseconds to nodes at every batch size."""
     from recadvisor.analysis.profile import BatchProfile, LatencyStats, OpTiming, Profile
 
@@ -76,8 +88,13 @@ def make_profile(graph: Any, node_us: dict[str, float], batch_sizes: tuple[int, 
     batches = []
     for bs in batch_sizes:
         ops = tuple(
-            OpTiming(node=n, op=graph.nodes[n].op, runtime_ops=(graph.nodes[n].op,),
-                     self_us=us, share=us / total)
+            OpTiming(
+                node=n,
+                op=graph.nodes[n].op,
+                runtime_ops=(graph.nodes[n].op,),
+                self_us=us,
+                share=us / total,
+            )
             for n, us in sorted(node_us.items(), key=lambda kv: -kv[1])
         )
         latency = LatencyStats(bs, 10, 1.0, 1.1, 1.2, 1.05)

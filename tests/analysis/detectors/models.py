@@ -56,38 +56,45 @@ def build_ranker(path: Path) -> Path:
             self.w_user = tf.Variable(table(4 * DIM, DIM), name="w_user")
             self.w_item = tf.Variable(table(2 * DIM + 1, DIM), name="w_item")
             init = tf.lookup.KeyValueTensorInitializer(
-                tf.constant(CATEGORIES), tf.range(1, len(CATEGORIES) + 1, dtype=tf.int64))
+                tf.constant(CATEGORIES), tf.range(1, len(CATEGORIES) + 1, dtype=tf.int64)
+            )
             self.vocab = tf.lookup.StaticHashTable(init, default_value=0)
             init2 = tf.lookup.KeyValueTensorInitializer(
-                tf.constant(CATEGORIES), tf.range(1, len(CATEGORIES) + 1, dtype=tf.int64))
+                tf.constant(CATEGORIES), tf.range(1, len(CATEGORIES) + 1, dtype=tf.int64)
+            )
             self.vocab_copy = tf.lookup.StaticHashTable(init2, default_value=0)
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None], tf.int64, name="age"),
-            tf.TensorSpec([None], tf.string, name="city"),
-            tf.TensorSpec([None, HIST_LEN], tf.string, name="hist_item_id"),
-            tf.TensorSpec([None], tf.string, name="item_id"),
-            tf.TensorSpec([None], tf.string, name="category"),
-            tf.TensorSpec([None, 1], tf.float32, name="price"),
-            tf.TensorSpec([None], tf.string, name="request_id"),
-        ])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None], tf.int64, name="age"),
+                tf.TensorSpec([None], tf.string, name="city"),
+                tf.TensorSpec([None, HIST_LEN], tf.string, name="hist_item_id"),
+                tf.TensorSpec([None], tf.string, name="item_id"),
+                tf.TensorSpec([None], tf.string, name="category"),
+                tf.TensorSpec([None, 1], tf.float32, name="price"),
+                tf.TensorSpec([None], tf.string, name="request_id"),
+            ]
+        )
         def serve(self, user_id, age, city, hist_item_id, item_id, category, price, request_id):
             del request_id
             u = tf.gather(self.user, tf.strings.to_hash_bucket_fast(user_id, USER_BUCKETS))
-            a = tf.gather(self.age, tf.strings.to_hash_bucket_fast(tf.strings.as_string(age),
-                                                                     AGE_BUCKETS))
+            a = tf.gather(
+                self.age, tf.strings.to_hash_bucket_fast(tf.strings.as_string(age), AGE_BUCKETS)
+            )
             c = tf.gather(self.city_deep, tf.strings.to_hash_bucket_fast(city, CITY_BUCKETS))
             mask = tf.cast(tf.not_equal(hist_item_id, ""), tf.float32)[:, :, None]
             h = tf.gather(self.hist, tf.strings.to_hash_bucket_fast(hist_item_id, ITEM_BUCKETS))
             h = tf.reduce_sum(h * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
-            user = tf.nn.l2_normalize(tf.nn.relu(tf.matmul(tf.concat([u, a, c, h], 1),
-                                                           self.w_user)), 1)
+            user = tf.nn.l2_normalize(
+                tf.nn.relu(tf.matmul(tf.concat([u, a, c, h], 1), self.w_user)), 1
+            )
             i = tf.gather(self.item, tf.strings.to_hash_bucket_fast(item_id, ITEM_BUCKETS))
             k = tf.gather(self.category, self.vocab.lookup(category))
             item = tf.nn.l2_normalize(tf.matmul(tf.concat([i, k, price], 1), self.w_item), 1)
-            city_bias = tf.gather(self.city_linear,
-                                  tf.strings.to_hash_bucket_fast(city, CITY_BUCKETS))[:, 0]
+            city_bias = tf.gather(
+                self.city_linear, tf.strings.to_hash_bucket_fast(city, CITY_BUCKETS)
+            )[:, 0]
             cat_bias = tf.gather(self.category_bias, self.vocab_copy.lookup(category))[:, 0]
             logit = 5.0 * tf.reduce_sum(user * item, 1) + city_bias + cat_bias
             return {"score": tf.sigmoid(logit), "logit": logit}
@@ -106,16 +113,18 @@ def ranker_frame(n: int = 400, seed: int = 1) -> pd.DataFrame:
         length = int(rng.integers(1, HIST_LEN + 1))
         seq = list(rng.choice(items[:80], length)) + [""] * (HIST_LEN - length)
         hist.append(seq)
-    return pd.DataFrame({
-        "user_id": [f"u{j}" for j in rng.integers(0, 40, n)],
-        "age": rng.integers(20, 46, n).astype("int64"),
-        "city": [f"city{j}" for j in rng.integers(0, 8, n)],
-        "hist_item_id": hist,
-        "item_id": list(rng.choice(items, n)),
-        "category": [CATEGORIES[j] for j in rng.integers(0, len(CATEGORIES), n)],
-        "price": rng.uniform(1, 50, n).astype("float32"),
-        "request_id": [f"r{j}" for j in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{j}" for j in rng.integers(0, 40, n)],
+            "age": rng.integers(20, 46, n).astype("int64"),
+            "city": [f"city{j}" for j in rng.integers(0, 8, n)],
+            "hist_item_id": hist,
+            "item_id": list(rng.choice(items, n)),
+            "category": [CATEGORIES[j] for j in rng.integers(0, len(CATEGORIES), n)],
+            "price": rng.uniform(1, 50, n).astype("float32"),
+            "request_id": [f"r{j}" for j in range(n)],
+        }
+    )
 
 
 def ranker_feeds(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -149,11 +158,13 @@ def build_multitask(path: Path) -> Path:
             self.ctr = [tf.Variable(w(9, 16), name="ctr1"), tf.Variable(w(16, 1), name="ctr2")]
             self.cvr = [tf.Variable(w(9, 16), name="cvr1"), tf.Variable(w(16, 1), name="cvr2")]
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.int64, name="user_id"),
-            tf.TensorSpec([None], tf.int64, name="item_id"),
-            tf.TensorSpec([None, 1], tf.float32, name="price"),
-        ])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.int64, name="user_id"),
+                tf.TensorSpec([None], tf.int64, name="item_id"),
+                tf.TensorSpec([None, 1], tf.float32, name="price"),
+            ]
+        )
         def serve(self, user_id, item_id, price):
             x = tf.concat([tf.gather(self.user, user_id), tf.gather(self.item, item_id), price], 1)
             ctr = tf.sigmoid(tf.matmul(tf.nn.relu(tf.matmul(x, self.ctr[0])), self.ctr[1]))[:, 0]
@@ -186,10 +197,12 @@ def build_clean(path: Path) -> Path:
             self.item = tf.Variable(rng.normal(size=(64, 4)).astype("float32"), name="item_emb")
             self.w = tf.Variable(rng.normal(size=(5, 1)).astype("float32"), name="w")
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.int64, name="item_id"),
-            tf.TensorSpec([None, 1], tf.float32, name="price"),
-        ])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.int64, name="item_id"),
+                tf.TensorSpec([None, 1], tf.float32, name="price"),
+            ]
+        )
         def serve(self, item_id, price):
             x = tf.concat([tf.gather(self.item, item_id), price], 1)
             return {"score": tf.sigmoid(tf.matmul(x, self.w))[:, 0]}
@@ -202,16 +215,20 @@ def build_clean(path: Path) -> Path:
 def clean_frame(n: int = 256) -> pd.DataFrame:
     """Rows for :func:`build_clean` hitting all 64 item rows."""
     rng = np.random.default_rng(5)
-    return pd.DataFrame({
-        "item_id": (np.arange(n) % 64).astype(np.int64),
-        "price": rng.uniform(0, 1, n).astype(np.float32),
-    })
+    return pd.DataFrame(
+        {
+            "item_id": (np.arange(n) % 64).astype(np.int64),
+            "price": rng.uniform(0, 1, n).astype(np.float32),
+        }
+    )
 
 
 def clean_feeds(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The frame as feeds for :func:`build_clean`."""
-    return {"item_id": frame["item_id"].to_numpy(np.int64),
-            "price": frame["price"].to_numpy(np.float32).reshape(-1, 1)}
+    return {
+        "item_id": frame["item_id"].to_numpy(np.int64),
+        "price": frame["price"].to_numpy(np.float32).reshape(-1, 1),
+    }
 
 
 def build_read_file(path: Path, data_file: Path) -> Path:

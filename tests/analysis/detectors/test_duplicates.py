@@ -42,8 +42,9 @@ def test_one_to_one_columns_from_data(ranker):
     assert pair.features == ("city", "user_id")
     assert "map one-to-one" in pair.message
     # synthetic data: no data-based claims
-    synthetic = _by_reason(duplicates.detect(ranker.context(feature_stats=stats,
-                                                             feeds_synthetic=True)))
+    synthetic = _by_reason(
+        duplicates.detect(ranker.context(feature_stats=stats, feeds_synthetic=True))
+    )
     assert "one_to_one_columns" not in synthetic
 
 

@@ -16,8 +16,16 @@ def _by_variable(findings):
 
 def test_tables_are_found_with_their_features(ranker):
     tables = {t.variable: t for t in find_embedding_tables(ranker.graph)}
-    assert set(tables) == {"user_emb", "age_emb", "city_emb", "city_bias", "hist_item_emb",
-                           "item_emb", "category_emb", "category_bias"}
+    assert set(tables) == {
+        "user_emb",
+        "age_emb",
+        "city_emb",
+        "city_bias",
+        "hist_item_emb",
+        "item_emb",
+        "category_emb",
+        "category_bias",
+    }
     assert (tables["user_emb"].rows, tables["user_emb"].dim) == (1000, 8)
     assert tables["user_emb"].bytes == 1000 * 8 * 4
     assert tables["city_bias"].dim == 1 and tables["city_bias"].features == ("city",)

@@ -21,16 +21,24 @@ def test_user_tower_is_per_request(ranker):
     assert f.evidence["candidate_inputs"] == ["category", "item_id", "price"]
     assert f.evidence["join_nodes"] and f.nodes == tuple(f.evidence["join_nodes"])
     assert sorted(map(sorted, f.evidence["components"])) == [
-        ["age", "city", "hist_item_id", "user_id"], ["category", "item_id", "price"]]
+        ["age", "city", "hist_item_id", "user_id"],
+        ["category", "item_id", "price"],
+    ]
 
 
 def test_saving_from_profile(ranker):
     graph = ranker.graph
     f = per_request.detect(ranker.context())[0]
-    user_matmul = next(n for n in graph.nodes if graph.nodes[n].op == "MatMul"
-                       and graph.features_of_node[n] <= set(f.features))
-    item_matmul = next(n for n in graph.nodes if graph.nodes[n].op == "MatMul"
-                       and "item_id" in graph.features_of_node[n])
+    user_matmul = next(
+        n
+        for n in graph.nodes
+        if graph.nodes[n].op == "MatMul" and graph.features_of_node[n] <= set(f.features)
+    )
+    item_matmul = next(
+        n
+        for n in graph.nodes
+        if graph.nodes[n].op == "MatMul" and "item_id" in graph.features_of_node[n]
+    )
     profile = make_profile(graph, {user_matmul: 60.0, item_matmul: 40.0})
     f = per_request.detect(ranker.context(profile=profile))[0]
     assert abs(f.evidence["time_share"] - 0.6) < 1e-9

@@ -15,8 +15,16 @@ from recadvisor.analysis.findings import FINDING_KINDS, SEVERITIES, severity_ran
 
 
 def test_registry_order():
-    assert DETECTOR_NAMES == ("unsafe_ops", "string_ops", "numeric_as_string", "embeddings",
-                              "duplicates", "shared_embeddings", "unused", "per_request")
+    assert DETECTOR_NAMES == (
+        "unsafe_ops",
+        "string_ops",
+        "numeric_as_string",
+        "embeddings",
+        "duplicates",
+        "shared_embeddings",
+        "unused",
+        "per_request",
+    )
 
 
 def test_clean_model_has_no_findings(clean):
@@ -25,8 +33,9 @@ def test_clean_model_has_no_findings(clean):
 
 def test_ranker_findings_sorted_and_serializable(ranker):
     calls = []
-    run = run_all_detectors(ranker.context(), strict=True,
-                            progress=lambda name, i, n: calls.append((name, i, n)))
+    run = run_all_detectors(
+        ranker.context(), strict=True, progress=lambda name, i, n: calls.append((name, i, n))
+    )
     assert not run.failed and calls[0] == ("unsafe_ops", 0, 8) and calls[-1] == ("done", 8, 8)
     ranks = [severity_rank(f.severity) for f in run.findings]
     assert ranks == sorted(ranks)

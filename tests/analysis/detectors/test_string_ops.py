@@ -13,8 +13,14 @@ def _by_feature(findings):
 
 def test_every_string_feature_is_reported_with_its_ops(ranker):
     found = _by_feature(string_ops.detect(ranker.context()))
-    assert set(found) == {("user_id",), ("age",), ("city",), ("hist_item_id",), ("item_id",),
-                          ("category",)}
+    assert set(found) == {
+        ("user_id",),
+        ("age",),
+        ("city",),
+        ("hist_item_id",),
+        ("item_id",),
+        ("category",),
+    }
     assert found[("age",)].evidence["op_types"] == {"AsString": 1, "StringToHashBucketFast": 1}
     assert found[("city",)].evidence["op_types"] == {"StringToHashBucketFast": 2}
     assert found[("city",)].evidence["num_buckets"] == [50]

@@ -35,8 +35,11 @@ def test_per_output_cost_multitask(multitask):
     all_matmuls = [n for n in graph.nodes if graph.nodes[n].op == "MatMul"]
     assert len(cvr_matmuls) == 2 and len(all_matmuls) == 4
     profile = make_profile(graph, {n: 10.0 for n in all_matmuls})
-    again = {f.evidence["keep"][0]: f for f in unused.detect(multitask.context(profile=profile))
-             if f.kind == UNUSED_OUTPUT}
+    again = {
+        f.evidence["keep"][0]: f
+        for f in unused.detect(multitask.context(profile=profile))
+        if f.kind == UNUSED_OUTPUT
+    }
     assert abs(again["ctr"].evidence["time_share"] - 0.5) < 1e-9
     assert again["ctr"].severity == "medium"
 
