@@ -162,7 +162,7 @@ def build_serving_module(
         )
         result = {}
         for k, t in zip(output_keys, outs, strict=True):
-            out = tf.identity(t, name=k)
+            out = tf.identity(t, name=op_name_for(k))
             declared = graph.signature.outputs.get(k)
             if declared is not None and declared.shape is not None:
                 out.set_shape(declared.shape)  # keep the declared signature shape exactly
@@ -179,6 +179,20 @@ def build_serving_module(
     ).get_concrete_function()
     module.serve = function
     return ServingModule(module, function, input_keys, output_keys)
+
+
+_OP_NAME_FIRST = re.compile(r"[A-Za-z0-9.]")
+_OP_NAME_REST = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def op_name_for(key: str) -> str:
+    """A valid TensorFlow op name for a signature key (the key itself when it is one).
+
+    TF1 signatures can use keys such as ``out"'&`` that are not valid op names; the signature
+    keeps the key, only the node that produces it is named differently.
+    """
+    name = _OP_NAME_REST.sub("_", key) or "output"
+    return name if _OP_NAME_FIRST.match(name) else f"o{name}"
 
 
 class GraphRunner:
@@ -236,9 +250,17 @@ def export_saved_model(
         The output directory.
 
     Raises:
-        ExportError: TensorFlow could not save the module.
+        ExportError: an input key cannot name a TF2 signature argument (TF1 signatures allow
+            any string), or TensorFlow could not save the module.
     """
     tf = import_tf()
+    unnamable = [k for k in graph.signature.inputs if op_name_for(k) != k]
+    if unnamable:
+        raise ExportError(
+            f"input key(s) {', '.join(repr(k) for k in unnamable)} cannot be kept in a "
+            "TensorFlow 2 SavedModel signature (argument names must match "
+            "[A-Za-z0-9.][A-Za-z0-9_.-/]*); rename them in the original export to rebuild it"
+        )
     serving = build_serving_module(graph, inline_budget_bytes=inline_budget_bytes)
     keys = signature_keys or [graph.signature.key]
     with atomic_output_dir(out_dir, force) as tmp:
