@@ -130,7 +130,12 @@ def _freeze_tf2(loaded: LoadedModel) -> ModelGraph:
     arg_keys = sorted(kwargs)  # tf.nest flattens dicts in sorted key order
     n_sig = len(arg_keys)
     input_tensors = {}
-    for key, tensor in zip(arg_keys, func.inputs[:n_sig], strict=True):
+    for arg, tensor in zip(arg_keys, func.inputs[:n_sig], strict=True):
+        # TF2 turns a signature key that is no Python argument name ("user-id") into one
+        # ("user_id") and keeps the key as the TensorSpec's name
+        spec_name = kwargs[arg].name
+        renamed = arg not in loaded.spec.inputs and spec_name in loaded.spec.inputs
+        key = spec_name if renamed else arg
         input_tensors[key] = tensor.name
         if node_name(tensor.name) not in present:
             # an input the graph never reads can vanish during freezing; put it back

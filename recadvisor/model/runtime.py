@@ -250,19 +250,16 @@ def export_saved_model(
         The output directory.
 
     Raises:
-        ExportError: an input key cannot name a TF2 signature argument (TF1 signatures allow
-            any string), or TensorFlow could not save the module.
+        ExportError: TensorFlow cannot keep an input key as a TF2 signature argument name (TF1
+            signatures allow any string; TF2 refuses some keys and renames others, e.g.
+            ``a-b`` -> ``a_b``), or it could not save the module. Nothing is written then.
     """
+    from recadvisor.model.load import inspect_saved_model
+
     tf = import_tf()
-    unnamable = [k for k in graph.signature.inputs if op_name_for(k) != k]
-    if unnamable:
-        raise ExportError(
-            f"input key(s) {', '.join(repr(k) for k in unnamable)} cannot be kept in a "
-            "TensorFlow 2 SavedModel signature (argument names must match "
-            "[A-Za-z0-9.][A-Za-z0-9_.-/]*); rename them in the original export to rebuild it"
-        )
     serving = build_serving_module(graph, inline_budget_bytes=inline_budget_bytes)
     keys = signature_keys or [graph.signature.key]
+    wanted = set(graph.signature.inputs)
     with atomic_output_dir(out_dir, force) as tmp:
         try:
             tf.saved_model.save(
@@ -270,7 +267,25 @@ def export_saved_model(
             )
         except OSError as e:
             raise ExportError(f"cannot write SavedModel to '{out_dir}': {e}") from e
+        except ValueError as e:
+            if "argument name" in str(e) or "parameter name" in str(e):
+                # TF2 refuses the argument names (e.g. '<script>...', 'in')
+                raise _unkept_keys_error(sorted(wanted), str(e)) from e
+            raise ExportError(f"TensorFlow could not save the SavedModel: {e}") from e
+        saved = set(inspect_saved_model(tmp).signatures[keys[0]].inputs)
+        if saved != wanted:
+            raise _unkept_keys_error(
+                sorted(wanted - saved), f"TensorFlow saved them as {sorted(saved - wanted)}"
+            )
     return Path(out_dir)
+
+
+def _unkept_keys_error(keys: list[str], detail: str) -> ExportError:
+    return ExportError(
+        f"input key(s) {', '.join(repr(k) for k in keys)} cannot be kept in a TensorFlow 2 "
+        f"SavedModel signature ({detail.splitlines()[0] if detail else 'refused'}); rename "
+        "them in the original export to rebuild it"
+    )
 
 
 def run_loaded(

@@ -40,3 +40,10 @@ def test_an_input_key_tf2_cannot_carry_is_a_clear_export_error(
     assert result.exit_code == 9
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "cli").exists()
+
+
+def test_an_input_key_that_is_no_op_name_but_a_valid_argument_is_kept(tmp_path: Path) -> None:
+    """``user-id`` is not a TF op name, yet TF2 keeps it as a signature argument name."""
+    model = models.build_tf1_ranker(tmp_path / "model", "user-id", "score")
+    api.rebuild(model, tmp_path / "out")
+    assert list(api.describe(tmp_path / "out" / "saved_model").signature["inputs"]) == ["user-id"]
