@@ -134,10 +134,7 @@ def compare(
         check_output_dir(out_dir, force)
     spec = inspect_saved_model(baseline).choose_signature(signature)
     loaded = load_data(data, spec)
-    wanted = {d.strip().lower() for d in devices.split(",") if d.strip()}
-    unknown = sorted(wanted - {"cpu", "gpu"})
-    if unknown:
-        raise ValueError(f"unknown device(s) {', '.join(unknown)}; use cpu or cpu,gpu")
+    wanted = parse_devices(devices)
     gpus = import_tf().config.list_physical_devices("GPU") if "gpu" in wanted else []
     result = run_compare(
         baseline,
@@ -165,6 +162,21 @@ def compare(
             (tmp / "compare.json").write_text(json.dumps(payload, indent=2, default=str))
             _render_comparison(payload, tmp / "compare.html", rebuild_info)
     return result
+
+
+def parse_devices(text: str) -> frozenset[str]:
+    """``"cpu,gpu"`` -> ``{"cpu", "gpu"}``.
+
+    Raises:
+        ValueError: empty, or a device other than ``cpu`` and ``gpu``.
+    """
+    wanted = frozenset(d.strip().lower() for d in text.split(",") if d.strip())
+    unknown = sorted(wanted - {"cpu", "gpu"})
+    if not wanted or unknown:
+        raise ValueError(
+            f"unknown device(s) {', '.join(unknown) or repr(text)}; use cpu, gpu or cpu,gpu"
+        )
+    return wanted
 
 
 def _gpu_note(result: Any) -> str:

@@ -328,10 +328,12 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def _devices(text: str) -> str:
-    wanted = {d.strip().lower() for d in text.split(",") if d.strip()}
-    if not wanted or wanted - {"cpu", "gpu"}:
-        raise typer.BadParameter(f"'{text}' is not cpu, gpu or cpu,gpu")
-    return ",".join(sorted(wanted))
+    from recadvisor.api import parse_devices
+
+    try:
+        return ",".join(sorted(parse_devices(text)))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 def _progress() -> Any:
