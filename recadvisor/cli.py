@@ -47,8 +47,8 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
+        except (typer.Exit, typer.TyperException):
+            raise  # Click reports usage errors (a bad option value parsed in the body) itself
         except RecAdvisorError as e:
             if _STATE["verbose"]:
                 traceback.print_exc()
