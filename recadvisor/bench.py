@@ -381,8 +381,19 @@ def peak_memory_mb(
     batch_size: int = 256,
     calls: int = 20,
     timeout: float = 300.0,
+    request_inputs: Sequence[str] = (),
 ) -> dict[str, float] | None:
     """Peak resident memory of loading and running one model, in a fresh process.
+
+    Args:
+        kind: ``saved_model``, ``tf1`` or ``onnx``.
+        path: the model file or directory.
+        signature: the signature key (SavedModels).
+        feeds: the model's own inputs (already encoded to its contract).
+        batch_size: rows per call.
+        calls: calls made after loading.
+        timeout: seconds before the child is given up.
+        request_inputs: inputs the model takes once per request (one row, per_request_dedup).
 
     Returns:
         ``{"peak_rss_mb": ..., "import_rss_mb": ..., "model_rss_mb": ...}`` (the model's share
@@ -391,7 +402,8 @@ def peak_memory_mb(
     """
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "feeds.npz"
-        np.savez(npz, **{k: v for k, v in take_rows(feeds, batch_size).items()})
+        rows = take_rows(feeds, batch_size, request_inputs=request_inputs)
+        np.savez(npz, **rows)
         cmd = [
             sys.executable,
             "-m",
@@ -414,7 +426,10 @@ def peak_memory_mb(
             log.warning("memory measurement of %s timed out", path)
             return None
         if proc.returncode != 0:
-            log.warning("memory measurement of %s failed: %s", path, proc.stderr[-500:])
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            log.warning(
+                "memory measurement of %s failed: %s", path, lines[-1] if lines else proc.returncode
+            )
             return None
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

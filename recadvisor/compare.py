@@ -136,12 +136,16 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def _label_for(path: Path, used: set[str]) -> str:
-    label = path.name
-    if label == "saved_model":
-        label = path.parent.name
-    elif label.endswith(".onnx") and path.parent.name:
-        label = f"{path.parent.name}/{label}"
+def _label_for(path: Path, used: set[str], baseline: bool = False) -> str:
+    """A short row label: ``baseline``, the rebuilt folder's name (``safe``, ``fast``), or
+    ``<folder>.onnx`` for an ONNX file (``fast.onnx``); the paths are listed once elsewhere."""
+    if baseline:
+        label = "baseline"
+    elif path.suffix == ".onnx":
+        stem = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+        label = f"{stem}.onnx"
+    else:
+        label = path.parent.name if path.name == "saved_model" else path.name
     base, i = label, 2
     while label in used:
         label, i = f"{base}#{i}", i + 1
@@ -318,7 +322,7 @@ def compare(
     used: set[str] = set()
     base_runner, _, base_path = open_model(baseline, signature, threads, flat_call)
     spec = base_runner.spec
-    base_label = _label_for(Path(baseline), used)
+    base_label = _label_for(Path(baseline), used, baseline=True)
     runners: dict[str, Any] = {base_label: base_runner}
     model_feeds: dict[str, dict[str, np.ndarray]] = {base_label: dict(feeds)}
     meta: dict[str, tuple[str, Path, Path | None]] = {base_label: ("saved_model", base_path, None)}
@@ -430,7 +434,11 @@ def compare(
             if progress:
                 progress(f"memory {label}", 0, 1)
             memory = peak_memory_mb(
-                kind, path, signature if kind != "onnx" else None, model_feeds[label]
+                kind,
+                path,
+                signature if kind != "onnx" else None,
+                model_feeds[label],
+                request_inputs=request_inputs[label],
             )
         results.append(
             ModelResult(
