@@ -287,16 +287,9 @@ def _final_tolerance(pipeline: PipelineResult) -> float:
 
 
 def _write_contract(path: Path, pipeline: PipelineResult, original: SignatureSpec) -> None:
-    try:
-        from recadvisor.rewrite.encodings import feature_contract_dict
+    from recadvisor.rewrite.encodings import feature_contract_dict
 
-        doc = feature_contract_dict(list(pipeline.encodings), pipeline.graph.signature)
-    except ImportError:
-        doc = {
-            "schema_version": 1,
-            "encodings": [e.to_dict() for e in pipeline.encodings],
-            "signature": pipeline.graph.signature.to_dict(),
-        }
+    doc = feature_contract_dict(list(pipeline.encodings), pipeline.graph.signature)
     doc["original_signature"] = original.to_dict()
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,11 @@ from recadvisor.analysis.detectors import find_unsafe_ops, refuse_unsafe, run_al
 from recadvisor.analysis.detectors.graph_patterns import input_vocabularies
 from recadvisor.analysis.features import FeatureStats, compute_feature_stats
 from recadvisor.analysis.findings import DetectorContext, Finding, to_jsonable
+from recadvisor.bench import ProgressCallback
 from recadvisor.model.spec import SignatureSpec
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
 TOP_OPS = 20
 # Attribution keys copied into each batch of the profile section (what the report's charts read).
 BATCH_SHARE_KEYS = (
@@ -155,10 +155,8 @@ class Analysis:
 
 
 def _inventory(loaded: Any, graph: Any) -> dict[str, Any]:
-    try:
-        from recadvisor.analysis.inventory import describe_model
-    except ImportError:
-        return {"node_count": len(graph.graph_def.node), "op_counts": graph.op_counts()}
+    from recadvisor.analysis.inventory import describe_model
+
     return describe_model(loaded, graph).to_dict()
 
 

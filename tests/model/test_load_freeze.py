@@ -96,7 +96,6 @@ def test_keras3_export_parity(keras3_dir: Path) -> None:
 
 
 def test_tf_keras2_save_parity(tmp_path: Path) -> None:
-    pytest.importorskip("tf_keras")
     path = builders.build_tf_keras2_save(tmp_path / "k2")
     loaded = load_model(path)
     graph = freeze(loaded)

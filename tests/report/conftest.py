@@ -116,13 +116,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def real_analysis(tiny_model: tuple[Path, Path]) -> dict[str, Any]:
-    """``Analysis.to_dict()`` of the tiny ranker, profiled briefly; skips when the analyzer
-    module is not available in this checkout."""
-    analyze_module = pytest.importorskip("recadvisor.analysis.analyze")
+    """``Analysis.to_dict()`` of the tiny ranker, profiled briefly."""
+    from recadvisor.analysis.analyze import analyze
+
     model_dir, data = tiny_model
-    analysis = analyze_module.analyze(
-        model_dir, data=data, batch_sizes=(1, 32), profile_calls=20, preset="fast"
-    )
+    analysis = analyze(model_dir, data=data, batch_sizes=(1, 32), profile_calls=20, preset="fast")
     return analysis.to_dict()
 
 
@@ -131,18 +129,18 @@ def real_comparison(
     tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(``Comparison.to_dict()``, ``rebuild.json``) of the tiny ranker rebuilt with the ``fast``
-    preset, timed briefly; skips when those modules are not available in this checkout."""
-    rebuild_module = pytest.importorskip("recadvisor.rebuild")
-    compare_module = pytest.importorskip("recadvisor.compare")
+    preset, timed briefly."""
+    from recadvisor.compare import compare
     from recadvisor.data import load_feeds
     from recadvisor.model.load import inspect_saved_model
+    from recadvisor.rebuild import rebuild
 
     model_dir, data = tiny_model
     out = tmp_path_factory.mktemp("rebuilt") / "rebuilt"
-    rebuilt = rebuild_module.rebuild(model_dir, out, preset="fast", data=data)
+    rebuilt = rebuild(model_dir, out, preset="fast", data=data)
     spec = inspect_saved_model(model_dir).choose_signature(None)
     loaded = load_feeds(data, spec, label_names=("label",))
-    comparison = compare_module.compare(
+    comparison = compare(
         model_dir,
         [out],
         loaded.feeds,

@@ -1,4 +1,4 @@
-"""``write_profile``: the frozen graph and the profile as TensorBoard summaries."""
+"""``api.write_tensorboard``: the frozen graph and the profile as TensorBoard summaries."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from recadvisor.analysis.profile import BatchProfile, LatencyStats, OpTiming, Profile
-from recadvisor.report.tensorboard import top_ops_markdown, write_profile
+from recadvisor.analysis.profile import BatchProfile, OpTiming, Profile
+from recadvisor.api import write_tensorboard
+from recadvisor.bench import LatencySummary
+from recadvisor.report.tensorboard import top_ops_markdown
 from recadvisor.tfimport import import_tf
 
 
@@ -42,7 +44,7 @@ def read_events(logdir: Path) -> tuple[dict[str, dict[int, Any]], int]:
 def test_write_profile_from_analysis_json(
     tmp_path: Path, tiny_graph: Any, real_analysis: dict
 ) -> None:
-    logdir = write_profile(tiny_graph, real_analysis["profile"], tmp_path / "tb")
+    logdir = write_tensorboard(tiny_graph, real_analysis["profile"], tmp_path / "tb")
     values, graphs = read_events(logdir)
     assert graphs == 1
     latency = real_analysis["profile"]["batches"]
@@ -63,10 +65,10 @@ def test_write_profile_from_profile_object(tmp_path: Path, tiny_graph: Any) -> N
         OpTiming("hash", "StringToHashBucketFast", ("_TensorToHashBucketFast",), 10.0, 0.25),
     )
     profile = Profile(
-        batches=(BatchProfile(4, LatencyStats(4, 10, 0.3, 0.4, 0.5, 0.35), ops, 0.0, 5),),
+        batches=(BatchProfile(4, LatencySummary(4, 10, 0.3, 0.4, 0.5, 0.35, 0.0), ops, 0.0, 5),),
         signature="serving_default",
     )
-    values, graphs = read_events(write_profile(tiny_graph, profile, tmp_path / "tb"))
+    values, graphs = read_events(write_tensorboard(tiny_graph, profile.to_dict(), tmp_path / "tb"))
     assert graphs == 1
     assert values["latency/p99_ms"][4] == pytest.approx(0.5)
     assert values["op_type_us/MatMul"][4] == pytest.approx(30.0)
@@ -76,7 +78,7 @@ def test_write_profile_from_profile_object(tmp_path: Path, tiny_graph: Any) -> N
 
 
 def test_write_profile_without_profile_writes_the_graph(tmp_path: Path, tiny_graph: Any) -> None:
-    values, graphs = read_events(write_profile(tiny_graph, None, tmp_path / "tb"))
+    values, graphs = read_events(write_tensorboard(tiny_graph, None, tmp_path / "tb"))
     assert graphs == 1 and not values
 
 
