@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from recadvisor.errors import RecAdvisorError
 from recadvisor.report.formatting import fmt_bytes, fmt_shape
@@ -97,7 +99,7 @@ def main_callback(
 
 def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Print a rich table with one column per name in ``columns`` and the given rows."""
-    table = Table(title=title)
+    table = Table(title=Text(title), box=box.SIMPLE_HEAD)
     for col in columns:
         table.add_column(col)
     for row in rows:
@@ -228,13 +230,17 @@ def samples(
     results = build_samples(
         out, rows=rows, seed=seed, size=size, force=force, progress=lambda msg: console.print(msg)
     )
-    table = Table(title=f"Sample models in {out}")
-    for col in ("name", "model", "data rows", "AUC (held out)", "train s"):
-        table.add_column(col)
+    table = Table(title=Text(f"Sample models in {out}"), box=box.SIMPLE_HEAD)
+    table.add_column("name", no_wrap=True)
+    table.add_column("data rows", justify="right", no_wrap=True)
+    table.add_column("AUC (held out)")
+    table.add_column("train s", justify="right", no_wrap=True)
     for r in results:
         auc = ", ".join(f"{k} {v:.3f}" for k, v in r.auc.items())
-        table.add_row(r.name, r.model_dir, str(r.rows), auc, f"{r.train_seconds:.1f}")
+        table.add_row(r.name, str(r.rows), auc, f"{r.train_seconds:.1f}")
     console.print(table)
+    for r in results:
+        console.print(Text(f"  {r.name}: {r.model_dir}"))
 
 
 @app.command()

@@ -62,7 +62,7 @@ def fitted_table(
 
 
 def _build(title: str, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table = Table(title=Text(title), box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for col in columns:
         table.add_column(
             col.header,
