@@ -17,6 +17,8 @@ import pytest
 from recadvisor.analysis.analyze import ANALYSIS_KEYS, analyze
 from tests.external import models
 
+pytestmark = pytest.mark.slow  # builds and analyzes third-party exports
+
 BATCH_SIZES = (1, 16)
 
 

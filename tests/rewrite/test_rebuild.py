@@ -89,6 +89,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # runs real subprocesses
 def test_saved_model_cli(safe_rebuild: tuple[RebuildResult, str]) -> None:
     result, _ = safe_rebuild
     shown = _cli("show", "--all", "--dir", result.saved_model_dir)

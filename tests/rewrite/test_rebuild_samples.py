@@ -28,6 +28,8 @@ from recadvisor.rewrite.table_surgery import probe_tensors
 from recadvisor.samples import SampleResult, build_sample
 from recadvisor.tfimport import import_tf
 
+pytestmark = pytest.mark.slow  # builds and rebuilds the samples
+
 ROWS = 800
 CANDIDATES = 40
 
