@@ -28,7 +28,10 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
    constants becomes one ``Gemm`` (onnxruntime then fuses a following ``Relu`` into it).
    onnxruntime does this itself only where its own shape inference proves the rank, which
    fails after a ``Concat`` of gathers. Float reassociation: the bias is added inside the GEMM.
-7. unused nodes and initializers are removed.
+7. ``batched_dot_to_reduce``: Keras ``Dot(axes=1)`` of two ``[N, K]`` towers (``Unsqueeze``,
+   ``Unsqueeze``, a batch of N ``[1, K] x [K, 1]`` ``MatMul``s, ``Squeeze``) becomes
+   ``ReduceSum(a * b, axis 1)``. Float reassociation.
+8. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -507,6 +510,83 @@ def _gemm_for(index: _GraphIndex, add: Any) -> tuple[str, str, str] | None:
     return None
 
 
+def batched_dot_to_reduce(model: Any) -> int:
+    """``Squeeze(MatMul(Unsqueeze(a, 1), Unsqueeze(b, 2)))`` -> ``ReduceSum(a * b, 1)`` (in place).
+
+    Keras ``Dot(axes=1)`` on ``[N, K]`` towers is a batch of ``[1, K] x [K, 1]`` products,
+    which onnxruntime runs as N tiny GEMMs; an elementwise product and a row sum compute the
+    same dot products (float reassociation). Needs opset 13 (``ReduceSum`` axes as an input).
+
+    Returns:
+        Dot products rewritten.
+    """
+    from onnx import helper, numpy_helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        return 0
+    index = _GraphIndex(model)
+    count = 0
+    new_nodes = []
+    axes_name = ""
+    for node in model.graph.node:
+        match = _batched_dot(index, node) if node.op_type == "Squeeze" else None
+        if match is None:
+            new_nodes.append(node)
+            continue
+        a, b, keepdims = match
+        if not axes_name:
+            axes_name = _fresh_name(index, "onnx_cleanup/axis_1")
+            model.graph.initializer.append(
+                numpy_helper.from_array(np.array([1], np.int64), axes_name)
+            )
+            index.initializers[axes_name] = model.graph.initializer[-1]
+        product = _fresh_name(index, f"{node.output[0]}/product")
+        index.producer[product] = node  # reserves the name
+        new_nodes.append(helper.make_node("Mul", [a, b], [product], name=f"{node.name}/product"))
+        new_nodes.append(
+            helper.make_node(
+                "ReduceSum",
+                [product, axes_name],
+                list(node.output),
+                name=node.name,
+                keepdims=keepdims,
+            )
+        )
+        count += 1
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+    return count
+
+
+def _batched_dot(index: _GraphIndex, squeeze: Any) -> tuple[str, str, int] | None:
+    """(a, b, keepdims) when ``squeeze`` ends a Keras ``Dot(axes=1)`` of two ``[N, K]`` tensors."""
+    matmul = index.made_by(squeeze.input[0], "MatMul")
+    if matmul is None or len(squeeze.input) < 2:
+        return None
+    if len(index.consumers.get(matmul.output[0], [])) != 1 or matmul.output[0] in index.outputs:
+        return None
+    left, right = (index.made_by(i, "Unsqueeze") for i in matmul.input)
+    if left is None or right is None or len(left.input) < 2 or len(right.input) < 2:
+        return None
+    a, b = left.input[0], right.input[0]
+    left_axes, right_axes = index.const(left.input[1]), index.const(right.input[1])
+    squeezed = index.const(squeeze.input[1])
+    if left_axes is None or right_axes is None or squeezed is None:
+        return None
+    if index.ranks.get(a) != 2 or index.ranks.get(b) != 2 or index.types.get(a) != FLOAT:
+        return None
+    if left_axes.tolist() != [1] or right_axes.tolist() != [2]:
+        return None
+    axes = sorted(int(x) % 3 for x in squeezed.reshape(-1).tolist())
+    if axes in ([1], [2]):
+        return a, b, 1
+    if axes == [1, 2]:
+        return a, b, 0
+    return None
+
+
 def remove_unused(model: Any) -> int:
     """Nodes whose outputs nothing reads (graph outputs excepted) and unread initializers.
 
@@ -541,6 +621,7 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("fold_casts", fold_casts),
     ("drop_noop_slices", drop_noop_slices),
     ("matmul_add_to_gemm", matmul_add_to_gemm),
+    ("batched_dot_to_reduce", batched_dot_to_reduce),
 )
 
 

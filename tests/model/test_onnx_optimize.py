@@ -287,3 +287,39 @@ def test_a_failing_pass_is_skipped_unless_strict(monkeypatch: pytest.MonkeyPatch
     assert result.rewrites == {}  # the index wrap needs the Where that 'broken' did not make
     with pytest.raises(RuntimeError, match="boom"):
         onnx_optimize.optimize_onnx(model, strict=True)
+
+
+def _keras_dot(expose_product: bool = False) -> Any:
+    """Keras Dot(axes=1) as tf2onnx writes it: Unsqueeze, Unsqueeze, MatMul, Squeeze."""
+    nodes = [
+        helper.make_node("Unsqueeze", ["a", "ax1"], ["a3"]),
+        helper.make_node("Unsqueeze", ["b", "ax2"], ["b3"]),
+        helper.make_node("MatMul", ["a3", "b3"], ["ab"]),
+        helper.make_node("Squeeze", ["ab", "ax1"], ["dot"]),
+    ]
+    outputs = [_vi("dot", F, ["n", 1])]
+    if expose_product:  # another reader of the [N, 1, 1] product
+        outputs.append(_vi("ab", F, ["n", 1, 1]))
+    return _model(
+        nodes,
+        [_vi("a", F, ["n", 4]), _vi("b", F, ["n", 4])],
+        outputs,
+        {"ax1": np.array([1], np.int64), "ax2": np.array([2], np.int64)},
+    )
+
+
+def test_batched_dot_becomes_a_row_sum_of_products() -> None:
+    model = _keras_dot()
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"batched_dot_to_reduce": 1}
+    assert _ops(cleaned) == Counter({"Mul": 1, "ReduceSum": 1})
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.normal(size=(6, 4)).astype(np.float32) for k in ("a", "b")}
+    got = _run(cleaned, feeds)[0]
+    assert got.shape == (6, 1)
+    np.testing.assert_allclose(got, _run(model, feeds)[0], atol=1e-6)
+
+
+def test_batched_dot_whose_product_is_read_elsewhere_is_kept() -> None:
+    cleaned, result = optimize_onnx(_keras_dot(expose_product=True), strict=True)
+    assert result.rewrites == {} and _ops(cleaned)["MatMul"] == 1
