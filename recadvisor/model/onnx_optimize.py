@@ -206,6 +206,37 @@ def _bypass(model: Any, index: _GraphIndex, node: Any, source: str) -> bool:
     return True
 
 
+def _replace_nodes(model: Any, rewrite: Callable[[Any], list[Any] | None]) -> int:
+    """Replace every node ``rewrite`` returns nodes for (None: keep it), in order (in place).
+
+    Returns:
+        Nodes replaced.
+    """
+    new_nodes: list[Any] = []
+    count = 0
+    for node in model.graph.node:
+        replacement = rewrite(node)
+        if replacement is None:
+            new_nodes.append(node)
+        else:
+            new_nodes.extend(replacement)
+            count += 1
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+    return count
+
+
+def _add_initializer(model: Any, index: _GraphIndex, base: str, value: np.ndarray) -> str:
+    """A new initializer named after ``base``; returns its name."""
+    from onnx import numpy_helper
+
+    name = _fresh_name(index, base)
+    model.graph.initializer.append(numpy_helper.from_array(value, name))
+    index.initializers[name] = model.graph.initializer[-1]
+    return name
+
+
 # --------------------------------------------------------------------------- passes
 def restore_where(model: Any) -> int:
     """``Cast(c) * a + b * Cast(Not(c))`` -> ``Where(c, a, b)`` (in place).
@@ -216,24 +247,14 @@ def restore_where(model: Any) -> int:
     from onnx import helper
 
     index = _GraphIndex(model)
-    count = 0
-    new_nodes = []
-    for node in model.graph.node:
+
+    def rewrite(node: Any) -> list[Any] | None:
         match = _match_arith_select(index, node)
         if match is None:
-            new_nodes.append(node)
-            continue
-        cond, when_true, when_false = match
-        new_nodes.append(
-            helper.make_node(
-                "Where", [cond, when_true, when_false], list(node.output), name=node.name
-            )
-        )
-        count += 1
-    if count:
-        del model.graph.node[:]
-        model.graph.node.extend(new_nodes)
-    return count
+            return None
+        return [helper.make_node("Where", list(match), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
 
 
 def _mask_operand(index: _GraphIndex, mul: Any) -> tuple[str, str, int] | None:
@@ -327,36 +348,25 @@ def fold_gather_mask(model: Any, max_copy_bytes: int = MAX_TABLE_COPY_BYTES) -> 
     Returns:
         Masks folded into their tables.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     index = _GraphIndex(model)
-    count = 0
-    new_nodes = []
-    for node in model.graph.node:
+
+    def rewrite(node: Any) -> list[Any] | None:
         fold = _gather_mask(index, node) if node.op_type == "Where" else None
         if fold is None:
-            new_nodes.append(node)
-            continue
+            return None
         gather, table, k, v = fold
         shared = len(index.consumers.get(gather.input[0], [])) > 1
         if shared and table.nbytes > max_copy_bytes:
-            new_nodes.append(node)
-            continue
+            return None
         masked = table.copy()
         masked[k] = v
-        name = _fresh_name(index, f"{gather.input[0]}/masked_row_{k}")
-        model.graph.initializer.append(numpy_helper.from_array(masked, name))
-        index.initializers[name] = model.graph.initializer[-1]
-        new_nodes.append(
-            helper.make_node(
-                "Gather", [name, gather.input[1]], list(node.output), name=node.name, axis=0
-            )
-        )
-        count += 1
-    if count:
-        del model.graph.node[:]
-        model.graph.node.extend(new_nodes)
-    return count
+        name = _add_initializer(model, index, f"{gather.input[0]}/masked_row_{k}", masked)
+        ids = gather.input[1]
+        return [helper.make_node("Gather", [name, ids], list(node.output), name=node.name, axis=0)]
+
+    return _replace_nodes(model, rewrite)
 
 
 def _fresh_name(index: _GraphIndex, base: str) -> str:
@@ -475,20 +485,15 @@ def matmul_add_to_gemm(model: Any) -> int:
     from onnx import helper
 
     index = _GraphIndex(model)
-    count = 0
-    new_nodes = []
-    for node in model.graph.node:
+
+    def rewrite(node: Any) -> list[Any] | None:
         gemm = _gemm_for(index, node) if node.op_type == "Add" and len(node.input) == 2 else None
         if gemm is None:
-            new_nodes.append(node)
-            continue
+            return None
         # the MatMul, read by this Add only, is left unread and removed afterwards
-        new_nodes.append(helper.make_node("Gemm", list(gemm), list(node.output), name=node.name))
-        count += 1
-    if count:
-        del model.graph.node[:]
-        model.graph.node.extend(new_nodes)
-    return count
+        return [helper.make_node("Gemm", list(gemm), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
 
 
 def _gemm_for(index: _GraphIndex, add: Any) -> tuple[str, str, str] | None:
@@ -520,44 +525,32 @@ def batched_dot_to_reduce(model: Any) -> int:
     Returns:
         Dot products rewritten.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         return 0
     index = _GraphIndex(model)
-    count = 0
-    new_nodes = []
-    axes_name = ""
-    for node in model.graph.node:
+    axes: list[str] = []  # one shared [1] initializer, made on the first match
+
+    def rewrite(node: Any) -> list[Any] | None:
         match = _batched_dot(index, node) if node.op_type == "Squeeze" else None
         if match is None:
-            new_nodes.append(node)
-            continue
+            return None
         a, b, keepdims = match
-        if not axes_name:
-            axes_name = _fresh_name(index, "onnx_cleanup/axis_1")
-            model.graph.initializer.append(
-                numpy_helper.from_array(np.array([1], np.int64), axes_name)
-            )
-            index.initializers[axes_name] = model.graph.initializer[-1]
+        if not axes:
+            axes.append(_add_initializer(model, index, "onnx_cleanup/axis_1", np.array([1])))
         product = _fresh_name(index, f"{node.output[0]}/product")
         index.producer[product] = node  # reserves the name
-        new_nodes.append(helper.make_node("Mul", [a, b], [product], name=f"{node.name}/product"))
-        new_nodes.append(
+        out = list(node.output)
+        return [
+            helper.make_node("Mul", [a, b], [product], name=f"{node.name}/product"),
             helper.make_node(
-                "ReduceSum",
-                [product, axes_name],
-                list(node.output),
-                name=node.name,
-                keepdims=keepdims,
-            )
-        )
-        count += 1
-    if count:
-        del model.graph.node[:]
-        model.graph.node.extend(new_nodes)
-    return count
+                "ReduceSum", [product, axes[0]], out, name=node.name, keepdims=keepdims
+            ),
+        ]
+
+    return _replace_nodes(model, rewrite)
 
 
 def _batched_dot(index: _GraphIndex, squeeze: Any) -> tuple[str, str, int] | None:
