@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     args.work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     models = prepare_models(args.work, names)
     rows = []
     for name in names:
@@ -189,7 +191,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "onnx_profile.md").write_text(table, encoding="utf-8")
     (args.out / "onnx_profile.json").write_text(
-        json.dumps({"machine": machine_info(), "models": rows}, indent=2, default=str),
+        json.dumps(
+            {
+                "machine": machine_info(),
+                # other processes on the box: ratios hold up under load, absolute times do not
+                "load_average": {"start": load_before, "end": os.getloadavg()},
+                "models": rows,
+            },
+            indent=2,
+            default=str,
+        ),
         encoding="utf-8",
     )
     print(table)
