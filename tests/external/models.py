@@ -220,9 +220,7 @@ def build_keras3_two_tower_history(path: Path) -> Path:
             keras.ops.cast(inputs["age"], "float32")
         )
     )
-    pooled = keras.layers.GlobalAveragePooling1D(name="history_mean")(
-        item_table(inputs["history"])
-    )
+    pooled = keras.layers.GlobalAveragePooling1D(name="history_mean")(item_table(inputs["history"]))
     user_x = keras.layers.Concatenate()(
         [keras.layers.Flatten()(user), keras.layers.Flatten()(age), pooled]
     )
