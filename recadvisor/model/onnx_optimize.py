@@ -115,6 +115,24 @@ class OnnxCleanupResult:
         }
 
 
+def subgraph_reads(graph: Any) -> set[str]:
+    """Every tensor name read inside the subgraphs (``If``/``Loop``/``Scan`` bodies) of
+    ``graph``'s nodes, at any depth: outer tensors a body reads are not node inputs, so the
+    passes treat them like graph outputs (kept, never bypassed)."""
+    from onnx import AttributeProto
+
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == AttributeProto.GRAPH else []
+            bodies += list(attr.graphs) if attr.type == AttributeProto.GRAPHS else []
+            for body in bodies:
+                names.update(i for n in body.node for i in n.input if i)
+                names.update(o.name for o in body.output)
+                names |= subgraph_reads(body)
+    return names
+
+
 class _GraphIndex:
     """Producers, consumers, constants and inferred types of one ONNX graph (read-only view)."""
 
@@ -130,7 +148,7 @@ class _GraphIndex:
             for inp in node.input:
                 if inp:
                     self.consumers[inp].append(node)
-        self.outputs = {o.name for o in self.graph.output}
+        self.outputs = {o.name for o in self.graph.output} | subgraph_reads(self.graph)
         self.initializers = {i.name: i for i in self.graph.initializer}
         self._arrays: dict[str, np.ndarray] = {}
         self._numpy = numpy_helper
@@ -581,12 +599,13 @@ def _batched_dot(index: _GraphIndex, squeeze: Any) -> tuple[str, str, int] | Non
 
 
 def remove_unused(model: Any) -> int:
-    """Nodes whose outputs nothing reads (graph outputs excepted) and unread initializers.
+    """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
+    unread initializers.
 
     Returns:
         Nodes removed.
     """
-    needed = {o.name for o in model.graph.output}
+    needed = {o.name for o in model.graph.output} | subgraph_reads(model.graph)
     kept = []
     for node in reversed(list(model.graph.node)):
         if any(out in needed for out in node.output):
@@ -596,7 +615,7 @@ def remove_unused(model: Any) -> int:
     if removed:
         del model.graph.node[:]
         model.graph.node.extend(reversed(kept))
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    used = {i for n in model.graph.node for i in n.input} | needed
     inits = [i for i in model.graph.initializer if i.name in used]
     if len(inits) != len(model.graph.initializer):
         del model.graph.initializer[:]

@@ -323,3 +323,27 @@ def test_batched_dot_becomes_a_row_sum_of_products() -> None:
 def test_batched_dot_whose_product_is_read_elsewhere_is_kept() -> None:
     cleaned, result = optimize_onnx(_keras_dot(expose_product=True), strict=True)
     assert result.rewrites == {} and _ops(cleaned)["MatMul"] == 1
+
+
+def test_tensors_a_subgraph_reads_are_kept_and_not_bypassed() -> None:
+    """An If branch reads an outer Cast's output by name (not as a node input)."""
+    then_graph = helper.make_graph(
+        [helper.make_node("Identity", ["x_same"], ["then_out"])],
+        "then",
+        [],
+        [_vi("then_out", F, [3])],
+    )
+    else_graph = helper.make_graph(
+        [helper.make_node("Neg", ["x_same"], ["else_out"])], "else", [], [_vi("else_out", F, [3])]
+    )
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x_same"], to=F),  # a no-op cast only the bodies read
+        helper.make_node("If", ["flag"], ["y"], then_branch=then_graph, else_branch=else_graph),
+    ]
+    model = _model(nodes, [_vi("x", F, [3]), _vi("flag", B, [])], [_vi("y", F, [3])], {})
+    cleaned, _ = optimize_onnx(model, strict=True)
+    assert _ops(cleaned) == Counter({"Cast": 1, "If": 1})
+    x = np.array([1.0, -2.0, 3.0], np.float32)
+    for flag in (True, False):
+        feeds = {"x": x, "flag": np.array(flag)}
+        np.testing.assert_array_equal(_run(cleaned, feeds)[0], x if flag else -x)
