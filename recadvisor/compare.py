@@ -54,6 +54,7 @@ class ModelResult:
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     memory: dict[str, float] | None = None
     encoded_inputs: tuple[str, ...] = ()
+    onnx_profile: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -71,6 +72,7 @@ class ModelResult:
             "quality": self.quality,
             "memory": self.memory,
             "encoded_inputs": list(self.encoded_inputs),
+            "onnx_profile": self.onnx_profile,
         }
 
 
@@ -221,6 +223,31 @@ def _node_count(runner: Any) -> int | None:
         return None
 
 
+def _profile_onnx_model(
+    runner: OnnxRunner,
+    feeds: Mapping[str, np.ndarray],
+    batch_sizes: Sequence[int],
+    request_inputs: Sequence[str],
+    calls: int,
+) -> dict[str, Any] | None:
+    """Per-node onnxruntime time of one ONNX candidate (``compare.json``'s ``onnx_profile``)."""
+    from recadvisor.analysis.onnx_profile import profile_onnx
+    from recadvisor.bench import configure_onnx_session
+
+    try:
+        profile = profile_onnx(
+            runner.path,
+            lambda bs: runner.feed_dict(take_rows(feeds, bs, request_inputs=request_inputs)),
+            batch_sizes,
+            calls=calls,
+            session_options=lambda options: configure_onnx_session(options, runner.threads),
+        )
+    except Exception as e:  # noqa: BLE001 - the profile is extra detail, the timings stand
+        log.warning("cannot profile %s per node: %s", runner.path, e)
+        return None
+    return profile.to_dict()
+
+
 def compare(
     baseline: str | Path,
     candidates: Sequence[str | Path],
@@ -239,6 +266,7 @@ def compare(
     flat_call: bool = False,
     burst: int = 8,
     gpu_device: str | None = None,
+    onnx_profile_calls: int = 50,
 ) -> Comparison:
     """Benchmark candidates against a baseline on the same rows.
 
@@ -266,6 +294,8 @@ def compare(
         gpu_device: a TensorFlow device (``/GPU:0``): the baseline and every SavedModel
             candidate are also timed placed there, as ``<label> @gpu`` rows (ratios against the
             CPU baseline; memory is not measured for them).
+        onnx_profile_calls: calls per batch size profiled per node for each ONNX model
+            (onnxruntime's profiler, in a session of its own; 0: no ``onnx_profile``).
 
     Returns:
         A :class:`Comparison`.
@@ -390,6 +420,13 @@ def compare(
                 model_feeds[label],
                 request_inputs=request_inputs[label],
             )
+        onnx_profile = None
+        if kind == "onnx" and onnx_profile_calls > 0:
+            if progress:
+                progress(f"ONNX profile {label}", 0, 1)
+            onnx_profile = _profile_onnx_model(
+                runner, model_feeds[label], batch_sizes, request_inputs[label], onnx_profile_calls
+            )
         results.append(
             ModelResult(
                 label=label,
@@ -418,6 +455,7 @@ def compare(
                         or model_feeds[label][k].shape != feeds[k].shape
                     )
                 ),
+                onnx_profile=onnx_profile,
             )
         )
     return Comparison(

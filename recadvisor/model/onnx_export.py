@@ -13,7 +13,7 @@ lookup tables. So :func:`export_onnx`
    holes, read the table's default), and ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
    / ``Exp(x)-1``;
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
-   keys);
+   keys), then cleans up what tf2onnx leaves (:mod:`recadvisor.model.onnx_optimize`);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
    writes ``path`` only when every output matches within ``tolerance`` (default 1e-5).
 
@@ -110,6 +110,8 @@ class OnnxExportResult:
         onnx_ops: ONNX op type -> count in the exported model.
         size_bytes: size of the written file.
         versions: tf2onnx / onnx / onnxruntime versions used.
+        cleanup: what the ONNX clean-up did (nodes before/after, rewrites per pass); the
+            parity above is of the cleaned model, which is the one written.
     """
 
     path: str
@@ -124,6 +126,7 @@ class OnnxExportResult:
     onnx_ops: dict[str, int] = field(default_factory=dict)
     size_bytes: int = 0
     versions: dict[str, str] = field(default_factory=dict)
+    cleanup: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (goes into ``rebuild.json``)."""
@@ -140,6 +143,7 @@ class OnnxExportResult:
             "onnx_ops": dict(self.onnx_ops),
             "size_bytes": self.size_bytes,
             "versions": dict(self.versions),
+            "cleanup": dict(self.cleanup),
         }
 
 
@@ -498,6 +502,7 @@ def export_onnx(
     opset: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
+    cleanup: bool = True,
 ) -> OnnxExportResult:
     """Write ``graph`` as an ONNX model, checked against TensorFlow on ``feeds``.
 
@@ -508,6 +513,8 @@ def export_onnx(
         opset: ONNX opset (default: tf2onnx's preferred one).
         tolerance: largest max-abs-diff accepted between TensorFlow and onnxruntime.
         force: replace an existing file.
+        cleanup: run :func:`~recadvisor.model.onnx_optimize.optimize_onnx` on tf2onnx's output
+            (the cleaned model is the one checked and written).
 
     Returns:
         An :class:`OnnxExportResult`.
@@ -554,6 +561,12 @@ def export_onnx(
         ) from e
     finally:
         tf_loader_log.setLevel(previous)
+    cleanup_summary: dict[str, Any] = {}
+    if cleanup:
+        from recadvisor.model.onnx_optimize import optimize_onnx
+
+        model, cleaned = optimize_onnx(model)
+        cleanup_summary = cleaned.to_dict()
     data = model.SerializeToString()
     try:
         onnx.checker.check_model(model)
@@ -607,4 +620,5 @@ def export_onnx(
             "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
         },
+        cleanup=cleanup_summary,
     )

@@ -69,8 +69,41 @@ def model_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
         "quality": quality,
         "memory": {str(k): as_float(v) for k, v in as_dict(data.get("memory")).items()} or None,
         "encoded_inputs": [str(e) for e in as_list(data.get("encoded_inputs"))],
+        "onnx_profile": onnx_profile_view(data.get("onnx_profile")),
         "color": charts.color_for(index),
     }
+
+
+ONNX_PROFILE_ROWS = 6
+
+
+def _onnx_times(entries: Any, rows: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": str(e.get("name") or ""),
+            "op_type": str(e.get("op_type") or ""),
+            "nodes": as_int(e.get("nodes")),
+            "us": as_float(e.get("us_per_call")),
+            "share": as_float(e.get("share")),
+        }
+        for e in (as_dict(x) for x in as_list(entries)[:rows])
+    ]
+
+
+def onnx_profile_view(data: Any) -> list[dict[str, Any]]:
+    """A model's ``onnx_profile`` as rows per batch size: top op types and nodes by share."""
+    batches = by_batch(as_dict(data).get("batches"))
+    return [
+        {
+            "batch_size": bs,
+            "run_us": as_float(b.get("run_us")),
+            "kernel_fraction": as_float(b.get("kernel_fraction")),
+            "node_count": as_int(b.get("node_count")),
+            "op_types": _onnx_times(b.get("per_op_type"), ONNX_PROFILE_ROWS),
+            "top_nodes": _onnx_times(b.get("top_nodes"), ONNX_PROFILE_ROWS),
+        }
+        for bs, b in sorted((bs, as_dict(b)) for bs, b in batches.items())
+    ]
 
 
 _STATUS_ALIASES = {
@@ -341,6 +374,9 @@ def comparison_view(
             {"label": m["label"], "cells": [(m["memory"] or {}).get(k) for k in memory_keys]}
             for m in models
             if m["memory"]
+        ],
+        "onnx_profiles": [
+            {"label": m["label"], "batches": m["onnx_profile"]} for m in models if m["onnx_profile"]
         ],
         "rebuild": rebuild_view(rebuild) if rebuild else None,
         "notes": [str(n) for n in as_list(c.get("notes"))],

@@ -164,3 +164,82 @@ def build_tfrs_retrieval(path: Path) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"building the TFRS index failed:\n{done.stderr[-3000:]}")
     return path
+
+
+HISTORY_LEN = 10
+
+
+def history_frame(rows: int = ROWS, seed: int = 0) -> pd.DataFrame:
+    """Click rows with a fixed-length history of item ids (0 pads) for the two-tower model."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, HISTORY_LEN + 1, rows)  # an empty history pools to NaN
+    history = [
+        np.concatenate(
+            [rng.integers(1, len(ITEMS) + 1, n), np.zeros(HISTORY_LEN - n, np.int64)]
+        ).astype("int64")
+        for n in lengths
+    ]
+    base = sample_frame(rows, seed)
+    return pd.DataFrame(
+        {
+            "user_id": base["user_id"],
+            "age": base["age"],
+            "history": history,
+            "item_id": base["item_id"],
+            "category": base["category"],
+            "label": base["label"],
+        }
+    )
+
+
+def build_keras3_two_tower_history(path: Path) -> Path:
+    """A Keras 3 two-tower model whose user tower mean-pools a padded history of item ids.
+
+    User tower: hashed ``user_id``, bucketized ``age`` and the masked mean of the embeddings of
+    ``history`` (``[N, 10]`` int64, 0 pads, at least one item, ``Embedding(mask_zero=True)`` +
+    ``GlobalAveragePooling1D``); item tower: ``item_id``/``category`` through ``StringLookup``;
+    the score is the sigmoid of the towers' dot product. Exported with ``model.export``.
+    """
+    import_tf()
+    import keras
+
+    dim = 16
+    inputs = {
+        "user_id": keras.Input(shape=(1,), dtype="string", name="user_id"),
+        "age": keras.Input(shape=(1,), dtype="int64", name="age"),
+        "history": keras.Input(shape=(HISTORY_LEN,), dtype="int64", name="history"),
+        "item_id": keras.Input(shape=(1,), dtype="string", name="item_id"),
+        "category": keras.Input(shape=(1,), dtype="string", name="category"),
+    }
+    item_table = keras.layers.Embedding(len(ITEMS) + 2, dim, mask_zero=True, name="item_emb")
+    user = keras.layers.Embedding(500, dim)(
+        keras.layers.Hashing(num_bins=500, name="user_hash")(inputs["user_id"])
+    )
+    age = keras.layers.Embedding(len(AGE_BOUNDARIES) + 1, 4)(
+        keras.layers.Discretization(bin_boundaries=AGE_BOUNDARIES, name="age_bins")(
+            keras.ops.cast(inputs["age"], "float32")
+        )
+    )
+    pooled = keras.layers.GlobalAveragePooling1D(name="history_mean")(item_table(inputs["history"]))
+    user_x = keras.layers.Concatenate()(
+        [keras.layers.Flatten()(user), keras.layers.Flatten()(age), pooled]
+    )
+    for units in (64, 32):
+        user_x = keras.layers.Dense(units, activation="relu")(user_x)
+    item_ids = keras.layers.StringLookup(vocabulary=ITEMS, name="item_lookup")(inputs["item_id"])
+    cat_ids = keras.layers.StringLookup(vocabulary=CATEGORIES, name="cat_lookup")(
+        inputs["category"]
+    )
+    item_x = keras.layers.Concatenate()(
+        [
+            keras.layers.Flatten()(item_table(item_ids)),
+            keras.layers.Flatten()(keras.layers.Embedding(len(CATEGORIES) + 1, 4)(cat_ids)),
+        ]
+    )
+    for units in (64, 32):
+        item_x = keras.layers.Dense(units, activation="relu")(item_x)
+    score = keras.layers.Dot(axes=1)([user_x, item_x])
+    out = keras.layers.Activation("sigmoid", name="score")(score)
+    model = keras.Model(inputs, out, name="two_tower_history")
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return path

@@ -416,6 +416,36 @@ def analysis_dict() -> dict[str, Any]:
     }
 
 
+def onnx_profile_dict(batch_sizes: list[int]) -> dict[str, Any]:
+    """``compare.json``'s ``onnx_profile`` of one ONNX model (a node name carries HTML)."""
+    batches = {}
+    for bs in batch_sizes:
+        ops = [("Gather", 6, 12.0 + bs / 10), ("Gemm", 4, 9.0 + bs / 20), ("Mul", 2, 3.0)]
+        total = sum(us for _, _, us in ops)
+        batches[str(bs)] = {
+            "batch_size": bs,
+            "calls": 50,
+            "run_us": total * 1.5,
+            "kernel_us": total,
+            "kernel_fraction": 1 / 1.5,
+            "node_count": sum(n for _, n, _ in ops),
+            "top_nodes": [
+                {
+                    "name": EVIL_NODE,
+                    "op_type": "Gather",
+                    "us_per_call": 8.0,
+                    "share": 8.0 / total,
+                    "nodes": 1,
+                },
+            ],
+            "per_op_type": [
+                {"name": op, "op_type": "", "us_per_call": us, "share": us / total, "nodes": n}
+                for op, n, us in ops
+            ],
+        }
+    return {"path": "/out/rebuilt/model.onnx", "batches": batches}
+
+
 def comparison_dict(samples: bool = True) -> dict[str, Any]:
     """A comparison of a baseline, a rebuilt SavedModel and an ONNX export."""
     rng = np.random.default_rng(1)
@@ -453,6 +483,7 @@ def comparison_dict(samples: bool = True) -> dict[str, Any]:
                 },
                 "memory": {"peak_rss_mb": 400.0 * factor + 100, "model_rss_mb": 50.0 * factor},
                 "encoded_inputs": [] if passed is None else ["user_id"],
+                "onnx_profile": onnx_profile_dict(batch_sizes) if kind == "onnx" else None,
             }
         )
     return {

@@ -1,0 +1,690 @@
+"""Clean-up of the ONNX graph tf2onnx writes, before it is checked and saved.
+
+tf2onnx converts op by op, so a recommender graph reaches onnxruntime with patterns that cost a
+kernel launch each (~1 us at batch 1, where a whole model runs in 20-60 us) or a pass over the
+batch at 256, and that onnxruntime's own optimizer does not remove because they are not
+equivalent for every input, only for the graphs TensorFlow produced. The passes, in order:
+
+1. ``restore_where``: tf2onnx writes ``SelectV2(c, a, b)`` as
+   ``Cast(c) * a + b * Cast(Not(c))`` (a comment there says ``Where`` was slow in an old
+   onnxruntime). That is 6 nodes, and wrong where ``a`` or ``b`` is inf or NaN
+   (``0 * inf = NaN``). It becomes ``Where(c, a, b)``: TensorFlow's own semantics, exact.
+2. ``drop_index_wrap``: Keras 3 embeddings compute ``where(i < 0, i + n, i)`` before the gather
+   (Python-style negative indices; tf2onnx adds a ``Cast`` to float for the comparison). ONNX
+   ``Gather`` takes indices in ``[-n, n)`` with that very meaning, so the gather reads ``i``
+   directly when ``n`` is the table's row count; an index outside ``[-n, n)`` fails in both.
+3. ``fold_gather_mask``: ``Where(i != k, Gather(T, i), v)`` (a padding mask beside an
+   embedding lookup, e.g. Keras ``mask_zero`` before a masked mean) becomes ``Gather(T', i)``
+   where row ``k`` of ``T'`` holds ``v``: the select picks ``v`` exactly where the index is
+   ``k``. A table other nodes also read is copied (up to 16 MiB).
+4. ``fold_casts``: ``Cast(Cast(x, T1), T2)`` -> ``Cast(x, T2)`` when ``T1`` holds every value of
+   ``x``'s type (bool -> int32 -> float, int32 -> int64 -> ...), and a ``Cast`` to the type
+   ``x`` already has is dropped. A cast that can change a value (int64 -> float -> int64)
+   stays.
+5. ``drop_noop_slices``: a ``Slice`` from 0 to the end with step 1 on every axis it names
+   (tf2onnx writes one for ``x[:, :, None]``-style strided slices) is dropped, and an
+   ``Unsqueeze`` followed by a ``Squeeze`` of the same axes cancels.
+6. ``matmul_add_to_gemm``: ``MatMul(A, W) + b`` with ``A`` of rank 2 and ``W``, ``b``
+   constants becomes one ``Gemm`` (onnxruntime then fuses a following ``Relu`` into it).
+   onnxruntime does this itself only where its own shape inference proves the rank, which
+   fails after a ``Concat`` of gathers. Float reassociation: the bias is added inside the GEMM.
+7. ``batched_dot_to_reduce``: Keras ``Dot(axes=1)`` of two ``[N, K]`` towers (``Unsqueeze``,
+   ``Unsqueeze``, a batch of N ``[1, K] x [K, 1]`` ``MatMul``s, ``Squeeze``) becomes
+   ``ReduceSum(a * b, axis 1)``. Float reassociation.
+8. unused nodes and initializers are removed.
+
+Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
+caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
+that raises is skipped with a warning (``strict=True`` re-raises, for tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# ONNX TensorProto element types (onnx.TensorProto.*), by name for readability
+FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64, BOOL, FLOAT16, DOUBLE, UINT32, UINT64 = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    9,
+    10,
+    11,
+    12,
+    13,
+)
+# source type -> types that hold every value of it exactly
+LOSSLESS_CASTS: dict[int, frozenset[int]] = {
+    BOOL: frozenset(
+        {FLOAT, UINT8, INT8, UINT16, INT16, INT32, INT64, FLOAT16, DOUBLE, UINT32, UINT64}
+    ),
+    UINT8: frozenset({UINT16, INT16, INT32, INT64, FLOAT16, FLOAT, DOUBLE, UINT32, UINT64}),
+    INT8: frozenset({INT16, INT32, INT64, FLOAT16, FLOAT, DOUBLE}),
+    UINT16: frozenset({INT32, INT64, FLOAT, DOUBLE, UINT32, UINT64}),
+    INT16: frozenset({INT32, INT64, FLOAT, DOUBLE}),
+    UINT32: frozenset({INT64, DOUBLE, UINT64}),
+    INT32: frozenset({INT64, DOUBLE}),
+    FLOAT16: frozenset({FLOAT, DOUBLE}),
+    FLOAT: frozenset({DOUBLE}),
+}
+INTEGER_TYPES = frozenset({UINT8, INT8, UINT16, INT16, INT32, INT64, UINT32, UINT64})
+FLOAT_TYPES = frozenset({FLOAT, DOUBLE, FLOAT16})
+# a padding mask is folded into a copy of a shared table only up to this size
+MAX_TABLE_COPY_BYTES = 16 << 20
+# a Slice end at or beyond this reads to the end of any axis tf2onnx writes it for
+SLICE_TO_END = 1 << 30
+
+
+@dataclass(frozen=True)
+class OnnxCleanupResult:
+    """What :func:`optimize_onnx` did.
+
+    Attributes:
+        nodes_before / nodes_after: node counts.
+        rewrites: pass name -> patterns rewritten.
+        ops_removed: op type -> nodes removed (negative: added).
+        skipped: pass name -> why it was skipped (it raised).
+    """
+
+    nodes_before: int
+    nodes_after: int
+    rewrites: dict[str, int] = field(default_factory=dict)
+    ops_removed: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``rebuild.json``'s ``onnx.cleanup``)."""
+        return {
+            "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after,
+            "rewrites": dict(self.rewrites),
+            "ops_removed": dict(self.ops_removed),
+            "skipped": dict(self.skipped),
+        }
+
+
+def subgraph_reads(graph: Any) -> set[str]:
+    """Every tensor name read inside the subgraphs (``If``/``Loop``/``Scan`` bodies) of
+    ``graph``'s nodes, at any depth: outer tensors a body reads are not node inputs, so the
+    passes treat them like graph outputs (kept, never bypassed)."""
+    from onnx import AttributeProto
+
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == AttributeProto.GRAPH else []
+            bodies += list(attr.graphs) if attr.type == AttributeProto.GRAPHS else []
+            for body in bodies:
+                names.update(i for n in body.node for i in n.input if i)
+                names.update(o.name for o in body.output)
+                names |= subgraph_reads(body)
+    return names
+
+
+class _GraphIndex:
+    """Producers, consumers, constants and inferred types of one ONNX graph (read-only view)."""
+
+    def __init__(self, model: Any) -> None:
+        from onnx import numpy_helper, shape_inference
+
+        self.graph = model.graph
+        self.producer: dict[str, Any] = {}
+        self.consumers: dict[str, list[Any]] = defaultdict(list)
+        for node in self.graph.node:
+            for out in node.output:
+                self.producer[out] = node
+            for inp in node.input:
+                if inp:
+                    self.consumers[inp].append(node)
+        self.outputs = {o.name for o in self.graph.output} | subgraph_reads(self.graph)
+        self.initializers = {i.name: i for i in self.graph.initializer}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._numpy = numpy_helper
+        try:
+            inferred = shape_inference.infer_shapes(model, strict_mode=False)
+            infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+        except Exception as e:  # noqa: BLE001 - shape inference is a hint, not a requirement
+            log.debug("ONNX shape inference failed: %s", e)
+            infos = [*self.graph.input, *self.graph.output]
+        self.types: dict[str, int] = {}
+        self.ranks: dict[str, int] = {}
+        for info in infos:
+            tensor = info.type.tensor_type
+            if tensor.elem_type:
+                self.types[info.name] = tensor.elem_type
+            if tensor.HasField("shape"):
+                self.ranks[info.name] = len(tensor.shape.dim)
+        for name, init in self.initializers.items():
+            self.types[name] = init.data_type
+            self.ranks[name] = len(init.dims)
+        for node in self.graph.node:
+            if node.op_type == "Constant":
+                value = self.const(node.output[0])
+                if value is not None:
+                    self.ranks[node.output[0]] = value.ndim
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or ``Constant`` output, else None."""
+        if name in self._arrays:
+            return self._arrays[name]
+        value = None
+        if name in self.initializers:
+            value = self._numpy.to_array(self.initializers[name])
+        else:
+            node = self.producer.get(name)
+            if node is not None and node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        value = self._numpy.to_array(attr.t)
+        if value is not None:
+            self._arrays[name] = value
+        return value
+
+    def made_by(self, name: str, op_type: str) -> Any | None:
+        """The node of type ``op_type`` producing ``name``, else None."""
+        node = self.producer.get(name)
+        return node if node is not None and node.op_type == op_type else None
+
+
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for attr in node.attribute:
+        if attr.name == name:
+            return helper.get_attribute_value(attr)
+    return default
+
+
+def _rewire(model: Any, old: str, new: str) -> None:
+    """Every reader of tensor ``old`` reads ``new`` instead (graph outputs are kept by name)."""
+    for node in model.graph.node:
+        for i, inp in enumerate(node.input):
+            if inp == old:
+                node.input[i] = new
+
+
+def _bypass(model: Any, index: _GraphIndex, node: Any, source: str) -> bool:
+    """Make ``node``'s readers read ``source``; False when its output is a graph output."""
+    out = node.output[0]
+    if out in index.outputs:
+        return False
+    _rewire(model, out, source)
+    return True
+
+
+def _replace_nodes(model: Any, rewrite: Callable[[Any], list[Any] | None]) -> int:
+    """Replace every node ``rewrite`` returns nodes for (None: keep it), in order (in place).
+
+    Returns:
+        Nodes replaced.
+    """
+    new_nodes: list[Any] = []
+    count = 0
+    for node in model.graph.node:
+        replacement = rewrite(node)
+        if replacement is None:
+            new_nodes.append(node)
+        else:
+            new_nodes.extend(replacement)
+            count += 1
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+    return count
+
+
+def _add_initializer(model: Any, index: _GraphIndex, base: str, value: np.ndarray) -> str:
+    """A new initializer named after ``base``; returns its name."""
+    from onnx import numpy_helper
+
+    name = _fresh_name(index, base)
+    model.graph.initializer.append(numpy_helper.from_array(value, name))
+    index.initializers[name] = model.graph.initializer[-1]
+    return name
+
+
+# --------------------------------------------------------------------------- passes
+def restore_where(model: Any) -> int:
+    """``Cast(c) * a + b * Cast(Not(c))`` -> ``Where(c, a, b)`` (in place).
+
+    Returns:
+        Selects restored.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _match_arith_select(index, node)
+        if match is None:
+            return None
+        return [helper.make_node("Where", list(match), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _mask_operand(index: _GraphIndex, mul: Any) -> tuple[str, str, int] | None:
+    """(``c``, the other factor, the cast's type) of a ``Mul`` by ``Cast(c)``, ``c`` boolean."""
+    for k in (0, 1):
+        cast = index.made_by(mul.input[k], "Cast")
+        if cast is not None and index.types.get(cast.input[0]) == BOOL:
+            return cast.input[0], mul.input[1 - k], _attr(cast, "to")
+    return None
+
+
+def _match_arith_select(index: _GraphIndex, add: Any) -> tuple[str, str, str] | None:
+    """(c, a, b) when ``add`` is ``Cast(c) * a + b * Cast(Not(c))`` in the Add's own type."""
+    if add.op_type != "Add" or len(add.input) != 2:
+        return None
+    muls = [index.made_by(i, "Mul") for i in add.input]
+    if muls[0] is None or muls[1] is None:
+        return None
+    first, second = _mask_operand(index, muls[0]), _mask_operand(index, muls[1])
+    if first is None or second is None:
+        return None
+    dtype = index.types.get(add.output[0])
+    if dtype is None or first[2] != dtype or second[2] != dtype:
+        return None
+    for (cond, a, _), (neg, b, _) in ((first, second), (second, first)):
+        not_node = index.made_by(neg, "Not")
+        if not_node is not None and not_node.input[0] == cond:
+            return cond, a, b
+    return None
+
+
+def drop_index_wrap(model: Any) -> int:
+    """``Gather(T, Where(i < 0, i + n, i))`` -> ``Gather(T, i)`` when ``n`` is ``T``'s size on
+    the gathered axis (in place).
+
+    Returns:
+        Gathers rewired.
+    """
+    index = _GraphIndex(model)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Gather":
+            continue
+        table = index.const(node.input[0])
+        where = index.made_by(node.input[1], "Where")
+        if table is None or where is None:
+            continue
+        axis = int(_attr(node, "axis", 0))
+        rows = table.shape[axis] if table.ndim else None
+        raw = _wrapped_index(index, where, rows)
+        if raw is not None:
+            node.input[1] = raw
+            count += 1
+    return count
+
+
+def _wrapped_index(index: _GraphIndex, where: Any, rows: int | None) -> str | None:
+    """``i`` when ``where`` is ``Where(i < 0, i + rows, i)`` on an integer ``i``."""
+    cond, when_true, when_false = where.input
+    less = index.made_by(cond, "Less")
+    add = index.made_by(when_true, "Add")
+    if less is None or add is None or rows is None:
+        return None
+    raw = when_false
+    if index.types.get(raw) not in INTEGER_TYPES:
+        return None
+    zero = index.const(less.input[1])
+    compared = less.input[0]
+    cast = index.made_by(compared, "Cast")
+    if cast is not None and cast.input[0] == raw and _attr(cast, "to") in FLOAT_TYPES:
+        compared = raw  # the sign of an integer survives a cast to float
+    if compared != raw or zero is None or zero.size != 1 or float(zero.reshape(-1)[0]) != 0.0:
+        return None
+    others = [i for i in add.input if i != raw]
+    if len(others) != 1 or len(add.input) != 2:
+        return None
+    n = index.const(others[0])
+    if n is None or n.size != 1 or int(n.reshape(-1)[0]) != rows:
+        return None
+    return raw
+
+
+def fold_gather_mask(model: Any, max_copy_bytes: int = MAX_TABLE_COPY_BYTES) -> int:
+    """``Where(i != k, Gather(T, i), v)`` -> ``Gather(T', i)`` with ``T'[k] = v`` (in place).
+
+    A padding mask next to an embedding lookup (Keras ``mask_zero``, a masked mean over a
+    history) selects the constant ``v`` exactly where the index is the padding id ``k``, so the
+    table row ``k`` can hold ``v`` instead. When other nodes still read ``T``, ``T'`` is a copy,
+    made only up to ``max_copy_bytes``.
+
+    Returns:
+        Masks folded into their tables.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        fold = _gather_mask(index, node) if node.op_type == "Where" else None
+        if fold is None:
+            return None
+        gather, table, k, v = fold
+        shared = len(index.consumers.get(gather.input[0], [])) > 1
+        if shared and table.nbytes > max_copy_bytes:
+            return None
+        masked = table.copy()
+        masked[k] = v
+        name = _add_initializer(model, index, f"{gather.input[0]}/masked_row_{k}", masked)
+        ids = gather.input[1]
+        return [helper.make_node("Gather", [name, ids], list(node.output), name=node.name, axis=0)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _fresh_name(index: _GraphIndex, base: str) -> str:
+    name, i = base, 1
+    while name in index.initializers or name in index.producer:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def _gather_mask(index: _GraphIndex, where: Any) -> tuple[Any, np.ndarray, int, Any] | None:
+    """(gather, table, k, v) when ``where`` is ``Where(Not(Equal(i, k)), Gather(T, i), v)``."""
+    cond, picked, other = where.input
+    gather = index.made_by(picked, "Gather")
+    v = index.const(other)
+    if gather is None or v is None or v.size != 1 or int(_attr(gather, "axis", 0)) != 0:
+        return None
+    table, ids = index.const(gather.input[0]), gather.input[1]
+    ids_rank = index.ranks.get(ids)
+    if table is None or table.ndim < 1 or ids_rank is None:
+        return None
+    unsqueeze = index.made_by(cond, "Unsqueeze")
+    if unsqueeze is not None:
+        axes = index.const(unsqueeze.input[1]) if len(unsqueeze.input) > 1 else None
+        out_rank = ids_rank + (axes.size if axes is not None else 0)
+        # only trailing axes: the mask then lines up with the ids and broadcasts over the row
+        if axes is None or any(a % out_rank < ids_rank for a in axes.tolist()):
+            return None
+        if out_rank > ids_rank + table.ndim - 1:
+            return None
+        cond = unsqueeze.input[0]
+    elif table.ndim != 1:
+        return None
+    not_node = index.made_by(cond, "Not")
+    equal = index.made_by(not_node.input[0], "Equal") if not_node is not None else None
+    if equal is None or ids not in equal.input:
+        return None
+    pad = index.const(equal.input[1] if equal.input[0] == ids else equal.input[0])
+    if pad is None or pad.size != 1 or pad.dtype.kind not in "iu":
+        return None
+    k = int(pad.reshape(-1)[0])
+    if not 0 <= k < table.shape[0] or np.dtype(v.dtype) != table.dtype:
+        return None
+    return gather, table, k, v.reshape(-1)[0]
+
+
+def fold_casts(model: Any) -> int:
+    """Cast chains through a lossless type folded; casts to the input's own type dropped.
+
+    Returns:
+        Casts removed or shortened.
+    """
+    index = _GraphIndex(model)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Cast":
+            continue
+        to = _attr(node, "to")
+        source = node.input[0]
+        inner = index.made_by(source, "Cast")
+        if inner is not None:
+            origin = index.types.get(inner.input[0])
+            middle = _attr(inner, "to")
+            if origin is not None and (
+                middle == origin or middle in LOSSLESS_CASTS.get(origin, ())
+            ):
+                node.input[0] = inner.input[0]
+                source = inner.input[0]
+                count += 1
+        if index.types.get(source) == to and to is not None and _bypass(model, index, node, source):
+            count += 1
+    return count
+
+
+def drop_noop_slices(model: Any) -> int:
+    """Whole-axis ``Slice`` nodes and ``Unsqueeze`` -> ``Squeeze`` pairs on the same axes dropped.
+
+    Returns:
+        Nodes bypassed.
+    """
+    index = _GraphIndex(model)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "Slice" and _is_full_slice(index, node):
+            count += _bypass(model, index, node, node.input[0])
+        elif node.op_type == "Squeeze" and len(node.input) == 2:
+            unsq = index.made_by(node.input[0], "Unsqueeze")
+            if unsq is None or len(unsq.input) != 2:
+                continue
+            axes, back = index.const(node.input[1]), index.const(unsq.input[1])
+            if axes is None or back is None or sorted(axes.tolist()) != sorted(back.tolist()):
+                continue
+            if any(a < 0 for a in axes.tolist()):  # negative axes count from different ranks
+                continue
+            count += _bypass(model, index, node, unsq.input[0])
+    return count
+
+
+def _is_full_slice(index: _GraphIndex, node: Any) -> bool:
+    if len(node.input) < 3:
+        return False
+    starts, ends = index.const(node.input[1]), index.const(node.input[2])
+    steps = index.const(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    if starts is None or ends is None:
+        return False
+    if np.any(starts != 0) or np.any(ends < SLICE_TO_END):
+        return False
+    return steps is None or bool(np.all(steps == 1))
+
+
+def matmul_add_to_gemm(model: Any) -> int:
+    """``Add(MatMul(A, W), b)`` -> ``Gemm(A, W, b)`` for rank-2 ``A`` and constant ``W``, ``b``.
+
+    Returns:
+        MatMuls fused.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        gemm = _gemm_for(index, node) if node.op_type == "Add" and len(node.input) == 2 else None
+        if gemm is None:
+            return None
+        # the MatMul, read by this Add only, is left unread and removed afterwards
+        return [helper.make_node("Gemm", list(gemm), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _gemm_for(index: _GraphIndex, add: Any) -> tuple[str, str, str] | None:
+    for k in (0, 1):
+        matmul = index.made_by(add.input[k], "MatMul")
+        if matmul is None:
+            continue
+        if len(index.consumers.get(matmul.output[0], [])) != 1 or matmul.output[0] in index.outputs:
+            continue
+        a, w = matmul.input
+        weight, bias = index.const(w), index.const(add.input[1 - k])
+        if weight is None or bias is None or weight.ndim != 2 or index.ranks.get(a) != 2:
+            continue
+        if index.types.get(a) != FLOAT or weight.dtype != np.float32 or bias.dtype != np.float32:
+            continue
+        if bias.shape not in ((weight.shape[1],), (1, weight.shape[1])):
+            continue
+        return a, w, add.input[1 - k]
+    return None
+
+
+def batched_dot_to_reduce(model: Any) -> int:
+    """``Squeeze(MatMul(Unsqueeze(a, 1), Unsqueeze(b, 2)))`` -> ``ReduceSum(a * b, 1)`` (in place).
+
+    Keras ``Dot(axes=1)`` on ``[N, K]`` towers is a batch of ``[1, K] x [K, 1]`` products,
+    which onnxruntime runs as N tiny GEMMs; an elementwise product and a row sum compute the
+    same dot products (float reassociation). Needs opset 13 (``ReduceSum`` axes as an input).
+
+    Returns:
+        Dot products rewritten.
+    """
+    from onnx import helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        return 0
+    index = _GraphIndex(model)
+    axes: list[str] = []  # one shared [1] initializer, made on the first match
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _batched_dot(index, node) if node.op_type == "Squeeze" else None
+        if match is None:
+            return None
+        a, b, keepdims = match
+        if not axes:
+            axes.append(_add_initializer(model, index, "onnx_cleanup/axis_1", np.array([1])))
+        product = _fresh_name(index, f"{node.output[0]}/product")
+        index.producer[product] = node  # reserves the name
+        out = list(node.output)
+        return [
+            helper.make_node("Mul", [a, b], [product], name=f"{node.name}/product"),
+            helper.make_node(
+                "ReduceSum", [product, axes[0]], out, name=node.name, keepdims=keepdims
+            ),
+        ]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _batched_dot(index: _GraphIndex, squeeze: Any) -> tuple[str, str, int] | None:
+    """(a, b, keepdims) when ``squeeze`` ends a Keras ``Dot(axes=1)`` of two ``[N, K]`` tensors."""
+    matmul = index.made_by(squeeze.input[0], "MatMul")
+    if matmul is None or len(squeeze.input) < 2:
+        return None
+    if len(index.consumers.get(matmul.output[0], [])) != 1 or matmul.output[0] in index.outputs:
+        return None
+    left, right = (index.made_by(i, "Unsqueeze") for i in matmul.input)
+    if left is None or right is None or len(left.input) < 2 or len(right.input) < 2:
+        return None
+    a, b = left.input[0], right.input[0]
+    left_axes, right_axes = index.const(left.input[1]), index.const(right.input[1])
+    squeezed = index.const(squeeze.input[1])
+    if left_axes is None or right_axes is None or squeezed is None:
+        return None
+    if index.ranks.get(a) != 2 or index.ranks.get(b) != 2 or index.types.get(a) != FLOAT:
+        return None
+    if left_axes.tolist() != [1] or right_axes.tolist() != [2]:
+        return None
+    axes = sorted(int(x) % 3 for x in squeezed.reshape(-1).tolist())
+    if axes in ([1], [2]):
+        return a, b, 1
+    if axes == [1, 2]:
+        return a, b, 0
+    return None
+
+
+def remove_unused(model: Any) -> int:
+    """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
+    unread initializers.
+
+    Returns:
+        Nodes removed.
+    """
+    needed = {o.name for o in model.graph.output} | subgraph_reads(model.graph)
+    kept = []
+    for node in reversed(list(model.graph.node)):
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    removed = len(model.graph.node) - len(kept)
+    if removed:
+        del model.graph.node[:]
+        model.graph.node.extend(reversed(kept))
+    used = {i for n in model.graph.node for i in n.input} | needed
+    inits = [i for i in model.graph.initializer if i.name in used]
+    if len(inits) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(inits)
+    return removed
+
+
+# the order matters: Where must exist before the index-wrap and mask matches, the mask match
+# needs the gather to read the raw ids (index wrap gone), and casts left unread by them are
+# folded or dropped after them
+PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
+    ("restore_where", restore_where),
+    ("drop_index_wrap", drop_index_wrap),
+    ("fold_gather_mask", fold_gather_mask),
+    ("fold_casts", fold_casts),
+    ("drop_noop_slices", drop_noop_slices),
+    ("matmul_add_to_gemm", matmul_add_to_gemm),
+    ("batched_dot_to_reduce", batched_dot_to_reduce),
+)
+
+
+def optimize_onnx(
+    model: Any, passes: Iterable[str] | None = None, strict: bool = False
+) -> tuple[Any, OnnxCleanupResult]:
+    """Run the clean-up passes on a copy of ``model``.
+
+    Args:
+        model: an ``onnx.ModelProto`` (not modified).
+        passes: names from :data:`PASSES` to run (default: all, in their order).
+        strict: re-raise a failing pass instead of skipping it.
+
+    Returns:
+        (the cleaned model, an :class:`OnnxCleanupResult`).
+    """
+    import onnx
+
+    wanted = set(passes) if passes is not None else {name for name, _ in PASSES}
+    unknown = wanted - {name for name, _ in PASSES}
+    if unknown:
+        raise ValueError(f"unknown ONNX clean-up passes: {sorted(unknown)}")
+    cleaned = onnx.ModelProto()
+    cleaned.CopyFrom(model)
+    before = Counter(n.op_type for n in model.graph.node)
+    rewrites: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    for name, run in PASSES:
+        if name not in wanted:
+            continue
+        attempt = onnx.ModelProto()
+        attempt.CopyFrom(cleaned)
+        try:
+            changed = run(attempt)
+            remove_unused(attempt)
+        except Exception as e:  # noqa: BLE001 - a pass that fails is skipped, never fatal
+            if strict:
+                raise
+            log.warning("ONNX clean-up pass %s skipped: %s", name, e)
+            skipped[name] = f"{type(e).__name__}: {e}"
+            continue
+        if changed:
+            rewrites[name] = changed
+            cleaned = attempt
+    remove_unused(cleaned)
+    after = Counter(n.op_type for n in cleaned.graph.node)
+    removed = {op: before[op] - after[op] for op in before | after if before[op] != after[op]}
+    return cleaned, OnnxCleanupResult(
+        nodes_before=sum(before.values()),
+        nodes_after=sum(after.values()),
+        rewrites=rewrites,
+        ops_removed=dict(sorted(removed.items(), key=lambda kv: (-kv[1], kv[0]))),
+        skipped=skipped,
+    )

@@ -1,0 +1,349 @@
+"""ONNX clean-up passes on tiny hand-built graphs: the op count left, parity on onnxruntime, and
+the cases each pass must leave alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from recadvisor.model.onnx_optimize import optimize_onnx
+
+F, I64, I32, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL
+
+
+def _model(nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: dict[str, Any]) -> Any:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        inputs,
+        outputs,
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _run(model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return session.run(None, feeds)
+
+
+def _ops(model: Any) -> Counter[str]:
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def _cast_chains(model: Any) -> int:
+    made = {o: n.op_type for n in model.graph.node for o in n.output}
+    return sum(
+        1 for n in model.graph.node if n.op_type == "Cast" and made.get(n.input[0]) == "Cast"
+    )
+
+
+def _vi(name: str, dtype: int, shape: list[Any]) -> Any:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _arith_select(cond: str, a: str, b: str, out: str, to: int = F) -> list[Any]:
+    """tf2onnx's SelectV2: Cast(c) * a + b * Cast(Not(c))."""
+    return [
+        helper.make_node("Cast", [cond], [f"{out}_pos"], to=to),
+        helper.make_node("Not", [cond], [f"{out}_not"]),
+        helper.make_node("Cast", [f"{out}_not"], [f"{out}_neg"], to=to),
+        helper.make_node("Mul", [f"{out}_pos", a], [f"{out}_m1"]),
+        helper.make_node("Mul", [b, f"{out}_neg"], [f"{out}_m2"]),
+        helper.make_node("Add", [f"{out}_m1", f"{out}_m2"], [out]),
+    ]
+
+
+def test_arithmetic_select_becomes_where_and_is_right_on_inf() -> None:
+    nodes = [helper.make_node("Greater", ["x", "zero"], ["c"]), *_arith_select("c", "x", "y", "z")]
+    model = _model(
+        nodes,
+        [_vi("x", F, ["n"]), _vi("y", F, ["n"])],
+        [_vi("z", F, ["n"])],
+        {"zero": np.float32(0)},
+    )
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert _ops(cleaned) == Counter({"Greater": 1, "Where": 1})
+    assert result.rewrites == {"restore_where": 1}
+    assert result.nodes_before == 7 and result.nodes_after == 2
+    x = np.array([1.0, -1.0, 2.0], np.float32)
+    y = np.array([np.inf, 5.0, np.nan], np.float32)
+    (raw,) = _run(model, {"x": x, "y": y})
+    (got,) = _run(cleaned, {"x": x, "y": y})
+    np.testing.assert_array_equal(got, np.where(x > 0, x, y))  # TensorFlow's SelectV2
+    assert np.isnan(raw[0]) and np.isnan(raw[2])  # 0 * inf: the arithmetic form was wrong
+
+
+def test_select_whose_casts_differ_from_its_type_is_kept() -> None:
+    nodes = [
+        helper.make_node("Greater", ["x", "zero"], ["c"]),
+        helper.make_node("Cast", ["c"], ["pos"], to=F),
+        helper.make_node("Not", ["c"], ["not"]),
+        helper.make_node("Cast", ["not"], ["neg"], to=I32),  # not the Add's type
+        helper.make_node("Cast", ["neg"], ["negf"], to=F),
+        helper.make_node("Mul", ["pos", "x"], ["m1"]),
+        helper.make_node("Mul", ["y", "negf"], ["m2"]),
+        helper.make_node("Add", ["m1", "m2"], ["z"]),
+    ]
+    model = _model(nodes, [_vi("x", F, [3]), _vi("y", F, [3])], [_vi("z", F, [3])], {"zero": 0.0})
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.float32(0), "zero"))
+    cleaned, result = optimize_onnx(model, passes=["restore_where"], strict=True)
+    assert "restore_where" not in result.rewrites and _ops(cleaned)["Where"] == 0
+
+
+def _wrapped_gather(rows: int, n: int) -> Any:
+    nodes = [
+        helper.make_node("Cast", ["i"], ["i_f"], to=F),
+        helper.make_node("Less", ["i_f", "zero"], ["neg"]),
+        helper.make_node("Add", ["i", "n"], ["wrapped"]),
+        *_arith_select("neg", "wrapped", "i", "idx", to=I64),
+        helper.make_node("Gather", ["table", "idx"], ["e"], axis=0),
+    ]
+    table = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
+    return _model(
+        nodes,
+        [_vi("i", I64, ["n", 3])],
+        [_vi("e", F, ["n", 3, 2])],
+        {"zero": np.float32(0), "n": np.int64(n), "table": table},
+    )
+
+
+def test_keras_negative_index_wrap_is_dropped_before_a_gather() -> None:
+    model = _wrapped_gather(rows=7, n=7)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites.get("drop_index_wrap") == 1
+    assert _ops(cleaned) == Counter({"Gather": 1})
+    ids = np.array([[0, 6, -1], [-7, 3, 2]], np.int64)
+    np.testing.assert_array_equal(_run(cleaned, {"i": ids})[0], _run(model, {"i": ids})[0])
+
+
+def test_index_wrap_by_another_size_is_kept() -> None:
+    model = _wrapped_gather(rows=7, n=5)  # i + 5 is not ONNX's wrap of a 7-row table
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert "drop_index_wrap" not in result.rewrites
+    assert _ops(cleaned)["Less"] == 1 and _ops(cleaned)["Where"] == 1
+    ids = np.array([[0, 6, -1]], np.int64)
+    np.testing.assert_array_equal(_run(cleaned, {"i": ids})[0], _run(model, {"i": ids})[0])
+
+
+def test_lossless_cast_chains_fold_and_lossy_ones_stay() -> None:
+    nodes = [
+        # bool -> int32 -> float: int32 holds every bool, so one Cast is enough
+        helper.make_node("Greater", ["x", "zero"], ["c"]),
+        helper.make_node("Cast", ["c"], ["c_i"], to=I32),
+        helper.make_node("Cast", ["c_i"], ["c_f"], to=F),
+        # a Cast to the type it already has
+        helper.make_node("Cast", ["x"], ["x_same"], to=F),
+        helper.make_node("Add", ["c_f", "x_same"], ["y"]),
+        # int64 -> float -> int64 rounds big ids: must stay
+        helper.make_node("Cast", ["ids"], ["ids_f"], to=F),
+        helper.make_node("Cast", ["ids_f"], ["ids_back"], to=I64),
+    ]
+    model = _model(
+        nodes,
+        [_vi("x", F, [3]), _vi("ids", I64, [2])],
+        [_vi("y", F, [3]), _vi("ids_back", I64, [2])],
+        {"zero": np.float32(0)},
+    )
+    assert _cast_chains(model) == 2
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert _cast_chains(cleaned) == 1  # only the lossy int64 -> float -> int64 chain is left
+    assert _ops(cleaned)["Cast"] == 3 and result.rewrites["fold_casts"] == 2
+    feeds = {"x": np.array([-1, 0.5, 2], np.float32), "ids": np.array([2**24 + 1, 3], np.int64)}
+    for a, b in zip(_run(model, feeds), _run(cleaned, feeds), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _run(cleaned, feeds)[1][0] == 2**24  # the rounding the kept chain stands for
+
+
+def test_full_slice_and_unsqueeze_squeeze_pair_are_dropped_partial_slice_kept() -> None:
+    big = np.array([0, 0], np.int64), np.array([1 << 62, 1 << 62], np.int64)
+    nodes = [
+        helper.make_node("Slice", ["x", "s0", "e0"], ["full"]),
+        helper.make_node("Unsqueeze", ["full", "ax"], ["u"]),
+        helper.make_node("Squeeze", ["u", "ax"], ["back"]),
+        helper.make_node("Slice", ["back", "s0", "e1"], ["part"]),
+    ]
+    model = _model(
+        nodes,
+        [_vi("x", F, [2, 3])],
+        [_vi("part", F, [2, 2])],
+        {"s0": big[0], "e0": big[1], "e1": np.array([2, 2], np.int64), "ax": np.array([2])},
+    )
+    cleaned, _ = optimize_onnx(model, strict=True)
+    assert _ops(cleaned) == Counter({"Slice": 1})
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], x[:2, :2])
+
+
+def test_matmul_plus_bias_becomes_gemm_only_for_rank_2() -> None:
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], ["y"]),
+        helper.make_node("MatMul", ["x3", "w"], ["x3w"]),  # rank 3: Gemm cannot take it
+        helper.make_node("Add", ["x3w", "b"], ["y3"]),
+    ]
+    model = _model(
+        nodes,
+        [_vi("x", F, ["n", 4]), _vi("x3", F, ["n", 2, 4])],
+        [_vi("y", F, ["n", 3]), _vi("y3", F, ["n", 2, 3])],
+        {"w": w, "b": b},
+    )
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"matmul_add_to_gemm": 1}
+    assert _ops(cleaned) == Counter({"Gemm": 1, "MatMul": 1, "Add": 1})
+    feeds = {
+        "x": rng.normal(size=(5, 4)).astype(np.float32),
+        "x3": rng.normal(size=(5, 2, 4)).astype(np.float32),
+    }
+    for a, c in zip(_run(model, feeds), _run(cleaned, feeds), strict=True):
+        np.testing.assert_allclose(a, c, atol=1e-6)
+
+
+def _masked_history(pad_checked: int, share_table: bool) -> Any:
+    """Where(history != pad, Gather(T, history), 0): Keras mask_zero before a masked mean."""
+    nodes = [
+        helper.make_node("Gather", ["table", "h"], ["e"], axis=0),
+        helper.make_node("Equal", ["h", "pad"], ["is_pad"]),
+        helper.make_node("Not", ["is_pad"], ["keep"]),
+        helper.make_node("Unsqueeze", ["keep", "last"], ["keep3"]),
+        helper.make_node("Where", ["keep3", "e", "zero"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["pooled"], keepdims=0),
+    ]
+    outputs = [_vi("pooled", F, ["n", 2])]
+    if share_table:
+        nodes.append(helper.make_node("Gather", ["table", "item"], ["item_e"], axis=0))
+        outputs.append(_vi("item_e", F, ["n", 2]))
+    table = np.arange(1, 11, dtype=np.float32).reshape(5, 2)
+    return _model(
+        nodes,
+        [_vi("h", I64, ["n", 3]), *([_vi("item", I64, ["n"])] if share_table else [])],
+        outputs,
+        {
+            "table": table,
+            "pad": np.int64(pad_checked),
+            "last": np.array([2], np.int64),
+            "zero": np.float32(0),
+            "one": np.array([1], np.int64),
+        },
+    )
+
+
+@pytest.mark.parametrize("share_table", [False, True])
+def test_padding_mask_is_folded_into_the_table(share_table: bool) -> None:
+    model = _masked_history(0, share_table)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"fold_gather_mask": 1}
+    ops = _ops(cleaned)
+    assert ops["Where"] == 0 and ops["Equal"] == 0 and ops["Not"] == 0
+    assert ops["Gather"] == (2 if share_table else 1)
+    tables = {i.name: numpy_helper.to_array(i) for i in cleaned.graph.initializer}
+    assert len([t for t in tables.values() if t.shape == (5, 2)]) == (2 if share_table else 1)
+    feeds = {"h": np.array([[1, 0, 4], [0, 0, 2]], np.int64)}
+    if share_table:
+        feeds["item"] = np.array([0, 3], np.int64)  # the shared table keeps row 0
+    for a, c in zip(_run(model, feeds), _run(cleaned, feeds), strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_mask_on_a_value_outside_the_table_is_kept() -> None:
+    cleaned, result = optimize_onnx(_masked_history(9, False), strict=True)
+    assert "fold_gather_mask" not in result.rewrites and _ops(cleaned)["Where"] == 1
+
+
+def test_optimize_does_not_touch_its_input_and_rejects_unknown_passes() -> None:
+    model = _wrapped_gather(rows=7, n=7)
+    before = model.SerializeToString()
+    optimize_onnx(model)
+    assert model.SerializeToString() == before
+    with pytest.raises(ValueError, match="unknown ONNX clean-up passes"):
+        optimize_onnx(model, passes=["no_such_pass"])
+
+
+def test_a_failing_pass_is_skipped_unless_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recadvisor.model import onnx_optimize
+
+    def broken(model: Any) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(onnx_optimize, "PASSES", (("broken", broken), *onnx_optimize.PASSES[1:]))
+    model = _wrapped_gather(rows=7, n=7)
+    cleaned, result = onnx_optimize.optimize_onnx(model)
+    assert "boom" in result.skipped["broken"]
+    assert result.rewrites == {}  # the index wrap needs the Where that 'broken' did not make
+    with pytest.raises(RuntimeError, match="boom"):
+        onnx_optimize.optimize_onnx(model, strict=True)
+
+
+def _keras_dot(expose_product: bool = False) -> Any:
+    """Keras Dot(axes=1) as tf2onnx writes it: Unsqueeze, Unsqueeze, MatMul, Squeeze."""
+    nodes = [
+        helper.make_node("Unsqueeze", ["a", "ax1"], ["a3"]),
+        helper.make_node("Unsqueeze", ["b", "ax2"], ["b3"]),
+        helper.make_node("MatMul", ["a3", "b3"], ["ab"]),
+        helper.make_node("Squeeze", ["ab", "ax1"], ["dot"]),
+    ]
+    outputs = [_vi("dot", F, ["n", 1])]
+    if expose_product:  # another reader of the [N, 1, 1] product
+        outputs.append(_vi("ab", F, ["n", 1, 1]))
+    return _model(
+        nodes,
+        [_vi("a", F, ["n", 4]), _vi("b", F, ["n", 4])],
+        outputs,
+        {"ax1": np.array([1], np.int64), "ax2": np.array([2], np.int64)},
+    )
+
+
+def test_batched_dot_becomes_a_row_sum_of_products() -> None:
+    model = _keras_dot()
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"batched_dot_to_reduce": 1}
+    assert _ops(cleaned) == Counter({"Mul": 1, "ReduceSum": 1})
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.normal(size=(6, 4)).astype(np.float32) for k in ("a", "b")}
+    got = _run(cleaned, feeds)[0]
+    assert got.shape == (6, 1)
+    np.testing.assert_allclose(got, _run(model, feeds)[0], atol=1e-6)
+
+
+def test_batched_dot_whose_product_is_read_elsewhere_is_kept() -> None:
+    cleaned, result = optimize_onnx(_keras_dot(expose_product=True), strict=True)
+    assert result.rewrites == {} and _ops(cleaned)["MatMul"] == 1
+
+
+def test_tensors_a_subgraph_reads_are_kept_and_not_bypassed() -> None:
+    """An If branch reads an outer Cast's output by name (not as a node input)."""
+    then_graph = helper.make_graph(
+        [helper.make_node("Identity", ["x_same"], ["then_out"])],
+        "then",
+        [],
+        [_vi("then_out", F, [3])],
+    )
+    else_graph = helper.make_graph(
+        [helper.make_node("Neg", ["x_same"], ["else_out"])], "else", [], [_vi("else_out", F, [3])]
+    )
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x_same"], to=F),  # a no-op cast only the bodies read
+        helper.make_node("If", ["flag"], ["y"], then_branch=then_graph, else_branch=else_graph),
+    ]
+    model = _model(nodes, [_vi("x", F, [3]), _vi("flag", B, [])], [_vi("y", F, [3])], {})
+    cleaned, _ = optimize_onnx(model, strict=True)
+    assert _ops(cleaned) == Counter({"Cast": 1, "If": 1})
+    x = np.array([1.0, -2.0, 3.0], np.float32)
+    for flag in (True, False):
+        feeds = {"x": x, "flag": np.array(flag)}
+        np.testing.assert_array_equal(_run(cleaned, feeds)[0], x if flag else -x)
