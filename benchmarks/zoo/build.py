@@ -14,13 +14,17 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks.zoo.registry import by_name
+from benchmarks.zoo.registry import ZooModel, by_name
 
 META_FILE = "zoo.json"
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT_S = 900
 
 
 def package_version(package: str | None) -> str:
@@ -54,6 +58,7 @@ def build(name: str, out: Path) -> Path:
     tmp.mkdir(parents=True)
     start = time.perf_counter()
     builder(tmp)
+    _refuse_nan_weights(tmp / "saved_model", name)
     meta = {
         "name": entry.name,
         "library": entry.library,
@@ -69,6 +74,68 @@ def build(name: str, out: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+def _refuse_nan_weights(saved_model: Path, name: str) -> None:
+    """A model whose training produced NaN weights is useless for parity: fail its build."""
+    import numpy as np
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(saved_model / "variables" / "variables"))
+    for key in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(key)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
+            raise RuntimeError(f"{name}: training left NaN in variable {key}")
+
+
+def subprocess_env(legacy_keras: bool) -> dict[str, str]:
+    """This environment with the repository on ``PYTHONPATH`` and ``TF_USE_LEGACY_KERAS`` set
+    (Keras 2 as ``tf.keras``) or removed (Keras 3)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if legacy_keras:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    else:
+        env.pop("TF_USE_LEGACY_KERAS", None)
+    return env
+
+
+def last_error_line(stderr: str) -> str:
+    """The last line of a traceback that names an error (else the last non-empty line)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def build_in_subprocess(entry: ZooModel, models: Path) -> dict[str, Any]:
+    """Build one zoo model in a subprocess.
+
+    Args:
+        entry: the zoo model.
+        models: the zoo's models folder.
+
+    Returns:
+        ``{"ok": True, "seconds": s}`` or ``{"ok": False, "error": one line}``.
+    """
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.zoo.build", entry.name, str(models / entry.name)],
+            cwd=ROOT,
+            env=subprocess_env(entry.legacy_keras),
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"build timed out after {BUILD_TIMEOUT_S} s"}
+    seconds = round(time.perf_counter() - t0, 1)
+    if proc.returncode != 0:
+        return {"ok": False, "error": last_error_line(proc.stderr), "seconds": seconds}
+    return {"ok": True, "seconds": seconds}
 
 
 if __name__ == "__main__":

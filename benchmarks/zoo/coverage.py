@@ -67,8 +67,7 @@ def _describe(model_dir: Path, signature: str | None) -> dict[str, Any]:
         "nodes_frozen": desc["node_count"],
         "string_ops": sorted(
             {op for op in desc["op_counts"] if _is_string_op(op)}
-            | {s.get("op", "") for s in desc.get("string_ops", []) if isinstance(s, dict)}
-            - {""}
+            | {s.get("op", "") for s in desc.get("string_ops", []) if isinstance(s, dict)} - {""}
         ),
         "lookup_tables": len(desc.get("lookup_tables", [])),
         "embedding_tables": len(desc.get("embedding_tables", [])),

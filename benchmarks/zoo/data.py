@@ -27,7 +27,9 @@ def item_category(item: str) -> str:
     return CATEGORIES[int(item.split("_")[1]) % len(CATEGORIES)]
 
 
-def click_log(rows: int = ROWS, seed: int = SEED, pad: str = "") -> pd.DataFrame:
+def click_log(
+    rows: int = ROWS, seed: int = SEED, pad: str = "", min_history: int = 0
+) -> pd.DataFrame:
     """Rows of one click log; ``hist_item_id`` is a list of ``HISTORY`` items padded with ``pad``.
 
     Unseen values are mixed in (``item_unseen``, shop 999, city ``atlantis``) so vocabulary
@@ -38,13 +40,15 @@ def click_log(rows: int = ROWS, seed: int = SEED, pad: str = "") -> pd.DataFrame
         seed: random seed.
         pad: the padding value of the history (``""`` for Keras and feature columns, ``"0"``
             for DeepCTR, whose masks compare to the string ``"0"``).
+        min_history: the fewest items a history holds (Keras' masked average of an all-padding
+            row is 0/0 = NaN, which would spread through training into every weight).
 
     Returns:
         The log as a DataFrame (``hist_item_id`` cells are lists of strings).
     """
     rng = np.random.default_rng(seed)
     items = rng.choice(ITEMS + ["item_unseen"], rows)
-    lengths = rng.integers(0, HISTORY + 1, rows)
+    lengths = rng.integers(min_history, HISTORY + 1, rows)
     hist = [
         list(rng.choice(ITEMS, n)) + [pad] * (HISTORY - n)  # type: ignore[operator]
         for n in lengths.tolist()

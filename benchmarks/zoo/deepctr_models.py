@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from benchmarks.zoo import data
 from benchmarks.zoo.export import finish, fit_quietly
 
@@ -119,8 +118,12 @@ def build_mmoe(out: Path) -> None:
     labels = [frame["label"].to_numpy(), frame["label_conversion"].to_numpy()]
     fit_quietly(model, _inputs(frame, names), labels)
     model.save(str(out / "saved_model"), save_format="tf")
-    finish(out, frame.rename(columns={"label": "label_ctr", "label_conversion": "label_ctcvr"}),
-           names, ["label_ctr", "label_ctcvr"])
+    finish(
+        out,
+        frame.rename(columns={"label": "label_ctr", "label_conversion": "label_ctcvr"}),
+        names,
+        ["label_ctr", "label_ctcvr"],
+    )
 
 
 def build_xdeepfm(out: Path) -> None:

@@ -74,7 +74,9 @@ def build_fm(out: Path) -> None:
     user_index = {user: i + 1 for i, user in enumerate(data.USERS)}
     frame["user_idx"] = frame["user_id"].map(user_index).astype("int64")
     frame["item_idx"] = frame["item_id"].map(item_index).fillna(0).astype("int64")
-    frame["hist_item_idx"] = [[item_index.get(i, 0) for i in cell] for cell in frame["hist_item_id"]]
+    frame["hist_item_idx"] = [
+        [item_index.get(i, 0) for i in cell] for cell in frame["hist_item_id"]
+    ]
     vocab = len(data.ITEMS) + 1
     user_columns = [
         SparseFeat("user_idx", len(data.USERS) + 1, EMB, dtype="int64"),

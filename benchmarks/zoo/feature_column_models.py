@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from benchmarks.zoo import data
 from benchmarks.zoo.export import finish, fit_quietly
 
@@ -80,7 +79,9 @@ def build_wide_deep(out: Path) -> None:
     wide_x = tf.keras.layers.DenseFeatures(wide, name="wide")(inputs)
     deep_x = tf.keras.layers.DenseFeatures(deep, name="deep")(inputs)
     deep_x = tf.keras.layers.Dense(16, activation="relu")(deep_x)
-    logit = tf.keras.layers.Add()([tf.keras.layers.Dense(1)(wide_x), tf.keras.layers.Dense(1)(deep_x)])
+    logit = tf.keras.layers.Add()(
+        [tf.keras.layers.Dense(1)(wide_x), tf.keras.layers.Dense(1)(deep_x)]
+    )
     model = tf.keras.Model(inputs, tf.keras.layers.Activation("sigmoid", name="prob")(logit))
     model.compile("adam", "binary_crossentropy")
     fit_quietly(model, feeds, frame["label"].to_numpy())
@@ -90,20 +91,18 @@ def build_wide_deep(out: Path) -> None:
 
 def build_sequence(out: Path) -> None:
     """``SequenceFeatures`` over a padded string history (sequence hash-bucket column, ``""``
-    ignored) pooled over its true length, with context columns from a vocabulary **file**
-    (an asset) and a hashed user id."""
+    ignored) pooled over its true length, with context columns in ``DenseFeatures``: a
+    vocabulary list with an OOV bucket and a hashed user id.
+
+    (A ``categorical_column_with_vocabulary_file`` is not tracked as an asset by
+    ``model.save``: the SavedModel would read the file from its absolute build path.)"""
     import tensorflow as tf
 
     fc = tf.feature_column
     frame = data.click_log(pad="")
-    out.mkdir(parents=True, exist_ok=True)
-    vocab_file = out / "city_vocab.txt"
-    vocab_file.write_text("\n".join(data.CITIES) + "\n")
     hist = fc.sequence_categorical_column_with_hash_bucket("hist_item_id", hash_bucket_size=64)
     sequence_columns = [fc.embedding_column(hist, dimension=8)]
-    city = fc.categorical_column_with_vocabulary_file(
-        "city", str(vocab_file), vocabulary_size=len(data.CITIES), num_oov_buckets=1
-    )
+    city = fc.categorical_column_with_vocabulary_list("city", data.CITIES, num_oov_buckets=1)
     context_columns = [
         fc.embedding_column(city, dimension=4),
         fc.embedding_column(fc.categorical_column_with_hash_bucket("user_id", 64), dimension=8),
@@ -128,7 +127,6 @@ def build_sequence(out: Path) -> None:
     model.compile("adam", "binary_crossentropy")
     fit_quietly(model, feeds, frame["label"].to_numpy())
     model.save(str(out / "saved_model"), save_format="tf")
-    vocab_file.unlink()  # the SavedModel keeps its own copy (assets/)
     finish(out, frame, list(specs), ["label"])
 
 

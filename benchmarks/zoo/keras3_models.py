@@ -113,7 +113,7 @@ def build_keras3_preprocessing(out: Path) -> None:
     ``HashedCrossing`` (city x device)."""
     import keras
 
-    frame = data.click_log(pad="")
+    frame = data.click_log(pad="", min_history=1)
     inputs = {
         "hist_item_id": keras.Input(shape=(data.HISTORY,), dtype="string", name="hist_item_id"),
         "user_id": keras.Input(shape=(1,), dtype="string", name="user_id"),

@@ -23,7 +23,8 @@ def build_session(out: Path) -> None:
     v1 = tf.compat.v1
     frame = data.click_log(pad="")
     frame["tags"] = [
-        "|".join(sorted({data.item_category(i) for i in cell if i})) for cell in frame["hist_item_id"]
+        "|".join(sorted({data.item_category(i) for i in cell if i}))
+        for cell in frame["hist_item_id"]
     ]
     graph = tf.Graph()
     with graph.as_default():
@@ -62,7 +63,8 @@ def build_session(out: Path) -> None:
 
         shop_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                np.array(data.SHOPS, dtype="int64"), np.arange(1, len(data.SHOPS) + 1, dtype="int64")
+                np.array(data.SHOPS, dtype="int64"),
+                np.arange(1, len(data.SHOPS) + 1, dtype="int64"),
             ),
             default_value=0,
         )
@@ -70,6 +72,7 @@ def build_session(out: Path) -> None:
         shop_vec = tf.nn.embedding_lookup(shop_weights, shop_table.lookup(shop_id))
 
         x = tf.concat([dense, tag_vec, shop_vec, tf.math.log1p(price)[:, None]], axis=1)
+
         def dense(inputs, units, name):  # noqa: ANN001, ANN202 - tf.compat.v1.layers needs Keras 2
             w = v1.get_variable(f"{name}/kernel", [inputs.shape[1], units])
             b = v1.get_variable(f"{name}/bias", [units], initializer=v1.zeros_initializer())
@@ -83,7 +86,8 @@ def build_session(out: Path) -> None:
         loss = tf.reduce_mean(
             tf.nn.sigmoid_cross_entropy_with_logits(labels=click, logits=click_logit)
         ) - tf.reduce_mean(
-            conversion * tf.math.log(ctcvr + 1e-7) + (1 - conversion) * tf.math.log(1 - ctcvr + 1e-7)
+            conversion * tf.math.log(ctcvr + 1e-7)
+            + (1 - conversion) * tf.math.log(1 - ctcvr + 1e-7)
         )
         train = v1.train.AdamOptimizer(0.01).minimize(loss)
 

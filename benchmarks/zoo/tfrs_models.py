@@ -99,8 +99,10 @@ def build_dcn_multitask(out: Path) -> None:
     conversion = tf.keras.layers.Dense(1, activation="sigmoid", name="conversion")(x)
     model = tf.keras.Model(inputs, {"click": click, "conversion": conversion})
     model.compile("adam", {"click": "binary_crossentropy", "conversion": "binary_crossentropy"})
-    x_train = {k: frame[k].to_numpy().astype(str if k.endswith("_id") and k != "shop_id" else "int64")
-               for k in inputs}
+    x_train = {
+        k: frame[k].to_numpy().astype(str if k.endswith("_id") and k != "shop_id" else "int64")
+        for k in inputs
+    }
     model.fit(
         x_train,
         {"click": frame["label"].to_numpy(), "conversion": frame["label_conversion"].to_numpy()},
@@ -109,7 +111,9 @@ def build_dcn_multitask(out: Path) -> None:
         verbose=0,
     )
     model.save(str(out / "saved_model"), save_format="tf")
-    labelled = frame.rename(columns={"label": "label_click", "label_conversion": "label_conversion"})
+    labelled = frame.rename(
+        columns={"label": "label_click", "label_conversion": "label_conversion"}
+    )
     finish(out, labelled, list(inputs), ["label_click", "label_conversion"])
 
 
