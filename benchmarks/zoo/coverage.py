@@ -98,19 +98,17 @@ def _analyze(model_dir: Path, data: Path, signature: str | None) -> dict[str, An
 
 
 def _string_free(graph: Any) -> tuple[bool, str]:
-    """Whether ``graph`` runs without strings; else the ONNX blockers and their inputs."""
+    """Whether ``graph`` runs without strings; else what is left (the ONNX blockers, which
+    name string inputs too, with the inputs each serves)."""
     from recadvisor.model.onnx_export import find_onnx_blockers
 
-    string_inputs = sorted(k for k, v in graph.signature.inputs.items() if v.dtype == "string")
     blockers = find_onnx_blockers(graph)
-    if not string_inputs and not blockers:
-        return True, ""
-    parts = []
-    if string_inputs:
-        parts.append("string inputs " + ", ".join(string_inputs))
+    string_inputs = sorted(k for k, v in graph.signature.inputs.items() if v.dtype == "string")
     if blockers:
-        parts.append("; ".join(b.describe() for b in blockers[:4]))
-    return False, "; ".join(parts)
+        return False, "; ".join(b.describe() for b in blockers[:4])
+    if string_inputs:
+        return False, "string inputs " + ", ".join(string_inputs)
+    return True, ""
 
 
 def _rebuild(

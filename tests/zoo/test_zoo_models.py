@@ -138,7 +138,7 @@ def test_rebuild_safe_is_exact_and_drop_in(
     assert rebuilt["node_count"] <= original["node_count"]
     # safe keeps the contract: the string stage is still there (that is fast's job)
     free, why = _string_free(result.graph)
-    assert not free and "string inputs" in why
+    assert not free and "string input" in why
 
 
 def test_rebuilt_model_answers_like_the_original_on_the_sample(zoo_safe) -> None:  # noqa: ANN001
