@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -156,7 +155,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Zoo coverage, {report['date']}: recadvisor {report['recadvisor_commit']}, TensorFlow "
         f"{report['versions'].get('tensorflow')}, onnxruntime "
-        f"{report['versions'].get('onnxruntime', '-')}, {report['machine']}; "
+        f"{report['versions'].get('onnxruntime', '-')}, {_machine_text(report['machine'])}; "
         f"{report['requests']} interleaved calls per model and batch size; ratios are p50 vs "
         "the original SavedModel (lower is faster). Cells that are not `yes` say why.",
         "",
@@ -191,6 +190,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine_text(machine: dict[str, Any] | str) -> str:
+    if isinstance(machine, str):
+        return machine
+    return f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata
 
@@ -215,18 +220,6 @@ def _commit() -> str:
         return "?"
 
 
-def _machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
-
-
 def _meta(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "zoo.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -234,12 +227,14 @@ def _meta(model_dir: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build what is missing, measure every chosen model, and return the report."""
+    from recadvisor.compare import machine_info
+
     entries = [by_name(n.strip()) for n in args.only.split(",")] if args.only else list(ZOO)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "recadvisor_commit": _commit(),
         "versions": _versions(),
-        "machine": _machine(),
+        "machine": machine_info(),
         "batch_sizes": [int(b) for b in args.batch_sizes.split(",")],
         "requests": args.requests,
         "models": {},

@@ -62,7 +62,7 @@ def test_table_cells_say_why_a_step_failed() -> None:
         "date": "2026-12-03 08:00 UTC",
         "recadvisor_commit": "abc",
         "versions": {"tensorflow": "2.21.0"},
-        "machine": "cpu, 2 cores",
+        "machine": {"cpu": "AMD EPYC", "cores": 2},
         "batch_sizes": [1, 256],
         "requests": 10,
         "models": {
@@ -107,6 +107,7 @@ def test_table_cells_say_why_a_step_failed() -> None:
     assert ok[8:10] == ["0.90", "0.80"]
     assert ok[10] == "fails: RuntimeError: boom" and ok[12].startswith("-")
     assert "build fails: ImportError: no module named deepctr" in rows["broken_build"]
+    assert "AMD EPYC, 2 cores" in table.splitlines()[0]
     header = table.splitlines()[2]
     assert rows["broken_build"].count("|") == header.count("|")
 
