@@ -14,7 +14,7 @@ Usage::
 
     python benchmarks/zoo.py [--only NAME[,NAME]] [--skip-build] [--rebuild-models]
         [--batch-sizes 1,256] [--requests 200] [--models benchmarks/zoo/models]
-        [--out benchmarks/results] [--no-timing]
+        [--out benchmarks/results] [--no-timing] [--table-only]
 
 Exit code: 0 when the table was written (whatever its cells say), 2 for a bad option.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,8 @@ DEFAULT_MODELS = ROOT / "benchmarks" / "zoo" / "models"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 EVAL_TIMEOUT_S = 1800
 CELL_CHARS = 110
+# ids_upstream's own words for an input it leaves: "input 'x' is also read as a string by Op 'n'"
+_READ_AS_STRING = re.compile(r"input '([^']+)' is also read as a string by (\w+)")
 
 
 def evaluate_model(
@@ -187,7 +190,48 @@ def markdown(report: dict[str, Any]) -> str:
                 cells += [_ratio_cell(r.get("compare"), variant, b) for b in batches]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Patterns: " + "; ".join(f"`{k}`: {v}" for k, v in PATTERNS.items()) + "."]
+    gaps = advice_gaps(report)
+    if gaps:
+        lines += [
+            "",
+            "Exact `ids_upstream` advice (analyze) that `fast` did not apply:",
+        ]
+        lines += [f"- `{name}`: {text}" for name, text in gaps.items()]
     return "\n".join(lines) + "\n"
+
+
+def advice_gaps(report: dict[str, Any]) -> dict[str, str]:
+    """Per model: inputs ``analyze`` marked for exact ``ids_upstream`` that ``fast`` left as
+    they were, with the pass's own reason (where advice and rewrite disagree)."""
+    gaps: dict[str, str] = {}
+    for name, row in report["models"].items():
+        analyze, fast = row["result"].get("analyze") or {}, row["result"].get("fast") or {}
+        if not analyze.get("ok") or not fast.get("ok"):
+            continue
+        advised = sorted(
+            {
+                t
+                for s in analyze.get("exact_suggestions", [])
+                if s["kind"] == "ids_upstream"
+                for t in s["targets"]
+            }
+        )
+        missed = [t for t in advised if t not in fast.get("encoded_inputs", [])]
+        if missed:
+            ids = fast.get("ids_upstream") or {}
+            texts = [*ids.get("notes", []), ids.get("reason") or ""]
+            why = []
+            for feature in missed:
+                found = next(
+                    (m for t in texts for m in _READ_AS_STRING.finditer(t) if m[1] == feature),
+                    None,
+                )
+                why.append(f"{feature} (read as a string by {found[2]})" if found else feature)
+            gaps[name] = f"{', '.join(why)}; advised: {', '.join(advised)}"
+            if ids.get("status") not in (None, "applied"):
+                reason = (ids.get("reason") or "").removeprefix("ids_upstream: ")
+                gaps[name] += f"; the pass was {ids['status']}: {_short(reason)}"
+    return gaps
 
 
 def _machine_text(machine: dict[str, Any] | str) -> str:
@@ -273,6 +317,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _write(path: Path, text: str) -> None:
+    """Write ``path`` atomically (a temporary file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -282,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,256")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--no-timing", action="store_true", help="skip compare (no ratios)")
+    parser.add_argument(
+        "--table-only", action="store_true", help="re-render zoo.md from the last zoo.json"
+    )
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -298,6 +352,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--batch-sizes must be positive integers like 1,256, not {args.batch_sizes!r}"
         )
+    if args.table_only:
+        previous = args.out / "zoo.json"
+        if not previous.is_file():
+            parser.error(f"--table-only needs {previous}; run without it first")
+        table = markdown(json.loads(previous.read_text()))
+        _write(args.out / "zoo.md", table)
+        print(table)
+        return 0
     args.models.mkdir(parents=True, exist_ok=True)
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -309,10 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             merged = {**old.get("models", {}), **report["models"]}
             report["models"] = {n: merged[n] for n in [*old.get("models", {}), *report["models"]]}
     table = markdown(report)
-    for name, text in (("zoo.json", json.dumps(report, indent=2, default=str)), ("zoo.md", table)):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / name)
+    _write(args.out / "zoo.json", json.dumps(report, indent=2, default=str))
+    _write(args.out / "zoo.md", table)
     print(table)
     return 0
 

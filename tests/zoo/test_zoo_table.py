@@ -112,6 +112,33 @@ def test_table_cells_say_why_a_step_failed() -> None:
     assert rows["broken_build"].count("|") == header.count("|")
 
 
+def test_advice_gaps_name_what_fast_left() -> None:
+    zoo = _zoo_script()
+    analyze = {
+        "ok": True,
+        "exact_suggestions": [
+            {"kind": "ids_upstream", "targets": ["user_id"]},
+            {"kind": "ids_upstream", "targets": ["hist"]},
+            {"kind": "merge_duplicates", "targets": ["city"]},
+        ],
+    }
+    fast = {
+        "ok": True,
+        "encoded_inputs": ["user_id"],
+        "ids_upstream": {
+            "status": "applied",
+            "reason": "",
+            "notes": ["left in the graph: input 'hist' is also read as a string by NotEqual 'a/b'"],
+        },
+    }
+    report = {"models": {"m": {"result": {"analyze": analyze, "fast": fast}}}}
+    assert zoo.advice_gaps(report) == {
+        "m": "hist (read as a string by NotEqual); advised: hist, user_id"
+    }
+    fast["encoded_inputs"] = ["user_id", "hist"]
+    assert zoo.advice_gaps(report) == {}
+
+
 def test_bad_option_is_a_usage_error() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "--only", "nope"],
