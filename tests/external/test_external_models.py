@@ -126,7 +126,6 @@ def test_tf_keras_wide_and_deep_feature_columns(wide_deep: dict[str, Any]) -> No
         assert wide_deep["profile"]["per_op_type"][bs].get("SparseCross", 0) > 0
 
 
-@pytest.mark.optional_integration  # README: tensorflow-recommenders is optional
 def test_tfrs_retrieval_index(tfrs_index: dict[str, Any]) -> None:
     _check_sound(tfrs_index)
     assert set(tfrs_index["signature"]["outputs"]) == {"output_1", "output_2"}
