@@ -96,6 +96,12 @@ def compare(
     rebuild_info: dict | None = None,
     allow_unsafe_ops: bool = False,
     progress: object = None,
+    runtime: str = "python",
+    request_size: int | None = None,
+    concurrency: tuple[int, ...] = (),
+    concurrency_seconds: float = 2.0,
+    candidate_setting: str | None = None,
+    also_python: bool = False,
 ) -> object:
     """Benchmark rebuilt models against the baseline; optionally write compare.json/html.
 
@@ -117,6 +123,15 @@ def compare(
         allow_unsafe_ops: run models that hold file/network/Python ops (else refused before
             anything runs).
         progress: ``progress(stage, done, total)`` callback.
+        runtime: ``python`` (TF-Python signature calls) or ``tf-c`` (TensorFlow's C API in a
+            C loop, as TF Serving runs models; falls back to Python with a note when it cannot
+            be built).
+        request_size: time ranking requests of one user x this many candidates.
+        concurrency: closed-loop caller counts to run (throughput and p99).
+        concurrency_seconds: seconds per model and caller count.
+        candidate_setting: a session setting for the candidates' C sessions
+            (``caller_thread``, ``per_session``; see :mod:`recadvisor.serving.settings`).
+        also_python: with ``tf-c``, also time every model in Python.
 
     Returns:
         A :class:`~recadvisor.compare.Comparison`.
@@ -148,6 +163,12 @@ def compare(
         measure_memory=measure_memory,
         progress=progress,
         gpu_device="/GPU:0" if gpus else None,
+        runtime=runtime,
+        request_size=request_size,
+        concurrency=concurrency,
+        concurrency_seconds=concurrency_seconds,
+        candidate_setting=candidate_setting,
+        also_python=also_python,
     )
     if "gpu" in wanted:
         note = (

@@ -336,6 +336,63 @@ def _devices(text: str) -> str:
         raise typer.BadParameter(str(e)) from e
 
 
+def _serving_options(runtime: str, setting: str | None, request: int | None) -> None:
+    from recadvisor.serving.workloads import check_options
+
+    if request is not None and request < 1:
+        raise typer.BadParameter(f"--request {request}: give a positive number of candidates")
+    try:
+        check_options(runtime, setting)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+def print_serving(comp: dict[str, Any]) -> None:
+    """The runtime, request and concurrency figures of a comparison, when there are any."""
+    serving = comp.get("serving") or {}
+    runtime = serving.get("runtime", comp.get("runtime", "python"))
+    parity = serving.get("c_parity") or {}
+    detail = (
+        f" (C-API outputs vs Python's: max abs diff {max(parity.values()):.1e})" if parity else ""
+    )
+    console.print(f"runtime: {runtime}{detail}")
+    request = serving.get("request")
+    if request:
+        table = Table(title=f"one request = one user x {request['candidates']} candidates")
+        for col in ("model", "p50 ms", "p99 ms", "candidates/s"):
+            table.add_column(col, justify="right" if col != "model" else "left")
+        for label, m in request["models"].items():
+            if label.startswith("("):
+                continue
+            table.add_row(
+                label, f"{m['p50_ms']:.3f}", f"{m['p99_ms']:.3f}", f"{m['candidates_per_s']:,.0f}"
+            )
+        console.print(table)
+    conc = serving.get("concurrency")
+    if conc:
+        table = Table(title="closed loop: callers -> throughput (calls/s) and p99 ms")
+        table.add_column("model")
+        levels = sorted({int(n) for per in conc.values() for n in per})
+        for n in levels:
+            table.add_column(f"{n} calls/s", justify="right")
+            table.add_column(f"{n} p99", justify="right")
+        for label, per in conc.items():
+            row = [label]
+            for n in levels:
+                s = per.get(str(n))
+                row += [f"{s['calls_per_s']:,.0f}", f"{s['p99_ms']:.3f}"] if s else ["-", "-"]
+            table.add_row(*row)
+        console.print(table)
+    floor = serving.get("onnx_call_floor_ms")
+    if floor:
+        console.print(
+            "ONNX models are timed through onnxruntime's Python API; a trivial ONNX model with "
+            "the same inputs costs "
+            + ", ".join(f"{v:.3f} ms @{k}" for k, v in floor.items())
+            + " there"
+        )
+
+
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -421,12 +478,34 @@ def compare(
     allow_unsafe_ops: Annotated[
         bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
     ] = False,
+    runtime: Annotated[
+        str, typer.Option(help="tf-c (TensorFlow's C API, as TF Serving runs it) or python.")
+    ] = "tf-c",
+    request: Annotated[
+        int | None,
+        typer.Option("--request", help="Time requests of one user x N candidates."),
+    ] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help="Closed-loop callers to run, e.g. 1,2,4.")
+    ] = None,
+    concurrency_seconds: Annotated[
+        float, typer.Option(help="Seconds per model and caller count.")
+    ] = 2.0,
+    candidate_setting: Annotated[
+        str | None,
+        typer.Option(help="Session setting for the candidates (tf-c): caller_thread, per_session."),
+    ] = None,
+    python_too: Annotated[
+        bool, typer.Option("--python-too", help="With tf-c, also time in Python.")
+    ] = False,
 ) -> None:
     """Benchmark candidates against the baseline: latency percentiles per batch size, throughput,
     memory, size, node counts, parity per output, AUC/log-loss when the data has labels."""
     from recadvisor import api
 
     sizes = _batch_sizes(batch_sizes)
+    levels = _batch_sizes(concurrency) if concurrency else ()
+    _serving_options(runtime, candidate_setting, request)
     with _progress() as progress:
         comp = api.compare(
             baseline,
@@ -442,8 +521,15 @@ def compare(
             force=force,
             allow_unsafe_ops=allow_unsafe_ops,
             progress=_progress_callback(progress),
+            runtime=runtime,
+            request_size=request,
+            concurrency=levels,
+            concurrency_seconds=concurrency_seconds,
+            candidate_setting=candidate_setting,
+            also_python=python_too,
         )
     print_comparison(comp.to_dict())
+    print_serving(comp.to_dict())
     console.print(f"wrote {out}/compare.json and {out}/compare.html")
 
 
@@ -492,7 +578,9 @@ def rebuild(
     model: Annotated[Path, typer.Argument(help="The original SavedModel directory.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     plan: Annotated[Path | None, typer.Option("--plan", help="plan.yaml from analyze.")] = None,
-    preset: Annotated[str, typer.Option(help="safe | fast | small (without --plan).")] = "safe",
+    preset: Annotated[
+        str, typer.Option(help="safe | fast | small | request (without --plan).")
+    ] = "safe",
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
     signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx.")] = False,
@@ -530,7 +618,9 @@ def analyze(
         "reports/analysis"
     ),
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="e.g. 1,256")] = "1,256",
-    preset: Annotated[str, typer.Option(help="Plan preset: safe | fast | small.")] = "safe",
+    preset: Annotated[
+        str, typer.Option(help="Plan preset: safe | fast | small | request.")
+    ] = "safe",
     allow_unsafe_ops: Annotated[
         bool, typer.Option("--allow-unsafe-ops", help="Run a model with file/network/Python ops.")
     ] = False,

@@ -88,6 +88,8 @@ class Comparison:
     notes: tuple[str, ...] = ()
     call: str = "keyword"
     burst: int = 1
+    runtime: str = "python"
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (public: documented in the README)."""
@@ -101,6 +103,8 @@ class Comparison:
             "tolerance": self.tolerance,
             "call": self.call,
             "burst": self.burst,
+            "runtime": self.runtime,
+            "serving": self.serving,
             "floor": {str(b): s.to_dict() for b, s in self.floor.items()},
             "models": [m.to_dict() for m in self.models],
             "notes": list(self.notes),
@@ -277,6 +281,12 @@ def compare(
     flat_call: bool = False,
     burst: int = 8,
     gpu_device: str | None = None,
+    runtime: str = "python",
+    request_size: int | None = None,
+    concurrency: Sequence[int] = (),
+    concurrency_seconds: float = 2.0,
+    candidate_setting: str | None = None,
+    also_python: bool = False,
 ) -> Comparison:
     """Benchmark candidates against a baseline on the same rows.
 
@@ -304,10 +314,28 @@ def compare(
         gpu_device: a TensorFlow device (``/GPU:0``): the baseline and every SavedModel
             candidate are also timed placed there, as ``<label> @gpu`` rows (ratios against the
             CPU baseline; memory is not measured for them).
+        runtime: ``python`` (TF-Python signature calls) or ``tf-c`` (SavedModels through
+            TensorFlow's C API in a C loop, as TF Serving runs them; falls back to ``python``
+            with a note when the C program cannot be built); see :mod:`recadvisor.serving`.
+        request_size: time ranking requests of one user x this many candidates instead of
+            ``batch_sizes`` (the per-request inputs of one row repeated for models that take
+            them per row, once for ``per_request_dedup`` rebuilds).
+        concurrency: closed-loop caller counts (e.g. ``(1, 2, 4)``), each run for
+            ``concurrency_seconds`` per model, at the request size or the first batch size.
+        concurrency_seconds: seconds per model and caller count.
+        candidate_setting: a session setting (:mod:`recadvisor.serving.settings`) for every
+            candidate's C session; the baseline keeps TensorFlow's defaults.
+        also_python: with ``tf-c``, also time in Python (``serving.python_p50_ms``).
 
     Returns:
         A :class:`Comparison`.
     """
+    from recadvisor.serving import workloads
+    from recadvisor.serving.tfc import TfcUnavailableError
+
+    configs_for = workloads.check_options(runtime, candidate_setting)
+    if request_size:
+        batch_sizes = (request_size,)
     tf = import_tf()
     if threads:
         try:
@@ -339,6 +367,11 @@ def compare(
             "candidates); AUC/log-loss are not computed on these rows"
         )
         labels = None
+    elif request_size:
+        feeds, note = workloads.request_feeds(feeds, spec)
+        model_feeds[base_label] = dict(feeds)
+        notes.append(note)
+        labels = None
     for label, runner, contract, path in opened:
         runners[label] = runner
         model_feeds[label] = _encode(contract, feeds)
@@ -368,7 +401,28 @@ def compare(
         timed_feeds = dict(model_feeds)
         timed_feeds[FLOOR] = dict(feeds)
         latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
-        for bs in batch_sizes:
+        serving: dict[str, Any] = {}
+        configs = configs_for([label for label, *_ in opened])
+        if runtime == "tf-c":
+            try:
+                latencies, serving = workloads.time_serving_runtime(
+                    timed,
+                    timed_feeds,
+                    batch_sizes,
+                    requests=requests,
+                    warmup=warmup,
+                    burst=burst,
+                    request_inputs=request_inputs,
+                    configs=configs,
+                    progress=progress,
+                )
+            except TfcUnavailableError as e:
+                notes.append(
+                    f"the TensorFlow C runtime cannot be built here ({e}): timed in Python"
+                )
+                runtime = "python"
+        python_latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
+        for bs in batch_sizes if runtime == "python" or also_python else ():
             stage = f"batch {bs}"
             result = time_interleaved(
                 timed,
@@ -381,7 +435,23 @@ def compare(
                 burst=burst,
             )
             for label, summary in result.items():
-                latencies[label][bs] = summary
+                python_latencies[label][bs] = summary
+        if runtime == "python":
+            latencies = python_latencies
+        elif also_python:
+            serving["python_p50_ms"] = workloads.p50_table(python_latencies)
+        if concurrency:
+            serving["concurrency"] = workloads.run_concurrency(
+                runners,
+                model_feeds,
+                batch_sizes[0],
+                concurrency,
+                runtime=runtime,
+                seconds=concurrency_seconds,
+                request_inputs=request_inputs,
+                configs=configs,
+                progress=progress,
+            )
 
     rows = min(parity_rows, n_rows)
     ref = _run_all(base_runner, take_rows(feeds, rows))
@@ -475,4 +545,8 @@ def compare(
         notes=tuple(notes),
         call="flat" if flat_call else "keyword",
         burst=burst,
+        runtime=runtime,
+        serving=workloads.serving_facts(
+            serving, runtime, request_size, latencies, request_inputs, candidate_setting
+        ),
     )
