@@ -282,6 +282,8 @@ def analyze(
     tensorboard_dir: str | Path | None = None,
     force: bool = False,
     progress: object = None,
+    serving_settings: bool = False,
+    request_size: int = 256,
 ) -> object:
     """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
 
@@ -296,6 +298,10 @@ def analyze(
         tensorboard_dir: also write the frozen graph and the profile for TensorBoard.
         force: replace an existing ``out_dir``.
         progress: ``progress(stage, done, total)`` callback.
+        serving_settings: also time session settings in TensorFlow's C runtime (batch 1 and
+            one request of ``request_size`` candidates, 1 and 2 callers; each setting in its own
+            process) and report the best as TF Serving flags and a ``ConfigProto``.
+        request_size: candidates per request for ``serving_settings``.
 
     Returns:
         The :class:`~recadvisor.analysis.analyze.Analysis`.
@@ -317,6 +323,13 @@ def analyze(
         allow_unsafe_ops=allow_unsafe_ops,
         progress=progress,
     )
+    if serving_settings:
+        import dataclasses
+
+        from recadvisor.serving.tuning import analyze_settings
+
+        measured = analyze_settings(result, data, signature, request_size, progress)
+        result = dataclasses.replace(result, serving_settings=measured)
     payload = result.to_dict()
     if tensorboard_dir is not None:
         from recadvisor.model.freeze import freeze

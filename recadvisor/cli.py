@@ -393,6 +393,21 @@ def print_serving(comp: dict[str, Any]) -> None:
         )
 
 
+def _print_serving_settings(section: dict[str, Any] | None) -> None:
+    if not section:
+        return
+    if section.get("unavailable"):
+        console.print(f"serving settings: not measured ({section['unavailable']})")
+        return
+    best = next(s for s in section["settings"] if s["name"] == section["best"])
+    gains = ", ".join(f"{k} {v:.2f}x" for k, v in section["gain"].items())
+    console.print(f"best serving setting: {best['name']} ({best['description']}): {gains}")
+    if best["serving_flags"]:
+        console.print("  TF Serving: " + " ".join(best["serving_flags"]))
+    if best["config_proto"]:
+        console.print(f"  ConfigProto: {best['config_proto']}")
+
+
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -629,6 +644,16 @@ def analyze(
         typer.Option("--tensorboard", help="Also write the graph and profile for TensorBoard."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    serving_settings: Annotated[
+        bool,
+        typer.Option(
+            "--serving-settings",
+            help="Also time session settings in TensorFlow's C runtime (about a minute).",
+        ),
+    ] = False,
+    request: Annotated[
+        int, typer.Option("--request", help="Candidates per request for --serving-settings.")
+    ] = 256,
 ) -> None:
     """Profile the model per op, attribute cost to features, find what makes it slow or big,
     and write OUT/analysis.json, OUT/plan.yaml and OUT/report.html."""
@@ -647,8 +672,11 @@ def analyze(
             tensorboard_dir=tensorboard,
             force=force,
             progress=_progress_callback(progress),
+            serving_settings=serving_settings,
+            request_size=request,
         )
     payload = result.to_dict()
+    _print_serving_settings(payload.get("serving_settings"))
     table = Table(title=f"Top suggestions for {model}")
     for col in ("suggestion", "exactness", "contract"):
         table.add_column(col)

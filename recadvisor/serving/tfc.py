@@ -273,6 +273,39 @@ def _run(binary: Path, plan: str, work: Path, timeout: float) -> list[str]:
     return proc.stdout.splitlines()
 
 
+def execute(
+    models: Sequence[TfcModel],
+    cases: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
+    header: Mapping[str, Any],
+    timeout: float = 1800.0,
+) -> tuple[list[dict[str, list[float]]], list[dict[str, dict[int, ConcurrencyRun]]]]:
+    """Run one plan (``header``: ``mode`` and its settings, see ``tfc_bench.c``) in one process.
+
+    Returns:
+        (per case, label -> per-call seconds; per case, label -> callers -> ConcurrencyRun).
+    """
+    binary = build_program()
+    with tempfile.TemporaryDirectory(prefix="recadvisor-tfc-") as tmp:
+        work = Path(tmp)
+        out = _run(binary, _plan_text(models, cases, work, header), work, timeout)
+    lat: list[dict[str, list[float]]] = [{} for _ in cases]
+    conc: list[dict[str, dict[int, ConcurrencyRun]]] = [{} for _ in cases]
+    for line in out:
+        parts = line.split()
+        if parts and parts[0] == "lat":
+            c, m, n = int(parts[1]), int(parts[2]), int(parts[3])
+            lat[c][models[m].label] = [int(x) / 1e9 for x in parts[4 : 4 + n]]
+        elif parts and parts[0] == "conc":
+            c, m, threads, calls, elapsed, n = (int(x) for x in parts[1:7])
+            conc[c].setdefault(models[m].label, {})[threads] = ConcurrencyRun(
+                callers=threads,
+                calls=calls,
+                seconds=elapsed / 1e9,
+                latencies=tuple(int(x) / 1e9 for x in parts[7 : 7 + n]),
+            )
+    return lat, conc
+
+
 def time_models(
     models: Sequence[TfcModel],
     cases: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
@@ -297,18 +330,8 @@ def time_models(
     Returns:
         Per case, label -> per-call wall times in seconds.
     """
-    binary = build_program()
     header = {"mode": "time", "warmup": warmup, "requests": requests, "burst": burst, "seed": seed}
-    with tempfile.TemporaryDirectory(prefix="recadvisor-tfc-") as tmp:
-        work = Path(tmp)
-        out = _run(binary, _plan_text(models, cases, work, header), work, timeout)
-    result: list[dict[str, list[float]]] = [{} for _ in cases]
-    for line in out:
-        parts = line.split()
-        if parts and parts[0] == "lat":
-            c, m, n = int(parts[1]), int(parts[2]), int(parts[3])
-            result[c][models[m].label] = [int(x) / 1e9 for x in parts[4 : 4 + n]]
-    return result
+    return execute(models, cases, header, timeout)[0]
 
 
 def run_outputs(
@@ -367,7 +390,6 @@ def time_concurrency(
     Returns:
         label -> callers -> :class:`ConcurrencyRun`.
     """
-    binary = build_program()
     header = {
         "mode": "concurrency",
         "warmup": warmup,
@@ -376,18 +398,4 @@ def time_concurrency(
         "rounds": rounds,
         "threads": " ".join(str(int(n)) for n in levels),
     }
-    with tempfile.TemporaryDirectory(prefix="recadvisor-tfc-") as tmp:
-        work = Path(tmp)
-        out = _run(binary, _plan_text(models, [feeds], work, header), work, timeout)
-    result: dict[str, dict[int, ConcurrencyRun]] = {m.label: {} for m in models}
-    for line in out:
-        parts = line.split()
-        if parts and parts[0] == "conc":
-            m, threads, calls, elapsed, n = (int(x) for x in parts[2:7])
-            result[models[m].label][threads] = ConcurrencyRun(
-                callers=threads,
-                calls=calls,
-                seconds=elapsed / 1e9,
-                latencies=tuple(int(x) / 1e9 for x in parts[7 : 7 + n]),
-            )
-    return result
+    return execute(models, [feeds], header, timeout)[1][0]

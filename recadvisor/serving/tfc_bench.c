@@ -11,7 +11,7 @@
  *
  * Usage: tfc_bench PLAN_FILE. The plan is a line-based text file:
  *
- *   mode time|outputs|concurrency
+ *   mode time|outputs|concurrency|all     (all: time, then concurrency, per case)
  *   warmup N | requests N | burst N | seed N | duration_ms N | rounds N
  *   threads T1 T2 ...            concurrency levels (mode concurrency)
  *   cases N                      input sets per model (e.g. one per batch size)
@@ -565,7 +565,8 @@ int main(int argc, char **argv) {
       write_outputs(&plan, c);
     } else if (!strcmp(plan.mode, "time")) {
       time_case(&plan, c);
-    } else if (!strcmp(plan.mode, "concurrency")) {
+    } else if (!strcmp(plan.mode, "concurrency") || !strcmp(plan.mode, "all")) {
+      if (!strcmp(plan.mode, "all")) time_case(&plan, c);
       TF_Status *status = TF_NewStatus();
       for (int i = 0; i < plan.n_models; i++) {
         int max_out = plan.models[i].n_outputs;
