@@ -237,6 +237,9 @@ def samples(
     console.print(table)
 
 
+DEMO_REQUEST = 256
+
+
 @app.command()
 @handle_errors
 def demo(
@@ -249,7 +252,8 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild existing samples.")] = False,
 ) -> None:
     """The main job on the bundled samples: build them (if missing), then analyze, rebuild
-    (safe and fast, with ONNX) and compare each one, into OUT/ with OUT/index.html."""
+    (safe, fast and request, with ONNX) and compare each one in the serving runtime (batches,
+    and requests of one user x 256 candidates), into OUT/ with OUT/index.html."""
     from recadvisor import api
     from recadvisor.report import render_index
     from recadvisor.samples import SAMPLE_NAMES, build_samples
@@ -271,13 +275,13 @@ def demo(
                 model, data=data, out_dir=out / name / "analysis", force=True, progress=cb
             )
             rebuilt = {}
-            for preset in ("safe", "fast"):
+            for preset in ("safe", "fast", "request"):
                 rebuilt[preset] = api.rebuild(
                     model,
                     out / name / preset,
                     preset=preset,
                     data=data,
-                    onnx=(preset == "fast"),
+                    onnx=(preset != "safe"),
                     force=True,
                 )
             candidates: list[Path] = [out / name / "safe", out / name / "fast"]
@@ -294,8 +298,30 @@ def demo(
                 force=True,
                 rebuild_info=rebuilt["fast"].to_dict(),
                 progress=cb,
+                runtime="tf-c",
+                also_python=True,
+            )
+            request_candidates = [out / name / "safe", out / name / "request"]
+            if (out / name / "request" / "model.onnx").is_file():
+                request_candidates.append(out / name / "request" / "model.onnx")
+            per_request = api.compare(
+                model,
+                request_candidates,
+                data=data,
+                requests=requests,
+                measure_memory=False,
+                out_dir=out / name / "request-compare",
+                force=True,
+                rebuild_info=rebuilt["request"].to_dict(),
+                progress=cb,
+                runtime="tf-c",
+                request_size=DEMO_REQUEST,
+                concurrency=(1, 2),
+                concurrency_seconds=1.0,
             )
         print_comparison(comp.to_dict())
+        print_serving(comp.to_dict())
+        print_serving(per_request.to_dict())
         entries.append(
             {
                 "title": f"{name}: analysis",
@@ -311,6 +337,15 @@ def demo(
                 "kind": "comparison",
                 "path": f"{name}/compare/compare.html",
                 "description": "safe, fast and fast + ONNX rebuilds, interleaved timing",
+            }
+        )
+        entries.append(
+            {
+                "title": f"{name}: one request = one user x {DEMO_REQUEST} candidates",
+                "kind": "comparison",
+                "path": f"{name}/request-compare/compare.html",
+                "description": "safe, request (per-request inputs once) and request + ONNX, "
+                "per request and under 1 and 2 concurrent callers",
             }
         )
     render_index(entries, out / "index.html")

@@ -157,6 +157,9 @@ def test_cli_request_preset_then_serving_compare(two_tower: ServingModel, tmp_pa
     assert "two_tower" not in per_request  # the original takes it on every row
     assert comp["models"][1]["parity_passed"]
     assert set(comp["serving"]["concurrency"]["request"]) == {"1", "2"}
+    html = (out / "compare.html").read_text()
+    assert 'id="serving"' in html and "one user x 16 candidates" in html
+    assert "Closed loops of concurrent callers" in html
 
 
 @pytest.mark.parametrize(
