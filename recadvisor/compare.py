@@ -25,7 +25,6 @@ from recadvisor.bench import (
     build_floor_model,
     peak_memory_mb,
     take_rows,
-    time_interleaved,
 )
 from recadvisor.errors import ModelLoadError
 from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
@@ -421,21 +420,16 @@ def compare(
                     f"the TensorFlow C runtime cannot be built here ({e}): timed in Python"
                 )
                 runtime = "python"
-        python_latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
-        for bs in batch_sizes if runtime == "python" or also_python else ():
-            stage = f"batch {bs}"
-            result = time_interleaved(
-                timed,
-                timed_feeds,
-                bs,
-                requests=requests,
-                warmup=warmup,
-                request_inputs=request_inputs,
-                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
-                burst=burst,
-            )
-            for label, summary in result.items():
-                python_latencies[label][bs] = summary
+        python_latencies = workloads.time_batches_python(
+            timed,
+            timed_feeds,
+            batch_sizes if runtime == "python" or also_python else (),
+            requests=requests,
+            warmup=warmup,
+            burst=burst,
+            request_inputs=request_inputs,
+            progress=progress,
+        )
         if runtime == "python":
             latencies = python_latencies
         elif also_python:

@@ -316,6 +316,41 @@ def check_c_parity(
     return result
 
 
+def time_batches_python(
+    runners: Mapping[str, Any],
+    feeds: Mapping[str, Mapping[str, np.ndarray]],
+    batch_sizes: Sequence[int],
+    *,
+    requests: int,
+    warmup: int,
+    burst: int,
+    request_inputs: Mapping[str, Sequence[str]],
+    progress: Callable[[str, int, int], None] | None = None,
+    stage: str = "batch",
+) -> dict[str, dict[int, LatencySummary]]:
+    """:func:`~recadvisor.bench.time_interleaved` at each batch size.
+
+    Returns:
+        label -> batch size -> :class:`LatencySummary`.
+    """
+    latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in runners}
+    for bs in batch_sizes:
+        name = f"{stage} {bs}"
+        result = time_interleaved(
+            runners,
+            feeds,
+            bs,
+            requests=requests,
+            warmup=warmup,
+            request_inputs=request_inputs,
+            progress=(lambda d, t, s=name: progress(s, d, t)) if progress else None,
+            burst=burst,
+        )
+        for label, summary in result.items():
+            latencies[label][bs] = summary
+    return latencies
+
+
 def _time_in_python(
     runners: Mapping[str, Any],
     feeds: Mapping[str, Mapping[str, np.ndarray]],
@@ -342,21 +377,17 @@ def _time_in_python(
                 request_inputs[ONNX_FLOOR] = request_inputs.get(onnx_labels[0], ())
             except Exception as e:  # noqa: BLE001 - the floor is context, not a result
                 log.warning("cannot build the ONNX call floor: %s", e)
-        latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
-        for bs in batch_sizes:
-            stage = f"python batch {bs}"
-            result = time_interleaved(
-                timed,
-                timed_feeds,
-                bs,
-                requests=requests,
-                warmup=warmup,
-                request_inputs=request_inputs,
-                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
-                burst=burst,
-            )
-            for label, summary in result.items():
-                latencies[label][bs] = summary
+        latencies = time_batches_python(
+            timed,
+            timed_feeds,
+            batch_sizes,
+            requests=requests,
+            warmup=warmup,
+            burst=burst,
+            request_inputs=request_inputs,
+            progress=progress,
+            stage="python batch",
+        )
     floor = latencies.pop(ONNX_FLOOR, {})
     return latencies, {str(bs): s.p50_ms for bs, s in floor.items()}
 
