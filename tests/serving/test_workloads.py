@@ -133,6 +133,7 @@ def test_settings_as_config_proto_and_serving_flags() -> None:
     assert set(SETTINGS) >= {"default", "caller_thread", "intra1", "per_session"}
 
 
+@pytest.mark.slow
 def test_cli_request_preset_then_serving_compare(two_tower: ServingModel, tmp_path: Path) -> None:
     rebuilt = tmp_path / "request"
     result = runner.invoke(
