@@ -420,6 +420,12 @@ def compare(
                     f"the TensorFlow C runtime cannot be built here ({e}): timed in Python"
                 )
                 runtime = "python"
+            except RuntimeError as e:  # the C program failed on these models
+                log.warning("C runtime failed: %s", e)
+                notes.append(
+                    f"the TensorFlow C runtime failed on these models ({e}): timed in Python"
+                )
+                runtime = "python"
         python_latencies = workloads.time_batches_python(
             timed,
             timed_feeds,

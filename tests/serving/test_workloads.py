@@ -57,6 +57,25 @@ def test_missing_compiler_falls_back_to_python(
     assert comp["models"][0]["latency"]["1"]["calls"] == 16
 
 
+def test_c_program_failure_falls_back_to_python(
+    two_tower: ServingModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recadvisor.serving import tfc
+
+    real = tfc.served_model
+
+    def broken(*args: object, **kwargs: object) -> tfc.TfcModel:
+        model = real(*args, **kwargs)
+        return tfc.TfcModel(
+            model.label, model.export_dir, model.tags, model.inputs, {"score": ("nope", 0)}
+        )
+
+    monkeypatch.setattr(tfc, "served_model", broken)
+    comp = _compare(two_tower, runtime="tf-c", batch_sizes=(1,))
+    assert comp["runtime"] == "python"
+    assert any("C runtime failed on these models" in n and "nope" in n for n in comp["notes"])
+
+
 def test_request_mode_repeats_the_user_and_reports_candidates_per_second(
     two_tower: ServingModel,
 ) -> None:
