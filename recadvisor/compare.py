@@ -298,7 +298,8 @@ def compare(
         batch_sizes: batch sizes to time.
         requests: timed calls per model and batch size.
         warmup: untimed calls first.
-        threads: intra-op threads for TensorFlow and onnxruntime (None: their defaults).
+        threads: intra-op threads for TensorFlow and onnxruntime (None: their defaults); with
+            ``tf-c``, the intra- and inter-op threads of every C session.
         tolerance: max abs diff for the parity verdict.
         measure_memory: measure peak RSS per model in a separate process.
         parity_rows: rows used for parity and quality.
@@ -402,6 +403,8 @@ def compare(
         latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
         serving: dict[str, Any] = {}
         configs = configs_for([label for label, *_ in opened])
+        if threads:  # the C sessions get them too
+            configs = workloads.with_threads(configs, list(timed), threads)
         if runtime == "tf-c":
             try:
                 latencies, serving = workloads.time_serving_runtime(

@@ -538,3 +538,31 @@ def serving_facts(
 
         facts["candidate_setting"] = get_setting(candidate_setting).to_dict()
     return facts
+
+
+def with_threads(
+    configs: Mapping[str, bytes], labels: Sequence[str], threads: int
+) -> dict[str, bytes]:
+    """``compare --threads`` for C sessions: intra- and inter-op threads on every model.
+
+    A setting that already sets ``inter_op_parallelism_threads`` (``caller_thread``: -1)
+    keeps it.
+
+    Args:
+        configs: label -> serialized ``ConfigProto`` so far.
+        labels: every timed label.
+        threads: the thread count.
+
+    Returns:
+        label -> serialized ``ConfigProto``.
+    """
+    from tensorflow.core.protobuf import config_pb2
+
+    result = {}
+    for label in labels:
+        config = config_pb2.ConfigProto.FromString(configs.get(label, b""))
+        config.intra_op_parallelism_threads = threads
+        if not config.inter_op_parallelism_threads:
+            config.inter_op_parallelism_threads = threads
+        result[label] = config.SerializeToString()
+    return result

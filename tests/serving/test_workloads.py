@@ -133,6 +133,17 @@ def test_options_are_checked() -> None:
     assert workloads.check_options("python", None)(["a"]) == {}
 
 
+def test_threads_apply_to_every_c_session() -> None:
+    from tensorflow.core.protobuf import config_pb2
+
+    caller = workloads.check_options("tf-c", "caller_thread")(["cand"])
+    configs = workloads.with_threads(caller, ["base", "cand"], 3)
+    base = config_pb2.ConfigProto.FromString(configs["base"])
+    cand = config_pb2.ConfigProto.FromString(configs["cand"])
+    assert (base.intra_op_parallelism_threads, base.inter_op_parallelism_threads) == (3, 3)
+    assert (cand.intra_op_parallelism_threads, cand.inter_op_parallelism_threads) == (3, -1)
+
+
 def test_settings_as_config_proto_and_serving_flags() -> None:
     from tensorflow.core.protobuf import config_pb2
 
