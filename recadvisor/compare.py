@@ -429,6 +429,11 @@ def compare(
                     f"the TensorFlow C runtime failed on these models ({e}): timed in Python"
                 )
                 runtime = "python"
+        if candidate_setting and runtime == "python":
+            notes.append(
+                f"session setting '{candidate_setting}' applies to C sessions only: "
+                "not applied in the Python runtime"
+            )
         python_latencies = workloads.time_batches_python(
             timed,
             timed_feeds,

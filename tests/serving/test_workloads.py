@@ -55,6 +55,8 @@ def test_missing_compiler_falls_back_to_python(
     notes = [n for n in comp["notes"] if "C runtime cannot be built" in n]
     assert len(notes) == 1 and "no C compiler" in notes[0] and "timed in Python" in notes[0]
     assert comp["models"][0]["latency"]["1"]["calls"] == 16
+    comp = _compare(two_tower, runtime="python", batch_sizes=(1,), candidate_setting="per_session")
+    assert any("applies to C sessions only" in n for n in comp["notes"])
 
 
 def test_c_program_failure_falls_back_to_python(
