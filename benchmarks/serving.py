@@ -10,7 +10,8 @@ For each sample (dssm, esmm, din), interleaved in one process per comparison (me
   ``request`` (``fast`` + ``per_request_dedup``) and ``request + ONNX``, p50/p99 per request,
   candidates per second, and closed loops of 1 and 2 callers;
 * serving settings: each session setting on the baseline in its own C process (batch 1 and the
-  request, 1 and 2 callers), the best one and its gain.
+  request, 1 and 2 callers), the best one and its gain; and ``safe`` with the caller-thread
+  setting next to the original with TensorFlow's defaults.
 
 Writes ``<out>/serving.json`` and ``<out>/serving.md`` and prints the tables.
 
@@ -100,6 +101,19 @@ def run(models: Path, requests: int, names: list[str], settings: bool) -> dict[s
                 "batch": batch_cmp,
                 "request": request_cmp,
             }
+            if variants["safe"]["path"]:
+                # the rebuilt model with the caller-thread setting next to the original with
+                # TensorFlow's defaults (a per-session setting: one process is fair)
+                sample["safe_with_setting"] = api.compare(
+                    base,
+                    [Path(variants["safe"]["path"])],
+                    data=data,
+                    batch_sizes=(1, 256),
+                    requests=requests,
+                    measure_memory=False,
+                    runtime="tf-c",
+                    candidate_setting="caller_thread",
+                ).to_dict()
             if settings:
                 spec = inspect_saved_model(base).choose_signature(None)
                 feeds = load_feeds(data, spec).feeds
@@ -208,6 +222,23 @@ def markdown(report: dict[str, Any]) -> str:
         for preset, info in sample["variants"].items():
             if not info.get("path"):
                 lines.append(f"| {name} | {preset} | {info.get('note', 'failed')} |")
+    lines += [
+        "",
+        "`safe` with the caller-thread setting (`compare --candidate-setting caller_thread`) next "
+        "to the original with TensorFlow's defaults, C runtime:",
+        "",
+        "| model | C p50 ms @1 | x base @1 | C p50 ms @256 | x base @256 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, sample in report["samples"].items():
+        comp = sample.get("safe_with_setting")
+        if comp:
+            m = comp["models"][1]
+            lines.append(
+                f"| {name} | {m['latency']['1']['p50_ms']:.3f} | "
+                f"{m['ratio_vs_baseline']['1']:.2f} | {m['latency']['256']['p50_ms']:.3f} | "
+                f"{m['ratio_vs_baseline']['256']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
