@@ -67,8 +67,11 @@ PRESET_EXACTNESS = {
     "safe": (EXACT,),
     "fast": (EXACT, EXACT_IN_RANGE),
     "small": (EXACT, EXACT_IN_RANGE, LOSSY),
+    "request": (EXACT, EXACT_IN_RANGE),
 }
-PRESET_CONTRACT_CHANGES = {"safe": False, "fast": True, "small": True}
+PRESET_CONTRACT_CHANGES = {"safe": False, "fast": True, "small": True, "request": True}
+# passes a preset enables by name although no analysis turns them on by itself
+PRESET_ENABLES = {"request": frozenset({"per_request_dedup"})}
 # passes that depend on how the model is served: written disabled, a person enables them
 NEVER_AUTO_ENABLED = frozenset({"prune_outputs", "per_request_dedup"})
 # passes that only make sense with a target from the analysis; disabled when nothing was found
@@ -698,7 +701,7 @@ def _drop_repeats(suggestions: Sequence[Suggestion]) -> list[Suggestion]:
 
 
 def _allowed(pass_name: str, exactness: str, changes_contract: bool, preset: str) -> bool:
-    if pass_name in NEVER_AUTO_ENABLED:
+    if pass_name in NEVER_AUTO_ENABLED and pass_name not in PRESET_ENABLES.get(preset, ()):
         return False
     if exactness not in PRESET_EXACTNESS[preset]:
         return False

@@ -118,6 +118,12 @@ def compare(
     rebuild_info: dict | None = None,
     allow_unsafe_ops: bool = False,
     progress: object = None,
+    runtime: str = "python",
+    request_size: int | None = None,
+    concurrency: tuple[int, ...] = (),
+    concurrency_seconds: float = 2.0,
+    candidate_setting: str | None = None,
+    also_python: bool = False,
 ) -> object:
     """Benchmark rebuilt models against the baseline; optionally write compare.json/html.
 
@@ -139,6 +145,15 @@ def compare(
         allow_unsafe_ops: run models that hold file/network/Python ops (else refused before
             anything runs).
         progress: ``progress(stage, done, total)`` callback.
+        runtime: ``python`` (TF-Python signature calls) or ``tf-c`` (TensorFlow's C API in a
+            C loop, as TF Serving runs models; falls back to Python with a note when it cannot
+            be built).
+        request_size: time ranking requests of one user x this many candidates.
+        concurrency: closed-loop caller counts to run (throughput and p99).
+        concurrency_seconds: seconds per model and caller count.
+        candidate_setting: a session setting for the candidates' C sessions
+            (``caller_thread``, ``per_session``; see :mod:`recadvisor.serving.settings`).
+        also_python: with ``tf-c``, also time every model in Python.
 
     Returns:
         A :class:`~recadvisor.compare.Comparison`.
@@ -170,6 +185,12 @@ def compare(
         measure_memory=measure_memory,
         progress=progress,
         gpu_device="/GPU:0" if gpus else None,
+        runtime=runtime,
+        request_size=request_size,
+        concurrency=concurrency,
+        concurrency_seconds=concurrency_seconds,
+        candidate_setting=candidate_setting,
+        also_python=also_python,
     )
     if "gpu" in wanted:
         note = (
@@ -283,6 +304,8 @@ def analyze(
     tensorboard_dir: str | Path | None = None,
     force: bool = False,
     progress: object = None,
+    serving_settings: bool = False,
+    request_size: int = 256,
 ) -> object:
     """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
 
@@ -297,6 +320,10 @@ def analyze(
         tensorboard_dir: also write the frozen graph and the profile for TensorBoard.
         force: replace an existing ``out_dir``.
         progress: ``progress(stage, done, total)`` callback.
+        serving_settings: also time session settings in TensorFlow's C runtime (batch 1 and
+            one request of ``request_size`` candidates, 1 and 2 callers; each setting in its own
+            process) and report the best as TF Serving flags and a ``ConfigProto``.
+        request_size: candidates per request for ``serving_settings``.
 
     Returns:
         The :class:`~recadvisor.analysis.analyze.Analysis`.
@@ -318,6 +345,13 @@ def analyze(
         allow_unsafe_ops=allow_unsafe_ops,
         progress=progress,
     )
+    if serving_settings:
+        import dataclasses
+
+        from recadvisor.serving.tuning import analyze_settings
+
+        measured = analyze_settings(result, data, signature, request_size, progress)
+        result = dataclasses.replace(result, serving_settings=measured)
     payload = result.to_dict()
     if tensorboard_dir is not None:
         from recadvisor.model.freeze import freeze

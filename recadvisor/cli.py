@@ -243,6 +243,9 @@ def samples(
         console.print(Text(f"  {r.name}: {r.model_dir}"))
 
 
+DEMO_REQUEST = 256
+
+
 @app.command()
 @handle_errors
 def demo(
@@ -255,7 +258,8 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild existing samples.")] = False,
 ) -> None:
     """The main job on the bundled samples: build them (if missing), then analyze, rebuild
-    (safe and fast, with ONNX) and compare each one, into OUT/ with OUT/index.html."""
+    (safe, fast and request, with ONNX) and compare each one in the serving runtime (batches,
+    and requests of one user x 256 candidates), into OUT/ with OUT/index.html."""
     from recadvisor import api
     from recadvisor.report import render_index
     from recadvisor.samples import SAMPLE_NAMES, build_samples
@@ -277,13 +281,13 @@ def demo(
                 model, data=data, out_dir=out / name / "analysis", force=True, progress=cb
             )
             rebuilt = {}
-            for preset in ("safe", "fast"):
+            for preset in ("safe", "fast", "request"):
                 rebuilt[preset] = api.rebuild(
                     model,
                     out / name / preset,
                     preset=preset,
                     data=data,
-                    onnx=(preset == "fast"),
+                    onnx=(preset != "safe"),
                     force=True,
                 )
             candidates: list[Path] = [out / name / "safe", out / name / "fast"]
@@ -300,8 +304,30 @@ def demo(
                 force=True,
                 rebuild_info=rebuilt["fast"].to_dict(),
                 progress=cb,
+                runtime="tf-c",
+                also_python=True,
+            )
+            request_candidates = [out / name / "safe", out / name / "request"]
+            if (out / name / "request" / "model.onnx").is_file():
+                request_candidates.append(out / name / "request" / "model.onnx")
+            per_request = api.compare(
+                model,
+                request_candidates,
+                data=data,
+                requests=requests,
+                measure_memory=False,
+                out_dir=out / name / "request-compare",
+                force=True,
+                rebuild_info=rebuilt["request"].to_dict(),
+                progress=cb,
+                runtime="tf-c",
+                request_size=DEMO_REQUEST,
+                concurrency=(1, 2),
+                concurrency_seconds=1.0,
             )
         print_comparison(comp.to_dict())
+        print_serving(comp.to_dict())
+        print_serving(per_request.to_dict())
         entries.append(
             {
                 "title": f"{name}: analysis",
@@ -317,6 +343,15 @@ def demo(
                 "kind": "comparison",
                 "path": f"{name}/compare/compare.html",
                 "description": "safe, fast and fast + ONNX rebuilds, interleaved timing",
+            }
+        )
+        entries.append(
+            {
+                "title": f"{name}: one request = one user x {DEMO_REQUEST} candidates",
+                "kind": "comparison",
+                "path": f"{name}/request-compare/compare.html",
+                "description": "safe, request (per-request inputs once) and request + ONNX, "
+                "per request and under 1 and 2 concurrent callers",
             }
         )
     render_index(entries, out / "index.html")
@@ -340,6 +375,78 @@ def _devices(text: str) -> str:
         return ",".join(sorted(parse_devices(text)))
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
+
+
+def _serving_options(runtime: str, setting: str | None, request: int | None) -> None:
+    from recadvisor.serving.workloads import check_options
+
+    if request is not None and request < 1:
+        raise typer.BadParameter(f"--request {request}: give a positive number of candidates")
+    try:
+        check_options(runtime, setting)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+def print_serving(comp: dict[str, Any]) -> None:
+    """The runtime, request and concurrency figures of a comparison, when there are any."""
+    serving = comp.get("serving") or {}
+    runtime = serving.get("runtime", comp.get("runtime", "python"))
+    parity = serving.get("c_parity") or {}
+    detail = (
+        f" (C-API outputs vs Python's: max abs diff {max(parity.values()):.1e})" if parity else ""
+    )
+    console.print(f"runtime: {runtime}{detail}")
+    request = serving.get("request")
+    if request:
+        table = Table(title=f"one request = one user x {request['candidates']} candidates")
+        for col in ("model", "p50 ms", "p99 ms", "candidates/s"):
+            table.add_column(col, justify="right" if col != "model" else "left")
+        for label, m in request["models"].items():
+            if label.startswith("("):
+                continue
+            table.add_row(
+                label, f"{m['p50_ms']:.3f}", f"{m['p99_ms']:.3f}", f"{m['candidates_per_s']:,.0f}"
+            )
+        console.print(table)
+    conc = serving.get("concurrency")
+    if conc:
+        table = Table(title="closed loop: callers -> throughput (calls/s) and p99 ms")
+        table.add_column("model")
+        levels = sorted({int(n) for per in conc.values() for n in per})
+        for n in levels:
+            table.add_column(f"{n} calls/s", justify="right")
+            table.add_column(f"{n} p99", justify="right")
+        for label, per in conc.items():
+            row = [label]
+            for n in levels:
+                s = per.get(str(n))
+                row += [f"{s['calls_per_s']:,.0f}", f"{s['p99_ms']:.3f}"] if s else ["-", "-"]
+            table.add_row(*row)
+        console.print(table)
+    floor = serving.get("onnx_call_floor_ms")
+    if floor:
+        console.print(
+            "ONNX models are timed through onnxruntime's Python API; a trivial ONNX model with "
+            "the same inputs costs "
+            + ", ".join(f"{v:.3f} ms @{k}" for k, v in floor.items())
+            + " there"
+        )
+
+
+def _print_serving_settings(section: dict[str, Any] | None) -> None:
+    if not section:
+        return
+    if section.get("unavailable"):
+        console.print(f"serving settings: not measured ({section['unavailable']})")
+        return
+    best = next(s for s in section["settings"] if s["name"] == section["best"])
+    gains = ", ".join(f"{k} {v:.2f}x" for k, v in section["gain"].items())
+    console.print(f"best serving setting: {best['name']} ({best['description']}): {gains}")
+    if best["serving_flags"]:
+        console.print("  TF Serving: " + " ".join(best["serving_flags"]))
+    if best["config_proto"]:
+        console.print(f"  ConfigProto: {best['config_proto']}")
 
 
 def _progress() -> Any:
@@ -395,12 +502,34 @@ def compare(
     allow_unsafe_ops: Annotated[
         bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
     ] = False,
+    runtime: Annotated[
+        str, typer.Option(help="tf-c (TensorFlow's C API, as TF Serving runs it) or python.")
+    ] = "tf-c",
+    request: Annotated[
+        int | None,
+        typer.Option("--request", help="Time requests of one user x N candidates."),
+    ] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help="Closed-loop callers to run, e.g. 1,2,4.")
+    ] = None,
+    concurrency_seconds: Annotated[
+        float, typer.Option(help="Seconds per model and caller count.")
+    ] = 2.0,
+    candidate_setting: Annotated[
+        str | None,
+        typer.Option(help="Session setting for the candidates (tf-c): caller_thread, per_session."),
+    ] = None,
+    python_too: Annotated[
+        bool, typer.Option("--python-too", help="With tf-c, also time in Python.")
+    ] = False,
 ) -> None:
     """Benchmark candidates against the baseline: latency percentiles per batch size, throughput,
     memory, size, node counts, parity per output, AUC/log-loss when the data has labels."""
     from recadvisor import api
 
     sizes = _batch_sizes(batch_sizes)
+    levels = _batch_sizes(concurrency) if concurrency else ()
+    _serving_options(runtime, candidate_setting, request)
     with _progress() as progress:
         comp = api.compare(
             baseline,
@@ -416,8 +545,15 @@ def compare(
             force=force,
             allow_unsafe_ops=allow_unsafe_ops,
             progress=_progress_callback(progress),
+            runtime=runtime,
+            request_size=request,
+            concurrency=levels,
+            concurrency_seconds=concurrency_seconds,
+            candidate_setting=candidate_setting,
+            also_python=python_too,
         )
     print_comparison(comp.to_dict())
+    print_serving(comp.to_dict())
     console.print(f"wrote {out}/compare.json and {out}/compare.html")
 
 
@@ -435,7 +571,9 @@ def rebuild(
     model: Annotated[Path, typer.Argument(help="The original SavedModel directory.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     plan: Annotated[Path | None, typer.Option("--plan", help="plan.yaml from analyze.")] = None,
-    preset: Annotated[str, typer.Option(help="safe | fast | small (without --plan).")] = "safe",
+    preset: Annotated[
+        str, typer.Option(help="safe | fast | small | request (without --plan).")
+    ] = "safe",
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Sample data file.")] = None,
     signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx.")] = False,
@@ -473,7 +611,9 @@ def analyze(
         "reports/analysis"
     ),
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="e.g. 1,256")] = "1,256",
-    preset: Annotated[str, typer.Option(help="Plan preset: safe | fast | small.")] = "safe",
+    preset: Annotated[
+        str, typer.Option(help="Plan preset: safe | fast | small | request.")
+    ] = "safe",
     allow_unsafe_ops: Annotated[
         bool, typer.Option("--allow-unsafe-ops", help="Run a model with file/network/Python ops.")
     ] = False,
@@ -482,6 +622,16 @@ def analyze(
         typer.Option("--tensorboard", help="Also write the graph and profile for TensorBoard."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    serving_settings: Annotated[
+        bool,
+        typer.Option(
+            "--serving-settings",
+            help="Also time session settings in TensorFlow's C runtime (about a minute).",
+        ),
+    ] = False,
+    request: Annotated[
+        int, typer.Option("--request", help="Candidates per request for --serving-settings.")
+    ] = 256,
 ) -> None:
     """Profile the model per op, attribute cost to features, find what makes it slow or big,
     and write OUT/analysis.json, OUT/plan.yaml and OUT/report.html."""
@@ -500,8 +650,11 @@ def analyze(
             tensorboard_dir=tensorboard,
             force=force,
             progress=_progress_callback(progress),
+            serving_settings=serving_settings,
+            request_size=request,
         )
     payload = result.to_dict()
+    _print_serving_settings(payload.get("serving_settings"))
     table = Table(title=f"Top suggestions for {model}")
     for col in ("suggestion", "exactness", "contract"):
         table.add_column(col)

@@ -26,7 +26,6 @@ from recadvisor.bench import (
     peak_memory_mb,
     run_in_chunks,
     take_rows,
-    time_interleaved,
 )
 from recadvisor.errors import ModelLoadError
 from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
@@ -92,6 +91,8 @@ class Comparison:
     notes: tuple[str, ...] = ()
     call: str = "keyword"
     burst: int = 1
+    runtime: str = "python"
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (public: documented in the README)."""
@@ -105,6 +106,8 @@ class Comparison:
             "tolerance": self.tolerance,
             "call": self.call,
             "burst": self.burst,
+            "runtime": self.runtime,
+            "serving": self.serving,
             "floor": {str(b): s.to_dict() for b, s in self.floor.items()},
             "models": [m.to_dict() for m in self.models],
             "notes": list(self.notes),
@@ -267,6 +270,12 @@ def compare(
     burst: int = 8,
     gpu_device: str | None = None,
     onnx_profile_calls: int = 50,
+    runtime: str = "python",
+    request_size: int | None = None,
+    concurrency: Sequence[int] = (),
+    concurrency_seconds: float = 2.0,
+    candidate_setting: str | None = None,
+    also_python: bool = False,
 ) -> Comparison:
     """Benchmark candidates against a baseline on the same rows.
 
@@ -279,7 +288,8 @@ def compare(
         batch_sizes: batch sizes to time.
         requests: timed calls per model and batch size.
         warmup: untimed calls first.
-        threads: intra-op threads for TensorFlow and onnxruntime (None: their defaults).
+        threads: intra-op threads for TensorFlow and onnxruntime (None: their defaults); with
+            ``tf-c``, the intra- and inter-op threads of every C session.
         tolerance: max abs diff for the parity verdict.
         measure_memory: measure peak RSS per model in a separate process.
         parity_rows: rows used for parity and quality.
@@ -296,10 +306,28 @@ def compare(
             CPU baseline; memory is not measured for them).
         onnx_profile_calls: calls per batch size profiled per node for each ONNX model
             (onnxruntime's profiler, in a session of its own; 0: no ``onnx_profile``).
+        runtime: ``python`` (TF-Python signature calls) or ``tf-c`` (SavedModels through
+            TensorFlow's C API in a C loop, as TF Serving runs them; falls back to ``python``
+            with a note when the C program cannot be built); see :mod:`recadvisor.serving`.
+        request_size: time ranking requests of one user x this many candidates instead of
+            ``batch_sizes`` (the per-request inputs of one row repeated for models that take
+            them per row, once for ``per_request_dedup`` rebuilds).
+        concurrency: closed-loop caller counts (e.g. ``(1, 2, 4)``), each run for
+            ``concurrency_seconds`` per model, at the request size or the first batch size.
+        concurrency_seconds: seconds per model and caller count.
+        candidate_setting: a session setting (:mod:`recadvisor.serving.settings`) for every
+            candidate's C session; the baseline keeps TensorFlow's defaults.
+        also_python: with ``tf-c``, also time in Python (``serving.python_p50_ms``).
 
     Returns:
         A :class:`Comparison`.
     """
+    from recadvisor.serving import workloads
+    from recadvisor.serving.tfc import TfcUnavailableError
+
+    configs_for = workloads.check_options(runtime, candidate_setting)
+    if request_size:
+        batch_sizes = (request_size,)
     tf = import_tf()
     if threads:
         try:
@@ -331,6 +359,11 @@ def compare(
             "candidates); AUC/log-loss are not computed on these rows"
         )
         labels = None
+    elif request_size:
+        feeds, note = workloads.request_feeds(feeds, spec)
+        model_feeds[base_label] = dict(feeds)
+        notes.append(note)
+        labels = None
     for label, runner, contract, path in opened:
         runners[label] = runner
         model_feeds[label] = _encode(contract, feeds)
@@ -360,20 +393,65 @@ def compare(
         timed_feeds = dict(model_feeds)
         timed_feeds[FLOOR] = dict(feeds)
         latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in timed}
-        for bs in batch_sizes:
-            stage = f"batch {bs}"
-            result = time_interleaved(
-                timed,
-                timed_feeds,
-                bs,
-                requests=requests,
-                warmup=warmup,
-                request_inputs=request_inputs,
-                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
-                burst=burst,
+        serving: dict[str, Any] = {}
+        configs = configs_for([label for label, *_ in opened])
+        if threads:  # the C sessions get them too
+            configs = workloads.with_threads(configs, list(timed), threads)
+        if runtime == "tf-c":
+            try:
+                latencies, serving = workloads.time_serving_runtime(
+                    timed,
+                    timed_feeds,
+                    batch_sizes,
+                    requests=requests,
+                    warmup=warmup,
+                    burst=burst,
+                    request_inputs=request_inputs,
+                    configs=configs,
+                    progress=progress,
+                )
+            except TfcUnavailableError as e:
+                notes.append(
+                    f"the TensorFlow C runtime cannot be built here ({e}): timed in Python"
+                )
+                runtime = "python"
+            except RuntimeError as e:  # the C program failed on these models
+                log.warning("C runtime failed: %s", e)
+                notes.append(
+                    f"the TensorFlow C runtime failed on these models ({e}): timed in Python"
+                )
+                runtime = "python"
+        if candidate_setting and runtime == "python":
+            notes.append(
+                f"session setting '{candidate_setting}' applies to C sessions only: "
+                "not applied in the Python runtime"
             )
-            for label, summary in result.items():
-                latencies[label][bs] = summary
+        python_latencies = workloads.time_batches_python(
+            timed,
+            timed_feeds,
+            batch_sizes if runtime == "python" or also_python else (),
+            requests=requests,
+            warmup=warmup,
+            burst=burst,
+            request_inputs=request_inputs,
+            progress=progress,
+        )
+        if runtime == "python":
+            latencies = python_latencies
+        elif also_python:
+            serving["python_p50_ms"] = workloads.p50_table(python_latencies)
+        if concurrency:
+            serving["concurrency"] = workloads.run_concurrency(
+                runners,
+                model_feeds,
+                batch_sizes[0],
+                concurrency,
+                runtime=runtime,
+                seconds=concurrency_seconds,
+                request_inputs=request_inputs,
+                configs=configs,
+                progress=progress,
+            )
 
     rows = min(parity_rows, n_rows)
     ref = run_in_chunks(base_runner, take_rows(feeds, rows))
@@ -471,4 +549,8 @@ def compare(
         notes=tuple(notes),
         call="flat" if flat_call else "keyword",
         burst=burst,
+        runtime=runtime,
+        serving=workloads.serving_facts(
+            serving, runtime, request_size, latencies, request_inputs, candidate_setting
+        ),
     )

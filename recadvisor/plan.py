@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 
 SCHEMA_VERSION = 1
-PRESETS = ("safe", "fast", "small")
+PRESETS = ("safe", "fast", "small", "request")
 # params every entry may carry; the pipeline reads them, the pass never sees them
 GATE_PARAMS = frozenset({"max_abs_diff", "max_auc_drop"})
 
@@ -65,10 +65,20 @@ _SMALL = {
     "quantize_embeddings": ({"dtype": "int8"}, "lossy, gated: int8 rows with per-row scale"),
     "prune_embedding_rows": ({}, "lossy for ids unseen in the sample data, gated"),
 }
+# fast + per-request inputs sent once: changes the batch contract (one user row next to N
+# candidate rows), which is how ranking services call a model; see feature_contract.json
+_REQUEST = {
+    **_FAST,
+    "per_request_dedup": (
+        {},
+        "exact; changes the batch contract: per-request inputs sent once per request",
+    ),
+}
 PRESET_PASSES: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
     "safe": _SAFE,
     "fast": _FAST,
     "small": _SMALL,
+    "request": _REQUEST,
 }
 
 _HEADER = """\

@@ -104,6 +104,7 @@ class Analysis:
     suggestions: tuple[Suggestion, ...]
     plan: Any
     notes: tuple[str, ...] = field(default_factory=tuple)
+    serving_settings: dict[str, Any] | None = None
 
     def findings_of(self, kind: str) -> list[Finding]:
         """The findings of one kind."""
@@ -150,6 +151,11 @@ class Analysis:
                 "findings": [f.to_dict() for f in self.findings],
                 "suggestions": [s.to_dict() for s in self.suggestions],
                 "plan": self.plan.to_dict() if self.plan is not None else None,
+                **(
+                    {"serving_settings": self.serving_settings}
+                    if self.serving_settings is not None
+                    else {}
+                ),
             }
         )
 

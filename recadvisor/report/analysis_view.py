@@ -1018,6 +1018,7 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
         "embeddings": embeddings,
         "features": features,
         "plan": plan_view(a.get("plan")),
+        "serving_settings": serving_settings_view(a.get("serving_settings")),
         "charts": chart_map,
         "extra_sections": fields(
             a,
@@ -1034,6 +1035,54 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
                 "attributions",
                 "embeddings",
                 "notes",
+                "serving_settings",
             ),
         ),
+    }
+
+
+def serving_settings_view(data: Any) -> dict[str, Any] | None:
+    """The "Serving settings" section: one row per session setting, the best one first.
+
+    Args:
+        data: ``analysis.json``'s ``serving_settings`` (absent when not measured).
+
+    Returns:
+        ``{"rows", "best", "workloads", "columns", "note", "unavailable"}`` or ``None``.
+    """
+    d = as_dict(data)
+    if not d:
+        return None
+    if d.get("unavailable"):
+        return {"unavailable": str(d["unavailable"]), "rows": []}
+    workloads = [str(w) for w in as_list(d.get("workloads"))]
+    settings = [as_dict(s) for s in as_list(d.get("settings")) if isinstance(s, Mapping)]
+    columns = list(workloads)
+    for s in settings[:1]:
+        columns += [str(k) for k in as_dict(s.get("throughput"))]
+    rows = []
+    for s in sorted(settings, key=lambda s: as_float(s.get("score")) or math.inf):
+        latency, throughput = as_dict(s.get("latency")), as_dict(s.get("throughput"))
+        cells = [fmt_ms(as_float(as_dict(latency.get(w)).get("p50_ms"))) for w in workloads]
+        cells += [
+            f"{as_float(as_dict(throughput.get(k)).get('calls_per_s')) or 0:,.0f}/s"
+            for k in columns[len(workloads) :]
+        ]
+        rows.append(
+            {
+                "name": str(s.get("name")),
+                "description": str(s.get("description", "")),
+                "cells": cells,
+                "score": as_float(s.get("score")),
+                "flags": " ".join(str(f) for f in as_list(s.get("serving_flags"))),
+                "config": str(s.get("config_proto") or ""),
+                "best": s.get("name") == d.get("best"),
+            }
+        )
+    return {
+        "rows": rows,
+        "best": str(d.get("best", "")),
+        "columns": columns,
+        "note": str(d.get("note", "")),
+        "unavailable": None,
     }

@@ -381,6 +381,51 @@ def comparison_view(
         "rebuild": rebuild_view(rebuild) if rebuild else None,
         "notes": [str(n) for n in as_list(c.get("notes"))],
         "charts": chart_map,
+        "serving": serving_view(c.get("serving"), c.get("runtime")),
+    }
+
+
+def serving_view(data: Any, runtime: Any) -> dict[str, Any] | None:
+    """The "Serving runtime" section: runtime, requests, concurrency, the ONNX call floor.
+
+    Args:
+        data: ``compare.json``'s ``serving`` (absent in older comparisons).
+        runtime: ``compare.json``'s ``runtime``.
+
+    Returns:
+        The view, or ``None`` when there is nothing to show.
+    """
+    d = as_dict(data)
+    if not d and not runtime:
+        return None
+    request = as_dict(d.get("request"))
+    conc = as_dict(d.get("concurrency"))
+    levels = sorted({as_int(n) for per in conc.values() for n in as_dict(per)} - {None})
+    parity = [as_float(v) for v in as_dict(d.get("c_parity")).values()]
+    return {
+        "runtime": str(d.get("runtime") or runtime or "python"),
+        "c_parity": max((p for p in parity if p is not None), default=None),
+        "request_size": as_int(request.get("candidates")),
+        "request_rows": [
+            {
+                "label": str(label),
+                "p50_ms": as_float(as_dict(m).get("p50_ms")),
+                "p99_ms": as_float(as_dict(m).get("p99_ms")),
+                "per_s": as_float(as_dict(m).get("candidates_per_s")),
+            }
+            for label, m in as_dict(request.get("models")).items()
+        ],
+        "levels": levels,
+        "concurrency_rows": [
+            {
+                "label": str(label),
+                "cells": [as_dict(as_dict(per).get(str(n))) for n in levels],
+            }
+            for label, per in conc.items()
+        ],
+        "onnx_floor": {
+            str(k): as_float(v) for k, v in as_dict(d.get("onnx_call_floor_ms")).items()
+        },
     }
 
 
