@@ -390,48 +390,10 @@ def _serving_options(runtime: str, setting: str | None, request: int | None) -> 
 
 def print_serving(comp: dict[str, Any]) -> None:
     """The runtime, request and concurrency figures of a comparison, when there are any."""
-    serving = comp.get("serving") or {}
-    runtime = serving.get("runtime", comp.get("runtime", "python"))
-    parity = serving.get("c_parity") or {}
-    detail = (
-        f" (C-API outputs vs Python's: max abs diff {max(parity.values()):.1e})" if parity else ""
-    )
-    console.print(f"runtime: {runtime}{detail}")
-    request = serving.get("request")
-    if request:
-        table = Table(title=f"one request = one user x {request['candidates']} candidates")
-        for col in ("model", "p50 ms", "p99 ms", "candidates/s"):
-            table.add_column(col, justify="right" if col != "model" else "left")
-        for label, m in request["models"].items():
-            if label.startswith("("):
-                continue
-            table.add_row(
-                label, f"{m['p50_ms']:.3f}", f"{m['p99_ms']:.3f}", f"{m['candidates_per_s']:,.0f}"
-            )
-        console.print(table)
-    conc = serving.get("concurrency")
-    if conc:
-        table = Table(title="closed loop: callers -> throughput (calls/s) and p99 ms")
-        table.add_column("model")
-        levels = sorted({int(n) for per in conc.values() for n in per})
-        for n in levels:
-            table.add_column(f"{n} calls/s", justify="right")
-            table.add_column(f"{n} p99", justify="right")
-        for label, per in conc.items():
-            row = [label]
-            for n in levels:
-                s = per.get(str(n))
-                row += [f"{s['calls_per_s']:,.0f}", f"{s['p99_ms']:.3f}"] if s else ["-", "-"]
-            table.add_row(*row)
-        console.print(table)
-    floor = serving.get("onnx_call_floor_ms")
-    if floor:
-        console.print(
-            "ONNX models are timed through onnxruntime's Python API; a trivial ONNX model with "
-            "the same inputs costs "
-            + ", ".join(f"{v:.3f} ms @{k}" for k, v in floor.items())
-            + " there"
-        )
+    from recadvisor.report.terminal import serving_renderables
+
+    for item in serving_renderables(comp, console):
+        console.print(item)
 
 
 def _print_serving_settings(section: dict[str, Any] | None) -> None:

@@ -161,6 +161,69 @@ def comparison_renderables(comp: dict[str, Any], console: Console) -> list[Rende
     return out
 
 
+def serving_renderables(comp: dict[str, Any], console: Console) -> list[RenderableType]:
+    """The runtime line, the per-request table and the closed-loop table of a comparison
+    (``compare --request`` / ``--concurrency``), when there are any.
+
+    Args:
+        comp: a ``compare.json`` dict.
+        console: the console it will be printed on.
+
+    Returns:
+        Renderables to print in order.
+    """
+    serving = comp.get("serving") or {}
+    runtime = serving.get("runtime", comp.get("runtime", "python"))
+    parity = serving.get("c_parity") or {}
+    detail = (
+        f" (C-API outputs vs Python's: max abs diff {max(parity.values()):.1e})" if parity else ""
+    )
+    out: list[RenderableType] = [Text(f"runtime: {runtime}{detail}")]
+    request = serving.get("request")
+    if request:
+        rows = [
+            {"label": label, **m}
+            for label, m in request["models"].items()
+            if not label.startswith("(")
+        ]
+        columns = [
+            Column("model", lambda m: m["label"], justify="left"),
+            Column("p50 ms", lambda m: f"{m['p50_ms']:.3f}"),
+            Column("p99 ms", lambda m: f"{m['p99_ms']:.3f}"),
+            Column("candidates/s", lambda m: f"{m['candidates_per_s']:,.0f}"),
+        ]
+        title = f"one request = one user x {request['candidates']} candidates"
+        out.append(fitted_table(console, title, columns, [], rows)[0])
+    conc = serving.get("concurrency")
+    if conc:
+        levels = sorted({int(n) for per in conc.values() for n in per})
+        columns = [Column("model", lambda m: m["label"], justify="left")]
+        for n in levels:
+            columns += [
+                Column(f"{n}x calls/s", lambda m, k=str(n): _loop(m, k, "calls_per_s", ",.0f")),
+                Column(f"{n}x p99", lambda m, k=str(n): _loop(m, k, "p99_ms", ".3f")),
+            ]
+        rows = [{"label": label, "per": per} for label, per in conc.items()]
+        title = "closed loops of N callers: throughput (calls/s) and p99 ms"
+        out.append(fitted_table(console, title, columns, [], rows)[0])
+    floor = serving.get("onnx_call_floor_ms")
+    if floor:
+        out.append(
+            Text(
+                "ONNX models are timed through onnxruntime's Python API; a trivial ONNX model "
+                "with the same inputs costs "
+                + ", ".join(f"{v:.3f} ms @{k}" for k, v in floor.items())
+                + " there"
+            )
+        )
+    return out
+
+
+def _loop(row: dict[str, Any], callers: str, key: str, fmt: str) -> str:
+    figures = row["per"].get(callers)
+    return "-" if not figures else format(figures[key], fmt)
+
+
 def _pass_detail(rec: dict[str, Any]) -> str:
     if rec.get("reason"):
         return str(rec["reason"])

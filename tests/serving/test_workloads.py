@@ -34,14 +34,14 @@ def test_tf_c_runtime_times_every_savedmodel_in_c(two_tower: ServingModel) -> No
     comp = _compare(two_tower, runtime="tf-c", batch_sizes=(1, 8), also_python=True)
     serving = comp["serving"]
     assert comp["runtime"] == serving["runtime"] == "tf-c"
-    assert serving["c_models"] == ["two_tower", "two_tower#2", FLOOR]
+    assert serving["c_models"] == ["baseline", "two_tower", FLOOR]
     assert serving["c_parity"] == {k: 0.0 for k in serving["c_models"]}
     for m in comp["models"]:
         for bs in ("1", "8"):
             assert m["latency"][bs]["calls"] == 16 and m["latency"][bs]["p50_ms"] > 0
     # the Python figures ride along, and the call floor is far lower in C than in Python
     python = serving["python_p50_ms"]
-    assert set(python) == {"two_tower", "two_tower#2", FLOOR}
+    assert set(python) == {"baseline", "two_tower", FLOOR}
     assert comp["floor"]["1"]["p50_ms"] < python[FLOOR]["1"]
 
 
@@ -87,7 +87,7 @@ def test_request_mode_repeats_the_user_and_reports_candidates_per_second(
     assert len(notes) == 1 and "user_age, user_id taken as per-request" in notes[0]
     request = comp["serving"]["request"]
     assert request["candidates"] == 16
-    for label in ("two_tower", "two_tower#2"):
+    for label in ("baseline", "two_tower"):
         m = request["models"][label]
         assert m["p99_ms"] >= m["p50_ms"] > 0
         assert m["candidates_per_s"] == pytest.approx(16 / (m["p50_ms"] / 1e3))
@@ -104,7 +104,7 @@ def test_concurrency_reports_throughput_and_p99(two_tower: ServingModel, runtime
         concurrency_seconds=0.3,
     )
     conc = comp["serving"]["concurrency"]
-    assert set(conc) == {"two_tower", "two_tower#2"}
+    assert set(conc) == {"baseline", "two_tower"}
     for per in conc.values():
         assert set(per) == {"1", "2"}
         for callers, s in per.items():
@@ -187,7 +187,7 @@ def test_cli_request_preset_then_serving_compare(two_tower: ServingModel, tmp_pa
     assert comp["runtime"] == "tf-c" and comp["batch_sizes"] == [16]
     per_request = comp["serving"]["request"]["per_request_inputs"]
     assert "user_id" in per_request["request"]  # the rebuilt model takes the user once
-    assert "two_tower" not in per_request  # the original takes it on every row
+    assert "baseline" not in per_request  # the original takes it on every row
     assert comp["models"][1]["parity_passed"]
     assert set(comp["serving"]["concurrency"]["request"]) == {"1", "2"}
     html = (out / "compare.html").read_text()
