@@ -342,6 +342,10 @@ def _match_oov_select(
         if offset is None:
             return None
         replaced = (select.name, cond.name, add.name, hash_node.name, find.name)
+        size = graph.nodes.get(node_name(add.input[1 - h_pos]))
+        if size is not None and size.op.startswith("LookupTableSize"):
+            if graph.consumers.get(size.name) == [add.name]:
+                replaced += (size.name,)
         return select.name, replaced, hash_node.name, int(hash_node.attr["num_buckets"].i), offset
     return None
 

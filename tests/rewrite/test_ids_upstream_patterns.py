@@ -1,0 +1,182 @@
+"""ids_upstream + ONNX lowering on the id patterns libraries export (see fixtures_patterns).
+
+For each pattern: parity of the rewritten graph, of the re-exported SavedModel and of the ONNX
+file against the original model on raw rows holding the pad / ignore values, OOV values, empty,
+unicode and long strings; no string op left; and the negative case with its refusal reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recadvisor.advice import advise, build_plan
+from recadvisor.analysis.detectors import run_detectors
+from recadvisor.analysis.findings import DetectorContext
+from recadvisor.errors import ExportError
+from recadvisor.model.graph import STRING_OPS, ModelGraph
+from recadvisor.model.load import load_model
+from recadvisor.model.onnx_export import export_onnx, find_onnx_blockers
+from recadvisor.model.runtime import GraphRunner, export_saved_model, run_loaded
+from recadvisor.plan import PRESET_PASSES
+from recadvisor.rewrite.base import PassResult
+from recadvisor.rewrite.encodings import encode_feeds
+from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
+from recadvisor.rewrite.pipeline import run_pipeline
+from tests.rewrite.fixtures_contract import ContractModel, max_abs_diff
+from tests.rewrite.fixtures_patterns import (
+    deepctr_hash,
+    feature_column_feeds,
+    feature_columns,
+    feature_cross,
+    keras3_feeds,
+    keras3_patterns,
+)
+
+pytestmark = pytest.mark.slow  # each model is built by its library (~10-20 s)
+
+
+def _upstream(model: ContractModel) -> PassResult:
+    return IdsUpstreamPass().apply(model.graph, {}, model.context(labels=False))
+
+
+def _string_free(graph: ModelGraph) -> None:
+    assert not [n.op for n in graph.graph_def.node if n.op in STRING_OPS]
+    assert all(info.dtype != "string" for info in graph.signature.inputs.values())
+    assert not graph.tables
+
+
+def _check_everywhere(
+    model: ContractModel, result: PassResult, tmp_path: Path, fresh: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Parity of the graph, the reloaded SavedModel and the ONNX file; returns the diffs."""
+    diffs: dict[str, float] = {}
+    for label, feeds in (("sample", model.feeds), ("fresh", fresh)):
+        encoded = encode_feeds(result.encodings, feeds)
+        diffs[f"graph_{label}"] = max_abs_diff(
+            GraphRunner(result.graph)(encoded), model.run_original(feeds)
+        )
+    loaded = load_model(export_saved_model(result.graph, tmp_path / "sm"))
+    encoded = encode_feeds(result.encodings, model.feeds)
+    served = run_loaded(loaded.function, loaded.spec.inputs, encoded)
+    diffs["saved_model"] = max_abs_diff(served, model.run_original(model.feeds))
+    onnx = export_onnx(result.graph, tmp_path / "model.onnx", encoded)
+    diffs["onnx"] = onnx.max_abs_diff
+    assert all(d <= 1e-5 for d in diffs.values()), diffs
+    return diffs
+
+
+@pytest.fixture(scope="module")
+def keras3() -> tuple[ContractModel, PassResult]:
+    model = keras3_patterns()
+    return model, _upstream(model)
+
+
+@pytest.fixture(scope="module")
+def columns() -> tuple[ContractModel, PassResult]:
+    model = feature_columns()
+    return model, _upstream(model)
+
+
+def test_keras3_masks_lookups_salted_hash_and_cross(keras3, tmp_path: Path) -> None:
+    model, result = keras3
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {
+        "hist": "hash_bucket",
+        "tags": "vocabulary",
+        "uid": "vocabulary",
+        "salted": "strong_hash_bucket",
+        "a": "fingerprint64",
+        "b": "fingerprint64",
+    }
+    # the padding "" keeps its meaning: a reserved id the hash / lookup never produces
+    assert enc["hist"].params["reserved"] == {"": -1}
+    assert enc["tags"].params["reserved"] == {"": -1}
+    assert enc["uid"].params["key_dtype"] == "int64"
+    assert enc["salted"].params["key"] == [11, 22]
+    _string_free(result.graph)
+    ops = result.graph.op_counts()
+    assert ops.get("LookupTableFindV2", 0) == 0 and ops["SparseCross"] == 1  # cross on int64 ids
+    encoded = encode_feeds(result.encodings, model.feeds)
+    assert (encoded["hist"] == -1).sum() == (model.feeds["hist"] == "").sum() > 0
+    _check_everywhere(model, result, tmp_path, keras3_feeds(64, seed=9))
+    onnx = export_onnx(result.graph, tmp_path / "again.onnx", encoded)
+    assert onnx.lowered["SparseCross"] == 1 and "SparseCross" not in onnx.onnx_ops
+    assert onnx.opset >= 18
+
+
+def test_feature_column_sparse_paths(columns, tmp_path: Path) -> None:
+    model, result = columns
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {
+        "user": "hash_bucket",
+        "tags": "hash_bucket",
+        "cat": "vocabulary",
+        "cat2": "vocabulary",
+        "shop": "vocabulary",
+    }
+    # to_sparse_input's ignore values: "" for strings, -1 for the int64 column
+    assert enc["user"].params["reserved"] == {"": -1}
+    assert enc["shop"].params["reserved"] == {"-1": -2}  # -1 is also the lookup's default
+    assert enc["cat"].params["oov_buckets"] == 2 and enc["cat"].params["oov_offset"] == 3
+    _string_free(result.graph)
+    assert result.graph.op_counts()["GatherNd"] >= 4  # the sparse path stays, on ids
+    diffs = _check_everywhere(model, result, tmp_path, feature_column_feeds(64, seed=8))
+    assert diffs["onnx"] <= 1e-5
+
+
+def test_feature_cross_keeps_the_cross_and_refuses_a_crossed_vocabulary(tmp_path: Path) -> None:
+    model = feature_cross()
+    result = _upstream(model)
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {"user": "fingerprint64", "city": "fingerprint64"}
+    refusal = " ".join(result.notes)
+    assert "input 'kind' is crossed and also read as vocabulary lookup" in refusal
+    assert result.graph.signature.inputs["kind"].dtype == "string"
+    assert result.graph.op_counts()["FloorMod"] >= 1  # user's bucket from its fingerprint
+    for feeds in (model.feeds, feature_column_feeds(8)):
+        feeds = {
+            k: feeds.get(k, model.feeds[k][: len(next(iter(feeds.values())))]) for k in model.feeds
+        }
+        encoded = encode_feeds(result.encodings, feeds)
+        assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(feeds)) <= 1e-5
+    blockers = {b.op: b for b in find_onnx_blockers(result.graph)}
+    assert "string input" in blockers and "kind" in blockers["string input"].inputs
+    with pytest.raises(ExportError, match="SparseCross"):
+        export_onnx(result.graph, tmp_path / "m.onnx", encode_feeds(result.encodings, model.feeds))
+
+
+def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:
+    model = deepctr_hash()
+    result = _upstream(model)
+    (enc,) = result.encodings
+    assert enc.kind == "hash_bucket" and enc.params == {"num_buckets": 19, "reserved": {"0": -1}}
+    _string_free(result.graph)
+    assert "AsString" not in result.graph.op_counts()
+    rng = np.random.default_rng(3)
+    fresh = {"hist": np.array(rng.choice(["0", "", "a", "ü"], (32, 4)), dtype=object)}
+    _check_everywhere(model, result, tmp_path, fresh)
+
+
+def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
+    """Advice asks the pass's matcher: every exact ids_upstream target of analyze is rewritten
+    by the fast plan, and inputs the matcher refuses get a reason instead of an exact line."""
+    for model in (keras3[0], columns[0], feature_cross()):
+        ctx = DetectorContext(graph=model.graph, info=model.loaded.info, feeds=model.feeds)
+        suggestions = advise(run_detectors(ctx, strict=True), model.graph, preset="fast")
+        plan = build_plan(suggestions, model.graph, "fast")
+        result = run_pipeline(model.graph, plan, model.context(labels=False), strict=True)
+        for s in suggestions:
+            if s.exactness != "exact" or s.pass_name not in PRESET_PASSES["fast"]:
+                continue
+            record = result.record(s.pass_name)
+            assert record is not None and record.status == "applied", (s.kind, record)
+            if s.pass_name == "ids_upstream":
+                assert set(s.targets) <= set(record.stats["inputs_changed"])
+        refused = [s for s in suggestions if s.kind == "ids_upstream_refused"]
+        if model is not keras3[0] and model is not columns[0]:
+            assert [s.targets for s in refused] == [("kind",)]
+            assert "crossed and also read as vocabulary" in refused[0].message
+            assert result.record("ids_upstream").stats["inputs_changed"] == ["city", "user"]
