@@ -10,7 +10,9 @@ lookup tables. So :func:`export_onnx`
    ``Bucketize(x, b)`` -> ``Sum(Cast(ExpandDims(x, -1) >= b))`` (the count of boundaries
    ``<= x``, compared in float32 like the TensorFlow kernel), each integer-keyed lookup table
    -> a gather over a dense remap vector (``keys - min`` indexes it; keys outside the range, and
-   holes, read the table's default), ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
+   holes, read the table's default), or, for sparse keys (64-bit ids, ``Fingerprint64`` keys;
+   up to 16384 keys), a match of the ids against every key (``Equal`` + ``ArgMax`` + gather,
+   the default where none matches), ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
    / ``Exp(x)-1``, and a hashed cross of one-value int64 columns (``SparseCross`` from Keras
    ``HashedCrossing`` after ``ids_upstream`` sent its strings as ``Fingerprint64`` ids) -> the
    kernel's ``FingerprintCat64`` chain in uint64 arithmetic (``Mul``, ``BitwiseXor``,
@@ -54,7 +56,8 @@ from recadvisor.tfimport import import_tf
 log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 1e-5
-MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range stay blockers
+MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range are matched key by key
+MAX_MATCH_KEYS = 1 << 14  # ... when they have at most this many keys (else they stay blockers)
 CROSS_OPS = frozenset({"SparseCross", "SparseCrossHashed"})
 CROSS_OPSET = 18  # BitwiseXor
 CROSS_MUL = 0xC6A4A7935BD1E995  # FingerprintCat64's multiplier (tensorflow/core/platform)
@@ -172,8 +175,8 @@ def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
     if table.size == 0:
         return resolve_const(graph, find.input[2]) is not None
     span = int(table.keys.max()) - int(table.keys.min()) + 1
-    if span > MAX_REMAP_SPAN:
-        return False
+    if span > MAX_REMAP_SPAN:  # sparse keys (64-bit ids, Fingerprint64 keys): matched
+        return table.size <= MAX_MATCH_KEYS and resolve_const(graph, find.input[2]) is not None
     # holes in the key range read the default, which must then be a constant
     return span == table.size or resolve_const(graph, find.input[2]) is not None
 
@@ -228,7 +231,7 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
                 fixes[node.op] = STRING_FIX
             else:
                 fixes[node.op] = (
-                    "no ONNX equivalent for this lookup table (sparse integer keys, "
+                    "no ONNX equivalent for this lookup table (over 16384 sparse integer keys, "
                     "a non-constant default or non-scalar values); keep serving it "
                     "with TensorFlow"
                 )
@@ -314,9 +317,75 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     node.attr["keep_dims"].b = False
 
 
+def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
+    """Rewrite one LookupTableFindV2 with sparse integer keys as a key match: ``Equal`` of the
+    ids with every key, ``ArgMax`` of the matches, a gather of the values, the default where
+    nothing matched."""
+    table = graph.tables[graph.table_of_node(node.name) or ""]
+    value_dtype = np.dtype(table.value_dtype)
+    x, default_tensor = node.input[1], node.input[2]
+
+    def fresh(suffix: str) -> str:
+        return reserve_name(names, f"{node.name}/onnx_{suffix}")
+
+    if table.key_dtype != "int64":
+        cast = fresh("cast")
+        add_cast(graph_def, cast, x, table.key_dtype, "int64")
+        x = cast
+    keys, values = fresh("keys"), fresh("values")
+    add_const(graph_def, keys, table.keys.astype(np.int64))
+    add_const(graph_def, values, table.values.astype(value_dtype))
+    last, axis, zero = fresh("last"), fresh("axis"), fresh("zero")
+    add_const(graph_def, last, np.array(-1, np.int32))
+    add_const(graph_def, axis, np.array(0, np.int32))
+    add_const(graph_def, zero, np.array(0, np.int32))
+    expanded = fresh("expand")
+    add_node(graph_def, expanded, "ExpandDims", [x, last], T="dtype:int64", Tdim="dtype:int32")
+    equal = fresh("equal")
+    add_node(graph_def, equal, "Equal", [expanded, keys], T="dtype:int64")
+    hits = fresh("hits")
+    add_cast(graph_def, hits, equal, "bool", "int32")
+    hit = fresh("hit")
+    add_node(
+        graph_def, hit, "Max", [hits, last], T="dtype:int32", Tidx="dtype:int32", keep_dims=False
+    )
+    found = fresh("found")
+    add_node(graph_def, found, "Greater", [hit, zero], T="dtype:int32")
+    index = fresh("index")
+    add_node(
+        graph_def,
+        index,
+        "ArgMax",
+        [hits, last],
+        T="dtype:int32",
+        Tidx="dtype:int32",
+        output_type="dtype:int64",
+    )
+    gathered = fresh("gather")
+    add_node(
+        graph_def,
+        gathered,
+        "GatherV2",
+        [values, index, axis],
+        Tparams=f"dtype:{value_dtype.name}",
+        Tindices="dtype:int64",
+        Taxis="dtype:int32",
+        batch_dims=0,
+    )
+    del node.input[:]
+    node.input.extend([found, gathered, default_tensor])
+    node.op = "SelectV2"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = import_tf().dtypes.as_dtype(value_dtype).as_datatype_enum
+
+
 def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
     """Rewrite one integer-keyed LookupTableFindV2 in place as a gather over a dense remap."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
+    if table.size and int(table.keys.max()) - int(table.keys.min()) + 1 > MAX_REMAP_SPAN:
+        _lower_sparse_table(graph, graph_def, node, names)
+        return
     base = node.name
     key_dtype = table.key_dtype
     value_dtype = np.dtype(table.value_dtype)

@@ -126,6 +126,8 @@ class _Terminal:
     claims: tuple[str, ...] = ()  # other terminal nodes this one accounts for
     retype: tuple[tuple[str, str, int], ...] = ()
     mod_of: dict[str, int] = field(default_factory=dict)
+    fingerprint_tables: dict[str, str] = field(default_factory=dict)  # find node -> table
+    compared: tuple[bytes, ...] = ()  # values whose fingerprint must not collide
 
 
 @dataclass
@@ -524,6 +526,22 @@ def _merge_fingerprint(key: str, planned: list[_Terminal]) -> list[_Terminal]:
                     mod_of={hash_node: nb},
                 )
             )
+        elif term.kind == "vocabulary" and "oov_buckets" not in term.params:
+            find = term.remove[0]
+            keys = tuple(k.encode("utf-8", "surrogateescape") for k in term.params["keys"])
+            merged.append(
+                _Terminal(
+                    ("fingerprint64",),
+                    "fingerprint64",
+                    {},
+                    "int64",
+                    (),
+                    (),
+                    f"{term.description} keyed by Fingerprint64",
+                    fingerprint_tables={find: ""},
+                    compared=keys,
+                )
+            )
         else:
             raise InputRefused(
                 f"input '{key}' is crossed and also read as {term.description}; a cross needs "
@@ -619,8 +637,11 @@ def plan_input(graph: ModelGraph, key: str) -> _InputPlan | None:
     params = dict(first.params)
     reserved, restore = _reserve(first.kind, first, comparisons)
     if first.kind == "fingerprint64":
-        if comparisons:
-            params["compared"] = [_text(v).decode("utf-8", "surrogateescape") for v in reserved]
+        compared = dict.fromkeys(
+            [*(_text(v) for v in reserved), *(c for t in planned for c in t.compared)]
+        )
+        if compared:
+            params["compared"] = [v.decode("utf-8", "surrogateescape") for v in compared]
     elif reserved:
         params["reserved"] = {
             (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)): i
@@ -691,6 +712,38 @@ def _unsigned_mod(graph_def: Any, names: set[str], ids: str, num_buckets: int) -
     return base
 
 
+def _fingerprint_table(
+    graph: ModelGraph, graph_def: Any, names: set[str], find: Any
+) -> dict[str, Any]:
+    """Point a string-keyed find op at a copy of its table keyed by the keys' Fingerprint64.
+
+    Returns:
+        The new table, keyed by its resource placeholder.
+    """
+    import dataclasses
+
+    old = graph.tables[graph.table_of_node(find.name) or ""]
+    name = reserve_name(names, f"{old.placeholder}_fingerprint64")
+    node = graph_def.node.add()
+    node.CopyFrom(graph.nodes[old.placeholder])
+    node.name = name
+    keys = np.array([as_int64(fingerprint64(_text(k))) for k in old.keys.reshape(-1)], np.int64)
+    if len(set(keys.tolist())) != keys.size:
+        raise PassRefused(
+            f"ids_upstream: two keys of table '{old.placeholder}' share a Fingerprint64"
+        )
+    find.input[0] = name
+    find.attr["Tin"].type = tf_dtype_enum("int64")
+    table = dataclasses.replace(
+        old,
+        placeholder=name,
+        key_dtype="int64",
+        keys=keys,
+        origin=f"{old.origin}, Fingerprint64 keys",
+    )
+    return {name: table}
+
+
 def _set_type_attr(node: Any, dtype: str) -> None:
     enum = tf_dtype_enum(dtype)
     if node.op == "Placeholder":
@@ -751,6 +804,7 @@ class IdsUpstreamPass(RewritePass):
         new_inputs = dict(graph.signature.inputs)
         names = set(by_name)
         old_consts: set[str] = set()
+        new_tables: dict[str, Any] = {}
         for plan in plans:
             for name in (plan.placeholder, *plan.chain, *plan.shape_readers):
                 _set_type_attr(by_name[name], plan.target_dtype)
@@ -774,6 +828,9 @@ class IdsUpstreamPass(RewritePass):
                     ids = _unsigned_mod(gd, names, by_name[hash_node].input[0], nb)
                     rewire(gd, hash_node + ":0", ids)
                     doomed.add(hash_node)
+                for find in term.fingerprint_tables:
+                    old_consts.add(node_name(by_name[find].input[0]))
+                    new_tables.update(_fingerprint_table(graph, gd, names, by_name[find]))
                 for node_name_, attr, index in term.retype:
                     cross = by_name[node_name_]
                     cross.attr[attr].list.type[index] = tf_dtype_enum("int64")
@@ -792,7 +849,7 @@ class IdsUpstreamPass(RewritePass):
         notes.extend(f"left in the graph: {r}" for r in refused)
         signature = SignatureSpec(graph.signature.key, new_inputs, dict(graph.signature.outputs))
         new_graph = graph.replace(
-            graph_def=gd, signature=signature, tables=surviving_tables(graph, gd)
+            graph_def=gd, signature=signature, tables={**surviving_tables(graph, gd), **new_tables}
         )
         before_ops, after_ops = graph.op_counts(), new_graph.op_counts()
         stats = {

@@ -16,6 +16,7 @@ from recadvisor.advice import advise, build_plan
 from recadvisor.analysis.detectors import run_detectors
 from recadvisor.analysis.findings import DetectorContext
 from recadvisor.errors import ExportError
+from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import STRING_OPS, ModelGraph
 from recadvisor.model.load import load_model
 from recadvisor.model.onnx_export import export_onnx, find_onnx_blockers
@@ -25,6 +26,7 @@ from recadvisor.rewrite.base import PassResult
 from recadvisor.rewrite.encodings import encode_feeds
 from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
 from recadvisor.rewrite.pipeline import run_pipeline
+from recadvisor.tfimport import import_tf
 from tests.rewrite.fixtures_contract import ContractModel, max_abs_diff
 from tests.rewrite.fixtures_patterns import (
     deepctr_hash,
@@ -127,25 +129,62 @@ def test_feature_column_sparse_paths(columns, tmp_path: Path) -> None:
     assert diffs["onnx"] <= 1e-5
 
 
-def test_feature_cross_keeps_the_cross_and_refuses_a_crossed_vocabulary(tmp_path: Path) -> None:
+def test_feature_cross_keeps_the_cross_on_fingerprints(tmp_path: Path) -> None:
+    """user/city/kind: crossed (kind also a vocabulary, then keyed by Fingerprint64); kind2 is
+    crossed and has OOV hash buckets: refused with the reason."""
     model = feature_cross()
     result = _upstream(model)
     enc = {e.input_key: e for e in result.encodings}
-    assert {k: e.kind for k, e in enc.items()} == {"user": "fingerprint64", "city": "fingerprint64"}
+    assert {k: e.kind for k, e in enc.items()} == {
+        "user": "fingerprint64",
+        "city": "fingerprint64",
+        "kind": "fingerprint64",
+    }
+    assert set(enc["kind"].params["compared"]) == {"", "books", "music", "games"}  # collisions
     refusal = " ".join(result.notes)
-    assert "input 'kind' is crossed and also read as vocabulary lookup" in refusal
-    assert result.graph.signature.inputs["kind"].dtype == "string"
+    assert "input 'kind2' is crossed and also read as vocabulary lookup (3 keys) + 2 OOV" in refusal
+    assert result.graph.signature.inputs["kind2"].dtype == "string"
     assert result.graph.op_counts()["FloorMod"] >= 1  # user's bucket from its fingerprint
-    for feeds in (model.feeds, feature_column_feeds(8)):
-        feeds = {
-            k: feeds.get(k, model.feeds[k][: len(next(iter(feeds.values())))]) for k in model.feeds
-        }
+    (fp_table,) = [t for t in result.graph.tables.values() if t.key_dtype == "int64"]
+    assert fp_table.size == 3
+    rng = np.random.default_rng(12)
+    fresh = {
+        k: np.array(rng.choice([*v.reshape(-1).tolist(), "", "new"], (40, 1)), dtype=object)
+        for k, v in model.feeds.items()
+    }
+    for feeds in (model.feeds, fresh):
         encoded = encode_feeds(result.encodings, feeds)
         assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(feeds)) <= 1e-5
     blockers = {b.op: b for b in find_onnx_blockers(result.graph)}
-    assert "string input" in blockers and "kind" in blockers["string input"].inputs
+    assert "kind2" in blockers["string input"].inputs
     with pytest.raises(ExportError, match="SparseCross"):
         export_onnx(result.graph, tmp_path / "m.onnx", encode_feeds(result.encodings, model.feeds))
+
+
+def test_sparse_integer_keys_are_matched_for_onnx(tmp_path: Path) -> None:
+    """An int64 table over 64-bit ids (too wide for a remap vector) becomes a key match."""
+    tf = import_tf()
+    keys = np.array([10**12 + 7, 5, -(10**15), 2**62], np.int64)
+    module = tf.Module()
+    module.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, np.array([3, 1, 2, 4], np.int64)), -1
+    )
+    module.emb = tf.Variable(np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32))
+    spec = {"uid": tf.TensorSpec([None, 1], tf.int64, name="uid")}
+
+    @tf.function(input_signature=[spec])
+    def serve(f: dict) -> dict:
+        return {"score": tf.gather(module.emb, module.table.lookup(f["uid"]) + 1)}
+
+    module.serve = serve
+    path = tmp_path / "sparse_keys"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    graph = freeze(load_model(path))
+    assert find_onnx_blockers(graph) == []
+    feeds = {"uid": np.array([[k] for k in [*keys.tolist(), 0, 6, -5, 2**63 - 1]], np.int64)}
+    result = export_onnx(graph, tmp_path / "m.onnx", feeds)
+    assert result.lowered == {"LookupTableFindV2": 1} and result.max_abs_diff == 0.0
+    assert "ArgMax" in result.onnx_ops
 
 
 def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:
@@ -177,6 +216,7 @@ def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
                 assert set(s.targets) <= set(record.stats["inputs_changed"])
         refused = [s for s in suggestions if s.kind == "ids_upstream_refused"]
         if model is not keras3[0] and model is not columns[0]:
-            assert [s.targets for s in refused] == [("kind",)]
+            assert [s.targets for s in refused] == [("kind2",)]
             assert "crossed and also read as vocabulary" in refused[0].message
-            assert result.record("ids_upstream").stats["inputs_changed"] == ["city", "user"]
+            changed = result.record("ids_upstream").stats["inputs_changed"]
+            assert sorted(changed) == ["city", "kind", "user"]
