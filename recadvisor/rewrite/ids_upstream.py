@@ -18,7 +18,8 @@ on it as params, ``StridedSlice``, ``Slice``, ``Tile``, ``Transpose``: the featu
   ``HashedCrossing`` and feature columns' ``crossed_column``) -> the input becomes its
   ``Fingerprint64`` (the int64 with the same bits), which is exactly what the cross hashes for a
   string column, so the cross stays in the graph and reads int64 columns; a plain hash of the
-  same input is then computed in the graph as ``Fingerprint64 mod N`` (unsigned);
+  same input is then computed in the graph as ``Fingerprint64 mod N`` (unsigned, dividing
+  only non-negative numbers so that ONNX agrees);
 * for numeric inputs, ``AsString`` followed only by ``StringToHashBucketFast``, or grappler's
   fused ``_TensorToHashBucketFast`` -> the input becomes the int64 bucket id of the formatted
   number.
@@ -692,23 +693,35 @@ def _restore_reserved(graph_def: Any, names: set[str], ids: str, restore: Mappin
 
 
 def _unsigned_mod(graph_def: Any, names: set[str], ids: str, num_buckets: int) -> str:
-    """``uint64(ids) mod N`` from int64 ids with int64 ops (TensorFlow and ONNX have them)."""
+    """``uint64(ids) mod N`` from int64 ids with int64 ops that TensorFlow and ONNX share.
+
+    Only non-negative numbers are divided (tf2onnx's integer ``FloorMod`` truncates like C for
+    negative ones): a negative id ``e`` is ``2^63 + (e + 2^63)`` as an unsigned number, and
+    ``e + 2^63`` is computed as ``(e + 2^62) + 2^62`` without overflow.
+    """
     base = reserve_name(names, f"{ids.split(':')[0]}/fingerprint_mod_{num_buckets}")
-    n_const = reserve_name(names, f"{base}/n")
-    wrap_const = reserve_name(names, f"{base}/two_pow_64_mod_n")
-    zero = reserve_name(names, f"{base}/zero")
-    add_const(graph_def, n_const, np.array(num_buckets, np.int64))
-    add_const(graph_def, wrap_const, np.array((1 << 64) % num_buckets, np.int64))
-    add_const(graph_def, zero, np.array(0, np.int64))
-    low = reserve_name(names, f"{base}/floormod")
-    add_node(graph_def, low, "FloorMod", [ids, n_const], T="dtype:int64")
+
+    def const(suffix: str, value: int) -> str:
+        name = reserve_name(names, f"{base}/{suffix}")
+        add_const(graph_def, name, np.array(value, np.int64))
+        return name
+
+    def op(suffix: str, kind: str, inputs: list[str]) -> str:
+        name = reserve_name(names, f"{base}/{suffix}")
+        add_node(graph_def, name, kind, inputs, T="dtype:int64")
+        return name
+
+    n, half = const("n", num_buckets), const("two_pow_62", 1 << 62)
     negative = reserve_name(names, f"{base}/negative")
-    add_node(graph_def, negative, "Less", [ids, zero], T="dtype:int64")
-    shifted = reserve_name(names, f"{base}/shifted")
-    add_node(graph_def, shifted, "AddV2", [low, wrap_const], T="dtype:int64")
-    wrapped = reserve_name(names, f"{base}/wrapped")
-    add_node(graph_def, wrapped, "FloorMod", [shifted, n_const], T="dtype:int64")
-    add_node(graph_def, base, "SelectV2", [negative, wrapped, low], T="dtype:int64")
+    add_node(graph_def, negative, "Less", [ids, const("zero", 0)], T="dtype:int64")
+    low = op("negative_part", "Minimum", [ids, const("minus_one", -1)])
+    lifted = op("lifted", "AddV2", [op("lifted_half", "AddV2", [low, half]), half])
+    magnitude = reserve_name(names, f"{base}/low_63_bits")
+    add_node(graph_def, magnitude, "SelectV2", [negative, lifted, ids], T="dtype:int64")
+    rest = op("floormod", "FloorMod", [magnitude, n])
+    top = const("two_pow_63_mod_n", (1 << 63) % num_buckets)
+    wrapped = op("wrapped", "FloorMod", [op("shifted", "AddV2", [rest, top]), n])
+    add_node(graph_def, base, "SelectV2", [negative, wrapped, rest], T="dtype:int64")
     return base
 
 

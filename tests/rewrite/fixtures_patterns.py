@@ -17,9 +17,9 @@ buckets (embedding, sqrtn), ``cat2`` vocabulary list (indicator), ``shop`` int64
 
 ``feature_cross`` (tf-keras ``DenseFeatures``): ``crossed_column(["user", "city"])`` next to a
 hash bucket embedding of ``user``, ``crossed_column(["kind", "city"])`` where ``kind`` is also a
-vocabulary column (its table is then keyed by ``Fingerprint64``), and the negative case
-``crossed_column(["kind2", "city"])`` where ``kind2`` is also a vocabulary column with OOV hash
-buckets (a cross needs ``Fingerprint64`` ids, the OOV bucket needs the string's hash mod N after
+vocabulary column (its table is then keyed by ``Fingerprint64``). ``feature_cross_oov``: the
+negative case, ``crossed_column(["kind2", "city"])`` where ``kind2`` is also a vocabulary column
+with OOV hash buckets (a cross needs ``Fingerprint64`` ids, an OOV bucket is a hash taken after
 a lookup: refused).
 
 ``deepctr_hash``: DeepCTR's ``HashLayer(mask_zero=True)`` written out: ``hash(x, N - 1) + 1``
@@ -179,7 +179,6 @@ def feature_cross_feeds(n_rows: int = N_ROWS, seed: int = 2) -> dict[str, np.nda
         "user": _strings(rng, (n_rows, 1), POOL),
         "city": _strings(rng, (n_rows, 1), ["paris", "oslo", "", "ü日本"]),
         "kind": _strings(rng, (n_rows, 1), [*CATS, "other"]),
-        "kind2": _strings(rng, (n_rows, 1), [*CATS, "other", ""]),
     }
 
 
@@ -194,13 +193,28 @@ def feature_cross() -> ContractModel:
         fc.indicator_column(fc.crossed_column(["user", "city"], hash_bucket_size=25)),
         fc.indicator_column(kind),
         fc.indicator_column(fc.crossed_column(["kind", "city"], hash_bucket_size=10)),
-        fc.indicator_column(
-            fc.categorical_column_with_vocabulary_list("kind2", CATS, num_oov_buckets=2)
-        ),
+    ]
+    specs = {k: (1, tf.string) for k in ("user", "city", "kind")}
+    return _finish(_save_tf_keras(columns, specs, "feature_cross"), feature_cross_feeds())
+
+
+@cache
+def feature_cross_oov() -> ContractModel:
+    """Build (once) the negative crossed-column model described in the module docstring."""
+    tf = import_tf()
+    fc = tf.feature_column
+    kind2 = fc.categorical_column_with_vocabulary_list("kind2", CATS, num_oov_buckets=2)
+    columns = [
+        fc.indicator_column(kind2),
         fc.indicator_column(fc.crossed_column(["kind2", "city"], hash_bucket_size=10)),
     ]
-    specs = {k: (1, tf.string) for k in ("user", "city", "kind", "kind2")}
-    return _finish(_save_tf_keras(columns, specs, "feature_cross"), feature_cross_feeds())
+    rng = np.random.default_rng(3)
+    feeds = {
+        "kind2": _strings(rng, (N_ROWS, 1), [*CATS, "other", ""]),
+        "city": _strings(rng, (N_ROWS, 1), ["paris", "oslo", ""]),
+    }
+    specs = {k: (1, tf.string) for k in feeds}
+    return _finish(_save_tf_keras(columns, specs, "feature_cross_oov"), feeds)
 
 
 @cache

@@ -33,6 +33,7 @@ from tests.rewrite.fixtures_patterns import (
     feature_column_feeds,
     feature_columns,
     feature_cross,
+    feature_cross_oov,
     keras3_feeds,
     keras3_patterns,
 )
@@ -130,8 +131,7 @@ def test_feature_column_sparse_paths(columns, tmp_path: Path) -> None:
 
 
 def test_feature_cross_keeps_the_cross_on_fingerprints(tmp_path: Path) -> None:
-    """user/city/kind: crossed (kind also a vocabulary, then keyed by Fingerprint64); kind2 is
-    crossed and has OOV hash buckets: refused with the reason."""
+    """user/city/kind are crossed (kind is also a vocabulary, then keyed by Fingerprint64)."""
     model = feature_cross()
     result = _upstream(model)
     enc = {e.input_key: e for e in result.encodings}
@@ -141,24 +141,36 @@ def test_feature_cross_keeps_the_cross_on_fingerprints(tmp_path: Path) -> None:
         "kind": "fingerprint64",
     }
     assert set(enc["kind"].params["compared"]) == {"", "books", "music", "games"}  # collisions
-    refusal = " ".join(result.notes)
-    assert "input 'kind2' is crossed and also read as vocabulary lookup (3 keys) + 2 OOV" in refusal
-    assert result.graph.signature.inputs["kind2"].dtype == "string"
     assert result.graph.op_counts()["FloorMod"] >= 1  # user's bucket from its fingerprint
-    (fp_table,) = [t for t in result.graph.tables.values() if t.key_dtype == "int64"]
-    assert fp_table.size == 3
+    (fp_table,) = result.graph.tables.values()
+    assert fp_table.key_dtype == "int64" and fp_table.size == 3
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
     rng = np.random.default_rng(12)
     fresh = {
         k: np.array(rng.choice([*v.reshape(-1).tolist(), "", "new"], (40, 1)), dtype=object)
         for k, v in model.feeds.items()
     }
-    for feeds in (model.feeds, fresh):
-        encoded = encode_feeds(result.encodings, feeds)
-        assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(feeds)) <= 1e-5
+    diffs = _check_everywhere(model, result, tmp_path, fresh)
+    assert diffs["onnx"] <= 1e-5
+    onnx = export_onnx(
+        result.graph, tmp_path / "again.onnx", encode_feeds(result.encodings, model.feeds)
+    )
+    assert onnx.lowered == {"SparseCross": 2, "LookupTableFindV2": 1, "OneHot": 3}
+
+
+def test_crossed_input_with_oov_buckets_is_refused(tmp_path: Path) -> None:
+    model = feature_cross_oov()
+    result = _upstream(model)
+    assert [e.input_key for e in result.encodings] == ["city"]
+    refusal = " ".join(result.notes)
+    assert "input 'kind2' is crossed and also read as vocabulary lookup (3 keys) + 2 OOV" in refusal
+    assert result.graph.signature.inputs["kind2"].dtype == "string"
+    encoded = encode_feeds(result.encodings, model.feeds)
+    assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(model.feeds)) <= 1e-5
     blockers = {b.op: b for b in find_onnx_blockers(result.graph)}
     assert "kind2" in blockers["string input"].inputs
     with pytest.raises(ExportError, match="SparseCross"):
-        export_onnx(result.graph, tmp_path / "m.onnx", encode_feeds(result.encodings, model.feeds))
+        export_onnx(result.graph, tmp_path / "m.onnx", encoded)
 
 
 def test_sparse_integer_keys_are_matched_for_onnx(tmp_path: Path) -> None:
@@ -202,7 +214,7 @@ def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:
 def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
     """Advice asks the pass's matcher: every exact ids_upstream target of analyze is rewritten
     by the fast plan, and inputs the matcher refuses get a reason instead of an exact line."""
-    for model in (keras3[0], columns[0], feature_cross()):
+    for model in (keras3[0], columns[0], feature_cross(), feature_cross_oov()):
         ctx = DetectorContext(graph=model.graph, info=model.loaded.info, feeds=model.feeds)
         suggestions = advise(run_detectors(ctx, strict=True), model.graph, preset="fast")
         plan = build_plan(suggestions, model.graph, "fast")
@@ -215,11 +227,12 @@ def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
             if s.pass_name == "ids_upstream":
                 assert set(s.targets) <= set(record.stats["inputs_changed"])
         refused = [s for s in suggestions if s.kind == "ids_upstream_refused"]
-        if model is not keras3[0] and model is not columns[0]:
+        if model is feature_cross_oov():
             assert [s.targets for s in refused] == [("kind2",)]
             assert "crossed and also read as vocabulary" in refused[0].message
-            changed = result.record("ids_upstream").stats["inputs_changed"]
-            assert sorted(changed) == ["city", "kind", "user"]
+            assert result.record("ids_upstream").stats["inputs_changed"] == ["city"]
+        else:
+            assert refused == []
 
 
 def test_cli_fast_onnx_on_keras3_patterns(keras3, tmp_path: Path) -> None:
