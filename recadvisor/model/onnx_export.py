@@ -44,6 +44,7 @@ from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.table_surgery import (
     add_cast,
     add_const,
+    add_gather,
     add_node,
     protected_nodes,
     remove_if_unread,
@@ -317,6 +318,16 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     node.attr["keep_dims"].b = False
 
 
+def _become_select(node: Any, cond: str, found: str, default: str, dtype: np.dtype) -> None:
+    """Turn a lowered find op, in place, into ``SelectV2(cond, found, default)``."""
+    del node.input[:]
+    node.input.extend([cond, found, default])
+    node.op = "SelectV2"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = import_tf().dtypes.as_dtype(dtype).as_datatype_enum
+
+
 def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
     """Rewrite one LookupTableFindV2 with sparse integer keys as a key match: ``Equal`` of the
     ids with every key, ``ArgMax`` of the matches, a gather of the values, the default where
@@ -362,22 +373,8 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
         output_type="dtype:int64",
     )
     gathered = fresh("gather")
-    add_node(
-        graph_def,
-        gathered,
-        "GatherV2",
-        [values, index, axis],
-        Tparams=f"dtype:{value_dtype.name}",
-        Tindices="dtype:int64",
-        Taxis="dtype:int32",
-        batch_dims=0,
-    )
-    del node.input[:]
-    node.input.extend([found, gathered, default_tensor])
-    node.op = "SelectV2"
-    for attr in list(node.attr):
-        del node.attr[attr]
-    node.attr["T"].type = import_tf().dtypes.as_dtype(value_dtype).as_datatype_enum
+    add_gather(graph_def, gathered, values, index, value_dtype.name, "int64", axis)
+    _become_select(node, found, gathered, default_tensor, value_dtype)
 
 
 def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
@@ -427,22 +424,8 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
     safe = fresh("clip")
     add_node(graph_def, safe, "Minimum", [low, consts["last"]], T="dtype:int64")
     found = fresh("gather")
-    add_node(
-        graph_def,
-        found,
-        "GatherV2",
-        [remap_name, safe, axis],
-        Tparams=f"dtype:{value_dtype.name}",
-        Tindices="dtype:int64",
-        Taxis="dtype:int32",
-        batch_dims=0,
-    )
-    del node.input[:]
-    node.input.extend([inside, found, default_tensor])
-    node.op = "SelectV2"
-    for attr in list(node.attr):
-        del node.attr[attr]
-    node.attr["T"].type = import_tf().dtypes.as_dtype(value_dtype).as_datatype_enum
+    add_gather(graph_def, found, remap_name, safe, value_dtype.name, "int64", axis)
+    _become_select(node, inside, found, default_tensor, value_dtype)
 
 
 def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
