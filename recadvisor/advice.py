@@ -11,7 +11,9 @@ Finding -> pass:
 
 ==========================  =========================================================
 numeric_as_string           numeric_bucketize (exact-in-range, same signature)
-string_op (string inputs)   ids_upstream (exact, inputs become int64 ids)
+string_op (string inputs)   ids_upstream (exact, inputs become int64 ids) for the inputs the
+                            pass's own matcher accepts; the others get an
+                            ``ids_upstream_refused`` suggestion with its reason
 duplicate_feature           merge_duplicates (exact) when the duplicate is mergeable
 shared_embedding_candidate  share_embeddings (lossy, gated)
 large_embedding             prune_embedding_rows / reduce_embedding_dim /

@@ -20,7 +20,9 @@ lookup tables. So :func:`export_onnx`
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
    keys);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
-   writes ``path`` only when every output matches within ``tolerance`` (default 1e-5).
+   writes ``path`` only when every output matches within ``tolerance`` (default 1e-5; string
+   outputs, e.g. a retrieval model's top-K ids gathered from a constant, must be equal: they
+   stay strings in ONNX).
 
 tf2onnx, onnx and onnxruntime are the optional ``onnx`` extra (``pip install recadvisor[onnx]``).
 """
@@ -39,9 +41,7 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import ExportError, OutputExistsError
-from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
-from recadvisor.model.runtime import GraphRunner
-from recadvisor.rewrite.table_surgery import (
+from recadvisor.model.edits import (
     add_cast,
     add_const,
     add_gather,
@@ -52,6 +52,9 @@ from recadvisor.rewrite.table_surgery import (
     resolve_const,
     rewire,
 )
+from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
+from recadvisor.model.queries import CROSS_OPS
+from recadvisor.model.runtime import GraphRunner
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,12 @@ log = logging.getLogger(__name__)
 DEFAULT_TOLERANCE = 1e-5
 MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range are matched key by key
 MAX_MATCH_KEYS = 1 << 14  # ... when they have at most this many keys (else they stay blockers)
-CROSS_OPS = frozenset({"SparseCross", "SparseCrossHashed"})
 CROSS_OPSET = 18  # BitwiseXor
+# ops that only carry strings and have string kernels in onnxruntime: a string output (the top-K
+# item ids of a retrieval model, gathered from a constant) stays a string in ONNX
+STRING_CARRIERS = frozenset(
+    {"Const", "Identity", "GatherV2", "Reshape", "Squeeze", "ExpandDims", "ConcatV2"}
+)
 CROSS_MUL = 0xC6A4A7935BD1E995  # FingerprintCat64's multiplier (tensorflow/core/platform)
 CROSS_FIX = (
     "no ONNX equivalent for this cross (sparse or multi-valued columns, string columns or a "
@@ -248,8 +255,10 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
             if graph.consumers.get(node.name):  # an unread string input is a valid ONNX input
                 found.setdefault("string input", []).append(node.name)
                 fixes.setdefault("string input", STRING_FIX)
-        elif _is_string_typed(node, string_enum, string_enum) and (
-            graph.consumers.get(node.name) or node.name in graph.output_nodes.values()
+        elif (
+            _is_string_typed(node, string_enum, string_enum)
+            and node.op not in STRING_CARRIERS
+            and (graph.consumers.get(node.name) or node.name in graph.output_nodes.values())
         ):
             carriers.setdefault(f"{node.op} on strings", []).append(node.name)
     if not found:
@@ -672,6 +681,20 @@ def _drop_unread_inputs(gd: Any, graph: ModelGraph) -> list[str]:
     return kept
 
 
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Max abs difference of two outputs; string outputs: 0 when equal, else infinity."""
+    if not a.size:
+        return 0.0
+    if a.dtype.kind in "OSU" or b.dtype.kind in "OSU":
+
+        def text(v: object) -> str:
+            return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+
+        same = all(text(x) == text(y) for x, y in zip(a.reshape(-1), b.reshape(-1), strict=True))
+        return 0.0 if same else float("inf")
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -772,9 +795,7 @@ def export_onnx(
                 f"ONNX output '{key}' has shape {b.shape}, TensorFlow gives "
                 f"{a.shape}; model.onnx not written"
             )
-        parity[key] = (
-            float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-        )
+        parity[key] = _max_abs_diff(a, b)
     worst = max(parity.values() or [0.0])
     if not worst <= tolerance:
         raise ExportError(

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.graph import STRING_OPS, ModelGraph, node_name
+from recadvisor.model.queries import CROSS_OPS, VALUE_SELECTING_OPS, walk_passthrough
 from recadvisor.model.spec import SignatureSpec, TensorInfo
 from recadvisor.rewrite.base import (
     EXACT,
@@ -80,7 +81,6 @@ from recadvisor.rewrite.table_surgery import (
     surviving_tables,
     tf_dtype_enum,
     unique_name,
-    walk_passthrough,
 )
 from recadvisor.tfimport import import_tf
 
@@ -88,15 +88,10 @@ log = logging.getLogger(__name__)
 
 HASH_OPS = frozenset({"StringToHashBucketFast"})
 STRONG_HASH_OPS = frozenset({"StringToHashBucketStrong"})
-CROSS_OPS = frozenset({"SparseCross", "SparseCrossHashed"})
 COMPARE_OPS = frozenset({"Equal", "NotEqual"})
 FIND_OPS = frozenset({"LookupTableFindV2", "LookupTableFind"})
 SELECT_OPS = frozenset({"SelectV2", "Select"})
 AS_STRING_ATTRS = ("precision", "scientific", "shortest", "width", "fill")
-# ops that select or repeat an input's values without changing them (followed through input 0)
-VALUE_SELECTING_OPS = frozenset(
-    {"GatherNd", "GatherV2", "StridedSlice", "Slice", "Tile", "Transpose"}
-)
 # the largest constant sub-graph evaluated to read a compared value
 MAX_CONST_SUBGRAPH = 32
 
@@ -394,7 +389,9 @@ def _plan_lookup(graph: ModelGraph, key: str, reader: str, is_string: bool) -> _
 
 def _plan_cross(graph: ModelGraph, key: str, reader: str, pos: int) -> _Terminal:
     node = graph.nodes[reader]
-    if not node.attr["hashed_output"].b and node.op == "SparseCross":
+    if node.op == "SparseCrossV2" or (
+        node.op == "SparseCross" and not node.attr["hashed_output"].b
+    ):
         raise InputRefused(f"input '{key}' is crossed into strings by {node.op} '{reader}'")
     if node.op == "SparseCrossHashed":
         strong = resolve_const(graph, node.input[-2])

@@ -241,3 +241,28 @@ def deepctr_hash() -> ContractModel:
     tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
     feeds = {"hist": _strings(np.random.default_rng(5), (N_ROWS, 4), [*POOL, "0"])}
     return _finish(path, feeds)
+
+
+@cache
+def retrieval_top_k() -> ContractModel:
+    """A retrieval index: a hashed ``user_id`` scores 20 items, ``output_2`` is the top-5 item
+    ids gathered from a string constant (a string output, like a TFRS ``BruteForce`` index)."""
+    tf = import_tf()
+    rng = np.random.default_rng(6)
+    module = tf.Module()
+    module.user = tf.Variable(rng.normal(size=(50, 4)).astype(np.float32))
+    module.items = tf.Variable(rng.normal(size=(20, 4)).astype(np.float32))
+    item_ids = tf.constant([f"item_{i}" for i in range(20)])
+    specs = {"user_id": tf.TensorSpec([None], tf.string, name="user_id")}
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        user = tf.gather(module.user, tf.strings.to_hash_bucket_fast(f["user_id"], 50))
+        scores, top = tf.math.top_k(tf.matmul(user, module.items, transpose_b=True), k=5)
+        return {"output_1": scores, "output_2": tf.gather(item_ids, top)}
+
+    module.serve = serve
+    path = _TMP / "retrieval_top_k"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    feeds = {"user_id": _strings(np.random.default_rng(7), (N_ROWS,), POOL)}
+    return _finish(path, feeds)

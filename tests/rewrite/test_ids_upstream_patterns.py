@@ -36,6 +36,7 @@ from tests.rewrite.fixtures_patterns import (
     feature_cross_oov,
     keras3_feeds,
     keras3_patterns,
+    retrieval_top_k,
 )
 
 pytestmark = pytest.mark.slow  # each model is built by its library (~10-20 s)
@@ -257,3 +258,15 @@ def test_cli_fast_onnx_on_keras3_patterns(keras3, tmp_path: Path) -> None:
     assert max_abs_diff(served, original) <= 1e-5
     onnx = OnnxRunner(out / "model.onnx")
     assert max_abs_diff(onnx.run(onnx.prepare(encoded)), original) <= 1e-5
+
+
+def test_string_outputs_stay_strings_in_onnx(tmp_path: Path) -> None:
+    model = retrieval_top_k()
+    result = _upstream(model)
+    assert [e.kind for e in result.encodings] == ["hash_bucket"]
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    assert result.graph.signature.outputs["output_2"].dtype == "string"
+    assert find_onnx_blockers(result.graph) == []
+    onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:7]})
+    assert onnx.parity["output_2"] == 0.0  # every top-K id string equal
+    assert onnx.onnx_ops["Gather"] >= 2
