@@ -19,7 +19,9 @@ on it as params, ``StridedSlice``, ``Slice``, ``Tile``, ``Transpose``: the featu
   ``Fingerprint64`` (the int64 with the same bits), which is exactly what the cross hashes for a
   string column, so the cross stays in the graph and reads int64 columns; a plain hash of the
   same input is then computed in the graph as ``Fingerprint64 mod N`` (unsigned, dividing
-  only non-negative numbers so that ONNX agrees);
+  only non-negative numbers so that ONNX agrees) and a vocabulary of it reads a copy of its
+  table keyed by the keys' ``Fingerprint64`` (its OOV buckets: ``Fingerprint64 mod n``; its
+  ``LookupTableSizeV2`` becomes a constant);
 * for numeric inputs, ``AsString`` followed only by ``StringToHashBucketFast``, or grappler's
   fused ``_TensorToHashBucketFast`` -> the input becomes the int64 bucket id of the formatted
   number.
@@ -38,7 +40,7 @@ bit for bit like TensorFlow.
 
 When it refuses an input (the reason is in the notes): the input is also read in another way
 (as a string or a number), is hashed with two different bucket counts or looked up in two
-tables (it cannot be one int), a cross reads it next to a keyed hash or a vocabulary lookup, a
+tables (it cannot be one int), a cross reads it next to a keyed hash, a
 table has a non-constant default, a cross uses a strong hash or a string output, or its ids are
 themselves a signature output. Other inputs are still rewritten; the pass refuses as a whole
 only when no input qualifies. :func:`plan_input` is the one matcher: ``analyze`` calls it too,
@@ -124,6 +126,8 @@ class _Terminal:
     mod_of: dict[str, int] = field(default_factory=dict)
     fingerprint_tables: dict[str, str] = field(default_factory=dict)  # find node -> table
     compared: tuple[bytes, ...] = ()  # values whose fingerprint must not collide
+    find: str = ""  # a vocabulary's find op
+    oov_hash: tuple[str, int] | None = None  # a vocabulary's OOV hash node and bucket count
 
 
 @dataclass
@@ -373,6 +377,8 @@ def _plan_lookup(graph: ModelGraph, key: str, reader: str, is_string: bool) -> _
             value_of,
             min([*params["values"], offset]),
             claims=(hash_node,),
+            find=reader,
+            oov_hash=(hash_node, n),
         )
     return _Terminal(
         ("vocabulary", table.content_digest(), default),
@@ -384,6 +390,7 @@ def _plan_lookup(graph: ModelGraph, key: str, reader: str, is_string: bool) -> _
         f"vocabulary lookup ({table.size} keys)",
         lambda v: mapping.get(v, default),
         min(values),
+        find=reader,
     )
 
 
@@ -524,8 +531,8 @@ def _merge_fingerprint(key: str, planned: list[_Terminal]) -> list[_Terminal]:
                     mod_of={hash_node: nb},
                 )
             )
-        elif term.kind == "vocabulary" and "oov_buckets" not in term.params:
-            find = term.remove[0]
+        elif term.kind == "vocabulary":
+            # the table is keyed by the keys' fingerprints; an OOV bucket is Fingerprint64 mod n
             keys = tuple(k.encode("utf-8", "surrogateescape") for k in term.params["keys"])
             merged.append(
                 _Terminal(
@@ -536,8 +543,9 @@ def _merge_fingerprint(key: str, planned: list[_Terminal]) -> list[_Terminal]:
                     (),
                     (),
                     f"{term.description} keyed by Fingerprint64",
-                    fingerprint_tables={find: ""},
+                    fingerprint_tables={term.find: ""},
                     compared=keys,
+                    mod_of=dict([term.oov_hash]) if term.oov_hash else {},
                 )
             )
         else:
@@ -722,6 +730,17 @@ def _unsigned_mod(graph_def: Any, names: set[str], ids: str, num_buckets: int) -
     return base
 
 
+def _become_const(node: Any, value: np.ndarray) -> None:
+    """Turn ``node`` into a ``Const`` holding ``value``, in place."""
+    tf = import_tf()
+    del node.input[:]
+    node.op = "Const"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["dtype"].type = tf_dtype_enum(value.dtype)
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+
+
 def _fingerprint_table(
     graph: ModelGraph, graph_def: Any, names: set[str], find: Any
 ) -> dict[str, Any]:
@@ -744,6 +763,12 @@ def _fingerprint_table(
         )
     find.input[0] = name
     find.attr["Tin"].type = tf_dtype_enum("int64")
+    for size in graph_def.node:  # a static table's size is a constant
+        if (
+            size.op.startswith("LookupTableSize")
+            and graph.table_of_node(size.name) == old.placeholder
+        ):
+            _become_const(size, np.array(old.size, np.int64))
     table = dataclasses.replace(
         old,
         placeholder=name,

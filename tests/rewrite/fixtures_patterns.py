@@ -17,10 +17,12 @@ buckets (embedding, sqrtn), ``cat2`` vocabulary list (indicator), ``shop`` int64
 
 ``feature_cross`` (tf-keras ``DenseFeatures``): ``crossed_column(["user", "city"])`` next to a
 hash bucket embedding of ``user``, ``crossed_column(["kind", "city"])`` where ``kind`` is also a
-vocabulary column (its table is then keyed by ``Fingerprint64``). ``feature_cross_oov``: the
-negative case, ``crossed_column(["kind2", "city"])`` where ``kind2`` is also a vocabulary column
-with OOV hash buckets (a cross needs ``Fingerprint64`` ids, an OOV bucket is a hash taken after
-a lookup: refused).
+vocabulary column (its table is then keyed by ``Fingerprint64``). ``feature_cross_oov``:
+``crossed_column(["kind2", "city"])`` where ``kind2`` is also a vocabulary column with 2 OOV hash
+buckets (its OOV bucket becomes ``Fingerprint64 mod 2`` in the graph).
+
+``keras3_salted_cross`` (Keras 3): the negative case, ``s`` is hashed with a salt and crossed with
+``t`` (a cross needs ``Fingerprint64`` ids, from which a keyed hash cannot be computed).
 
 ``deepctr_hash``: DeepCTR's ``HashLayer(mask_zero=True)`` written out: ``hash(x, N - 1) + 1``
 times ``x != as_string(zeros([1]))`` (the mask constant is computed, shape ``[1]``).
@@ -200,7 +202,7 @@ def feature_cross() -> ContractModel:
 
 @cache
 def feature_cross_oov() -> ContractModel:
-    """Build (once) the negative crossed-column model described in the module docstring."""
+    """Build (once) the crossed vocabulary-with-OOV model described in the module docstring."""
     tf = import_tf()
     fc = tf.feature_column
     kind2 = fc.categorical_column_with_vocabulary_list("kind2", CATS, num_oov_buckets=2)
@@ -266,3 +268,22 @@ def retrieval_top_k() -> ContractModel:
     tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
     feeds = {"user_id": _strings(np.random.default_rng(7), (N_ROWS,), POOL)}
     return _finish(path, feeds)
+
+
+@cache
+def keras3_salted_cross() -> ContractModel:
+    """Build (once) the negative Keras 3 model described in the module docstring."""
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(1)
+    ins = {k: keras.Input(shape=(1,), dtype="string", name=k) for k in ("s", "t")}
+    salted = keras.layers.Hashing(num_bins=16, salt=7)(ins["s"])
+    salted = keras.layers.Flatten()(keras.layers.Embedding(16, 2)(salted))
+    cross = keras.layers.HashedCrossing(num_bins=12)((ins["s"], ins["t"]))
+    cross = keras.layers.Flatten()(keras.layers.Embedding(12, 2)(cross))
+    out = keras.layers.Dense(1, name="score")(keras.layers.Concatenate()([salted, cross]))
+    path = _TMP / "keras3_salted_cross"
+    keras.Model(ins, out).export(str(path), format="tf_saved_model", verbose=False)
+    rng = np.random.default_rng(8)
+    return _finish(path, {k: _strings(rng, (N_ROWS, 1), POOL) for k in ins})

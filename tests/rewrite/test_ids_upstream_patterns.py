@@ -36,6 +36,7 @@ from tests.rewrite.fixtures_patterns import (
     feature_cross_oov,
     keras3_feeds,
     keras3_patterns,
+    keras3_salted_cross,
     retrieval_top_k,
 )
 
@@ -154,18 +155,33 @@ def test_feature_cross_keeps_the_cross_on_fingerprints(tmp_path: Path) -> None:
     assert onnx.lowered == {"SparseCross": 2, "LookupTableFindV2": 1, "OneHot": 3}
 
 
-def test_crossed_input_with_oov_buckets_is_refused(tmp_path: Path) -> None:
+def test_crossed_vocabulary_with_oov_buckets(tmp_path: Path) -> None:
     model = feature_cross_oov()
     result = _upstream(model)
-    assert [e.input_key for e in result.encodings] == ["city"]
+    assert {e.input_key: e.kind for e in result.encodings} == {
+        "kind2": "fingerprint64",
+        "city": "fingerprint64",
+    }
+    ops = result.graph.op_counts()
+    assert "LookupTableSizeV2" not in ops and ops["FloorMod"] >= 1  # OOV bucket from the id
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    fresh = {k: v[::-1].copy() for k, v in model.feeds.items()}
+    onnx = _check_everywhere(model, result, tmp_path, fresh)
+    assert onnx.lowered["SparseCross"] == 1
+
+
+def test_crossed_input_with_a_keyed_hash_is_refused(tmp_path: Path) -> None:
+    model = keras3_salted_cross()
+    result = _upstream(model)
+    assert [e.input_key for e in result.encodings] == ["t"]
     refusal = " ".join(result.notes)
-    assert "input 'kind2' is crossed and also read as vocabulary lookup (3 keys) + 2 OOV" in refusal
-    assert result.graph.signature.inputs["kind2"].dtype == "string"
+    assert "input 's' is crossed and also read as StringToHashBucketStrong(16, keyed)" in refusal
+    assert result.graph.signature.inputs["s"].dtype == "string"
     encoded = encode_feeds(result.encodings, model.feeds)
     assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(model.feeds)) <= 1e-5
     blockers = {b.op: b for b in find_onnx_blockers(result.graph)}
-    assert "kind2" in blockers["string input"].inputs
-    with pytest.raises(ExportError, match="SparseCross"):
+    assert "s" in blockers["string input"].inputs
+    with pytest.raises(ExportError, match="StringToHashBucketStrong"):
         export_onnx(result.graph, tmp_path / "m.onnx", encoded)
 
 
@@ -210,7 +226,7 @@ def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:
 def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
     """Advice asks the pass's matcher: every exact ids_upstream target of analyze is rewritten
     by the fast plan, and inputs the matcher refuses get a reason instead of an exact line."""
-    for model in (keras3[0], columns[0], feature_cross(), feature_cross_oov()):
+    for model in (keras3[0], columns[0], feature_cross(), keras3_salted_cross()):
         ctx = DetectorContext(graph=model.graph, info=model.loaded.info, feeds=model.feeds)
         suggestions = advise(run_detectors(ctx, strict=True), model.graph, preset="fast")
         plan = build_plan(suggestions, model.graph, "fast")
@@ -223,10 +239,10 @@ def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
             if s.pass_name == "ids_upstream":
                 assert set(s.targets) <= set(record.stats["inputs_changed"])
         refused = [s for s in suggestions if s.kind == "ids_upstream_refused"]
-        if model is feature_cross_oov():
-            assert [s.targets for s in refused] == [("kind2",)]
-            assert "crossed and also read as vocabulary" in refused[0].message
-            assert result.record("ids_upstream").stats["inputs_changed"] == ["city"]
+        if model is keras3_salted_cross():
+            assert [s.targets for s in refused] == [("s",)]
+            assert "crossed and also read as StringToHashBucketStrong" in refused[0].message
+            assert result.record("ids_upstream").stats["inputs_changed"] == ["t"]
         else:
             assert refused == []
 
