@@ -226,7 +226,8 @@ def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:
 def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
     """Advice asks the pass's matcher: every exact ids_upstream target of analyze is rewritten
     by the fast plan, and inputs the matcher refuses get a reason instead of an exact line."""
-    for model in (keras3[0], columns[0], feature_cross(), keras3_salted_cross()):
+    models = (keras3[0], columns[0], feature_cross(), feature_cross_oov(), deepctr_hash())
+    for model in (*models, retrieval_top_k(), keras3_salted_cross()):
         ctx = DetectorContext(graph=model.graph, info=model.loaded.info, feeds=model.feeds)
         suggestions = advise(run_detectors(ctx, strict=True), model.graph, preset="fast")
         plan = build_plan(suggestions, model.graph, "fast")
