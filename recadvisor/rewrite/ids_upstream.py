@@ -11,7 +11,8 @@ on it as params, ``StridedSlice``, ``Slice``, ``Tile``, ``Transpose``: the featu
 * ``LookupTableFindV2`` on a string-keyed table with integer values and a constant default ->
   the vocabulary index; a table read with a hash for its out-of-vocabulary keys
   (``SelectV2(ids != default, ids, hash(x, n) + size)``: feature columns' ``num_oov_buckets``,
-  ``tf.lookup.StaticVocabularyTable``) -> the final index, OOV buckets included;
+  ``tf.lookup.StaticVocabularyTable``, Keras ``num_oov_indices > 1``, also with Keras'
+  ``mask_token`` select in between) -> the final index, OOV buckets included;
 * on an integer input, ``LookupTableFindV2`` on an integer-keyed table (Keras ``IntegerLookup``,
   integer vocabulary columns) -> the vocabulary index;
 * a hashed cross (``SparseCross`` / ``SparseCrossHashed`` with ``hashed_output``, i.e. Keras
@@ -296,16 +297,46 @@ def _const_int(graph: ModelGraph, tensor: str, table: Any) -> int | None:
     return None
 
 
-def _match_oov_select(
-    graph: ModelGraph, find: Any, default: int, table: Any
-) -> tuple[str, tuple[str, ...], str, int, int] | None:
-    """``SelectV2(ids != default, ids, hash(x, n) + offset)`` around a find op.
+def _mask_select(graph: ModelGraph, find: Any) -> tuple[Any, bytes, int] | None:
+    """Keras' mask around a lookup: ``SelectV2(x == mask_token, mask_value, find)``.
 
     Returns:
-        (the select node, the nodes it replaces, the hash node, n, offset), or None when the
-        find op is read another way.
+        (the select node, the mask token, the mask value), or None.
     """
-    readers = set(graph.consumers.get(find.name, []))
+    readers = graph.consumers.get(find.name, [])
+    if len(readers) != 1 or graph.nodes[readers[0]].op not in SELECT_OPS:
+        return None
+    select = graph.nodes[readers[0]]
+    cond = graph.nodes.get(node_name(select.input[0]))
+    if node_name(select.input[2]) != find.name or cond is None or cond.op != "Equal":
+        return None
+    if graph.consumers.get(cond.name) != [select.name]:
+        return None
+    sides = [node_name(i) for i in cond.input[:2]]
+    x = node_name(find.input[1])
+    if x not in sides:
+        return None
+    token = resolve_const(graph, cond.input[1 - sides.index(x)])
+    value = resolve_const(graph, select.input[1])
+    if token is None or value is None or token.size != 1 or value.size != 1:
+        return None
+    return select, _text(np.asarray(token).reshape(-1)[0]), int(np.asarray(value).reshape(-1)[0])
+
+
+def _match_oov_select(
+    graph: ModelGraph, find: Any, default: int, table: Any
+) -> tuple[str, tuple[str, ...], str, int, int, tuple[bytes, int] | None] | None:
+    """``SelectV2(ids != default, ids, hash(x, n) + offset)`` around a find op (``ids`` may be
+    Keras' mask select around the find op).
+
+    Returns:
+        (the select node, the nodes it replaces, the hash node, n, offset, (mask token, mask
+        value) or None), or None when the find op is read another way.
+    """
+    masked = _mask_select(graph, find)
+    ids = masked[0] if masked is not None else find
+    mask = (masked[1], masked[2]) if masked is not None else None
+    readers = set(graph.consumers.get(ids.name, []))
     selects = [r for r in readers if graph.nodes[r].op in SELECT_OPS]
     if len(selects) != 1:
         return None
@@ -316,14 +347,14 @@ def _match_oov_select(
     if set(graph.consumers.get(cond.name, [])) != {select.name}:
         return None
     sides = [node_name(i) for i in cond.input[:2]]
-    if find.name not in sides:
+    if ids.name not in sides:
         return None
-    if resolve_const(graph, cond.input[1 - sides.index(find.name)]) is None or int(
-        np.asarray(resolve_const(graph, cond.input[1 - sides.index(find.name)])).reshape(-1)[0]
+    if resolve_const(graph, cond.input[1 - sides.index(ids.name)]) is None or int(
+        np.asarray(resolve_const(graph, cond.input[1 - sides.index(ids.name)])).reshape(-1)[0]
     ) != int(default):
         return None
     kept, other = (1, 2) if cond.op == "NotEqual" else (2, 1)
-    if node_name(select.input[kept]) != find.name:
+    if node_name(select.input[kept]) != ids.name:
         return None
     add = graph.nodes.get(node_name(select.input[other]))
     if (
@@ -344,11 +375,14 @@ def _match_oov_select(
         if offset is None:
             return None
         replaced = (select.name, cond.name, add.name, hash_node.name, find.name)
+        if masked is not None:
+            replaced += (ids.name, node_name(ids.input[0]))
         size = graph.nodes.get(node_name(add.input[1 - h_pos]))
         if size is not None and size.op.startswith("LookupTableSize"):
             if graph.consumers.get(size.name) == [add.name]:
                 replaced += (size.name,)
-        return select.name, replaced, hash_node.name, int(hash_node.attr["num_buckets"].i), offset
+        n = int(hash_node.attr["num_buckets"].i)
+        return select.name, replaced, hash_node.name, n, offset, mask
     return None
 
 
@@ -359,10 +393,14 @@ def _plan_lookup(graph: ModelGraph, key: str, reader: str, is_string: bool) -> _
     values = [*params["values"], default]
     oov = _match_oov_select(graph, node, default, table) if is_string else None
     if oov is not None:
-        select, replaced, hash_node, n, offset = oov
+        select, replaced, hash_node, n, offset, mask = oov
         params = {**params, "oov_buckets": n, "oov_offset": offset}
+        if mask is not None:
+            params["mask"] = {mask[0].decode("utf-8", "surrogateescape"): mask[1]}
 
         def value_of(v: Any) -> int:
+            if mask is not None and v == mask[0]:
+                return mask[1]
             found = mapping.get(v, default)
             return found if found != default else offset + fingerprint64(v) % n
 

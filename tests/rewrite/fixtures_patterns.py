@@ -7,7 +7,8 @@ and ``Embedding(mask_zero=True)`` + masked pooling (a padding mask on the raw st
 hash); ``tags`` [N,3] through ``StringLookup(mask_token="")``; ``uid`` through ``IntegerLookup``
 over sparse 64-bit ids (an int64 -> int64 hash table); ``salted`` through
 ``Hashing(salt=[11, 22])`` (``StringToHashBucketStrong``); ``a`` x ``b`` through
-``HashedCrossing`` (``SparseCross``).
+``HashedCrossing`` (``SparseCross``); ``oov`` [N,2] through ``StringLookup(num_oov_indices=3,
+mask_token="")`` (mask select, then OOV hash buckets for keys the table lacks).
 
 ``feature_columns`` (tf-keras ``DenseFeatures``): ``user`` hash bucket (embedding, sum),
 ``tags`` [N,3] multi-valued hash bucket (embedding, mean), ``cat`` vocabulary list with 2 OOV
@@ -81,6 +82,7 @@ def keras3_feeds(n_rows: int = N_ROWS, seed: int = 0) -> dict[str, np.ndarray]:
         "salted": _strings(rng, (n_rows, 1), POOL),
         "a": _strings(rng, (n_rows, 1), POOL),
         "b": _strings(rng, (n_rows, 1), POOL),
+        "oov": _strings(rng, (n_rows, 2), POOL),
     }
 
 
@@ -98,6 +100,7 @@ def keras3_patterns() -> ContractModel:
         "salted": keras.Input(shape=(1,), dtype="string", name="salted"),
         "a": keras.Input(shape=(1,), dtype="string", name="a"),
         "b": keras.Input(shape=(1,), dtype="string", name="b"),
+        "oov": keras.Input(shape=(2,), dtype="string", name="oov"),
     }
     hist = keras.layers.Hashing(num_bins=50, mask_value="")(ins["hist"])
     hist = keras.layers.Embedding(50, 4, mask_zero=True)(hist)
@@ -110,7 +113,9 @@ def keras3_patterns() -> ContractModel:
     salted = keras.layers.Flatten()(keras.layers.Embedding(20, 4)(salted))
     cross = keras.layers.HashedCrossing(num_bins=30)((ins["a"], ins["b"]))
     cross = keras.layers.Flatten()(keras.layers.Embedding(30, 4)(cross))
-    x = keras.layers.Concatenate()([hist, tags, uid, salted, cross])
+    oov = keras.layers.StringLookup(vocabulary=ITEMS[:5], num_oov_indices=3, mask_token="")
+    oov = keras.ops.sum(keras.layers.Embedding(9, 4)(oov(ins["oov"])), axis=1)
+    x = keras.layers.Concatenate()([hist, tags, uid, salted, cross, oov])
     x = keras.layers.Dense(8, activation="relu")(x)
     out = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
     path = _TMP / "keras3_patterns"
