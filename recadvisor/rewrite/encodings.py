@@ -21,7 +21,8 @@ original TensorFlow graph computed:
   is bit-exact; a bucket ``Fingerprint64 mod N`` is then computed in the graph.
 * ``vocabulary``: table keys -> values, ``default_value`` for keys not in the table; with
   ``oov_buckets`` (feature columns' ``num_oov_buckets``, Keras ``num_oov_indices > 1``) a key
-  the table maps to ``default_value`` gets ``oov_offset + Fingerprint64(key) mod oov_buckets``.
+  the table maps to ``default_value`` gets ``oov_offset + Fingerprint64(key) mod oov_buckets``
+  (with ``oov_hash: floormod``, Keras ``IntegerLookup``: ``oov_offset + key mod oov_buckets``).
 * ``bucketize``: TensorFlow's ``Bucketize``: the number of boundaries ``<=`` the value, compared
   in float32 (its boundaries are a float32 attribute).
 * ``broadcast``: a per-request input given once: every row must be equal and one row is sent.
@@ -516,11 +517,14 @@ def _encode_vocabulary(arr: Any, enc: InputEncoding) -> np.ndarray:
     if not oov:
         return _map_unique(src, lambda v: table.get(v, default), np.dtype(enc.target_dtype))
     offset = int(params["oov_offset"])
+    floormod = params.get("oov_hash") == "floormod"
 
     def one(v: Any) -> int:
         found = table.get(v, default)
         if found != default:
             return found
+        if floormod:  # Keras IntegerLookup: the integer mod the OOV count
+            return offset + int(v) % oov
         # TensorFlow hashes the key's string form (strings: Fingerprint64, as in the graph)
         return offset + fingerprint64(v if is_string else str(int(v)).encode()) % oov
 

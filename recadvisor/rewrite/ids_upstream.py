@@ -297,7 +297,7 @@ def _const_int(graph: ModelGraph, tensor: str, table: Any) -> int | None:
     return None
 
 
-def _mask_select(graph: ModelGraph, find: Any) -> tuple[Any, bytes, int] | None:
+def _mask_select(graph: ModelGraph, find: Any) -> tuple[Any, Any, int] | None:
     """Keras' mask around a lookup: ``SelectV2(x == mask_token, mask_value, find)``.
 
     Returns:
@@ -320,18 +320,21 @@ def _mask_select(graph: ModelGraph, find: Any) -> tuple[Any, bytes, int] | None:
     value = resolve_const(graph, select.input[1])
     if token is None or value is None or token.size != 1 or value.size != 1:
         return None
-    return select, _text(np.asarray(token).reshape(-1)[0]), int(np.asarray(value).reshape(-1)[0])
+    raw = np.asarray(token).reshape(-1)[0]
+    mask = _text(raw) if isinstance(raw, (bytes, str)) else int(raw)
+    return select, mask, int(np.asarray(value).reshape(-1)[0])
 
 
 def _match_oov_select(
     graph: ModelGraph, find: Any, default: int, table: Any
-) -> tuple[str, tuple[str, ...], str, int, int, tuple[bytes, int] | None] | None:
+) -> tuple[str, tuple[str, ...], str, int, int, tuple[Any, int] | None, str] | None:
     """``SelectV2(ids != default, ids, hash(x, n) + offset)`` around a find op (``ids`` may be
-    Keras' mask select around the find op).
+    Keras' mask select around the find op; for integer keys Keras' ``hash`` is ``x mod n``).
 
     Returns:
         (the select node, the nodes it replaces, the hash node, n, offset, (mask token, mask
-        value) or None), or None when the find op is read another way.
+        value) or None, ``fingerprint64`` or ``floormod``), or None when the find op is read
+        another way.
     """
     masked = _mask_select(graph, find)
     ids = masked[0] if masked is not None else find
@@ -365,7 +368,18 @@ def _match_oov_select(
         return None
     for h_pos in (0, 1):
         hash_node = graph.nodes.get(node_name(add.input[h_pos]))
-        if hash_node is None or hash_node.op not in HASH_OPS:
+        if hash_node is None:
+            continue
+        if hash_node.op in HASH_OPS:
+            n, how = int(hash_node.attr["num_buckets"].i), "fingerprint64"
+        elif hash_node.op == "FloorMod" and resolve_const(graph, hash_node.input[1]) is not None:
+            n, how = (
+                int(np.asarray(resolve_const(graph, hash_node.input[1])).reshape(-1)[0]),
+                "floormod",
+            )
+            if n < 1:
+                return None
+        else:
             continue
         if node_name(hash_node.input[0]) != node_name(find.input[1]):
             return None
@@ -381,8 +395,7 @@ def _match_oov_select(
         if size is not None and size.op.startswith("LookupTableSize"):
             if graph.consumers.get(size.name) == [add.name]:
                 replaced += (size.name,)
-        n = int(hash_node.attr["num_buckets"].i)
-        return select.name, replaced, hash_node.name, n, offset, mask
+        return select.name, replaced, hash_node.name, n, offset, mask, how
     return None
 
 
@@ -391,18 +404,23 @@ def _plan_lookup(graph: ModelGraph, key: str, reader: str, is_string: bool) -> _
     allowed = ("string",) if is_string else ("int", "uint")
     table, params, default, mapping = _table_params(graph, key, node, allowed)
     values = [*params["values"], default]
-    oov = _match_oov_select(graph, node, default, table) if is_string else None
+    oov = _match_oov_select(graph, node, default, table)
     if oov is not None:
-        select, replaced, hash_node, n, offset, mask = oov
+        select, replaced, hash_node, n, offset, mask, how = oov
         params = {**params, "oov_buckets": n, "oov_offset": offset}
+        if how == "floormod":
+            params["oov_hash"] = how
         if mask is not None:
-            params["mask"] = {mask[0].decode("utf-8", "surrogateescape"): mask[1]}
+            token = mask[0].decode("utf-8", "surrogateescape") if is_string else str(mask[0])
+            params["mask"] = {token: mask[1]}
 
         def value_of(v: Any) -> int:
             if mask is not None and v == mask[0]:
                 return mask[1]
             found = mapping.get(v, default)
-            return found if found != default else offset + fingerprint64(v) % n
+            if found != default:
+                return found
+            return offset + (int(v) % n if how == "floormod" else fingerprint64(_text(v)) % n)
 
         return _Terminal(
             ("vocabulary", table.content_digest(), default, n, offset),
@@ -651,10 +669,11 @@ def plan_input(graph: ModelGraph, key: str) -> _InputPlan | None:
         else:
             term = _plan_numeric_terminal(graph, key, reader, pos, info.dtype)
             if term is None:
-                numeric_uses.append(f"{graph.nodes[reader].op} '{reader}'")
+                numeric_uses.append(reader)
             else:
                 planned.append(term)
     claimed = {c for t in planned for c in t.claims}
+    numeric_uses = [f"{graph.nodes[r].op} '{r}'" for r in numeric_uses if r not in claimed]
     planned = [t for t in planned if not set(t.remove[:1]) & claimed]
     if not planned:
         return None

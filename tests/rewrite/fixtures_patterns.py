@@ -8,7 +8,8 @@ hash); ``tags`` [N,3] through ``StringLookup(mask_token="")``; ``uid`` through `
 over sparse 64-bit ids (an int64 -> int64 hash table); ``salted`` through
 ``Hashing(salt=[11, 22])`` (``StringToHashBucketStrong``); ``a`` x ``b`` through
 ``HashedCrossing`` (``SparseCross``); ``oov`` [N,2] through ``StringLookup(num_oov_indices=3,
-mask_token="")`` (mask select, then OOV hash buckets for keys the table lacks).
+mask_token="")`` (mask select, then OOV hash buckets for keys the table lacks); ``code``
+through ``IntegerLookup(num_oov_indices=2)`` (OOV index ``code mod 2``).
 
 ``feature_columns`` (tf-keras ``DenseFeatures``): ``user`` hash bucket (embedding, sum),
 ``tags`` [N,3] multi-valued hash bucket (embedding, mean), ``cat`` vocabulary list with 2 OOV
@@ -83,6 +84,7 @@ def keras3_feeds(n_rows: int = N_ROWS, seed: int = 0) -> dict[str, np.ndarray]:
         "a": _strings(rng, (n_rows, 1), POOL),
         "b": _strings(rng, (n_rows, 1), POOL),
         "oov": _strings(rng, (n_rows, 2), POOL),
+        "code": rng.choice([5, 9, 0, -3, 77], (n_rows, 1)).astype(np.int64),
     }
 
 
@@ -101,6 +103,7 @@ def keras3_patterns() -> ContractModel:
         "a": keras.Input(shape=(1,), dtype="string", name="a"),
         "b": keras.Input(shape=(1,), dtype="string", name="b"),
         "oov": keras.Input(shape=(2,), dtype="string", name="oov"),
+        "code": keras.Input(shape=(1,), dtype="int64", name="code"),
     }
     hist = keras.layers.Hashing(num_bins=50, mask_value="")(ins["hist"])
     hist = keras.layers.Embedding(50, 4, mask_zero=True)(hist)
@@ -115,7 +118,9 @@ def keras3_patterns() -> ContractModel:
     cross = keras.layers.Flatten()(keras.layers.Embedding(30, 4)(cross))
     oov = keras.layers.StringLookup(vocabulary=ITEMS[:5], num_oov_indices=3, mask_token="")
     oov = keras.ops.sum(keras.layers.Embedding(9, 4)(oov(ins["oov"])), axis=1)
-    x = keras.layers.Concatenate()([hist, tags, uid, salted, cross, oov])
+    code = keras.layers.IntegerLookup(vocabulary=[5, 9], num_oov_indices=2)(ins["code"])
+    code = keras.layers.Flatten()(keras.layers.Embedding(4, 4)(code))
+    x = keras.layers.Concatenate()([hist, tags, uid, salted, cross, oov, code])
     x = keras.layers.Dense(8, activation="relu")(x)
     out = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
     path = _TMP / "keras3_patterns"

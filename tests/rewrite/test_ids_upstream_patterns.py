@@ -96,8 +96,10 @@ def test_keras3_masks_lookups_salted_hash_and_cross(keras3, tmp_path: Path) -> N
         "a": "fingerprint64",
         "b": "fingerprint64",
         "oov": "vocabulary",
+        "code": "vocabulary",
     }
     assert enc["oov"].params["oov_buckets"] == 3 and enc["oov"].params["mask"] == {"": 0}
+    assert enc["code"].params["oov_hash"] == "floormod"  # IntegerLookup: code mod 2
     # the padding "" keeps its meaning: a reserved id the hash / lookup never produces
     assert enc["hist"].params["reserved"] == {"": -1}
     assert enc["tags"].params["reserved"] == {"": -1}
