@@ -11,7 +11,9 @@ Finding -> pass:
 
 ==========================  =========================================================
 numeric_as_string           numeric_bucketize (exact-in-range, same signature)
-string_op (string inputs)   ids_upstream (exact, inputs become int64 ids)
+string_op (string inputs)   ids_upstream (exact, inputs become int64 ids) for the inputs the
+                            pass's own matcher accepts; the others get an
+                            ``ids_upstream_refused`` suggestion with its reason
 duplicate_feature           merge_duplicates (exact) when the duplicate is mergeable
 shared_embedding_candidate  share_embeddings (lossy, gated)
 large_embedding             prune_embedding_rows / reduce_embedding_dim /
@@ -55,7 +57,6 @@ from recadvisor.analysis.findings import (
     severity_rank,
     to_jsonable,
 )
-from recadvisor.analysis.stages import FEATURE_CROSS_OPS
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import EXACT, EXACT_IN_RANGE, LOSSY
 
@@ -195,6 +196,7 @@ class _Advisor:
         self.graph = graph
         self.attribution = attribution
         self.bs = _reference_batch(attribution, profile)
+        self.upstream_verdicts: dict[str, str | None] = {}
 
     def share(self, by_batch: dict[int, float], fallback: float | None = None) -> float | None:
         if self.bs is not None and self.bs in by_batch:
@@ -285,6 +287,23 @@ class _Advisor:
             )
         ]
 
+    def ids_upstream_verdict(self, key: str) -> str | None:
+        """Why ``ids_upstream`` cannot move input ``key`` upstream (``None``: it can).
+
+        Asks the pass's own matcher (:func:`recadvisor.rewrite.ids_upstream.plan_input`), so an
+        exact suggestion is made only for inputs the rebuild will rewrite.
+        """
+        from recadvisor.rewrite.ids_upstream import InputRefused, plan_input
+
+        if key not in self.upstream_verdicts:
+            try:
+                plan = plan_input(self.graph, key)
+                verdict = None if plan is not None else f"nothing hashes or looks up `{key}`"
+            except InputRefused as e:
+                verdict = str(e)
+            self.upstream_verdicts[key] = verdict
+        return self.upstream_verdicts[key]
+
     def string_op(self, f: Finding) -> list[Suggestion]:
         string_inputs = [
             x
@@ -292,17 +311,38 @@ class _Advisor:
             if self.graph.signature.inputs.get(x) is not None
             and self.graph.signature.inputs[x].dtype == "string"
         ]
-        if not string_inputs or len(f.features) != len(string_inputs):
+        if not string_inputs:
             return []  # numeric inputs: numeric_as_string's suggestion covers them
         ev = f.evidence
-        if FEATURE_CROSS_OPS & set(ev.get("op_types") or {}):
-            return []  # ids_upstream replaces hashes and lookups of one input, not a cross
         by_batch = _shares(f)
         share = self.share(by_batch, ev.get("time_share"))
+        refused = {x: self.ids_upstream_verdict(x) for x in string_inputs}
+        accepted = [x for x in string_inputs if refused[x] is None]
+        out = [
+            self.suggest(
+                f,
+                kind="ids_upstream_refused",
+                targets=(x,),
+                pass_name=None,
+                exactness=RETRAIN,
+                changes_contract=True,
+                message=(
+                    f"the ids of `{x}` cannot be computed upstream by the rebuild ({why}): "
+                    "compute them in the input pipeline when retraining"
+                ),
+                training_side=(
+                    f"# compute the ids of `{x}` in the feature pipeline and feed int64 ids"
+                ),
+            )
+            for x, why in refused.items()
+            if why is not None
+        ]
+        if not accepted:
+            return out
         buckets = ev.get("num_buckets") or []
         vocab = ev.get("vocabulary_sizes") or []
         lines = []
-        for x in string_inputs:
+        for x in accepted:
             if buckets:
                 lines.append(
                     f"{x}_id = tf.strings.to_hash_bucket_fast({x}, {buckets[0]})"
@@ -318,20 +358,21 @@ class _Advisor:
             self.suggest(
                 f,
                 kind="ids_upstream",
-                targets=tuple(string_inputs),
+                targets=tuple(accepted),
                 pass_name="ids_upstream",
-                params={"inputs": string_inputs},
+                params={"inputs": accepted},
                 exactness=EXACT,
                 changes_contract=True,
                 expected_time_share=share,
                 expected_time_share_by_batch=by_batch,
                 message=(
-                    f"compute the ids of {_ticks(string_inputs)} upstream (int64 inputs, "
+                    f"compute the ids of {_ticks(accepted)} upstream (int64 inputs, "
                     f"exact): removes {_pct(share)} of string work and opens the way to "
                     "onnxruntime"
                 ),
                 training_side="\n".join(lines),
-            )
+            ),
+            *out,
         ]
 
     def duplicate_feature(self, f: Finding) -> list[Suggestion]:

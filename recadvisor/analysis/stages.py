@@ -27,6 +27,7 @@ from recadvisor.model.graph import (
     is_control_input,
     node_name,
 )
+from recadvisor.model.queries import CROSS_OPS
 
 STRING_LOOKUP = "string/lookup"
 EMBEDDING_GATHER = "embedding gather"
@@ -36,7 +37,7 @@ STAGES: tuple[str, ...] = (STRING_LOOKUP, EMBEDDING_GATHER, DENSE_MLP, OTHER)
 
 # Feature crosses (``tf.feature_column.crossed_column``, Keras ``HashedCrossing``): the values of
 # several inputs formatted, concatenated and hashed into one id per combination.
-FEATURE_CROSS_OPS = frozenset({"SparseCross", "SparseCrossHashed", "SparseCrossV2"})
+FEATURE_CROSS_OPS = CROSS_OPS
 # Turning raw values into ids: hashing, vocabulary tables, bucketizing, crossing.
 _ID_OPS = frozenset({"Bucketize", "_TensorToHashBucketFast"}) | FEATURE_CROSS_OPS
 # Embedding reads beyond the plain gathers the graph module lists.

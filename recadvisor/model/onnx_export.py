@@ -10,12 +10,19 @@ lookup tables. So :func:`export_onnx`
    ``Bucketize(x, b)`` -> ``Sum(Cast(ExpandDims(x, -1) >= b))`` (the count of boundaries
    ``<= x``, compared in float32 like the TensorFlow kernel), each integer-keyed lookup table
    -> a gather over a dense remap vector (``keys - min`` indexes it; keys outside the range, and
-   holes, read the table's default), and ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
-   / ``Exp(x)-1``;
+   holes, read the table's default), or, for sparse keys (64-bit ids, ``Fingerprint64`` keys;
+   up to 16384 keys), a match of the ids against every key (``Equal`` + ``ArgMax`` + gather,
+   the default where none matches), ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
+   / ``Exp(x)-1``, and a hashed cross of one-value int64 columns (``SparseCross`` from Keras
+   ``HashedCrossing`` after ``ids_upstream`` sent its strings as ``Fingerprint64`` ids) -> the
+   kernel's ``FingerprintCat64`` chain in uint64 arithmetic (``Mul``, ``BitwiseXor``,
+   ``RightShift``, ``FloorMod``: opset 18), bit-exact;
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
    keys), then cleans up what tf2onnx leaves (:mod:`recadvisor.model.onnx_optimize`);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
-   writes ``path`` only when every output matches within ``tolerance`` (default 1e-5).
+   writes ``path`` only when every output matches within ``tolerance`` (default 1e-5; string
+   outputs, e.g. a retrieval model's top-K ids gathered from a constant, must be equal: they
+   stay strings in ONNX).
 
 tf2onnx, onnx and onnxruntime are the optional ``onnx`` extra (``pip install recadvisor[onnx]``).
 """
@@ -34,24 +41,39 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import ExportError, OutputExistsError
-from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name
-from recadvisor.model.runtime import GraphRunner
-from recadvisor.rewrite.table_surgery import (
+from recadvisor.model.edits import (
     add_cast,
     add_const,
+    add_gather,
     add_node,
     protected_nodes,
     remove_if_unread,
     reserve_name,
     resolve_const,
+    rewire,
 )
+from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
+from recadvisor.model.queries import CROSS_OPS
+from recadvisor.model.runtime import GraphRunner
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 1e-5
-MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range stay blockers
+MAX_REMAP_SPAN = 1 << 22  # integer tables with a wider key range are matched key by key
+MAX_MATCH_KEYS = 1 << 14  # ... when they have at most this many keys (else they stay blockers)
+CROSS_OPSET = 18  # BitwiseXor
+# ops that only carry strings and have string kernels in onnxruntime: a string output (the top-K
+# item ids of a retrieval model, gathered from a constant) stays a string in ONNX
+STRING_CARRIERS = frozenset(
+    {"Const", "Identity", "GatherV2", "Reshape", "Squeeze", "ExpandDims", "ConcatV2"}
+)
+CROSS_MUL = 0xC6A4A7935BD1E995  # FingerprintCat64's multiplier (tensorflow/core/platform)
+CROSS_FIX = (
+    "no ONNX equivalent for this cross (sparse or multi-valued columns, string columns or a "
+    "strong hash): keep serving it with TensorFlow"
+)
 STRING_FIX = "enable ids_upstream in the plan (preset fast) to move string hashing/lookups out"
 TYPE_ATTRS = (
     "T",
@@ -166,10 +188,30 @@ def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
     if table.size == 0:
         return resolve_const(graph, find.input[2]) is not None
     span = int(table.keys.max()) - int(table.keys.min()) + 1
-    if span > MAX_REMAP_SPAN:
-        return False
+    if span > MAX_REMAP_SPAN:  # sparse keys (64-bit ids, Fingerprint64 keys): matched
+        return table.size <= MAX_MATCH_KEYS and resolve_const(graph, find.input[2]) is not None
     # holes in the key range read the default, which must then be a constant
     return span == table.size or resolve_const(graph, find.input[2]) is not None
+
+
+def _one_value_column(graph: ModelGraph, tensor: str) -> bool:
+    """Whether ``tensor`` is a signature input of shape ``[N, 1]`` (through Identity nodes)."""
+    src = source_through(graph.nodes, tensor, ("Identity",))
+    key = next((k for k, v in graph.input_nodes.items() if v == src), None)
+    shape = graph.signature.inputs[key].shape if key is not None else None
+    return shape is not None and len(shape) == 2 and shape[1] == 1
+
+
+def _lowerable_cross(graph: ModelGraph, node: Any) -> bool:
+    """A hashed ``SparseCross`` of dense ``[N, 1]`` int64 columns only."""
+    if node.op != "SparseCross" or not node.attr["hashed_output"].b:
+        return False
+    if node.attr["sparse_types"].list.type:
+        return False
+    int64 = import_tf().int64.as_datatype_enum
+    if any(t != int64 for t in node.attr["dense_types"].list.type):
+        return False
+    return all(_one_value_column(graph, i) for i in node.input if not i.startswith("^"))
 
 
 def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
@@ -202,7 +244,7 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
                 fixes[node.op] = STRING_FIX
             else:
                 fixes[node.op] = (
-                    "no ONNX equivalent for this lookup table (sparse integer keys, "
+                    "no ONNX equivalent for this lookup table (over 16384 sparse integer keys, "
                     "a non-constant default or non-scalar values); keep serving it "
                     "with TensorFlow"
                 )
@@ -210,12 +252,18 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
         elif node.op in STRING_OPS:
             found.setdefault(node.op, []).append(node.name)
             fixes.setdefault(node.op, STRING_FIX)
+        elif node.op in CROSS_OPS and not _lowerable_cross(graph, node):
+            found.setdefault(node.op, []).append(node.name)
+            string_enum_list = node.attr["dense_types"].list.type or []
+            fixes.setdefault(node.op, STRING_FIX if string_enum in string_enum_list else CROSS_FIX)
         elif node.name in input_nodes and node.attr["dtype"].type == string_enum:
             if graph.consumers.get(node.name):  # an unread string input is a valid ONNX input
                 found.setdefault("string input", []).append(node.name)
                 fixes.setdefault("string input", STRING_FIX)
-        elif _is_string_typed(node, string_enum, string_enum) and (
-            graph.consumers.get(node.name) or node.name in graph.output_nodes.values()
+        elif (
+            _is_string_typed(node, string_enum, string_enum)
+            and node.op not in STRING_CARRIERS
+            and (graph.consumers.get(node.name) or node.name in graph.output_nodes.values())
         ):
             carriers.setdefault(f"{node.op} on strings", []).append(node.name)
     if not found:
@@ -284,9 +332,71 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     node.attr["keep_dims"].b = False
 
 
+def _become_select(node: Any, cond: str, found: str, default: str, dtype: np.dtype) -> None:
+    """Turn a lowered find op, in place, into ``SelectV2(cond, found, default)``."""
+    del node.input[:]
+    node.input.extend([cond, found, default])
+    node.op = "SelectV2"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = import_tf().dtypes.as_dtype(dtype).as_datatype_enum
+
+
+def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
+    """Rewrite one LookupTableFindV2 with sparse integer keys as a key match: ``Equal`` of the
+    ids with every key, ``ArgMax`` of the matches, a gather of the values, the default where
+    nothing matched."""
+    table = graph.tables[graph.table_of_node(node.name) or ""]
+    value_dtype = np.dtype(table.value_dtype)
+    x, default_tensor = node.input[1], node.input[2]
+
+    def fresh(suffix: str) -> str:
+        return reserve_name(names, f"{node.name}/onnx_{suffix}")
+
+    if table.key_dtype != "int64":
+        cast = fresh("cast")
+        add_cast(graph_def, cast, x, table.key_dtype, "int64")
+        x = cast
+    keys, values = fresh("keys"), fresh("values")
+    add_const(graph_def, keys, table.keys.astype(np.int64))
+    add_const(graph_def, values, table.values.astype(value_dtype))
+    last, axis, zero = fresh("last"), fresh("axis"), fresh("zero")
+    add_const(graph_def, last, np.array(-1, np.int32))
+    add_const(graph_def, axis, np.array(0, np.int32))
+    add_const(graph_def, zero, np.array(0, np.int32))
+    expanded = fresh("expand")
+    add_node(graph_def, expanded, "ExpandDims", [x, last], T="dtype:int64", Tdim="dtype:int32")
+    equal = fresh("equal")
+    add_node(graph_def, equal, "Equal", [expanded, keys], T="dtype:int64")
+    hits = fresh("hits")
+    add_cast(graph_def, hits, equal, "bool", "int32")
+    hit = fresh("hit")
+    add_node(
+        graph_def, hit, "Max", [hits, last], T="dtype:int32", Tidx="dtype:int32", keep_dims=False
+    )
+    found = fresh("found")
+    add_node(graph_def, found, "Greater", [hit, zero], T="dtype:int32")
+    index = fresh("index")
+    add_node(
+        graph_def,
+        index,
+        "ArgMax",
+        [hits, last],
+        T="dtype:int32",
+        Tidx="dtype:int32",
+        output_type="dtype:int64",
+    )
+    gathered = fresh("gather")
+    add_gather(graph_def, gathered, values, index, value_dtype.name, "int64", axis)
+    _become_select(node, found, gathered, default_tensor, value_dtype)
+
+
 def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
     """Rewrite one integer-keyed LookupTableFindV2 in place as a gather over a dense remap."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
+    if table.size and int(table.keys.max()) - int(table.keys.min()) + 1 > MAX_REMAP_SPAN:
+        _lower_sparse_table(graph, graph_def, node, names)
+        return
     base = node.name
     key_dtype = table.key_dtype
     value_dtype = np.dtype(table.value_dtype)
@@ -328,22 +438,8 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
     safe = fresh("clip")
     add_node(graph_def, safe, "Minimum", [low, consts["last"]], T="dtype:int64")
     found = fresh("gather")
-    add_node(
-        graph_def,
-        found,
-        "GatherV2",
-        [remap_name, safe, axis],
-        Tparams=f"dtype:{value_dtype.name}",
-        Tindices="dtype:int64",
-        Taxis="dtype:int32",
-        batch_dims=0,
-    )
-    del node.input[:]
-    node.input.extend([inside, found, default_tensor])
-    node.op = "SelectV2"
-    for attr in list(node.attr):
-        del node.attr[attr]
-    node.attr["T"].type = import_tf().dtypes.as_dtype(value_dtype).as_datatype_enum
+    add_gather(graph_def, found, remap_name, safe, value_dtype.name, "int64", axis)
+    _become_select(node, inside, found, default_tensor, value_dtype)
 
 
 def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
@@ -367,6 +463,106 @@ def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
 UNARY_LOWERINGS = frozenset({"Log1p", "Expm1"})
 
 
+def _lower_one_hot(graph_def: Any, node: Any, names: set[str]) -> None:
+    """``OneHot`` indices below zero -> ``depth``: TensorFlow gives a row of ``off_value`` for
+    them, ONNX counts a negative index from the end (a feature column's OOV id ``-1`` would
+    light the last column)."""
+    dtype = _dtype_name(node.attr["TI"].type) if "TI" in node.attr else "int64"
+    idx, depth = node.input[0], node.input[1]
+    if dtype != "int32":
+        cast = reserve_name(names, f"{node.name}/onnx_depth")
+        add_cast(graph_def, cast, depth, "int32", dtype)
+        depth = cast
+    zero = reserve_name(names, f"{node.name}/onnx_zero")
+    add_const(graph_def, zero, np.array(0, dtype=dtype))
+    negative = reserve_name(names, f"{node.name}/onnx_negative")
+    add_node(graph_def, negative, "Less", [idx, zero], T=f"dtype:{dtype}")
+    safe = reserve_name(names, f"{node.name}/onnx_indices")
+    add_node(graph_def, safe, "SelectV2", [negative, depth, idx], T=f"dtype:{dtype}")
+    node.input[0] = safe
+
+
+def _lower_cross(graph_def: Any, node: Any, names: set[str]) -> None:
+    """A hashed ``SparseCross`` of ``[N, 1]`` int64 columns as uint64 arithmetic (bit-exact).
+
+    TensorFlow's kernel: ``h = hash_key``; per column ``h = FingerprintCat64(h, value)``;
+    the value is ``h mod num_buckets`` (``mod INT64_MAX`` without buckets). One value per row,
+    so the sparse output is ``indices [[i, 0]]``, ``shape [N, 1]``.
+    """
+    base = node.name
+
+    def fresh(suffix: str) -> str:
+        return reserve_name(names, f"{base}/onnx_{suffix}")
+
+    def const(suffix: str, value: Any, dtype: Any) -> str:
+        name = fresh(suffix)
+        add_const(graph_def, name, np.array(value, dtype))
+        return name
+
+    def op(suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
+        name = fresh(suffix)
+        add_node(graph_def, name, kind, inputs, **attrs)
+        return name
+
+    u64 = "dtype:uint64"
+    mul = const("mul", CROSS_MUL, np.uint64)
+    shift = const("shift", 47, np.uint64)
+    flat = const("flat", [-1], np.int32)
+
+    def shift_mix(x: str) -> str:
+        return op("xor", "BitwiseXor", [x, op("shr", "RightShift", [x, shift], T=u64)], T=u64)
+
+    def times(x: str) -> str:
+        return op("mul", "Mul", [x, mul], T=u64)
+
+    columns = [i for i in node.input if not i.startswith("^")]
+    first = op("flat", "Reshape", [columns[0], flat], T="dtype:int64", Tshape="dtype:int32")
+    h = op(
+        "seed",
+        "BitwiseXor",
+        [
+            op(
+                "zeros",
+                "ZerosLike",
+                [op("u", "Cast", [first], SrcT="dtype:int64", DstT=u64)],
+                T=u64,
+            ),
+            const("key", int(node.attr["hash_key"].i) & ((1 << 64) - 1), np.uint64),
+        ],
+        T=u64,
+    )
+    for column in columns:
+        flat_col = op("flat", "Reshape", [column, flat], T="dtype:int64", Tshape="dtype:int32")
+        value = op("u", "Cast", [flat_col], SrcT="dtype:int64", DstT=u64, Truncate=False)
+        mixed = times(shift_mix(times(value)))
+        r = op("xor", "BitwiseXor", [op("xor", "BitwiseXor", [h, mul], T=u64), mixed], T=u64)
+        h = shift_mix(times(shift_mix(times(r))))
+    buckets = int(node.attr["num_buckets"].i) or (1 << 63) - 1
+    bucket = op("mod", "FloorMod", [h, const("buckets", buckets, np.uint64)], T=u64)
+    values = op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
+    rows = op("rows", "Shape", [values], T="dtype:int64", out_type="dtype:int64")
+    n = op(
+        "n",
+        "StridedSlice",
+        [rows, const("b", [0], np.int32), const("e", [1], np.int32), const("s", [1], np.int32)],
+        T="dtype:int64",
+        Index="dtype:int32",
+        shrink_axis_mask=1,
+        begin_mask=0,
+        end_mask=0,
+        ellipsis_mask=0,
+        new_axis_mask=0,
+    )
+    zero, one = const("zero", 0, np.int64), const("one", 1, np.int64)
+    row_ids = op("range", "Range", [zero, n, one], Tidx="dtype:int64")
+    cols = op("cols", "ZerosLike", [row_ids], T="dtype:int64")
+    indices = op("indices", "Pack", [row_ids, cols], T="dtype:int64", N=2, axis=1)
+    shape = op("shape", "Pack", [n, one], T="dtype:int64", N=2, axis=0)
+    for out, tensor in ((0, indices), (1, values), (2, shape)):
+        rewire(graph_def, f"{base}:{out}", tensor)
+    rewire(graph_def, base, indices)
+
+
 def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     """``Bucketize``, integer-keyed lookup tables, ``Log1p``/``Expm1`` rewritten for tf2onnx.
 
@@ -384,9 +580,15 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
         if node.op == "Bucketize":
             _lower_bucketize(gd, node, names)
             lowered["Bucketize"] += 1
+        elif node.op == "OneHot":
+            _lower_one_hot(gd, node, names)
+            lowered["OneHot"] += 1
         elif node.op in UNARY_LOWERINGS:
             lowered[node.op] += 1
             _lower_unary(gd, node, names)
+        elif node.op in CROSS_OPS and _lowerable_cross(graph, graph.nodes[node.name]):
+            _lower_cross(gd, node, names)
+            lowered[node.op] += 1
         elif node.op in ("LookupTableFindV2",) and _lowerable_table(graph, graph.nodes[node.name]):
             table_refs.add(node_name(node.input[0]))
             _lower_table(graph, gd, node, names)
@@ -397,7 +599,8 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             kept = [i for i in node.input if node_name(i) not in table_refs]
             del node.input[:]
             node.input.extend(kept)
-    remove_if_unread(gd, table_refs, protected_nodes(graph))
+    crosses = {n.name for n in gd.node if n.op in CROSS_OPS and lowered.get(n.op)}
+    remove_if_unread(gd, table_refs | crosses, protected_nodes(graph))
     present = {n.name for n in gd.node}
     tables = {k: v for k, v in graph.tables.items() if k in present}
     return graph.replace(graph_def=gd, tables=tables), dict(lowered)
@@ -536,6 +739,7 @@ def export_onnx(
         raise ExportError(f"ONNX parity check needs sample values for inputs {missing}")
     tf2onnx, onnx, ort = _require_onnx()
     lowered_graph, lowered = lower_for_onnx(graph)
+    lowered_crosses = any(op in CROSS_OPS for op in lowered)
     gd, out_tensors = _with_named_outputs(lowered_graph)
     input_keys = list(graph.signature.inputs)
     onnx_keys = _drop_unread_inputs(gd, lowered_graph)
@@ -551,7 +755,7 @@ def export_onnx(
             name=graph.signature.key,
             input_names=[graph.input_tensors[k] for k in onnx_keys],
             output_names=[out_tensors[k] for k in output_keys],
-            opset=opset,
+            opset=max(opset or 0, CROSS_OPSET) if lowered_crosses else opset,
             tensors_to_rename=rename,
         )
     except Exception as e:  # noqa: BLE001 - tf2onnx raises assorted types

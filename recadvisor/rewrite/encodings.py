@@ -13,10 +13,26 @@ original TensorFlow graph computed:
   ``tf.strings.to_hash_bucket_fast``.
 * ``as_string_hash_bucket``: a number formatted like ``tf.strings.as_string`` (C ``printf``
   formats built from its attributes), then hashed as above.
-* ``vocabulary``: table keys -> values, ``default_value`` for keys not in the table.
+* ``strong_hash_bucket``: TensorFlow's ``StringToHashBucketStrong`` (Keras ``Hashing(salt=...)``):
+  SipHash-2-4 keyed with the op's two 64-bit ``key`` words, mod ``num_buckets``;
+  :func:`siphash24` is our own implementation, tested bit for bit against TensorFlow.
+* ``fingerprint64``: the string's ``Fingerprint64`` itself, as the int64 with the same bits: what
+  TensorFlow's hashed crosses (``SparseCross``) use for a string column, so a cross fed these ids
+  is bit-exact; a bucket ``Fingerprint64 mod N`` is then computed in the graph.
+* ``vocabulary``: table keys -> values, ``default_value`` for keys not in the table; with
+  ``oov_buckets`` (feature columns' ``num_oov_buckets``, Keras ``num_oov_indices > 1``) a key
+  the table maps to ``default_value`` gets ``oov_offset + Fingerprint64(key) mod oov_buckets``
+  (with ``oov_hash: floormod``, Keras ``IntegerLookup``: ``oov_offset + key mod oov_buckets``).
 * ``bucketize``: TensorFlow's ``Bucketize``: the number of boundaries ``<=`` the value, compared
   in float32 (its boundaries are a float32 attribute).
 * ``broadcast``: a per-request input given once: every row must be equal and one row is sent.
+
+``reserved`` (any kind but ``fingerprint64``): raw values the model compares the input with
+(a padding ``""``, a mask token, a feature column's ignore value) -> the id sent for them instead,
+an id the kind never produces; the rebuilt graph compares ids and maps a reserved id back to what
+the original graph computed for that value, so the mask keeps its meaning exactly. For
+``fingerprint64`` the compared values keep their own fingerprint and the encoder refuses a value
+whose fingerprint equals a compared value's (a 2^-64 collision) instead of sending a wrong id.
 
 Encodings listed for one input apply in order (``hash_bucket`` then ``broadcast``).
 """
@@ -186,6 +202,62 @@ def fingerprint64(data: bytes) -> int:
     )
 
 
+# --------------------------------------------------------------------------- SipHash-2-4
+_SIP_C = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573)
+
+
+def _rotl(v: int, r: int) -> int:
+    return ((v << r) | (v >> (64 - r))) & _MASK
+
+
+def _sip_round(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    v0 = (v0 + v1) & _MASK
+    v1 = _rotl(v1, 13) ^ v0
+    v0 = _rotl(v0, 32)
+    v2 = (v2 + v3) & _MASK
+    v3 = _rotl(v3, 16) ^ v2
+    v0 = (v0 + v3) & _MASK
+    v3 = _rotl(v3, 21) ^ v0
+    v2 = (v2 + v1) & _MASK
+    v1 = _rotl(v1, 17) ^ v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+def siphash24(key: Sequence[int], data: bytes) -> int:
+    """SipHash-2-4 of ``data`` under a 128-bit key (TensorFlow's ``StrongKeyedHash``).
+
+    Args:
+        key: the two 64-bit key words, as ``StringToHashBucketStrong``'s ``key`` attribute.
+        data: the bytes to hash.
+
+    Returns:
+        An unsigned 64-bit integer.
+    """
+    k0, k1 = (int(k) & _MASK for k in key)
+    v0, v1, v2, v3 = k0 ^ _SIP_C[0], k1 ^ _SIP_C[1], k0 ^ _SIP_C[2], k1 ^ _SIP_C[3]
+    n = len(data)
+    tail = n & ~7
+    for i in range(0, tail, 8):
+        m = _fetch64(data, i)
+        v3 ^= m
+        v0, v1, v2, v3 = _sip_round(*_sip_round(v0, v1, v2, v3))
+        v0 ^= m
+    m = ((n & 0xFF) << 56) | int.from_bytes(data[tail:], "little")
+    v3 ^= m
+    v0, v1, v2, v3 = _sip_round(*_sip_round(v0, v1, v2, v3))
+    v0 ^= m
+    v2 ^= 0xFF
+    for _ in range(4):
+        v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def as_int64(value: int) -> int:
+    """An unsigned 64-bit value as the signed int64 with the same bits."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 # --------------------------------------------------------------------------- value helpers
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
@@ -284,6 +356,45 @@ def hash_bucket(values: Any, num_buckets: int, input_key: str = "input") -> np.n
         raise PlanError(f"encoding of '{input_key}': num_buckets must be >= 1, got {num_buckets}")
     nb = int(num_buckets)
     return _map_unique(to_bytes_array(values, input_key), lambda b: fingerprint64(b) % nb, np.int64)
+
+
+def strong_hash_bucket(
+    values: Any, num_buckets: int, key: Sequence[int], input_key: str = "input"
+) -> np.ndarray:
+    """TensorFlow's ``StringToHashBucketStrong``: ``SipHash24(key, utf8) mod num_buckets``.
+
+    Args:
+        values: array-like of ``str``/``bytes``.
+        num_buckets: the op's ``num_buckets`` attribute.
+        key: the op's two 64-bit ``key`` words (Keras ``Hashing(salt=...)``).
+        input_key: named in error messages.
+
+    Returns:
+        An int64 ndarray of bucket ids, same shape as ``values``.
+    """
+    if num_buckets < 1:
+        raise PlanError(f"encoding of '{input_key}': num_buckets must be >= 1, got {num_buckets}")
+    nb, words = int(num_buckets), [int(k) for k in key]
+    if len(words) != 2:
+        raise PlanError(f"encoding of '{input_key}': key must be two 64-bit words, got {key!r}")
+    return _map_unique(
+        to_bytes_array(values, input_key), lambda b: siphash24(words, b) % nb, np.int64
+    )
+
+
+def fingerprint64_ids(values: Any, input_key: str = "input") -> np.ndarray:
+    """``Fingerprint64`` of every string as the int64 with the same bits (hashed-cross ids).
+
+    Args:
+        values: array-like of ``str``/``bytes``.
+        input_key: named in error messages.
+
+    Returns:
+        An int64 ndarray, same shape as ``values``.
+    """
+    return _map_unique(
+        to_bytes_array(values, input_key), lambda b: as_int64(fingerprint64(b)), np.int64
+    )
 
 
 def as_string_format(
@@ -400,11 +511,24 @@ def _encode_vocabulary(arr: Any, enc: InputEncoding) -> np.ndarray:
     keys = _vocabulary_keys(params)
     table = dict(zip(keys, params["values"], strict=True))
     default = params["default_value"]
-    if params.get("key_dtype", "string") == "string":
-        src = to_bytes_array(arr, enc.input_key)
-    else:
-        src = np.asarray(arr).astype(np.int64)
-    return _map_unique(src, lambda v: table.get(v, default), np.dtype(enc.target_dtype))
+    is_string = params.get("key_dtype", "string") == "string"
+    src = to_bytes_array(arr, enc.input_key) if is_string else np.asarray(arr).astype(np.int64)
+    oov = int(params.get("oov_buckets") or 0)
+    if not oov:
+        return _map_unique(src, lambda v: table.get(v, default), np.dtype(enc.target_dtype))
+    offset = int(params["oov_offset"])
+    floormod = params.get("oov_hash") == "floormod"
+
+    def one(v: Any) -> int:
+        found = table.get(v, default)
+        if found != default:
+            return found
+        if floormod:  # Keras IntegerLookup: the integer mod the OOV count
+            return offset + int(v) % oov
+        # TensorFlow hashes the key's string form (strings: Fingerprint64, as in the graph)
+        return offset + fingerprint64(v if is_string else str(int(v)).encode()) % oov
+
+    return _map_unique(src, one, np.dtype(enc.target_dtype))
 
 
 def _encode_broadcast(arr: Any, enc: InputEncoding) -> np.ndarray:
@@ -420,14 +544,59 @@ def _encode_broadcast(arr: Any, enc: InputEncoding) -> np.ndarray:
     return first
 
 
+def reserved_value(raw: str, source_dtype: str) -> Any:
+    """A ``reserved`` key of an encoding as the raw value it stands for (bytes or int).
+
+    Args:
+        raw: the JSON key (text; integers in decimal).
+        source_dtype: the input's raw dtype.
+
+    Returns:
+        ``bytes`` for string inputs, ``int`` for integer inputs.
+    """
+    return raw.encode("utf-8", "surrogateescape") if source_dtype == "string" else int(raw)
+
+
+def _with_reserved(enc: InputEncoding, raw: Any, ids: np.ndarray) -> np.ndarray:
+    """Put the reserved ids where the raw value is a reserved one."""
+    reserved = enc.params.get("reserved") or {}
+    if not reserved:
+        return ids
+    if enc.source_dtype == "string":
+        src = to_bytes_array(raw, enc.input_key)
+    else:
+        src = np.asarray(raw).astype(np.int64)
+    for key, rid in reserved.items():
+        ids[src == reserved_value(key, enc.source_dtype)] = int(rid)
+    return ids
+
+
+def _encode_fingerprint64(value: Any, enc: InputEncoding) -> np.ndarray:
+    text = to_bytes_array(value, enc.input_key)
+    ids = fingerprint64_ids(text, enc.input_key)
+    for compared in enc.params.get("compared") or []:
+        raw = compared.encode("utf-8", "surrogateescape")
+        clash = (ids == as_int64(fingerprint64(raw))) & (text != raw)
+        if clash.any():
+            raise DataError(
+                f"input '{enc.input_key}': {text[clash].reshape(-1)[0]!r} has the same "
+                f"Fingerprint64 as {compared!r}, which the model compares with; its id would "
+                "change the model's result, so it cannot be encoded"
+            )
+    return ids
+
+
 def _apply_one(enc: InputEncoding, value: Any) -> np.ndarray:
     p = enc.params
     if enc.kind == "hash_bucket":
         text = to_bytes_array(value, enc.input_key)
-        ids = hash_bucket(text, int(p["num_buckets"]), enc.input_key)
-        for reserved, rid in (p.get("reserved") or {}).items():
-            ids[text == reserved.encode("utf-8", "surrogateescape")] = int(rid)
-        return ids
+        return _with_reserved(enc, text, hash_bucket(text, int(p["num_buckets"]), enc.input_key))
+    if enc.kind == "strong_hash_bucket":
+        text = to_bytes_array(value, enc.input_key)
+        ids = strong_hash_bucket(text, int(p["num_buckets"]), p["key"], enc.input_key)
+        return _with_reserved(enc, text, ids)
+    if enc.kind == "fingerprint64":
+        return _encode_fingerprint64(value, enc)
     if enc.kind == "as_string_hash_bucket":
         attrs = {
             k: p[k] for k in ("precision", "scientific", "shortest", "width", "fill") if k in p
@@ -435,7 +604,7 @@ def _apply_one(enc: InputEncoding, value: Any) -> np.ndarray:
         text = format_as_string(value, p.get("value_dtype", enc.source_dtype), **attrs)
         return hash_bucket(text, int(p["num_buckets"]), enc.input_key)
     if enc.kind == "vocabulary":
-        return _encode_vocabulary(value, enc)
+        return _with_reserved(enc, value, _encode_vocabulary(value, enc))
     if enc.kind == "bucketize":
         out = bucketize(value, p["boundaries"], p.get("value_dtype", enc.source_dtype))
         return out.astype(np.dtype(enc.target_dtype))
@@ -447,7 +616,15 @@ def _apply_one(enc: InputEncoding, value: Any) -> np.ndarray:
     )
 
 
-ENCODING_KINDS = ("hash_bucket", "as_string_hash_bucket", "vocabulary", "bucketize", "broadcast")
+ENCODING_KINDS = (
+    "hash_bucket",
+    "strong_hash_bucket",
+    "fingerprint64",
+    "as_string_hash_bucket",
+    "vocabulary",
+    "bucketize",
+    "broadcast",
+)
 
 
 def encode_feeds(

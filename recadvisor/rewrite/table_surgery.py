@@ -1,10 +1,11 @@
-"""GraphDef editing primitives shared by the contract-changing and embedding-table passes.
+"""Embedding-table surgery for the passes, over the graph layer's edits and queries.
 
 Frozen graphs read a variable through a chain of ``Identity`` nodes (``Func/.../input/_3``,
 ``ReadVariableOp``) ending at a ``Const``; an embedding table is such a ``Const`` (rank 2, float)
-whose every reader is a gather along axis 0. These helpers find those tables, read and write
-constants, rewire tensors, delete nodes (cascading to producers nobody reads any more) and run a
-graph to read intermediate tensors on sample inputs ("probing").
+whose every reader is a gather along axis 0. These helpers find those tables, pick fallback rows
+and run a graph to read intermediate tensors on sample inputs ("probing"). The generic edits
+(constants, nodes, rewiring, deletion with cascade) live in :mod:`recadvisor.model.edits` and the
+pass-through walks in :mod:`recadvisor.model.queries`; both are re-exported here for the passes.
 
 Nothing here mutates a :class:`ModelGraph`: functions that edit take a ``GraphDef`` copy.
 """
@@ -12,121 +13,47 @@ Nothing here mutates a :class:`ModelGraph`: functions that edit take a ``GraphDe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from recadvisor.errors import RewriteError
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name, source_through
-from recadvisor.tfimport import import_tf
+from recadvisor.model.edits import (  # noqa: F401 - re-exported for the passes
+    add_cast,
+    add_const,
+    add_gather,
+    add_node,
+    canonical_tensor,
+    const_array,
+    data_consumers,
+    dtype_name,
+    input_tensor,
+    protected_nodes,
+    remove_if_unread,
+    remove_nodes,
+    reserve_name,
+    resolve_const,
+    rewire,
+    source_through_identity,
+    surviving_tables,
+    tf_dtype_enum,
+    unique_name,
+)
+from recadvisor.model.graph import ModelGraph
+from recadvisor.model.queries import (  # noqa: F401 - re-exported for the passes
+    IDENTITY_OPS,
+    RESHAPE_OPS,
+    SHAPE_READERS,
+    SLICE_OPS,
+    walk_data_edges,
+    walk_passthrough,
+)
 
 log = logging.getLogger(__name__)
 
-# Ops that pass a tensor through unchanged (value and, for Identity, shape).
-IDENTITY_OPS = frozenset({"Identity", "Snapshot", "StopGradient", "PreventGradient"})
-# Ops that change only the shape of a tensor, never its values' order or meaning.
-RESHAPE_OPS = frozenset({"Reshape", "Squeeze", "ExpandDims"})
 GATHER_V2_OPS = frozenset({"GatherV2", "Gather", "ResourceGather"})
-# Ops that select some of a tensor's values without changing them.
-SLICE_OPS = frozenset({"StridedSlice", "Slice"})
-# Ops that read only a tensor's shape.
-SHAPE_READERS = frozenset({"Shape", "Size", "Rank", "ShapeN"})
-
-
-def canonical_tensor(name: str) -> str:
-    """``node`` -> ``node:0``; ``node:1`` stays (control inputs are not tensors)."""
-    head, sep, tail = name.rpartition(":")
-    return name if sep and tail.isdigit() else name + ":0"
-
-
-def input_tensor(name: str) -> str:
-    """Tensor name as GraphDef inputs spell it (``node`` for output 0)."""
-    return name[:-2] if name.endswith(":0") else name
-
-
-def unique_name(existing: Iterable[str] | set[str], base: str) -> str:
-    """``base`` or ``base_1``, ``base_2``... whichever is not in ``existing``."""
-    taken = existing if isinstance(existing, set) else set(existing)
-    if base not in taken:
-        return base
-    i = 1
-    while f"{base}_{i}" in taken:
-        i += 1
-    return f"{base}_{i}"
-
-
-def reserve_name(names: set[str], base: str) -> str:
-    """:func:`unique_name` of ``base`` in ``names``, added to ``names`` so it is not reused."""
-    name = unique_name(names, base)
-    names.add(name)
-    return name
-
-
-def tf_dtype_enum(dtype: str | np.dtype | type) -> int:
-    """TensorFlow ``DataType`` enum of a dtype name or numpy dtype."""
-    tf = import_tf()
-    return tf.dtypes.as_dtype(dtype).as_datatype_enum
-
-
-def dtype_name(enum: int) -> str:
-    """Dtype name (``int64``) of a ``DataType`` enum."""
-    tf = import_tf()
-    return tf.dtypes.as_dtype(enum).name
-
-
-def add_node(graph_def: Any, name: str, op: str, inputs: Iterable[str] = (), **attrs: Any) -> Any:
-    """Append a node; ``attrs`` values are dtypes (``dtype:int64``), ints, floats, bools, lists.
-
-    Args:
-        graph_def: the GraphDef to extend.
-        name: node name (must be unique; see :func:`unique_name`).
-        op: op type.
-        inputs: input tensor names.
-        **attrs: attribute values. A string ``"dtype:NAME"`` sets a type attr; a list of floats
-            sets a float list; an ``AttrValue`` is copied as is.
-
-    Returns:
-        The new NodeDef.
-    """
-    node = graph_def.node.add()
-    node.name = name
-    node.op = op
-    node.input.extend(input_tensor(i) for i in inputs)
-    for key, value in attrs.items():
-        attr = node.attr[key]
-        if isinstance(value, str) and value.startswith("dtype:"):
-            attr.type = tf_dtype_enum(value[6:])
-        elif isinstance(value, bool):
-            attr.b = value
-        elif isinstance(value, int):
-            attr.i = value
-        elif isinstance(value, float):
-            attr.f = value
-        elif isinstance(value, (list, tuple)):
-            attr.list.SetInParent()
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                attr.list.i.extend(value)
-            else:
-                attr.list.f.extend(float(v) for v in value)
-        elif isinstance(value, str):
-            attr.s = value.encode()
-        else:
-            attr.CopyFrom(value)
-    return node
-
-
-def add_const(graph_def: Any, name: str, value: np.ndarray) -> Any:
-    """Append a ``Const`` node holding ``value`` (its numpy dtype)."""
-    tf = import_tf()
-    node = graph_def.node.add()
-    node.name = name
-    node.op = "Const"
-    arr = np.asarray(value)
-    node.attr["dtype"].type = tf_dtype_enum(arr.dtype)
-    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr))
-    return node
 
 
 def add_table_consts(
@@ -150,18 +77,6 @@ def add_table_consts(
         add_const(graph_def, name, value)
     add_const(graph_def, axis, np.array(0, np.int32))
     return const_names, axis
-
-
-def const_array(node: Any) -> np.ndarray:
-    """The value of a ``Const`` NodeDef."""
-    tf = import_tf()
-    return tf.make_ndarray(node.attr["value"].tensor)
-
-
-def source_through_identity(graph: ModelGraph | Mapping[str, Any], name: str) -> str:
-    """Follow ``Identity`` nodes up from ``name``; returns the first non-Identity node name."""
-    nodes = graph.nodes if isinstance(graph, ModelGraph) else graph
-    return source_through(nodes, name, IDENTITY_OPS)
 
 
 def fallback_row(
@@ -189,211 +104,6 @@ def fallback_row(
         rows = mean_of if mean_of is not None and mean_of.shape[0] else table
         return rows.mean(axis=0).astype(table.dtype)
     raise PassRefused(f"{pass_name}: fallback must be 'mean' or 'zeros', got '{how}'")
-
-
-def resolve_const(graph: ModelGraph | Mapping[str, Any], tensor: str) -> np.ndarray | None:
-    """Value of ``tensor`` when it is a ``Const`` (possibly behind Identity nodes), else None."""
-    nodes = graph.nodes if isinstance(graph, ModelGraph) else graph
-    src = nodes.get(source_through_identity(graph, tensor))
-    if src is None or src.op != "Const":
-        return None
-    return const_array(src)
-
-
-def data_consumers(graph_def: Any) -> dict[str, list[tuple[str, int]]]:
-    """Tensor (``node:k``) -> [(consumer node, input position)] over data edges."""
-    out: dict[str, list[tuple[str, int]]] = {}
-    for n in graph_def.node:
-        for pos, inp in enumerate(n.input):
-            if not is_control_input(inp):
-                out.setdefault(canonical_tensor(inp), []).append((n.name, pos))
-    return out
-
-
-def rewire(graph_def: Any, old: str, new: str, skip: Iterable[str] = ()) -> int:
-    """Point every data input reading tensor ``old`` at tensor ``new``.
-
-    Args:
-        graph_def: the GraphDef to edit.
-        old / new: tensor names.
-        skip: consumer node names left alone.
-
-    Returns:
-        How many inputs changed.
-    """
-    old_c, new_i, skipped, count = canonical_tensor(old), input_tensor(new), set(skip), 0
-    for n in graph_def.node:
-        if n.name in skipped:
-            continue
-        for pos, inp in enumerate(n.input):
-            if not is_control_input(inp) and canonical_tensor(inp) == old_c:
-                n.input[pos] = new_i
-                count += 1
-    return count
-
-
-def remove_nodes(graph_def: Any, names: Iterable[str], protected: Iterable[str] = ()) -> set[str]:
-    """Delete nodes, then every producer left with no reader at all (cascading).
-
-    Control inputs on deleted nodes are dropped. Signature placeholders and output nodes belong
-    in ``protected`` so they are never cascaded away.
-
-    Args:
-        graph_def: the GraphDef to edit.
-        names: nodes to delete; none may still have data readers outside the set.
-        protected: nodes never deleted by the cascade.
-
-    Returns:
-        The names deleted.
-
-    Raises:
-        RewriteError: a node to delete is still read through a data edge.
-    """
-    doomed = set(names)
-    keep = set(protected)
-    by_name = {n.name: n for n in graph_def.node}
-    readers: dict[str, set[str]] = {}
-    for n in graph_def.node:
-        for inp in n.input:
-            readers.setdefault(node_name(inp), set()).add(n.name)
-    for name in doomed:
-        for reader in readers.get(name, set()) - doomed:
-            node = by_name[reader]
-            if any(not is_control_input(i) and node_name(i) == name for i in node.input):
-                raise RewriteError(
-                    f"internal: node '{name}' is deleted while '{reader}' still reads it"
-                )
-    frontier = list(doomed)
-    while frontier:
-        name = frontier.pop()
-        node = by_name.get(name)
-        if node is None:
-            continue
-        for inp in node.input:
-            src = node_name(inp)
-            if src in doomed or src in keep or src not in by_name:
-                continue
-            remaining = readers.get(src, set()) - doomed
-            if not remaining:
-                doomed.add(src)
-                frontier.append(src)
-    kept = [n for n in graph_def.node if n.name not in doomed]
-    for n in kept:
-        cleaned = [i for i in n.input if node_name(i) not in doomed]
-        if len(cleaned) != len(n.input):
-            if any(not is_control_input(i) and node_name(i) in doomed for i in n.input):
-                raise RewriteError(f"internal: '{n.name}' reads a deleted node")
-            del n.input[:]
-            n.input.extend(cleaned)
-    del graph_def.node[:]
-    graph_def.node.extend(kept)
-    return doomed
-
-
-def remove_if_unread(
-    graph_def: Any, names: Iterable[str], protected: Iterable[str] = ()
-) -> set[str]:
-    """Delete those of ``names`` nobody reads any more (cascading like :func:`remove_nodes`).
-
-    Args:
-        graph_def: the GraphDef to edit.
-        names: candidate nodes (e.g. the old params of gathers that now read a new table).
-        protected: nodes never deleted.
-
-    Returns:
-        The names deleted.
-    """
-    read = {node_name(i) for n in graph_def.node for i in n.input}
-    keep = set(protected)
-    unread = {n for n in names if n not in read and n not in keep}
-    return remove_nodes(graph_def, unread, keep) if unread else set()
-
-
-def protected_nodes(graph: ModelGraph) -> set[str]:
-    """Signature input placeholders and output nodes (never cascaded away)."""
-    return set(graph.input_nodes.values()) | set(graph.output_nodes.values())
-
-
-def surviving_tables(graph: ModelGraph, graph_def: Any) -> dict[str, Any]:
-    """``graph.tables`` restricted to placeholders still present in ``graph_def``."""
-    present = {n.name for n in graph_def.node}
-    return {k: v for k, v in graph.tables.items() if k in present}
-
-
-def _walk_data_edges(
-    graph: ModelGraph, start: str, follow: Callable[[Any, int, str], bool]
-) -> tuple[set[str], list[tuple[str, int, str]]]:
-    """Walk the data edges leaving ``start``, going on through the readers ``follow`` accepts.
-
-    Args:
-        graph: the graph.
-        start: the node whose outputs are followed.
-        follow: ``follow(reader_node, input_position, input_string)``: whether the walk goes on
-            through this reader.
-
-    Returns:
-        (the nodes visited, ``start`` included; the edges not followed as (reader, input
-        position, input string), in walk order).
-    """
-    stopped: list[tuple[str, int, str]] = []
-    frontier = [start]
-    seen: set[str] = set()
-    while frontier:
-        current = frontier.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for reader in dict.fromkeys(graph.consumers.get(current, [])):
-            node = graph.nodes[reader]
-            for pos, inp in enumerate(node.input):
-                if is_control_input(inp) or node_name(inp) != current:
-                    continue
-                if follow(node, pos, inp):
-                    frontier.append(reader)
-                else:
-                    stopped.append((reader, pos, inp))
-    return seen, stopped
-
-
-def _reads_later_output(inp: str) -> bool:
-    """Whether an input string names an output other than 0 (``x:1``)."""
-    return inp.rpartition(":")[2].isdigit() and not inp.endswith(":0")
-
-
-def walk_passthrough(
-    graph: ModelGraph, start: str, extra_ops: frozenset[str] = frozenset()
-) -> tuple[set[str], set[str], list[tuple[str, int]]]:
-    """Follow a tensor through Identity/Reshape-like nodes that keep its values.
-
-    Args:
-        graph: the graph.
-        start: the node whose output 0 is followed (e.g. an input placeholder).
-        extra_ops: more op types to follow through their input 0 (e.g. slicing).
-
-    Returns:
-        (pass-through nodes, ``Shape``-like readers, terminal (reader, input position) pairs).
-    """
-    chain: set[str] = set()
-
-    def follow(node: Any, pos: int, inp: str) -> bool:
-        keeps_values = node.op in IDENTITY_OPS or node.op in RESHAPE_OPS or node.op in extra_ops
-        if _reads_later_output(inp) or node.op in SHAPE_READERS or pos != 0 or not keeps_values:
-            return False
-        chain.add(node.name)
-        return True
-
-    _, stopped = _walk_data_edges(graph, start, follow)
-    shape_readers = {
-        reader
-        for reader, _, inp in stopped
-        if not _reads_later_output(inp) and graph.nodes[reader].op in SHAPE_READERS
-    }
-    terminals = [
-        (reader, pos)
-        for reader, pos, inp in stopped
-        if _reads_later_output(inp) or graph.nodes[reader].op not in SHAPE_READERS
-    ]
-    return chain, shape_readers, terminals
 
 
 # --------------------------------------------------------------------------- embedding tables
@@ -458,7 +168,7 @@ def _readers_through_identity(graph: ModelGraph, name: str) -> list[tuple[str, i
 
     Returns None when a control edge or a non-Identity/non-reader use makes that unclear.
     """
-    seen, stopped = _walk_data_edges(graph, name, lambda node, _pos, _inp: node.op in IDENTITY_OPS)
+    seen, stopped = walk_data_edges(graph, name, lambda node, _pos, _inp: node.op in IDENTITY_OPS)
     result = [(reader, pos) for reader, pos, _ in stopped]
     if set(graph.output_nodes.values()) & seen:
         return None
@@ -513,41 +223,6 @@ def set_gather_params(graph_def: Any, gather_name: str, new_params: str, params_
             n.attr["Tparams"].type = tf_dtype_enum(params_dtype)
             return
     raise RewriteError(f"internal: gather '{gather_name}' not found")
-
-
-def add_gather(
-    graph_def: Any,
-    name: str,
-    params: str,
-    indices: str,
-    params_dtype: str,
-    indices_dtype: str,
-    axis_const: str,
-) -> Any:
-    """Append ``GatherV2(params, indices, axis_const)``."""
-    return add_node(
-        graph_def,
-        name,
-        "GatherV2",
-        [params, indices, axis_const],
-        Tparams=f"dtype:{params_dtype}",
-        Tindices=f"dtype:{indices_dtype}",
-        Taxis="dtype:int32",
-        batch_dims=0,
-    )
-
-
-def add_cast(graph_def: Any, name: str, x: str, src_dtype: str, dst_dtype: str) -> Any:
-    """Append ``Cast(x)`` from ``src_dtype`` to ``dst_dtype`` (dtype names, no truncation)."""
-    return add_node(
-        graph_def,
-        name,
-        "Cast",
-        [x],
-        SrcT=f"dtype:{src_dtype}",
-        DstT=f"dtype:{dst_dtype}",
-        Truncate=False,
-    )
 
 
 # --------------------------------------------------------------------------- probing

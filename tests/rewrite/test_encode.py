@@ -313,3 +313,71 @@ def test_reserved_strings_keep_their_reserved_ids(tf) -> None:
     expected = tf.strings.to_hash_bucket_fast(tf.constant(values.astype(str)), 500).numpy()
     assert out[0, 1] == out[1, 0] == -1
     assert out[0, 0] == expected[0, 0] and out[1, 1] == expected[1, 1]
+
+
+# --------------------------------------------------------------------------- keyed hash, crosses
+HASH_STRINGS = ["", "a", "abc", "hello world", "ü日本", "x" * 7, "x" * 8, "y" * 15, "z" * 16]
+HASH_STRINGS += ["q" * 17, "L" * 1000, "user_123", "\x00\x01", "🙂" * 9]
+
+
+def test_strong_hash_is_bit_exact_with_tensorflow() -> None:
+    from recadvisor.rewrite.encodings import strong_hash_bucket
+
+    tf = import_tf()
+    rng = np.random.default_rng(0)
+    values = HASH_STRINGS + [f"s{int(v)}" for v in rng.integers(0, 10**9, 300)]
+    for key in ([11, 22], [0, 0], [2**63 + 5, 2**64 - 1]):
+        signed = [k - 2**64 if k >= 2**63 else k for k in key]  # the attr holds int64
+        expected = tf.raw_ops.StringToHashBucketStrong(
+            input=tf.constant(values), num_buckets=2**62, key=signed
+        ).numpy()
+        got = strong_hash_bucket(np.array(values, dtype=object), 2**62, key)
+        assert (got == expected).all(), key
+
+
+def test_fingerprint_ids_are_tensorflow_fingerprints() -> None:
+    from recadvisor.rewrite.encodings import fingerprint64_ids
+
+    tf = import_tf()
+    expected = tf.bitcast(tf.fingerprint(tf.constant(HASH_STRINGS)), tf.int64).numpy()
+    got = fingerprint64_ids(np.array(HASH_STRINGS, dtype=object))
+    assert got.dtype == np.int64 and (got == expected).all()
+
+
+def test_vocabulary_with_oov_buckets_matches_static_vocabulary_table() -> None:
+    tf = import_tf()
+    keys = ["books", "music", "games"]
+    table = tf.lookup.StaticVocabularyTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.constant([0, 1, 2], tf.int64)), 5
+    )
+    values = ["books", "", "other", "ü日本", "games", "x" * 70]
+    enc = InputEncoding(
+        "cat",
+        "vocabulary",
+        "string",
+        "int64",
+        {
+            "keys": keys,
+            "values": [0, 1, 2],
+            "default_value": -1,
+            "oov_buckets": 5,
+            "oov_offset": 3,
+        },
+    )
+    got = encode_feeds([enc], {"cat": np.array(values, dtype=object)})["cat"]
+    assert (got == table.lookup(tf.constant(values)).numpy()).all()
+
+
+def test_fingerprint_encoding_refuses_a_collision_with_a_compared_value(monkeypatch) -> None:
+    from recadvisor.rewrite import encodings
+
+    enc = InputEncoding("city", "fingerprint64", "string", "int64", {"compared": [""]})
+    out = encode_feeds([enc], {"city": np.array(["", "paris"], dtype=object)})["city"]
+    assert out[0] != out[1]
+    # a 2^-64 collision, forged: "" hashes like "paris", so "paris" would read as the pad value
+    original = encodings.fingerprint64
+    monkeypatch.setattr(
+        encodings, "fingerprint64", lambda b: original(b"paris") if b == b"" else original(b)
+    )
+    with pytest.raises(DataError, match="same Fingerprint64"):
+        encode_feeds([enc], {"city": np.array(["paris"], dtype=object)})

@@ -23,42 +23,11 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+from recadvisor.model.queries import ID_PRESERVING_OPS, VALUE_PRESERVING_OPS
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
 
-# ops that pass values through unchanged (up to shape/dtype): followed when tracing sources
-VALUE_PRESERVING_OPS = frozenset(
-    {
-        "Identity",
-        "IdentityN",
-        "Snapshot",
-        "StopGradient",
-        "PreventGradient",
-        "EnsureShape",
-        "CheckNumerics",
-        "Reshape",
-        "Squeeze",
-        "ExpandDims",
-        "Cast",
-        "ReadVariableOp",
-    }
-)
-# ops that select or rearrange ids without changing them: followed from a gather's indices back
-# to the hash / lookup that produced them
-ID_PRESERVING_OPS = VALUE_PRESERVING_OPS | frozenset(
-    {
-        "StridedSlice",
-        "Slice",
-        "Tile",
-        "Transpose",
-        "BroadcastTo",
-        "Unpack",
-        "SplitV",
-        "ReverseV2",
-        "StopGradient",
-    }
-)
 HASH_OPS = frozenset(
     {
         "StringToHashBucketFast",

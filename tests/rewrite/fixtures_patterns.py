@@ -1,0 +1,299 @@
+"""Tiny models with the id patterns third-party recommender code exports, and their raw feeds.
+
+Built with the libraries' own layers, not by hand, so the graphs are the ones users have:
+
+``keras3_patterns`` (Keras 3, ``model.export``): ``hist`` [N,5] through ``Hashing(mask_value="")``
+and ``Embedding(mask_zero=True)`` + masked pooling (a padding mask on the raw string next to the
+hash); ``tags`` [N,3] through ``StringLookup(mask_token="")``; ``uid`` through ``IntegerLookup``
+over sparse 64-bit ids (an int64 -> int64 hash table); ``salted`` through
+``Hashing(salt=[11, 22])`` (``StringToHashBucketStrong``); ``a`` x ``b`` through
+``HashedCrossing`` (``SparseCross``); ``oov`` [N,2] through ``StringLookup(num_oov_indices=3,
+mask_token="")`` (mask select, then OOV hash buckets for keys the table lacks); ``code``
+through ``IntegerLookup(num_oov_indices=2)`` (OOV index ``code mod 2``).
+
+``feature_columns`` (tf-keras ``DenseFeatures``): ``user`` hash bucket (embedding, sum),
+``tags`` [N,3] multi-valued hash bucket (embedding, mean), ``cat`` vocabulary list with 2 OOV
+buckets (embedding, sqrtn), ``cat2`` vocabulary list (indicator), ``shop`` int64 vocabulary list
+(embedding): every one goes through ``to_sparse_input`` (``NotEqual`` to the ignore value,
+``Where``, ``GatherNd``).
+
+``feature_cross`` (tf-keras ``DenseFeatures``): ``crossed_column(["user", "city"])`` next to a
+hash bucket embedding of ``user``, ``crossed_column(["kind", "city"])`` where ``kind`` is also a
+vocabulary column (its table is then keyed by ``Fingerprint64``). ``feature_cross_oov``:
+``crossed_column(["kind2", "city"])`` where ``kind2`` is also a vocabulary column with 2 OOV hash
+buckets (its OOV bucket becomes ``Fingerprint64 mod 2`` in the graph).
+
+``keras3_salted_cross`` (Keras 3): the negative case, ``s`` is hashed with a salt and crossed with
+``t`` (a cross needs ``Fingerprint64`` ids, from which a keyed hash cannot be computed).
+
+``deepctr_hash``: DeepCTR's ``HashLayer(mask_zero=True)`` written out: ``hash(x, N - 1) + 1``
+times ``x != as_string(zeros([1]))`` (the mask constant is computed, shape ``[1]``).
+
+Feeds hold the pad / ignore values, out-of-vocabulary values, empty strings, unicode and long
+strings.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recadvisor.model.freeze import freeze
+from recadvisor.model.load import load_model
+from recadvisor.model.runtime import run_loaded
+from recadvisor.tfimport import import_tf
+from tests.rewrite.fixtures_contract import ContractModel
+
+ITEMS = [f"item_{i}" for i in range(30)]
+CATS = ["books", "music", "games"]
+BIG_IDS = [10**9 + 7, 5, 123456789012]
+POOL = ["", "item_1", "item_2", "item_29", "zzz", "ü日本", "x" * 100, "books", "music"]
+N_ROWS = 96
+
+_TMP = Path(tempfile.mkdtemp(prefix="recadvisor-patterns-"))
+atexit.register(shutil.rmtree, _TMP, True)
+
+
+def _strings(rng: np.random.Generator, shape: tuple[int, ...], pool: list[str]) -> np.ndarray:
+    return np.array(rng.choice(pool, shape), dtype=object)
+
+
+def _finish(path: Path, feeds: dict[str, np.ndarray]) -> ContractModel:
+    loaded = load_model(path)
+    graph = freeze(loaded)
+    out = run_loaded(loaded.function, loaded.spec.inputs, feeds)
+    score = np.asarray(next(iter(out.values()))).reshape(-1)
+    labels = (np.random.default_rng(7).random(score.shape[0]) < 0.5).astype(np.int64)
+    return ContractModel(path, loaded, graph, feeds, labels)
+
+
+def keras3_feeds(n_rows: int = N_ROWS, seed: int = 0) -> dict[str, np.ndarray]:
+    """Raw inputs for ``keras3_patterns``."""
+    rng = np.random.default_rng(seed)
+    return {
+        "hist": _strings(rng, (n_rows, 5), POOL),
+        "tags": _strings(rng, (n_rows, 3), POOL),
+        "uid": rng.choice([*BIG_IDS, 0, 77, -3], (n_rows, 1)).astype(np.int64),
+        "salted": _strings(rng, (n_rows, 1), POOL),
+        "a": _strings(rng, (n_rows, 1), POOL),
+        "b": _strings(rng, (n_rows, 1), POOL),
+        "oov": _strings(rng, (n_rows, 2), POOL),
+        "code": rng.choice([5, 9, 0, -3, 77], (n_rows, 1)).astype(np.int64),
+    }
+
+
+@cache
+def keras3_patterns() -> ContractModel:
+    """Build (once) the Keras 3 model described in the module docstring."""
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    ins = {
+        "hist": keras.Input(shape=(5,), dtype="string", name="hist"),
+        "tags": keras.Input(shape=(3,), dtype="string", name="tags"),
+        "uid": keras.Input(shape=(1,), dtype="int64", name="uid"),
+        "salted": keras.Input(shape=(1,), dtype="string", name="salted"),
+        "a": keras.Input(shape=(1,), dtype="string", name="a"),
+        "b": keras.Input(shape=(1,), dtype="string", name="b"),
+        "oov": keras.Input(shape=(2,), dtype="string", name="oov"),
+        "code": keras.Input(shape=(1,), dtype="int64", name="code"),
+    }
+    hist = keras.layers.Hashing(num_bins=50, mask_value="")(ins["hist"])
+    hist = keras.layers.Embedding(50, 4, mask_zero=True)(hist)
+    hist = keras.layers.GlobalAveragePooling1D()(hist)
+    tags = keras.layers.StringLookup(vocabulary=ITEMS, mask_token="")(ins["tags"])
+    tags = keras.ops.sum(keras.layers.Embedding(32, 4)(tags), axis=1)
+    uid = keras.layers.IntegerLookup(vocabulary=BIG_IDS)(ins["uid"])
+    uid = keras.layers.Flatten()(keras.layers.Embedding(4, 4)(uid))
+    salted = keras.layers.Hashing(num_bins=20, salt=[11, 22])(ins["salted"])
+    salted = keras.layers.Flatten()(keras.layers.Embedding(20, 4)(salted))
+    cross = keras.layers.HashedCrossing(num_bins=30)((ins["a"], ins["b"]))
+    cross = keras.layers.Flatten()(keras.layers.Embedding(30, 4)(cross))
+    oov = keras.layers.StringLookup(vocabulary=ITEMS[:5], num_oov_indices=3, mask_token="")
+    oov = keras.ops.sum(keras.layers.Embedding(9, 4)(oov(ins["oov"])), axis=1)
+    code = keras.layers.IntegerLookup(vocabulary=[5, 9], num_oov_indices=2)(ins["code"])
+    code = keras.layers.Flatten()(keras.layers.Embedding(4, 4)(code))
+    x = keras.layers.Concatenate()([hist, tags, uid, salted, cross, oov, code])
+    x = keras.layers.Dense(8, activation="relu")(x)
+    out = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
+    path = _TMP / "keras3_patterns"
+    keras.Model(ins, out).export(str(path), format="tf_saved_model", verbose=False)
+    return _finish(path, keras3_feeds())
+
+
+def feature_column_feeds(n_rows: int = N_ROWS, seed: int = 1) -> dict[str, np.ndarray]:
+    """Raw inputs for ``feature_columns``."""
+    rng = np.random.default_rng(seed)
+    cats = [*CATS, "", "other", "ü日本"]
+    return {
+        "user": _strings(rng, (n_rows, 1), POOL),
+        "tags": _strings(rng, (n_rows, 3), POOL),
+        "cat": _strings(rng, (n_rows, 1), cats),
+        "cat2": _strings(rng, (n_rows, 1), cats),
+        "shop": rng.choice([101, 102, 103, 0, -1, 7], (n_rows, 1)).astype(np.int64),
+    }
+
+
+def _save_tf_keras(columns: list[Any], specs: dict[str, tuple[int, Any]], name: str) -> Path:
+    tf = import_tf()
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    ins = {k: tf_keras.Input((w,), dtype=dt, name=k) for k, (w, dt) in specs.items()}
+    x = tf_keras.layers.DenseFeatures(columns)(ins)
+    x = tf_keras.layers.Dense(8, activation="relu")(x)
+    out = tf_keras.layers.Dense(1, activation="sigmoid", name="p")(x)
+    path = _TMP / name
+    tf_keras.Model(ins, out).save(str(path), save_format="tf")
+    del tf
+    return path
+
+
+@cache
+def feature_columns() -> ContractModel:
+    """Build (once) the feature-column model described in the module docstring."""
+    tf = import_tf()
+    fc = tf.feature_column
+    columns = [
+        fc.embedding_column(fc.categorical_column_with_hash_bucket("user", 40), 4, combiner="sum"),
+        fc.embedding_column(fc.categorical_column_with_hash_bucket("tags", 30), 4),
+        fc.embedding_column(
+            fc.categorical_column_with_vocabulary_list("cat", CATS, num_oov_buckets=2),
+            3,
+            combiner="sqrtn",
+        ),
+        fc.indicator_column(fc.categorical_column_with_vocabulary_list("cat2", CATS)),
+        fc.embedding_column(
+            fc.categorical_column_with_vocabulary_list("shop", [101, 102, 103], dtype=tf.int64), 3
+        ),
+    ]
+    specs = {
+        "user": (1, tf.string),
+        "tags": (3, tf.string),
+        "cat": (1, tf.string),
+        "cat2": (1, tf.string),
+        "shop": (1, tf.int64),
+    }
+    return _finish(_save_tf_keras(columns, specs, "feature_columns"), feature_column_feeds())
+
+
+def feature_cross_feeds(n_rows: int = N_ROWS, seed: int = 2) -> dict[str, np.ndarray]:
+    """Raw inputs for ``feature_cross``."""
+    rng = np.random.default_rng(seed)
+    return {
+        "user": _strings(rng, (n_rows, 1), POOL),
+        "city": _strings(rng, (n_rows, 1), ["paris", "oslo", "", "ü日本"]),
+        "kind": _strings(rng, (n_rows, 1), [*CATS, "other"]),
+    }
+
+
+@cache
+def feature_cross() -> ContractModel:
+    """Build (once) the crossed-column model described in the module docstring."""
+    tf = import_tf()
+    fc = tf.feature_column
+    kind = fc.categorical_column_with_vocabulary_list("kind", CATS)
+    columns = [
+        fc.embedding_column(fc.categorical_column_with_hash_bucket("user", 40), 4),
+        fc.indicator_column(fc.crossed_column(["user", "city"], hash_bucket_size=25)),
+        fc.indicator_column(kind),
+        fc.indicator_column(fc.crossed_column(["kind", "city"], hash_bucket_size=10)),
+    ]
+    specs = {k: (1, tf.string) for k in ("user", "city", "kind")}
+    return _finish(_save_tf_keras(columns, specs, "feature_cross"), feature_cross_feeds())
+
+
+@cache
+def feature_cross_oov() -> ContractModel:
+    """Build (once) the crossed vocabulary-with-OOV model described in the module docstring."""
+    tf = import_tf()
+    fc = tf.feature_column
+    kind2 = fc.categorical_column_with_vocabulary_list("kind2", CATS, num_oov_buckets=2)
+    columns = [
+        fc.indicator_column(kind2),
+        fc.indicator_column(fc.crossed_column(["kind2", "city"], hash_bucket_size=10)),
+    ]
+    rng = np.random.default_rng(3)
+    feeds = {
+        "kind2": _strings(rng, (N_ROWS, 1), [*CATS, "other", ""]),
+        "city": _strings(rng, (N_ROWS, 1), ["paris", "oslo", ""]),
+    }
+    specs = {k: (1, tf.string) for k in feeds}
+    return _finish(_save_tf_keras(columns, specs, "feature_cross_oov"), feeds)
+
+
+@cache
+def deepctr_hash() -> ContractModel:
+    """Build (once) DeepCTR's masked ``HashLayer`` pattern over a [N,4] history."""
+    tf = import_tf()
+    rng = np.random.default_rng(4)
+    module = tf.Module()
+    module.emb = tf.Variable(rng.normal(size=(20, 4)).astype(np.float32))
+    specs = {"hist": tf.TensorSpec([None, 4], tf.string, name="hist")}
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        x = f["hist"]
+        zero = tf.as_string(tf.zeros([1], dtype="int32"))
+        ids = tf.strings.to_hash_bucket_fast(x, 19)
+        mask = tf.cast(tf.not_equal(x, zero), "int64")
+        ids = (ids + 1) * mask
+        pooled = tf.reduce_sum(tf.gather(module.emb, ids), axis=1)
+        return {"score": tf.sigmoid(tf.reduce_sum(pooled, axis=1, keepdims=True))}
+
+    module.serve = serve
+    path = _TMP / "deepctr_hash"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    feeds = {"hist": _strings(np.random.default_rng(5), (N_ROWS, 4), [*POOL, "0"])}
+    return _finish(path, feeds)
+
+
+@cache
+def retrieval_top_k() -> ContractModel:
+    """A retrieval index: a hashed ``user_id`` scores 20 items, ``output_2`` is the top-5 item
+    ids gathered from a string constant (a string output, like a TFRS ``BruteForce`` index)."""
+    tf = import_tf()
+    rng = np.random.default_rng(6)
+    module = tf.Module()
+    module.user = tf.Variable(rng.normal(size=(50, 4)).astype(np.float32))
+    module.items = tf.Variable(rng.normal(size=(20, 4)).astype(np.float32))
+    item_ids = tf.constant([f"item_{i}" for i in range(20)])
+    specs = {"user_id": tf.TensorSpec([None], tf.string, name="user_id")}
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        user = tf.gather(module.user, tf.strings.to_hash_bucket_fast(f["user_id"], 50))
+        scores, top = tf.math.top_k(tf.matmul(user, module.items, transpose_b=True), k=5)
+        return {"output_1": scores, "output_2": tf.gather(item_ids, top)}
+
+    module.serve = serve
+    path = _TMP / "retrieval_top_k"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    feeds = {"user_id": _strings(np.random.default_rng(7), (N_ROWS,), POOL)}
+    return _finish(path, feeds)
+
+
+@cache
+def keras3_salted_cross() -> ContractModel:
+    """Build (once) the negative Keras 3 model described in the module docstring."""
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(1)
+    ins = {k: keras.Input(shape=(1,), dtype="string", name=k) for k in ("s", "t")}
+    salted = keras.layers.Hashing(num_bins=16, salt=7)(ins["s"])
+    salted = keras.layers.Flatten()(keras.layers.Embedding(16, 2)(salted))
+    cross = keras.layers.HashedCrossing(num_bins=12)((ins["s"], ins["t"]))
+    cross = keras.layers.Flatten()(keras.layers.Embedding(12, 2)(cross))
+    out = keras.layers.Dense(1, name="score")(keras.layers.Concatenate()([salted, cross]))
+    path = _TMP / "keras3_salted_cross"
+    keras.Model(ins, out).export(str(path), format="tf_saved_model", verbose=False)
+    rng = np.random.default_rng(8)
+    return _finish(path, {k: _strings(rng, (N_ROWS, 1), POOL) for k in ins})

@@ -1,0 +1,293 @@
+"""ids_upstream + ONNX lowering on the id patterns libraries export (see fixtures_patterns).
+
+For each pattern: parity of the rewritten graph, of the re-exported SavedModel and of the ONNX
+file against the original model on raw rows holding the pad / ignore values, OOV values, empty,
+unicode and long strings; no string op left; and the negative case with its refusal reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recadvisor.advice import advise, build_plan
+from recadvisor.analysis.detectors import run_detectors
+from recadvisor.analysis.findings import DetectorContext
+from recadvisor.errors import ExportError
+from recadvisor.model.freeze import freeze
+from recadvisor.model.graph import STRING_OPS, ModelGraph
+from recadvisor.model.load import load_model
+from recadvisor.model.onnx_export import OnnxExportResult, export_onnx, find_onnx_blockers
+from recadvisor.model.runtime import GraphRunner, export_saved_model, run_loaded
+from recadvisor.plan import PRESET_PASSES
+from recadvisor.rewrite.base import PassResult
+from recadvisor.rewrite.encodings import encode_feeds
+from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
+from recadvisor.rewrite.pipeline import run_pipeline
+from recadvisor.tfimport import import_tf
+from tests.rewrite.fixtures_contract import ContractModel, max_abs_diff
+from tests.rewrite.fixtures_patterns import (
+    deepctr_hash,
+    feature_column_feeds,
+    feature_columns,
+    feature_cross,
+    feature_cross_oov,
+    keras3_feeds,
+    keras3_patterns,
+    keras3_salted_cross,
+    retrieval_top_k,
+)
+
+pytestmark = pytest.mark.slow  # each model is built by its library (~10-20 s)
+
+
+def _upstream(model: ContractModel) -> PassResult:
+    return IdsUpstreamPass().apply(model.graph, {}, model.context(labels=False))
+
+
+def _string_free(graph: ModelGraph) -> None:
+    assert not [n.op for n in graph.graph_def.node if n.op in STRING_OPS]
+    assert all(info.dtype != "string" for info in graph.signature.inputs.values())
+    assert not graph.tables
+
+
+def _check_everywhere(
+    model: ContractModel, result: PassResult, tmp_path: Path, fresh: dict[str, np.ndarray]
+) -> OnnxExportResult:
+    """Parity of the graph, the reloaded SavedModel and the ONNX file; returns the export."""
+    diffs: dict[str, float] = {}
+    for label, feeds in (("sample", model.feeds), ("fresh", fresh)):
+        encoded = encode_feeds(result.encodings, feeds)
+        diffs[f"graph_{label}"] = max_abs_diff(
+            GraphRunner(result.graph)(encoded), model.run_original(feeds)
+        )
+    loaded = load_model(export_saved_model(result.graph, tmp_path / "sm"))
+    encoded = encode_feeds(result.encodings, model.feeds)
+    served = run_loaded(loaded.function, loaded.spec.inputs, encoded)
+    diffs["saved_model"] = max_abs_diff(served, model.run_original(model.feeds))
+    onnx = export_onnx(result.graph, tmp_path / "model.onnx", encoded)
+    diffs["onnx"] = onnx.max_abs_diff
+    assert all(d <= 1e-5 for d in diffs.values()), diffs
+    return onnx
+
+
+@pytest.fixture(scope="module")
+def keras3() -> tuple[ContractModel, PassResult]:
+    model = keras3_patterns()
+    return model, _upstream(model)
+
+
+@pytest.fixture(scope="module")
+def columns() -> tuple[ContractModel, PassResult]:
+    model = feature_columns()
+    return model, _upstream(model)
+
+
+def test_keras3_masks_lookups_salted_hash_and_cross(keras3, tmp_path: Path) -> None:
+    model, result = keras3
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {
+        "hist": "hash_bucket",
+        "tags": "vocabulary",
+        "uid": "vocabulary",
+        "salted": "strong_hash_bucket",
+        "a": "fingerprint64",
+        "b": "fingerprint64",
+        "oov": "vocabulary",
+        "code": "vocabulary",
+    }
+    assert enc["oov"].params["oov_buckets"] == 3 and enc["oov"].params["mask"] == {"": 0}
+    assert enc["code"].params["oov_hash"] == "floormod"  # IntegerLookup: code mod 2
+    # the padding "" keeps its meaning: a reserved id the hash / lookup never produces
+    assert enc["hist"].params["reserved"] == {"": -1}
+    assert enc["tags"].params["reserved"] == {"": -1}
+    assert enc["uid"].params["key_dtype"] == "int64"
+    assert enc["salted"].params["key"] == [11, 22]
+    _string_free(result.graph)
+    ops = result.graph.op_counts()
+    assert ops.get("LookupTableFindV2", 0) == 0 and ops["SparseCross"] == 1  # cross on int64 ids
+    encoded = encode_feeds(result.encodings, model.feeds)
+    assert (encoded["hist"] == -1).sum() == (model.feeds["hist"] == "").sum() > 0
+    onnx = _check_everywhere(model, result, tmp_path, keras3_feeds(64, seed=9))
+    assert onnx.lowered["SparseCross"] == 1 and "SparseCross" not in onnx.onnx_ops
+    assert onnx.opset >= 18
+
+
+def test_feature_column_sparse_paths(columns, tmp_path: Path) -> None:
+    model, result = columns
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {
+        "user": "hash_bucket",
+        "tags": "hash_bucket",
+        "cat": "vocabulary",
+        "cat2": "vocabulary",
+        "shop": "vocabulary",
+    }
+    # to_sparse_input's ignore values: "" for strings, -1 for the int64 column
+    assert enc["user"].params["reserved"] == {"": -1}
+    assert enc["shop"].params["reserved"] == {"-1": -2}  # -1 is also the lookup's default
+    assert enc["cat"].params["oov_buckets"] == 2 and enc["cat"].params["oov_offset"] == 3
+    _string_free(result.graph)
+    assert result.graph.op_counts()["GatherNd"] >= 4  # the sparse path stays, on ids
+    onnx = _check_everywhere(model, result, tmp_path, feature_column_feeds(64, seed=8))
+    assert onnx.lowered == {"OneHot": 1}  # -1 (cat2 out of vocabulary) must stay a zero row
+
+
+def test_feature_cross_keeps_the_cross_on_fingerprints(tmp_path: Path) -> None:
+    """user/city/kind are crossed (kind is also a vocabulary, then keyed by Fingerprint64)."""
+    model = feature_cross()
+    result = _upstream(model)
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {
+        "user": "fingerprint64",
+        "city": "fingerprint64",
+        "kind": "fingerprint64",
+    }
+    assert set(enc["kind"].params["compared"]) == {"", "books", "music", "games"}  # collisions
+    assert result.graph.op_counts()["FloorMod"] >= 1  # user's bucket from its fingerprint
+    (fp_table,) = result.graph.tables.values()
+    assert fp_table.key_dtype == "int64" and fp_table.size == 3
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    rng = np.random.default_rng(12)
+    fresh = {
+        k: np.array(rng.choice([*v.reshape(-1).tolist(), "", "new"], (40, 1)), dtype=object)
+        for k, v in model.feeds.items()
+    }
+    onnx = _check_everywhere(model, result, tmp_path, fresh)
+    assert onnx.lowered == {"SparseCross": 2, "LookupTableFindV2": 1, "OneHot": 3}
+
+
+def test_crossed_vocabulary_with_oov_buckets(tmp_path: Path) -> None:
+    model = feature_cross_oov()
+    result = _upstream(model)
+    assert {e.input_key: e.kind for e in result.encodings} == {
+        "kind2": "fingerprint64",
+        "city": "fingerprint64",
+    }
+    ops = result.graph.op_counts()
+    assert "LookupTableSizeV2" not in ops and ops["FloorMod"] >= 1  # OOV bucket from the id
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    fresh = {k: v[::-1].copy() for k, v in model.feeds.items()}
+    onnx = _check_everywhere(model, result, tmp_path, fresh)
+    assert onnx.lowered["SparseCross"] == 1
+
+
+def test_crossed_input_with_a_keyed_hash_is_refused(tmp_path: Path) -> None:
+    model = keras3_salted_cross()
+    result = _upstream(model)
+    assert [e.input_key for e in result.encodings] == ["t"]
+    refusal = " ".join(result.notes)
+    assert "input 's' is crossed and also read as StringToHashBucketStrong(16, keyed)" in refusal
+    assert result.graph.signature.inputs["s"].dtype == "string"
+    encoded = encode_feeds(result.encodings, model.feeds)
+    assert max_abs_diff(GraphRunner(result.graph)(encoded), model.run_original(model.feeds)) <= 1e-5
+    blockers = {b.op: b for b in find_onnx_blockers(result.graph)}
+    assert "s" in blockers["string input"].inputs
+    with pytest.raises(ExportError, match="StringToHashBucketStrong"):
+        export_onnx(result.graph, tmp_path / "m.onnx", encoded)
+
+
+def test_sparse_integer_keys_are_matched_for_onnx(tmp_path: Path) -> None:
+    """An int64 table over 64-bit ids (too wide for a remap vector) becomes a key match."""
+    tf = import_tf()
+    keys = np.array([10**12 + 7, 5, -(10**15), 2**62], np.int64)
+    module = tf.Module()
+    module.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, np.array([3, 1, 2, 4], np.int64)), -1
+    )
+    module.emb = tf.Variable(np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32))
+    spec = {"uid": tf.TensorSpec([None, 1], tf.int64, name="uid")}
+
+    @tf.function(input_signature=[spec])
+    def serve(f: dict) -> dict:
+        return {"score": tf.gather(module.emb, module.table.lookup(f["uid"]) + 1)}
+
+    module.serve = serve
+    path = tmp_path / "sparse_keys"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    graph = freeze(load_model(path))
+    assert find_onnx_blockers(graph) == []
+    feeds = {"uid": np.array([[k] for k in [*keys.tolist(), 0, 6, -5, 2**63 - 1]], np.int64)}
+    result = export_onnx(graph, tmp_path / "m.onnx", feeds)
+    assert result.lowered == {"LookupTableFindV2": 1} and result.max_abs_diff == 0.0
+    assert "ArgMax" in result.onnx_ops
+
+
+def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:
+    model = deepctr_hash()
+    result = _upstream(model)
+    (enc,) = result.encodings
+    assert enc.kind == "hash_bucket" and enc.params == {"num_buckets": 19, "reserved": {"0": -1}}
+    _string_free(result.graph)
+    assert "AsString" not in result.graph.op_counts()
+    rng = np.random.default_rng(3)
+    fresh = {"hist": np.array(rng.choice(["0", "", "a", "ü"], (32, 4)), dtype=object)}
+    _check_everywhere(model, result, tmp_path, fresh)
+
+
+def test_exact_suggestions_are_applied_by_fast(keras3, columns) -> None:
+    """Advice asks the pass's matcher: every exact ids_upstream target of analyze is rewritten
+    by the fast plan, and inputs the matcher refuses get a reason instead of an exact line."""
+    models = (keras3[0], columns[0], feature_cross(), feature_cross_oov(), deepctr_hash())
+    for model in (*models, retrieval_top_k(), keras3_salted_cross()):
+        ctx = DetectorContext(graph=model.graph, info=model.loaded.info, feeds=model.feeds)
+        suggestions = advise(run_detectors(ctx, strict=True), model.graph, preset="fast")
+        plan = build_plan(suggestions, model.graph, "fast")
+        result = run_pipeline(model.graph, plan, model.context(labels=False), strict=True)
+        for s in suggestions:
+            if s.exactness != "exact" or s.pass_name not in PRESET_PASSES["fast"]:
+                continue
+            record = result.record(s.pass_name)
+            assert record is not None and record.status == "applied", (s.kind, record)
+            if s.pass_name == "ids_upstream":
+                assert set(s.targets) <= set(record.stats["inputs_changed"])
+        refused = [s for s in suggestions if s.kind == "ids_upstream_refused"]
+        if model is keras3_salted_cross():
+            assert [s.targets for s in refused] == [("s",)]
+            assert "crossed and also read as StringToHashBucketStrong" in refused[0].message
+            assert result.record("ids_upstream").stats["inputs_changed"] == ["t"]
+        else:
+            assert refused == []
+
+
+def test_cli_fast_onnx_on_keras3_patterns(keras3, tmp_path: Path) -> None:
+    """``recadvisor rebuild --preset fast --onnx`` end to end: string-free SavedModel and ONNX,
+    both exact through ``recadvisor.encode_inputs`` on raw rows."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from recadvisor.bench import OnnxRunner
+    from recadvisor.cli import app
+    from recadvisor.encode import encode_inputs
+
+    model, _ = keras3
+    data = tmp_path / "sample.parquet"
+    frame = {k: (list(v.tolist()) if v.shape[1] > 1 else v[:, 0]) for k, v in model.feeds.items()}
+    pd.DataFrame(frame).to_parquet(data)
+    out = tmp_path / "fast"
+    args = ["rebuild", str(model.path), "--out", str(out), "--preset", "fast", "--onnx"]
+    result = CliRunner().invoke(app, [*args, "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    rebuilt = load_model(out / "saved_model")
+    assert all(info.dtype != "string" for info in rebuilt.spec.inputs.values())
+    fresh = keras3_feeds(48, seed=21)
+    encoded = encode_inputs(out, fresh)
+    original = model.run_original(fresh)
+    served = run_loaded(rebuilt.function, rebuilt.spec.inputs, encoded)
+    assert max_abs_diff(served, original) <= 1e-5
+    onnx = OnnxRunner(out / "model.onnx")
+    assert max_abs_diff(onnx.run(onnx.prepare(encoded)), original) <= 1e-5
+
+
+def test_string_outputs_stay_strings_in_onnx(tmp_path: Path) -> None:
+    model = retrieval_top_k()
+    result = _upstream(model)
+    assert [e.kind for e in result.encodings] == ["hash_bucket"]
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    assert result.graph.signature.outputs["output_2"].dtype == "string"
+    assert find_onnx_blockers(result.graph) == []
+    onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:7]})
+    assert onnx.parity["output_2"] == 0.0  # every top-K id string equal
+    assert onnx.onnx_ops["Gather"] >= 2
