@@ -5,11 +5,22 @@ TensorFlow is imported only when a function runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from recadvisor.analysis.analyze import Analysis
     from recadvisor.analysis.inventory import ModelDescription
+    from recadvisor.compare import Comparison, ComparisonDict
+    from recadvisor.data.feeds import LoadedData
+    from recadvisor.model.spec import SignatureSpec
+    from recadvisor.rebuild import RebuildDict, RebuildResult
+
+ProgressCallback = Callable[[str, int, int], None]
+DEMO_PRESETS = ("safe", "fast")  # rebuilt by the demo; ``fast`` also exported to ONNX
+DEMO_BATCH_SIZES = (1, 256)
 
 
 def refuse_unsafe_models(paths: list[str | Path], allow: bool, command: str) -> None:
@@ -72,9 +83,22 @@ def describe(
 
 
 def load_data(
-    data: str | Path | None, spec: object, rows: int | None = None, vocabularies: dict | None = None
-) -> object:
-    """Read sample data for a signature (or synthesize it), with its label columns."""
+    data: str | Path | None,
+    spec: SignatureSpec,
+    rows: int | None = None,
+    vocabularies: dict | None = None,
+) -> LoadedData:
+    """Read sample data for a signature (or synthesize it), with its label columns.
+
+    Args:
+        data: a data file, or ``None`` to synthesize rows from the signature.
+        spec: the signature the rows must fit.
+        rows: read (or synthesize) at most this many rows.
+        vocabularies: input key -> values to draw synthesized rows from.
+
+    Returns:
+        The :class:`~recadvisor.data.feeds.LoadedData`.
+    """
     from recadvisor.data import load_feeds
 
     return load_feeds(data, spec, rows=rows, vocabularies=vocabularies)
@@ -93,10 +117,10 @@ def compare(
     measure_memory: bool = True,
     out_dir: str | Path | None = None,
     force: bool = False,
-    rebuild_info: dict | None = None,
+    rebuild_info: RebuildDict | None = None,
     allow_unsafe_ops: bool = False,
-    progress: object = None,
-) -> object:
+    progress: ProgressCallback | None = None,
+) -> Comparison:
     """Benchmark rebuilt models against the baseline; optionally write compare.json/html.
 
     Args:
@@ -197,7 +221,9 @@ def _gpu_note(result: Any) -> str:
     return f"GPU rows ('@gpu'): the baseline on the GPU takes {ratios} of its CPU time; {verdict}"
 
 
-def _render_comparison(payload: dict, path: Path, rebuild_info: dict | None) -> None:
+def _render_comparison(
+    payload: ComparisonDict, path: Path, rebuild_info: RebuildDict | None
+) -> None:
     from recadvisor.report import render_comparison
 
     render_comparison(payload, path, rebuild=rebuild_info)
@@ -214,7 +240,7 @@ def rebuild(
     onnx: bool = False,
     force: bool = False,
     allow_unsafe_ops: bool = False,
-) -> object:
+) -> RebuildResult:
     """Rebuild a SavedModel (see :func:`recadvisor.rebuild.rebuild`).
 
     Args:
@@ -260,8 +286,8 @@ def analyze(
     allow_unsafe_ops: bool = False,
     tensorboard_dir: str | Path | None = None,
     force: bool = False,
-    progress: object = None,
-) -> object:
+    progress: ProgressCallback | None = None,
+) -> Analysis:
     """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
 
     Args:
@@ -326,3 +352,143 @@ def encode_inputs(rebuilt_dir: str | Path, raw_inputs: dict) -> dict:
     from recadvisor.encode import encode_inputs as run_encode
 
     return run_encode(rebuilt_dir, raw_inputs)
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """What the demo did for one sample model.
+
+    Attributes:
+        name: the sample's name (``dssm``, ``esmm``, ``din``).
+        model_dir: its SavedModel.
+        analysis: the analysis (also ``<out>/<name>/analysis/``).
+        rebuilds: preset -> the rebuild (``<out>/<name>/<preset>/``).
+        comparison: baseline vs every rebuild (and ``fast``'s ONNX file).
+        analysis_report / compare_report: the HTML reports written.
+    """
+
+    name: str
+    model_dir: Path
+    analysis: Analysis
+    rebuilds: dict[str, RebuildResult]
+    comparison: Comparison
+    analysis_report: Path
+    compare_report: Path
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything :func:`demo` wrote: one :class:`DemoModel` per sample and the index page."""
+
+    out_dir: Path
+    models: tuple[DemoModel, ...]
+    index: Path
+
+
+def demo(
+    models_dir: str | Path = "sample_models",
+    out_dir: str | Path = "reports",
+    *,
+    rows: int = 20000,
+    requests: int = 200,
+    force: bool = False,
+    size: str = "full",
+    progress: ProgressCallback | None = None,
+) -> DemoResult:
+    """The main job on the bundled samples: build them (when missing), then analyze, rebuild
+    (``safe``, and ``fast`` with ONNX) and compare each, and write ``out_dir/index.html``.
+
+    Each model's reports go to ``out_dir/<name>/`` (``analysis/``, ``safe/``, ``fast/``,
+    ``compare/``), replacing earlier demo output there. Memory is measured in ``compare``.
+
+    Args:
+        models_dir: where the sample models are (or are built).
+        out_dir: the reports folder.
+        rows: rows of synthetic data per sample, when a sample is built.
+        requests: timed calls per model and batch size.
+        force: rebuild the samples even when they exist.
+        size: sample size when built: ``full`` or ``tiny``.
+        progress: ``progress(stage, done, total)``; sample building reports its messages as
+            stages with ``(0, 1)``.
+
+    Returns:
+        A :class:`DemoResult`.
+    """
+    from recadvisor.report import render_index
+    from recadvisor.samples import SAMPLE_NAMES, build_samples
+
+    models_root, out = Path(models_dir), Path(out_dir)
+    missing = [n for n in SAMPLE_NAMES if force or not (models_root / n / "saved_model").is_dir()]
+    if missing:
+        build_samples(
+            models_root,
+            rows=rows,
+            names=missing,
+            size=size,
+            force=force,
+            progress=(lambda msg: progress(msg, 0, 1)) if progress else None,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    done: list[DemoModel] = []
+    for name in SAMPLE_NAMES:
+        done.append(_demo_model(name, models_root / name, out / name, requests, progress))
+    index = render_index(
+        [
+            {
+                "name": m.name,
+                "analysis": m.analysis.to_dict(),
+                "comparison": m.comparison.to_dict(),
+                "analysis_report": str(m.analysis_report),
+                "compare_report": str(m.compare_report),
+            }
+            for m in done
+        ],
+        out / "index.html",
+    )
+    return DemoResult(out_dir=out, models=tuple(done), index=index)
+
+
+def _demo_model(
+    name: str, sample_dir: Path, out: Path, requests: int, progress: ProgressCallback | None
+) -> DemoModel:
+    """Analyze, rebuild and compare one sample into ``out`` (progress stages named after it)."""
+    model = sample_dir / "saved_model"
+    data = sample_dir / "sample.parquet"
+    if progress is not None:
+        outer = progress
+
+        def progress(stage: str, done: int, total: int) -> None:
+            outer(f"{name}: {stage}", done, total)
+
+    analysis = analyze(model, data=data, out_dir=out / "analysis", force=True, progress=progress)
+    rebuilds: dict[str, RebuildResult] = {}
+    for i, preset in enumerate(DEMO_PRESETS):
+        if progress is not None:
+            progress("rebuild", i, len(DEMO_PRESETS))
+        rebuilds[preset] = rebuild(
+            model, out / preset, preset=preset, data=data, onnx=(preset == "fast"), force=True
+        )
+    candidates: list[str | Path] = [out / preset for preset in DEMO_PRESETS]
+    if (out / "fast" / "model.onnx").is_file():
+        candidates.append(out / "fast" / "model.onnx")
+    comparison = compare(
+        model,
+        candidates,
+        data=data,
+        batch_sizes=DEMO_BATCH_SIZES,
+        requests=requests,
+        measure_memory=True,
+        out_dir=out / "compare",
+        force=True,
+        rebuild_info=rebuilds["fast"].to_dict(),
+        progress=progress,
+    )
+    return DemoModel(
+        name=name,
+        model_dir=model,
+        analysis=analysis,
+        rebuilds=rebuilds,
+        comparison=comparison,
+        analysis_report=out / "analysis" / "report.html",
+        compare_report=out / "compare" / "compare.html",
+    )

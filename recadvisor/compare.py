@@ -14,12 +14,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from recadvisor.bench import (
     LatencySummary,
+    LatencySummaryDict,
+    MemoryDict,
     OnnxRunner,
     SavedModelRunner,
     build_floor_model,
@@ -33,6 +35,66 @@ from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
 FLOOR = "(call floor)"
+COMPARE_SCHEMA_VERSION = 1
+
+
+class QualityDict(TypedDict):
+    """AUC and log-loss of one output against its label column."""
+
+    auc: float
+    logloss: float
+    label: str
+
+
+class MachineDict(TypedDict):
+    """Where the comparison ran (``onnxruntime`` is null when it is not installed)."""
+
+    cpu: str
+    cores: int | None
+    python: str
+    tensorflow: str
+    platform: str
+    onnxruntime: str | None
+
+
+class ModelResultDict(TypedDict):
+    """``ModelResult.to_dict()``: one model of ``compare.json``, figures by batch size (string
+    keys); ``parity`` and ``parity_passed`` are null for the baseline."""
+
+    label: str
+    kind: str
+    path: str
+    size_bytes: int
+    node_count: int | None
+    latency: dict[str, LatencySummaryDict]
+    ratio_vs_baseline: dict[str, float]
+    ratio_vs_floor: dict[str, float]
+    parity: dict[str, float] | None
+    parity_passed: bool | None
+    quality: dict[str, QualityDict]
+    memory: MemoryDict | None
+    encoded_inputs: list[str]
+
+
+class ComparisonDict(TypedDict):
+    """``compare.json`` (schema :data:`COMPARE_SCHEMA_VERSION`): ``Comparison.to_dict()``.
+
+    ``models[0]`` is the baseline; ``floor`` is the call floor's latency by batch size.
+    """
+
+    schema_version: int
+    baseline: str
+    signature: str
+    batch_sizes: list[int]
+    requests: int
+    rows: int
+    machine: MachineDict
+    tolerance: float
+    call: str
+    burst: int
+    floor: dict[str, LatencySummaryDict]
+    models: list[ModelResultDict]
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -49,11 +111,11 @@ class ModelResult:
     ratio_vs_floor: dict[int, float]
     parity: dict[str, float] | None = None
     parity_passed: bool | None = None
-    quality: dict[str, dict[str, float]] = field(default_factory=dict)
-    memory: dict[str, float] | None = None
+    quality: dict[str, QualityDict] = field(default_factory=dict)
+    memory: MemoryDict | None = None
     encoded_inputs: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ModelResultDict:
         """JSON form."""
         return {
             "label": self.label,
@@ -81,7 +143,7 @@ class Comparison:
     batch_sizes: tuple[int, ...]
     requests: int
     rows: int
-    machine: dict[str, Any]
+    machine: MachineDict
     models: tuple[ModelResult, ...]
     floor: dict[int, LatencySummary]
     tolerance: float
@@ -89,9 +151,10 @@ class Comparison:
     call: str = "keyword"
     burst: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (public: documented in the README)."""
+    def to_dict(self) -> ComparisonDict:
+        """``compare.json`` (schema :class:`ComparisonDict`)."""
         return {
+            "schema_version": COMPARE_SCHEMA_VERSION,
             "baseline": self.baseline,
             "signature": self.signature,
             "batch_sizes": list(self.batch_sizes),
@@ -107,7 +170,7 @@ class Comparison:
         }
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> MachineDict:
     """CPU, cores and library versions, for the record."""
     import os
 
@@ -120,20 +183,20 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info = {
+    try:
+        import onnxruntime
+
+        ort_version: str | None = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "platform": platform.platform(),
+        "onnxruntime": ort_version,
     }
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    return info
 
 
 def _label_for(path: Path, used: set[str]) -> str:
@@ -215,14 +278,14 @@ def _run_all(
 
 def quality_metrics(
     outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, QualityDict]:
     """AUC and log-loss of each probability-like output against each label of the same length.
 
     The label for an output is ``label_<output>`` when present, else ``label``.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
-    result: dict[str, dict[str, float]] = {}
+    result: dict[str, QualityDict] = {}
     for name, values in outputs.items():
         label_name = f"label_{name}" if f"label_{name}" in labels else "label"
         label = labels.get(label_name)

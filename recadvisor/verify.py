@@ -10,13 +10,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 DEFAULT_TOLERANCE = 1e-5
+
+
+class OutputParityDict(TypedDict):
+    """``OutputParity.to_dict()`` (``inf`` written as the string ``"inf"``)."""
+
+    key: str
+    dtype: str
+    shape_match: bool
+    max_abs_diff: float | str
+    mean_abs_diff: float | str
+    mismatches: int
+    passed: bool
+    note: str
+
+
+class ParityDict(TypedDict):
+    """``Parity.to_dict()``: the verdict, its one-line summary and each output's numbers."""
+
+    passed: bool
+    tolerance: float
+    rows: int
+    max_abs_diff: float | str
+    summary: str
+    outputs: dict[str, OutputParityDict]
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ class OutputParity:
     passed: bool
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OutputParityDict:
         """JSON form (``inf`` becomes the string ``"inf"``)."""
         return {
             "key": self.key,
@@ -99,7 +123,7 @@ class Parity:
         op = "<=" if worst.passed else ">"
         return f"max abs diff {worst.max_abs_diff:.3g} on {worst.key} {op} {self.tolerance:.3g}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ParityDict:
         """JSON form: overall verdict plus each output's numbers."""
         return {
             "passed": self.passed,

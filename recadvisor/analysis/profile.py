@@ -54,7 +54,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -85,6 +85,28 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- results
+class OpTimingDict(TypedDict):
+    """``OpTiming.to_dict()``: one profiled graph node."""
+
+    node: str
+    op: str
+    runtime_ops: list[str]
+    self_us: float
+    share: float
+    fused_nodes: list[str]
+
+
+class LatencyStatsDict(TypedDict):
+    """``LatencyStats.to_dict()``, in milliseconds."""
+
+    batch_size: int
+    calls: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+
+
 @dataclass(frozen=True)
 class OpTiming:
     """CPU time of one graph node at one batch size.
@@ -106,7 +128,7 @@ class OpTiming:
     share: float
     fused_nodes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OpTimingDict:
         """JSON form."""
         return {
             "node": self.node,
@@ -129,7 +151,7 @@ class LatencyStats:
     p99_ms: float
     mean_ms: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> LatencyStatsDict:
         """JSON form."""
         return {
             "batch_size": self.batch_size,
