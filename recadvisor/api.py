@@ -5,7 +5,7 @@ TensorFlow is imported only when a function runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,6 +393,7 @@ def demo(
     requests: int = 200,
     force: bool = False,
     size: str = "full",
+    names: Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> DemoResult:
     """The main job on the bundled samples: build them (when missing), then analyze, rebuild
@@ -408,6 +409,7 @@ def demo(
         requests: timed calls per model and batch size.
         force: rebuild the samples even when they exist.
         size: sample size when built: ``full`` or ``tiny``.
+        names: the samples to run (default: all of ``SAMPLE_NAMES``).
         progress: ``progress(stage, done, total)``; sample building reports its messages as
             stages with ``(0, 1)``.
 
@@ -418,7 +420,8 @@ def demo(
     from recadvisor.samples import SAMPLE_NAMES, build_samples
 
     models_root, out = Path(models_dir), Path(out_dir)
-    missing = [n for n in SAMPLE_NAMES if force or not (models_root / n / "saved_model").is_dir()]
+    chosen = list(SAMPLE_NAMES if names is None else names)
+    missing = [n for n in chosen if force or not (models_root / n / "saved_model").is_dir()]
     if missing:
         build_samples(
             models_root,
@@ -430,7 +433,7 @@ def demo(
         )
     out.mkdir(parents=True, exist_ok=True)
     done: list[DemoModel] = []
-    for name in SAMPLE_NAMES:
+    for name in chosen:
         done.append(_demo_model(name, models_root / name, out / name, requests, progress))
     index = render_index(
         [

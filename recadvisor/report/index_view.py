@@ -44,11 +44,16 @@ def _geomean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.inf
 
 
-def best_exact(comparison: ComparisonDict) -> ModelResultDict | None:
+def best_exact(comparison: ComparisonDict, kind: str | None = None) -> ModelResultDict | None:
     """The candidate whose parity passed with the lowest p50 ratios (geometric mean over the
-    timed batch sizes); ``None`` when no candidate is exact."""
+    timed batch sizes), of one ``kind`` (``saved_model``, ``onnx``) when given; ``None`` when
+    no candidate is exact."""
     batches = [str(bs) for bs in comparison["batch_sizes"]]
-    exact = [m for m in comparison["models"][1:] if m["parity_passed"] is True]
+    exact = [
+        m
+        for m in comparison["models"][1:]
+        if m["parity_passed"] is True and kind in (None, m["kind"])
+    ]
     if not exact:
         return None
     return min(exact, key=lambda m: _geomean([m["ratio_vs_baseline"][b] for b in batches]))
@@ -73,6 +78,7 @@ def model_row(entry: IndexEntry, href: Callable[[str], str | None]) -> dict[str,
     comparison, analysis = entry["comparison"], entry["analysis"]
     baseline = comparison["models"][0]
     best = best_exact(comparison)
+    best_tf = best_exact(comparison, "saved_model")
     findings = sorted(analysis["findings"], key=lambda f: severity_rank(f["severity"]))
     return {
         "name": entry["name"],
@@ -82,6 +88,14 @@ def model_row(entry: IndexEntry, href: Callable[[str], str | None]) -> dict[str,
         "ratios": {
             bs: best["ratio_vs_baseline"][str(bs)] if best else None
             for bs in comparison["batch_sizes"]
+        },
+        "saved_model": None
+        if best_tf is None or best_tf is best
+        else {
+            "variant": best_tf["label"],
+            "ratios": [
+                (bs, best_tf["ratio_vs_baseline"][str(bs)]) for bs in comparison["batch_sizes"]
+            ],
         },
         "base_p50": {
             bs: baseline["latency"][str(bs)]["p50_ms"] for bs in comparison["batch_sizes"]

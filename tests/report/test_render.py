@@ -389,6 +389,14 @@ def test_index_view_picks_the_fastest_exact_variant() -> None:
     comparison = fixtures.comparison_dict()
     comparison["models"][2]["parity_passed"] = True  # now the ONNX file (0.1x) is exact too
     assert best_exact(comparison)["label"] == "rebuilt/model.onnx"
+    assert best_exact(comparison, "saved_model")["label"] == f"rebuilt{XSS}"
+    (entry, _) = fixtures.index_entries()
+    entry["comparison"] = comparison
+    row = index_view([entry], lambda path: path)["rows"][0]
+    assert (
+        row["variant"] == "rebuilt/model.onnx" and row["saved_model"]["variant"] == f"rebuilt{XSS}"
+    )
+    assert row["saved_model"]["ratios"][0] == (1, comparison["models"][1]["ratio_vs_baseline"]["1"])
     comparison["models"][1]["parity_passed"] = comparison["models"][2]["parity_passed"] = None
     assert best_exact(comparison) is None
     (entry, _) = fixtures.index_entries()
