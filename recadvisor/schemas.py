@@ -3,17 +3,13 @@
 Each artifact recadvisor writes has one versioned schema, declared once in code beside the
 function that writes it, as ``TypedDict`` classes describing exactly the JSON (or YAML) written:
 
-=====================  ======================================  ==============================
-artifact               schema (``TypedDict``)                  declared in
-=====================  ======================================  ==============================
-``analysis.json``      ``AnalysisDict``                        ``recadvisor/analysis/analyze.py``
-``rebuild.json``       ``RebuildDict``                         ``recadvisor/rebuild.py``
-``compare.json``       ``ComparisonDict``                      ``recadvisor/compare.py``
-``feature_contract``   ``FeatureContractDict``                 ``recadvisor/rewrite/encodings.py``
-``plan.yaml``          ``PlanDict``                            ``recadvisor/plan.py``
-=====================  ======================================  ==============================
+* ``analysis.json``: ``AnalysisDict`` in ``recadvisor/analysis/analyze.py``;
+* ``rebuild.json``: ``RebuildDict`` in ``recadvisor/rebuild.py``;
+* ``compare.json``: ``ComparisonDict`` in ``recadvisor/compare.py``;
+* ``feature_contract.json``: ``FeatureContractDict`` in ``recadvisor/rewrite/encodings.py``;
+* ``plan.yaml``: ``PlanDict`` in ``recadvisor/plan.py``.
 
-:data:`ARTIFACT_SCHEMAS` maps each file name to its schema and version. :func:`schema_errors`
+:func:`artifact_schemas` maps each file name to its schema and version. :func:`schema_errors`
 walks a value and its schema together: every ``TypedDict`` key must be present and no other
 key may be (so a renamed field is caught where it is written, not where a report reads it);
 ``list[T]``, ``dict[str, T]``, unions, ``Literal`` and the JSON scalars are checked
