@@ -328,7 +328,7 @@ def analyze(
         from recadvisor.model.load import load_model
         from recadvisor.report.tensorboard import write_profile
 
-        write_profile(freeze(load_model(model_dir, signature)), result.profile, tensorboard_dir)
+        write_profile(freeze(load_model(model_dir, signature)), payload["profile"], tensorboard_dir)
     if out_dir is not None:
         from recadvisor.report import render_analysis
 

@@ -27,6 +27,7 @@ from recadvisor.report.formatting import fmt_ms, fmt_pct, fmt_us
 from recadvisor.tfimport import import_tf
 
 if TYPE_CHECKING:
+    from recadvisor.analysis.analyze import ProfileSectionDict
     from recadvisor.model.graph import ModelGraph
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ def top_ops_markdown(batch: Mapping[str, Any], top: int = TOP_OPS) -> str:
     """
     lat = batch["latency"]
     lines = [
-        f"**batch {batch['batch_size']}**: p50 {fmt_ms(lat.get('p50_ms'))}, "
-        f"p90 {fmt_ms(lat.get('p90_ms'))}, p99 {fmt_ms(lat.get('p99_ms'))}; op time summed "
+        f"**batch {batch['batch_size']}**: p50 {fmt_ms(lat['p50_ms'])}, "
+        f"p90 {fmt_ms(lat['p90_ms'])}, p99 {fmt_ms(lat['p99_ms'])}; op time summed "
         "over threads under the profiler (ranks costs, it is not latency).",
         "",
         "| # | node | op type | kernels | µs / call | share |",
@@ -85,13 +86,14 @@ def top_ops_markdown(batch: Mapping[str, Any], top: int = TOP_OPS) -> str:
     return "\n".join(lines)
 
 
-def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path, top: int = TOP_OPS) -> Path:
+def write_profile(
+    graph: ModelGraph, profile: ProfileSectionDict | None, logdir: str | Path, top: int = TOP_OPS
+) -> Path:
     """Write the frozen graph and the per-op profile as TensorBoard summaries.
 
     Args:
         graph: the frozen ModelGraph (shown in the Graphs tab).
-        profile: a :class:`~recadvisor.analysis.profile.Profile`, its ``to_dict()``, or the
-            ``profile`` section of ``analysis.json``; ``None`` writes the graph only.
+        profile: the ``profile`` section of ``analysis.json``; ``None`` writes the graph only.
         logdir: the log directory (created; existing event files are kept).
         top: nodes listed per batch size in the text summary.
 
@@ -101,13 +103,11 @@ def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path, top: int 
     from recadvisor.analysis.inventory import write_tensorboard_graph
 
     path = write_tensorboard_graph(graph, logdir)
-    data = profile.to_dict() if hasattr(profile, "to_dict") else profile
-    data = dict(data) if isinstance(data, Mapping) else {}
-    batches = profile_batches(data)
-    if not batches:
+    if profile is None:
         log.info("no profile to write to %s: graph only", path)
         return path
-    attrs = attributions({}, data, batches[-1]["batch_size"])
+    batches = profile_batches(profile)
+    attrs = attributions(profile)
     tf = import_tf()
     scalars, text = _metadata("scalars"), _metadata("text")
 
@@ -124,7 +124,7 @@ def write_profile(graph: ModelGraph, profile: Any, logdir: str | Path, top: int 
                 for key, value in batch["latency"].items():
                     if key.endswith("_ms") and value is not None:
                         scalar(f"latency/{key}", value, step)
-                for stage, share in stage_shares(batch, attrs.get(step)).items():
+                for stage, share in stage_shares(batch, attrs[step]).items():
                     scalar(f"stage_share/{stage}", share, step)
                 per_op_type: dict[str, float] = {}
                 for o in batch["ops"]:
