@@ -561,7 +561,7 @@ def analysis_view(analysis: AnalysisDict) -> dict[str, Any]:
     batches = profile_batches(profile) if profile is not None else []
     attrs = attributions(profile) if profile is not None else {}
     ref_batch = profile["reference_batch"] if profile is not None else None
-    ref_attr = attrs.get(ref_batch) if ref_batch is not None else None
+    ref_attr = attrs[ref_batch] if ref_batch is not None else None
     batch_of = {b["batch_size"]: b for b in batches}
 
     findings = sorted(
