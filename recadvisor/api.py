@@ -5,20 +5,21 @@ TensorFlow is imported only when a function runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from recadvisor.analysis.analyze import Analysis
+    from recadvisor.analysis.analyze import Analysis, ProfileSectionDict
     from recadvisor.analysis.inventory import ModelDescription
+    from recadvisor.bench import ProgressCallback
     from recadvisor.compare import Comparison, ComparisonDict
     from recadvisor.data.feeds import LoadedData
+    from recadvisor.model.graph import ModelGraph
     from recadvisor.model.spec import SignatureSpec
     from recadvisor.rebuild import RebuildDict, RebuildResult
 
-ProgressCallback = Callable[[str, int, int], None]
 DEMO_PRESETS = ("safe", "fast")  # rebuilt by the demo; ``fast`` also exported to ONNX
 DEMO_BATCH_SIZES = (1, 256)
 
@@ -70,7 +71,7 @@ def describe(
     Returns:
         The :class:`~recadvisor.analysis.inventory.ModelDescription`.
     """
-    from recadvisor.analysis.inventory import describe_model, write_tensorboard_graph
+    from recadvisor.analysis.inventory import describe_model
     from recadvisor.model.freeze import freeze
     from recadvisor.model.load import load_model
 
@@ -78,8 +79,32 @@ def describe(
     loaded = load_model(model_dir, signature)
     graph = freeze(loaded)
     if tensorboard_dir is not None:
-        write_tensorboard_graph(graph, tensorboard_dir)
+        write_tensorboard(graph, None, tensorboard_dir)
     return describe_model(loaded, graph)
+
+
+def write_tensorboard(
+    graph: ModelGraph, profile: ProfileSectionDict | None, logdir: str | Path
+) -> Path:
+    """Write the frozen graph (Graphs tab) and, when given, the profile section of
+    ``analysis.json`` (latency, stage shares, op types, top nodes per batch size) for TensorBoard.
+
+    Args:
+        graph: the frozen :class:`~recadvisor.model.graph.ModelGraph`.
+        profile: ``analysis.json``'s ``profile`` dict, or None for the graph only.
+        logdir: the log directory.
+
+    Returns:
+        The log directory.
+    """
+    from recadvisor.model.tensorboard import write_graph, write_summaries
+    from recadvisor.report.tensorboard import profile_summaries
+
+    path = write_graph(graph, logdir)
+    steps = profile_summaries(profile)
+    if steps:
+        write_summaries(path, steps)
+    return path
 
 
 def load_data(
@@ -326,9 +351,9 @@ def analyze(
     if tensorboard_dir is not None:
         from recadvisor.model.freeze import freeze
         from recadvisor.model.load import load_model
-        from recadvisor.report.tensorboard import write_profile
 
-        write_profile(freeze(load_model(model_dir, signature)), payload["profile"], tensorboard_dir)
+        graph = freeze(load_model(model_dir, signature))
+        write_tensorboard(graph, payload["profile"], tensorboard_dir)
     if out_dir is not None:
         from recadvisor.report import render_analysis
 

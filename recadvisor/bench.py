@@ -27,6 +27,8 @@ they disturbed, which penalises onnxruntime at batch 1 most (ESMM: 0.086 ms call
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -48,6 +50,9 @@ from recadvisor.model.spec import SignatureSpec
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: how long-running work reports progress."""
 
 
 class LatencySummaryDict(TypedDict):
@@ -114,6 +119,62 @@ def summarize(batch_size: int, seconds: Sequence[float]) -> LatencySummary:
     )
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the garbage collector while timing (as ``timeit`` does)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def measure_latency(
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    calls: int,
+    batch_size: int = 0,
+    on_call: Callable[[], None] | None = None,
+) -> LatencySummary:
+    """Time ``calls`` calls of one model one by one, after ``warmup`` untimed calls.
+
+    For a model on its own (``analyze``'s profile); :func:`time_interleaved` times several
+    models against each other.
+
+    Args:
+        fn: the call to time; it must finish its work before returning.
+        warmup: untimed calls first.
+        calls: timed calls (at least 1).
+        batch_size: rows per call, recorded in the result.
+        on_call: called after every call (warm-up and timed), outside the timed window.
+
+    Returns:
+        A :class:`LatencySummary`.
+
+    Raises:
+        ValueError: ``calls`` < 1 or ``warmup`` < 0.
+    """
+    if calls < 1 or warmup < 0:
+        raise ValueError(f"need calls >= 1 and warmup >= 0, got calls={calls}, warmup={warmup}")
+    for _ in range(warmup):
+        fn()
+        if on_call is not None:
+            on_call()
+    times = []
+    clock = time.perf_counter
+    with gc_paused():
+        for _ in range(calls):
+            start = clock()
+            fn()
+            times.append(clock() - start)
+            if on_call is not None:
+                on_call()
+    return summarize(batch_size, times)
+
+
 def take_rows(
     feeds: Mapping[str, np.ndarray], n: int, start: int = 0, request_inputs: Sequence[str] = ()
 ) -> dict[str, np.ndarray]:
@@ -125,6 +186,31 @@ def take_rows(
         idx = (np.arange(rows) + start) % max(total, 1)
         out[k] = v[idx]
     return out
+
+
+def run_in_chunks(
+    runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
+) -> dict[str, np.ndarray]:
+    """Run a runner over every row of ``feeds`` in chunks of ``batch`` rows, untimed (parity
+    and quality); per-request inputs (one row next to N candidate rows) go with every chunk.
+
+    Args:
+        runner: a runner with ``prepare`` and ``run``.
+        feeds: the runner's own inputs.
+        batch: rows per call.
+
+    Returns:
+        output key -> values for all rows.
+    """
+    n = max(v.shape[0] for v in feeds.values())
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, batch):
+        chunk = {
+            k: v if v.shape[0] == 1 < n else v[start : start + batch] for k, v in feeds.items()
+        }
+        for k, v in runner.run(runner.prepare(chunk)).items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 class SavedModelRunner:
@@ -387,14 +473,15 @@ def time_interleaved(
     while done < requests:
         calls = min(burst, requests - done)
         rng.shuffle(labels)
-        for label in labels:
-            run, args = runners[label].run, prepared[label]
-            if burst > 1:
-                run(args)  # back to this model's steady state after the others ran
-            for _ in range(calls):
-                start = clock()
-                run(args)
-                times[label].append(clock() - start)
+        with gc_paused():
+            for label in labels:
+                run, args = runners[label].run, prepared[label]
+                if burst > 1:
+                    run(args)  # back to this model's steady state after the others ran
+                for _ in range(calls):
+                    start = clock()
+                    run(args)
+                    times[label].append(clock() - start)
         done += calls
         if progress is not None:
             progress(done, requests)
@@ -409,8 +496,19 @@ def peak_memory_mb(
     batch_size: int = 256,
     calls: int = 20,
     timeout: float = 300.0,
+    request_inputs: Sequence[str] = (),
 ) -> MemoryDict | None:
     """Peak resident memory of loading and running one model, in a fresh process.
+
+    Args:
+        kind: ``saved_model``, ``tf1`` or ``onnx``.
+        path: the model file or directory.
+        signature: the signature key (SavedModels).
+        feeds: the model's own inputs (already encoded to its contract).
+        batch_size: rows per call.
+        calls: calls made after loading.
+        timeout: seconds before the child is given up.
+        request_inputs: inputs the model takes once per request (one row, per_request_dedup).
 
     Returns:
         ``{"peak_rss_mb": ..., "import_rss_mb": ..., "model_rss_mb": ...}`` (the model's share
@@ -419,7 +517,8 @@ def peak_memory_mb(
     """
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "feeds.npz"
-        np.savez(npz, **{k: v for k, v in take_rows(feeds, batch_size).items()})
+        rows = take_rows(feeds, batch_size, request_inputs=request_inputs)
+        np.savez(npz, **rows)
         cmd = [
             sys.executable,
             "-m",
@@ -442,7 +541,10 @@ def peak_memory_mb(
             log.warning("memory measurement of %s timed out", path)
             return None
         if proc.returncode != 0:
-            log.warning("memory measurement of %s failed: %s", path, proc.stderr[-500:])
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            log.warning(
+                "memory measurement of %s failed: %s", path, lines[-1] if lines else proc.returncode
+            )
             return None
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from recadvisor.errors import RecAdvisorError
 from recadvisor.report.formatting import fmt_bytes, fmt_shape
@@ -97,7 +99,7 @@ def main_callback(
 
 def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Print a rich table with one column per name in ``columns`` and the given rows."""
-    table = Table(title=title)
+    table = Table(title=Text(title), box=box.SIMPLE_HEAD)
     for col in columns:
         table.add_column(col)
     for row in rows:
@@ -228,13 +230,17 @@ def samples(
     results = build_samples(
         out, rows=rows, seed=seed, size=size, force=force, progress=lambda msg: console.print(msg)
     )
-    table = Table(title=f"Sample models in {out}")
-    for col in ("name", "model", "data rows", "AUC (held out)", "train s"):
-        table.add_column(col)
+    table = Table(title=Text(f"Sample models in {out}"), box=box.SIMPLE_HEAD)
+    table.add_column("name", no_wrap=True)
+    table.add_column("data rows", justify="right", no_wrap=True)
+    table.add_column("AUC (held out)")
+    table.add_column("train s", justify="right", no_wrap=True)
     for r in results:
         auc = ", ".join(f"{k} {v:.3f}" for k, v in r.auc.items())
-        table.add_row(r.name, r.model_dir, str(r.rows), auc, f"{r.train_seconds:.1f}")
+        table.add_row(r.name, str(r.rows), auc, f"{r.train_seconds:.1f}")
     console.print(table)
+    for r in results:
+        console.print(Text(f"  {r.name}: {r.model_dir}"))
 
 
 @app.command()
@@ -311,43 +317,11 @@ def _progress_callback(progress: Any) -> Callable[[str, int, int], None]:
 
 
 def print_comparison(comp: dict[str, Any]) -> None:
-    """Rich table of a comparison."""
-    table = Table(
-        title=f"{comp['baseline']} [{comp['signature']}], {comp['requests']} calls "
-        "per batch size, interleaved"
-    )
-    table.add_column("model")
-    for bs in comp["batch_sizes"]:
-        table.add_column(f"p50 ms @{bs}", justify="right")
-        table.add_column(f"x base @{bs}", justify="right")
-    table.add_column("x floor @1" if 1 in comp["batch_sizes"] else "x floor", justify="right")
-    table.add_column("size", justify="right")
-    table.add_column("parity (max abs diff)")
-    table.add_column("AUC")
-    first = str(comp["batch_sizes"][0])
-    for m in comp["models"]:
-        row = [m["label"]]
-        for bs in comp["batch_sizes"]:
-            row += [
-                f"{m['latency'][str(bs)]['p50_ms']:.3f}",
-                f"{m['ratio_vs_baseline'][str(bs)]:.2f}",
-            ]
-        row.append(f"{m['ratio_vs_floor'][first]:.2f}")
-        row.append(fmt_bytes(m["size_bytes"]))
-        if m["parity"] is None:
-            row.append("baseline")
-        else:
-            worst = max(m["parity"].values()) if m["parity"] else float("nan")
-            row.append(f"{'ok' if m['parity_passed'] else 'FAIL'} {worst:.1e}")
-        row.append(", ".join(f"{k} {v['auc']:.4f}" for k, v in m["quality"].items()) or "-")
-        table.add_row(*row)
-    floor = ["(call floor)"]
-    for bs in comp["batch_sizes"]:
-        floor += [f"{comp['floor'][str(bs)]['p50_ms']:.3f}", ""]
-    table.add_row(*floor, "1.00", "", "", "")
-    console.print(table)
-    for note in comp["notes"]:
-        console.print(f"note: {note}")
+    """The ``compare`` table, sized to the terminal (see :mod:`recadvisor.report.terminal`)."""
+    from recadvisor.report.terminal import comparison_renderables
+
+    for item in comparison_renderables(comp, console):
+        console.print(item)
 
 
 @app.command()
@@ -398,42 +372,11 @@ def compare(
 
 
 def print_rebuild(result: dict[str, Any]) -> None:
-    """Rich table of the passes a rebuild ran."""
-    model = result.get("model", {})
-    table = Table(
-        title=f"rebuild of {model.get('path')} [{model.get('signature')}] -> "
-        f"{result.get('output', {}).get('dir')}"
-    )
-    for col in ("pass", "status", "detail", "nodes", "s"):
-        table.add_column(col)
-    for rec in result.get("passes", {}).get("passes", []):
-        if rec.get("status") == "disabled":
-            continue
-        detail = rec.get("reason") or ", ".join(
-            f"{k} {v}" for k, v in rec.get("stats", {}).items() if isinstance(v, (int, float)) and v
-        )
-        table.add_row(
-            rec.get("name", ""),
-            rec.get("status", ""),
-            str(detail)[:80],
-            f"{rec.get('nodes_before', '')} -> {rec.get('nodes_after', '')}",
-            f"{rec.get('seconds', 0):.2f}",
-        )
-    console.print(table)
-    parity = result.get("parity", {}).get("exported_vs_original") or {}
-    if parity:
-        console.print(
-            f"parity of the exported model vs the original: "
-            f"{'ok' if parity.get('passed') else 'FAILED'} ({parity.get('summary', '')})"
-        )
-    nodes = result.get("nodes", {})
-    if nodes:
-        console.print(
-            f"nodes: {nodes.get('original')} stored, {nodes.get('frozen')} frozen, "
-            f"{nodes.get('final')} rebuilt"
-        )
-    for note in result.get("notes", []):
-        console.print(f"note: {note}")
+    """The passes a rebuild ran, sized to the terminal."""
+    from recadvisor.report.terminal import rebuild_renderables
+
+    for item in rebuild_renderables(result, console):
+        console.print(item)
 
 
 @app.command()

@@ -26,24 +26,18 @@ from recadvisor.bench import (
     SavedModelRunner,
     build_floor_model,
     peak_memory_mb,
+    run_in_chunks,
     take_rows,
     time_interleaved,
 )
 from recadvisor.errors import ModelLoadError
 from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
 from recadvisor.tfimport import import_tf
+from recadvisor.verify import QualityDict, compare_outputs, quality_metrics
 
 log = logging.getLogger(__name__)
 FLOOR = "(call floor)"
 COMPARE_SCHEMA_VERSION = 1
-
-
-class QualityDict(TypedDict):
-    """AUC and log-loss of one output against its label column."""
-
-    auc: float
-    logloss: float
-    label: str
 
 
 class MachineDict(TypedDict):
@@ -199,12 +193,16 @@ def machine_info() -> MachineDict:
     }
 
 
-def _label_for(path: Path, used: set[str]) -> str:
-    label = path.name
-    if label == "saved_model":
-        label = path.parent.name
-    elif label.endswith(".onnx") and path.parent.name:
-        label = f"{path.parent.name}/{label}"
+def _label_for(path: Path, used: set[str], baseline: bool = False) -> str:
+    """A short row label: ``baseline``, the rebuilt folder's name (``safe``, ``fast``), or
+    ``<folder>.onnx`` for an ONNX file (``fast.onnx``); the paths are listed once elsewhere."""
+    if baseline:
+        label = "baseline"
+    elif path.suffix == ".onnx":
+        stem = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+        label = f"{stem}.onnx"
+    else:
+        label = path.parent.name if path.name == "saved_model" else path.name
     base, i = label, 2
     while label in used:
         label, i = f"{base}#{i}", i + 1
@@ -259,50 +257,6 @@ def _encode(contract_dir: Path | None, feeds: Mapping[str, np.ndarray]) -> dict[
     from recadvisor.encode import encode_inputs
 
     return encode_inputs(contract_dir, dict(feeds))
-
-
-def _run_all(
-    runner: Any, feeds: Mapping[str, np.ndarray], batch: int = 256
-) -> dict[str, np.ndarray]:
-    n = max(v.shape[0] for v in feeds.values())
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, batch):
-        # per-request inputs (one row next to n candidate rows) go with every chunk
-        chunk = {
-            k: v if v.shape[0] == 1 < n else v[start : start + batch] for k, v in feeds.items()
-        }
-        for k, v in runner.run(runner.prepare(chunk)).items():
-            parts.setdefault(k, []).append(np.asarray(v))
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def quality_metrics(
-    outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-) -> dict[str, QualityDict]:
-    """AUC and log-loss of each probability-like output against each label of the same length.
-
-    The label for an output is ``label_<output>`` when present, else ``label``.
-    """
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    result: dict[str, QualityDict] = {}
-    for name, values in outputs.items():
-        label_name = f"label_{name}" if f"label_{name}" in labels else "label"
-        label = labels.get(label_name)
-        if label is None:
-            continue
-        pred = np.asarray(values, dtype="float64").reshape(-1)
-        y = np.asarray(label).reshape(-1)
-        if pred.shape != y.shape or len(np.unique(y)) < 2:
-            continue
-        if pred.min() < 0 or pred.max() > 1:
-            continue
-        result[name] = {
-            "auc": float(roc_auc_score(y, pred)),
-            "logloss": float(log_loss(y, np.clip(pred, 1e-7, 1 - 1e-7), labels=[0, 1])),
-            "label": label_name,
-        }
-    return result
 
 
 def _node_count(runner: Any) -> int | None:
@@ -381,7 +335,7 @@ def compare(
     used: set[str] = set()
     base_runner, _, base_path = open_model(baseline, signature, threads, flat_call)
     spec = base_runner.spec
-    base_label = _label_for(Path(baseline), used)
+    base_label = _label_for(Path(baseline), used, baseline=True)
     runners: dict[str, Any] = {base_label: base_runner}
     model_feeds: dict[str, dict[str, np.ndarray]] = {base_label: dict(feeds)}
     meta: dict[str, tuple[str, Path, Path | None]] = {base_label: ("saved_model", base_path, None)}
@@ -447,14 +401,14 @@ def compare(
                 latencies[label][bs] = summary
 
     rows = min(parity_rows, n_rows)
-    ref = _run_all(base_runner, take_rows(feeds, rows))
+    ref = run_in_chunks(base_runner, take_rows(feeds, rows))
     results = []
     for label, runner in runners.items():
         kind, path, contract = meta[label]
         outs = (
             ref
             if label == base_label
-            else _run_all(
+            else run_in_chunks(
                 runner, take_rows(model_feeds[label], rows, request_inputs=request_inputs[label])
             )
         )
@@ -462,17 +416,9 @@ def compare(
         passed = None
         if label != base_label:
             common = sorted(set(ref) & set(outs))
-            parity = {}
-            for k in common:
-                a, b = np.asarray(ref[k]), np.asarray(outs[k])
-                if a.shape != b.shape and a.size == b.size:
-                    b = b.reshape(a.shape)
-                parity[k] = (
-                    float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
-                    if a.shape == b.shape
-                    else float("inf")
-                )
-            passed = bool(common) and all(v <= tolerance for v in parity.values())
+            checked = compare_outputs(ref, outs, tolerance, outputs=common, align_shapes=True)
+            parity = {o.key: o.max_abs_diff for o in checked.outputs}
+            passed = checked.passed
             dropped = sorted(set(ref) - set(outs))
             if dropped:
                 notes.append(f"{label} does not return {', '.join(dropped)} (pruned outputs)")
@@ -493,7 +439,11 @@ def compare(
             if progress:
                 progress(f"memory {label}", 0, 1)
             memory = peak_memory_mb(
-                kind, path, signature if kind != "onnx" else None, model_feeds[label]
+                kind,
+                path,
+                signature if kind != "onnx" else None,
+                model_feeds[label],
+                request_inputs=request_inputs[label],
             )
         results.append(
             ModelResult(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,6 @@ from recadvisor.rewrite.registry import PASS_NAMES, PASS_ORDER
 if TYPE_CHECKING:
     from recadvisor.model.graph import ModelGraph
 
-log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 PRESETS = ("safe", "fast", "small")
@@ -435,13 +433,7 @@ def _check_gate_params(entry: PlanEntry) -> None:
 def _check_entry_params(entry: PlanEntry, graph: ModelGraph) -> None:
     _check_gate_params(entry)
     spec = next(e for e in PASS_ORDER if e.name == entry.pass_name)
-    try:
-        module = importlib.import_module(spec.module)
-    except ImportError:
-        log.debug(
-            "pass module %s not importable; params of %s not checked", spec.module, entry.pass_name
-        )
-        return
+    module = importlib.import_module(spec.module)
     pass_cls = getattr(module, spec.cls, None)
     checker = getattr(pass_cls, "check_params", None) if pass_cls is not None else None
     if checker is None:

@@ -1,5 +1,8 @@
 """Parity: run a baseline and a candidate on the same rows and compare them output by output.
 
+The one owner of output comparison: the rewrite pipeline, the accuracy gate of the lossy passes,
+the rebuilder, the ONNX export and ``compare`` all measure differences and AUCs here.
+
 Float outputs are compared by absolute difference (NaN in the same place on both sides counts as
 equal); integer, boolean and string outputs must be equal element for element. A candidate whose
 output has another shape fails that output. The pipeline calls :func:`check_parity` after every
@@ -30,6 +33,14 @@ class OutputParityDict(TypedDict):
     mismatches: int
     passed: bool
     note: str
+
+
+class QualityDict(TypedDict):
+    """AUC and log-loss of one output against its label column (``quality_metrics``)."""
+
+    auc: float
+    logloss: float
+    label: str
 
 
 class ParityDict(TypedDict):
@@ -193,6 +204,16 @@ def _compare_one(
     )
 
 
+def _aligned(reference: np.ndarray | None, value: np.ndarray) -> np.ndarray:
+    value = np.asarray(value)
+    if reference is None:
+        return value
+    ref = np.asarray(reference)
+    if value.shape != ref.shape and value.size == ref.size:
+        return value.reshape(ref.shape)
+    return value
+
+
 def _as_bytes(value: Any) -> Any:
     return value.encode("utf-8") if isinstance(value, str) else value
 
@@ -202,6 +223,7 @@ def compare_outputs(
     candidate: Mapping[str, np.ndarray],
     tolerance: float = DEFAULT_TOLERANCE,
     outputs: Iterable[str] | None = None,
+    align_shapes: bool = False,
 ) -> Parity:
     """Compare two sets of outputs.
 
@@ -211,11 +233,16 @@ def compare_outputs(
         tolerance: max abs diff allowed on float outputs.
         outputs: the keys to compare (default: every reference key). A key the candidate lacks
             fails.
+        align_shapes: a candidate output with the reference's number of elements but another
+            shape (``[N]`` vs ``[N, 1]``, as another runtime may declare it) is compared in
+            the reference's shape instead of failing.
 
     Returns:
         A :class:`Parity`.
     """
     keys = list(reference) if outputs is None else list(outputs)
+    if align_shapes:
+        candidate = {k: _aligned(reference.get(k), v) for k, v in candidate.items()}
     rows = 0
     for value in reference.values():
         arr = np.asarray(value)
@@ -286,3 +313,93 @@ def check_parity(
     first = next(iter(feeds.values()), None)
     rows = int(np.asarray(first).shape[0]) if first is not None and np.ndim(first) else 0
     return Parity(parity.outputs, parity.tolerance, rows)
+
+
+@dataclass(frozen=True)
+class AucChange:
+    """AUC of one score output against binary labels, for the reference and the candidate."""
+
+    before: float
+    after: float
+
+    @property
+    def drop(self) -> float:
+        """How much the candidate lost (negative: it gained)."""
+        return self.before - self.after
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC of ``scores`` against binary ``labels``; None when it is undefined (labels not
+    binary, lengths differ, scores not numeric)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels).reshape(-1)
+    s = np.asarray(scores).reshape(-1)
+    if y.shape != s.shape or len(np.unique(y)) != 2 or not np.issubdtype(s.dtype, np.number):
+        return None
+    return float(roc_auc_score(y, s.astype(np.float64)))
+
+
+def auc_changes(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+) -> dict[str, AucChange]:
+    """AUC before and after for every float output with one value per labelled row.
+
+    Args:
+        reference: output key -> values of the baseline.
+        candidate: the same for the candidate (keys it lacks are skipped).
+        labels: binary labels, one per row, or None.
+
+    Returns:
+        output key -> :class:`AucChange` (empty without labels or without such outputs).
+    """
+    if labels is None:
+        return {}
+    changes: dict[str, AucChange] = {}
+    for key, ref in reference.items():
+        ref = np.asarray(ref)
+        if key not in candidate or not np.issubdtype(ref.dtype, np.floating):
+            continue
+        before, after = auc(labels, ref), auc(labels, candidate[key])
+        if before is not None and after is not None:
+            changes[key] = AucChange(before, after)
+    return changes
+
+
+def quality_metrics(
+    outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+) -> dict[str, QualityDict]:
+    """AUC and log-loss of each probability-like output against its label.
+
+    The label for an output is ``label_<output>`` when present, else ``label``; outputs outside
+    [0, 1] or without a binary label of the same length are left out.
+
+    Args:
+        outputs: output key -> values.
+        labels: label name -> values.
+
+    Returns:
+        output key -> ``{"auc", "logloss", "label"}``.
+    """
+    from sklearn.metrics import log_loss
+
+    result: dict[str, QualityDict] = {}
+    for name, values in outputs.items():
+        label_name = f"label_{name}" if f"label_{name}" in labels else "label"
+        label = labels.get(label_name)
+        if label is None:
+            continue
+        pred = np.asarray(values).reshape(-1)
+        score = auc(label, pred)
+        if score is None or pred.min() < 0 or pred.max() > 1:
+            continue
+        y = np.asarray(label).reshape(-1)
+        clipped = np.clip(pred.astype(np.float64), 1e-7, 1 - 1e-7)
+        result[name] = {
+            "auc": score,
+            "logloss": float(log_loss(y, clipped, labels=[0, 1])),
+            "label": label_name,
+        }
+    return result

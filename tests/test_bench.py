@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 
 from recadvisor.bench import (
+    LatencySummary,
     OnnxRunner,
     SavedModelRunner,
     _BoundOnnx,
     _FlatCall,
+    measure_latency,
     time_interleaved,
 )
 from recadvisor.model.freeze import freeze
@@ -329,3 +331,17 @@ def test_no_gpu_note(tables_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("sees no GPU" in note for note in result.notes)
     with pytest.raises(ValueError, match="unknown device"):
         api.compare(tables_dir, [], devices="tpu")
+
+
+def test_measure_latency_counts_calls_and_orders_percentiles() -> None:
+    calls: list[int] = []
+    ticks: list[int] = []
+    stats = measure_latency(
+        lambda: calls.append(1), warmup=4, calls=30, batch_size=8, on_call=lambda: ticks.append(1)
+    )
+    assert isinstance(stats, LatencySummary)
+    assert len(calls) == len(ticks) == 34
+    assert stats.calls == 30 and stats.batch_size == 8
+    assert 0 <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+    with pytest.raises(ValueError):
+        measure_latency(lambda: None, warmup=0, calls=0)

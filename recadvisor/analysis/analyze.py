@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -52,14 +52,14 @@ from recadvisor.analysis.detectors.graph_patterns import input_vocabularies
 from recadvisor.analysis.features import FeatureStats, FeatureStatsDict, compute_feature_stats
 from recadvisor.analysis.findings import DetectorContext, Finding, FindingDict, to_jsonable
 from recadvisor.analysis.inventory import ModelDescriptionDict, describe_model
-from recadvisor.analysis.profile import LatencyStatsDict, OpTimingDict
+from recadvisor.analysis.profile.results import OpTimingDict
+from recadvisor.bench import LatencySummaryDict, ProgressCallback
 from recadvisor.data.feeds import LoadedDataDict
 from recadvisor.model.spec import SignatureDict, SignatureSpec
 from recadvisor.plan import Plan, PlanDict
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
 TOP_OPS = 20
 # Attribution keys copied into each batch of the profile section (what the report's charts read).
 BATCH_SHARE_KEYS = (
@@ -80,7 +80,7 @@ Shares = dict[str, float]
 class BatchProfileDict(TypedDict):
     """The profile at one batch size: latency, op-time shares, the top ops."""
 
-    latency: LatencyStatsDict
+    latency: LatencySummaryDict
     mapped_fraction: float
     mapped_us: float
     unmapped_us: float
@@ -101,7 +101,7 @@ class ProfileSectionDict(TypedDict):
     target: str
     batch_sizes: list[int]
     reference_batch: int | None
-    latency: dict[str, LatencyStatsDict]
+    latency: dict[str, LatencySummaryDict]
     per_op_type: dict[str, Shares]
     per_feature: dict[str, Shares]
     per_stage: dict[str, Shares]

@@ -22,7 +22,7 @@ Shares are fractions of the mapped op time at one batch size (``BatchProfile.map
 ``per_feature`` (features plus the two buckets) sums to 1, as do ``per_op_type`` and
 ``per_stage``; ``per_feature_stage[f]`` and ``per_feature_op_type[f]`` each sum to
 ``per_feature[f]``. Op time is summed over threads and measured under the profiler: it ranks
-costs, it is not latency (see :class:`~recadvisor.analysis.profile.LatencyStats`).
+costs, it is not latency (see :class:`~recadvisor.bench.LatencySummary`).
 """
 
 from __future__ import annotations

@@ -340,20 +340,3 @@ def describe_model(loaded: LoadedModel, graph: ModelGraph) -> ModelDescription:
         size_bytes=dir_size(loaded.path),
         notes=tuple(notes),
     )
-
-
-def write_tensorboard_graph(graph: ModelGraph, logdir: str | Path) -> Path:
-    """Write the frozen graph so TensorBoard's Graphs tab shows it.
-
-    Returns:
-        The log directory.
-    """
-    tf = import_tf()
-    path = Path(logdir)
-    path.mkdir(parents=True, exist_ok=True)
-    writer = tf.summary.create_file_writer(str(path))
-    with writer.as_default():
-        tf.summary.graph(graph.graph_def)
-    writer.flush()
-    writer.close()
-    return path

@@ -246,6 +246,53 @@ class ModelGraph:
     source_format: str = "tf2"
     variable_names: dict[str, str] = field(default_factory=dict)
 
+    def table_name(self, const: str) -> str:
+        """The name a person knows a frozen table by: the variable it was folded from
+        (``item_embedding``, not TensorFlow's capture name ``unknown_4``), with any suffix a
+        pass added (``age_embedding/bucketized``); the node name when no variable is known.
+        Variables with one name (every Keras ``Embedding`` holds ``embeddings``) are told apart
+        by the features read through them (``embeddings[item_id]``)."""
+        head, sep, tail = const.partition("/")
+        if const in self._variable_labels:
+            return self._variable_labels[const]
+        if sep and head in self._variable_labels:
+            return f"{self._variable_labels[head]}/{tail}"
+        return const
+
+    @cached_property
+    def _variable_labels(self) -> dict[str, str]:
+        """Frozen const -> a unique label from its variable name (see :meth:`table_name`)."""
+        counts: dict[str, int] = defaultdict(int)
+        for var in self.variable_names.values():
+            counts[var] += 1
+        labels: dict[str, str] = {}
+        for const, var in self.variable_names.items():
+            if counts[var] > 1:
+                feats = sorted(
+                    {f for reader in self._readers(const) for f in self.features_of_node[reader]}
+                )
+                var = f"{var}[{','.join(feats)}]" if feats else var
+            labels[const] = var
+        taken: dict[str, int] = defaultdict(int)
+        for label in labels.values():
+            taken[label] += 1
+        return {c: (lab if taken[lab] == 1 else f"{lab}@{c}") for c, lab in labels.items()}
+
+    def _readers(self, name: str) -> list[str]:
+        """Nodes reading ``name``'s value, through Identity nodes."""
+        found, todo = [], list(self.consumers.get(name, []))
+        while todo:
+            reader = todo.pop()
+            if self.nodes[reader].op in ("Identity", "IdentityN"):
+                todo.extend(self.consumers.get(reader, []))
+            else:
+                found.append(reader)
+        return found
+
+    def names_table(self, names: Any, const: str) -> bool:
+        """Whether a plan's list of tables names this one (by variable or node name)."""
+        return const in names or self.table_name(const) in names
+
     def replace(self, **changes: Any) -> ModelGraph:
         """A new ModelGraph with some fields replaced (the index is rebuilt lazily)."""
         return dataclasses.replace(self, **changes)

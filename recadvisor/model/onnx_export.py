@@ -46,6 +46,7 @@ from recadvisor.rewrite.table_surgery import (
     resolve_const,
 )
 from recadvisor.tfimport import import_tf
+from recadvisor.verify import compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -585,20 +586,16 @@ def export_onnx(
     model_inputs = [i.name for i in session.get_inputs()]
     ort_in = {k: v for k, v in ort_feeds(graph, feeds).items() if k in model_inputs}
     ort_out = dict(zip(output_keys, session.run(output_keys, ort_in), strict=True))
-    parity: dict[str, float] = {}
-    for key in output_keys:
-        a = np.asarray(tf_out[key])
-        b = np.asarray(ort_out[key])
-        if a.shape != b.shape:
+    checked = compare_outputs(tf_out, ort_out, tolerance, outputs=output_keys)
+    for out in checked.outputs:
+        if not out.shape_match:
             raise ExportError(
-                f"ONNX output '{key}' has shape {b.shape}, TensorFlow gives "
-                f"{a.shape}; model.onnx not written"
+                f"ONNX output '{out.key}' does not match TensorFlow's ({out.note}); "
+                "model.onnx not written"
             )
-        parity[key] = (
-            float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-        )
-    worst = max(parity.values() or [0.0])
-    if not worst <= tolerance:
+    parity = {o.key: o.max_abs_diff for o in checked.outputs}
+    worst = checked.max_abs_diff
+    if not checked.passed:
         raise ExportError(
             f"onnxruntime differs from TensorFlow by {worst:.3g} > {tolerance:g} "
             f"({', '.join(f'{k}: {v:.3g}' for k, v in parity.items())}); model.onnx not written"

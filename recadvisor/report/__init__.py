@@ -6,7 +6,8 @@ Public API::
     render_comparison(compare_dict, "reports/dssm/compare.html", rebuild=rebuild_dict)
     render_index([{"title": "dssm", "path": "dssm/report.html"}], "reports/index.html")
 
-``recadvisor.report.tensorboard.write_profile`` writes the same profile for TensorBoard.
+``recadvisor.report.tensorboard.profile_summaries`` turns the same profile into TensorBoard
+summaries (written by :mod:`recadvisor.model.tensorboard`).
 Importing this package does not import TensorFlow.
 """
 

@@ -1,53 +1,28 @@
-"""``analyze --tensorboard DIR``: the frozen graph and the per-op profile for TensorBoard.
+"""``analyze --tensorboard DIR``: what the per-op profile shows in TensorBoard.
 
-Writes, in one log directory:
+Computed from the ``profile`` dict of ``analysis.json`` (this module reads dicts only; the
+writing, and the frozen graph for the Graphs tab, is :mod:`recadvisor.model.tensorboard`):
 
-* the frozen serving graph (Graphs tab), via
-  :func:`recadvisor.analysis.inventory.write_tensorboard_graph`;
 * per batch size (the summary step is the batch size): latency p50/p90/p99/mean as scalars
   (``latency/p50_ms``...), op time per serving stage and per op type (``stage_share/...``,
   ``op_type_us/...``) so the Scalars tab plots them against the batch size, and a Markdown table
   of the most expensive nodes as a text summary (``profile/top_ops``, Text tab).
 
-Open with ``tensorboard --logdir DIR`` (``pip install tensorboard``). Writing needs only
-TensorFlow: the summaries are written with ``tf.summary.write`` and the scalars/text plugin
-metadata, so the ``tensorboard`` package is not required to produce them.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recadvisor.report.analysis_view import attributions, profile_batches, stage_shares
 from recadvisor.report.formatting import fmt_ms, fmt_pct, fmt_us
-from recadvisor.tfimport import import_tf
 
 if TYPE_CHECKING:
     from recadvisor.analysis.analyze import ProfileSectionDict
-    from recadvisor.model.graph import ModelGraph
-
-log = logging.getLogger(__name__)
+    from recadvisor.model.tensorboard import SummaryStep
 
 TOP_OPS = 30
-_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]")
-
-
-def _tag(text: str) -> str:
-    """A summary tag made of TensorBoard-safe characters."""
-    return _TAG_UNSAFE.sub("_", text)
-
-
-def _metadata(plugin: str) -> Any:
-    """SummaryMetadata routing a summary to a TensorBoard plugin (``scalars`` or ``text``)."""
-    from tensorflow.core.framework import summary_pb2
-
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
-    )
 
 
 def _cell(text: Any) -> str:
@@ -86,59 +61,35 @@ def top_ops_markdown(batch: Mapping[str, Any], top: int = TOP_OPS) -> str:
     return "\n".join(lines)
 
 
-def write_profile(
-    graph: ModelGraph, profile: ProfileSectionDict | None, logdir: str | Path, top: int = TOP_OPS
-) -> Path:
-    """Write the frozen graph and the per-op profile as TensorBoard summaries.
+def profile_summaries(profile: ProfileSectionDict | None, top: int = TOP_OPS) -> list[SummaryStep]:
+    """The TensorBoard summaries of a profile, one step per batch size.
 
     Args:
-        graph: the frozen ModelGraph (shown in the Graphs tab).
-        profile: the ``profile`` section of ``analysis.json``; ``None`` writes the graph only.
-        logdir: the log directory (created; existing event files are kept).
+        profile: the ``profile`` section of ``analysis.json``; ``None`` gives no summaries.
         top: nodes listed per batch size in the text summary.
 
     Returns:
-        The log directory.
+        Per batch size: latency p50/p90/p99/mean (``latency/p50_ms``...), op time per serving
+        stage and per op type (``stage_share/...``, ``op_type_us/...``), and a Markdown table of
+        the most expensive nodes (``profile/top_ops``).
     """
-    from recadvisor.analysis.inventory import write_tensorboard_graph
-
-    path = write_tensorboard_graph(graph, logdir)
     if profile is None:
-        log.info("no profile to write to %s: graph only", path)
-        return path
+        return []
     batches = profile_batches(profile)
     attrs = attributions(profile)
-    tf = import_tf()
-    scalars, text = _metadata("scalars"), _metadata("text")
-
-    def scalar(tag: str, value: float, step: int) -> None:
-        tf.summary.write(
-            _tag(tag), tf.constant(float(value), tf.float32), step=step, metadata=scalars
-        )
-
-    writer = tf.summary.create_file_writer(str(path))
-    try:
-        with writer.as_default():
-            for batch in batches:
-                step = int(batch["batch_size"])
-                for key, value in batch["latency"].items():
-                    if key.endswith("_ms") and value is not None:
-                        scalar(f"latency/{key}", value, step)
-                for stage, share in stage_shares(batch, attrs[step]).items():
-                    scalar(f"stage_share/{stage}", share, step)
-                per_op_type: dict[str, float] = {}
-                for o in batch["ops"]:
-                    per_op_type[o["op"]] = per_op_type.get(o["op"], 0.0) + o["self_us"]
-                for op_type, micros in per_op_type.items():
-                    scalar(f"op_type_us/{op_type}", micros, step)
-                tf.summary.write(
-                    "profile/top_ops",
-                    tf.constant(top_ops_markdown(batch, top)),
-                    step=step,
-                    metadata=text,
-                )
-        writer.flush()
-    finally:
-        writer.close()
-    log.info("wrote the graph and the profile of %d batch sizes to %s", len(batches), path)
-    return path
+    steps = []
+    for batch in batches:
+        step = int(batch["batch_size"])
+        scalars: dict[str, float] = {
+            f"latency/{key}": value
+            for key, value in batch["latency"].items()
+            if key.endswith("_ms") and value is not None
+        }
+        for stage, share in stage_shares(batch, attrs[step]).items():
+            scalars[f"stage_share/{stage}"] = share
+        for o in batch["ops"]:
+            key = f"op_type_us/{o['op']}"
+            scalars[key] = scalars.get(key, 0.0) + o["self_us"]
+        texts = {"profile/top_ops": top_ops_markdown(batch, top)}
+        steps.append({"step": step, "scalars": scalars, "texts": texts})
+    return steps

@@ -20,6 +20,7 @@ import numpy as np
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import LOSSY, PassRefused, RewriteContext, RewritePass
 from recadvisor.rewrite.table_surgery import protected_nodes, remove_if_unread
+from recadvisor.verify import auc_changes, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,11 @@ class GateResult:
         }
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    if labels.shape[0] != scores.shape[0] or len(np.unique(labels)) != 2:
-        return None
-    return float(roc_auc_score(labels, scores))
-
-
-def compare_outputs(
+def measure_change(
     before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], labels: np.ndarray | None
 ) -> GateResult:
-    """Differences and AUCs between two runs of the same signature.
+    """Differences and AUCs between two runs of the same signature
+    (:func:`recadvisor.verify.compare_outputs` and :func:`recadvisor.verify.auc_changes`).
 
     Args:
         before / after: output key -> value.
@@ -81,28 +75,15 @@ def compare_outputs(
     Returns:
         A :class:`GateResult`.
     """
-    per_output: dict[str, float] = {}
-    auc_b: dict[str, float] = {}
-    auc_a: dict[str, float] = {}
-    rows = 0
-    lab = None if labels is None else np.asarray(labels).reshape(-1)
-    for key, b in before.items():
-        a = np.asarray(after[key], dtype=np.float64)
-        bb = np.asarray(b, dtype=np.float64)
-        per_output[key] = float(np.max(np.abs(a - bb))) if bb.size else 0.0
-        rows = max(rows, bb.shape[0] if bb.ndim else 1)
-        if lab is not None and bb.size == lab.shape[0] and bb.size > 1:
-            ab, aa = _auc(lab, bb.reshape(-1)), _auc(lab, a.reshape(-1))
-            if ab is not None and aa is not None:
-                auc_b[key], auc_a[key] = ab, aa
-    drop = max([auc_b[k] - auc_a[k] for k in auc_b] or [0.0])
+    parity = compare_outputs(before, after, tolerance=float("inf"))
+    aucs = auc_changes(before, after, labels)
     return GateResult(
-        max_abs_diff=max(per_output.values() or [0.0]),
-        per_output=per_output,
-        auc_before=auc_b,
-        auc_after=auc_a,
-        auc_drop=float(drop),
-        rows=rows,
+        max_abs_diff=parity.max_abs_diff,
+        per_output={o.key: o.max_abs_diff for o in parity.outputs},
+        auc_before={k: c.before for k, c in aucs.items()},
+        auc_after={k: c.after for k, c in aucs.items()},
+        auc_drop=float(max([c.drop for c in aucs.values()] or [0.0])),
+        rows=parity.rows,
     )
 
 
@@ -134,7 +115,7 @@ def check_accuracy(
     if not context.feeds:
         raise PassRefused(f"{pass_name} is lossy and needs sample data (--data) to be gated")
     feeds = {k: context.feeds[k] for k in before.signature.inputs}
-    result = compare_outputs(GraphRunner(before)(feeds), GraphRunner(after)(feeds), context.labels)
+    result = measure_change(GraphRunner(before)(feeds), GraphRunner(after)(feeds), context.labels)
     log.info(
         "%s gate: max abs diff %.3g, AUC drop %.4g", pass_name, result.max_abs_diff, result.auc_drop
     )

@@ -47,7 +47,7 @@ from recadvisor.rewrite.base import (
 )
 from recadvisor.rewrite.encodings import broadcast_inputs, encode_feeds, one_request_feeds
 from recadvisor.rewrite.registry import PASS_NAMES, get_pass
-from recadvisor.verify import Parity, ParityDict, compare_outputs, worst_of
+from recadvisor.verify import Parity, ParityDict, auc_changes, compare_outputs, worst_of
 
 log = logging.getLogger(__name__)
 
@@ -277,34 +277,17 @@ def _auc_gate(
     max_drop: float,
 ) -> tuple[dict[str, Any], str]:
     """AUC per output against the labels, before and after; a reason when one drops too much."""
-    if labels is None:
-        return {}, ""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(labels).ravel()
-    if len(np.unique(y)) != 2:
-        return {}, ""
     gates: dict[str, Any] = {}
     reason = ""
-    for key, ref in reference.items():
-        cand = candidate.get(key)
-        ref_flat = np.asarray(ref).ravel()
-        if (
-            cand is None
-            or ref_flat.size != y.size
-            or not np.issubdtype(ref_flat.dtype, np.floating)
-        ):
-            continue
-        before = float(roc_auc_score(y, ref_flat))
-        after = float(roc_auc_score(y, np.asarray(cand).ravel()))
+    for key, change in auc_changes(reference, candidate, labels).items():
         gates[key] = {
-            "auc_before": before,
-            "auc_after": after,
-            "auc_drop": before - after,
+            "auc_before": change.before,
+            "auc_after": change.after,
+            "auc_drop": change.drop,
             "max_auc_drop": max_drop,
         }
-        if before - after > max_drop and not reason:
-            reason = f"AUC on {key} fell by {before - after:.4g} > {max_drop:.4g}"
+        if change.drop > max_drop and not reason:
+            reason = f"AUC on {key} fell by {change.drop:.4g} > {max_drop:.4g}"
     return gates, reason
 
 

@@ -79,7 +79,7 @@ class PruneEmbeddingRowsPass(RewritePass):
         tables = [
             t
             for t in find_embedding_tables(graph, min_rows=min_rows).values()
-            if not wanted or t.const in wanted
+            if not wanted or graph.names_table(wanted, t.const)
         ]
         if not tables:
             raise PassRefused(f"prune_embedding_rows: no embedding table of {min_rows}+ rows")
@@ -139,7 +139,7 @@ class PruneEmbeddingRowsPass(RewritePass):
             size = new.nbytes + remap.nbytes
             bytes_before += old.nbytes
             bytes_after += size
-            per_table[table.const] = {
+            per_table[graph.table_name(table.const)] = {
                 "table": label,
                 "rows_before": rows,
                 "rows_after": int(new.shape[0]),

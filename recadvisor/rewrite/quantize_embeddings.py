@@ -89,7 +89,7 @@ def _select_tables(graph: ModelGraph, params: Mapping[str, Any]) -> list[Embeddi
         for t in tables.values()
         if t.dtype in FLOAT_TABLE_DTYPES
         and t.nbytes >= min_bytes
-        and (not wanted or t.const in wanted)
+        and (not wanted or graph.names_table(wanted, t.const))
     ]
     if not chosen:
         raise PassRefused(
@@ -166,7 +166,7 @@ class QuantizeEmbeddingsPass(GatedTablePass):
                     add_node(gd, mul, "Mul", [cast, scaled], T=f"dtype:{out_dtype}")
             bytes_before += table.nbytes
             bytes_after += size
-            per_table[table.const] = {
+            per_table[graph.table_name(table.const)] = {
                 "table": describe_table(graph, table),
                 "shape": list(table.shape),
                 "bytes_before": table.nbytes,

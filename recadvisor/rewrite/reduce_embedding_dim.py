@@ -146,7 +146,7 @@ class ReduceEmbeddingDimPass(GatedTablePass):
             if len(t.shape) == 2
             and t.shape[1] >= 2
             and t.dtype.startswith("float")
-            and (not wanted or t.const in wanted)
+            and (not wanted or graph.names_table(wanted, t.const))
         ]
         factored: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
         skipped: list[str] = []
@@ -204,7 +204,7 @@ class ReduceEmbeddingDimPass(GatedTablePass):
             size = a.nbytes + (p.nbytes if p_name else 0)
             bytes_before += table.nbytes
             bytes_after += size
-            per_table[const] = {
+            per_table[graph.table_name(const)] = {
                 "table": describe_table(graph, table),
                 "dims_before": table.shape[1],
                 "dims_after": int(a.shape[1]),

@@ -435,10 +435,12 @@ def table_features(graph: ModelGraph, table: EmbeddingTable) -> list[str]:
 
 
 def describe_table(graph: ModelGraph, table: EmbeddingTable) -> str:
-    """``const [rows x dim] (features)`` for notes and messages."""
+    """``name [rows x dim] (features)`` for notes and messages (the variable's name)."""
     feats = table_features(graph, table)
     shape = "x".join(str(d) for d in table.shape)
-    return f"{table.const} [{shape}]" + (f" ({', '.join(feats)})" if feats else "")
+    return f"{graph.table_name(table.const)} [{shape}]" + (
+        f" ({', '.join(feats)})" if feats else ""
+    )
 
 
 def gather_axis(graph: ModelGraph, gather: Any) -> int | None:

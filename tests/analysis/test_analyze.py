@@ -11,6 +11,8 @@ from recadvisor.analysis.analyze import ANALYSIS_KEYS, analyze
 from recadvisor.errors import UnsafeModelError
 from tests.analysis.detectors import models
 
+pytestmark = pytest.mark.slow  # analyzes the samples
+
 SAMPLES = ("dssm", "esmm", "din")
 
 

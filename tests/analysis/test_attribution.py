@@ -13,7 +13,7 @@ from recadvisor.analysis.attribution import (
     attribute,
     used_features,
 )
-from recadvisor.analysis.profile import BatchProfile, LatencyStats, OpTiming
+from recadvisor.analysis.profile import BatchProfile, OpTiming
 from recadvisor.analysis.stages import (
     DENSE_MLP,
     EMBEDDING_GATHER,
@@ -23,6 +23,7 @@ from recadvisor.analysis.stages import (
     stage_of,
     stage_of_node,
 )
+from recadvisor.bench import LatencySummary
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.spec import SignatureSpec, TensorInfo
 from recadvisor.tfimport import import_tf
@@ -47,7 +48,7 @@ def _batch(
         )
         for n, us in timings.items()
     )
-    return BatchProfile(8, LatencyStats(8, 1, 1.0, 1.0, 1.0, 1.0), ops, unmapped_us=0.0)
+    return BatchProfile(8, LatencySummary(8, 1, 1.0, 1.0, 1.0, 1.0, 0.0), ops, unmapped_us=0.0)
 
 
 # --------------------------------------------------------------------- on the real profile
@@ -152,7 +153,7 @@ def test_fused_nodes_widen_the_features(tiny_ranker_graph: Any) -> None:
 
 
 def test_empty_profile_and_bad_rule(tiny_ranker_graph: Any) -> None:
-    empty = BatchProfile(1, LatencyStats(1, 1, 1.0, 1.0, 1.0, 1.0), (), unmapped_us=0.0)
+    empty = BatchProfile(1, LatencySummary(1, 1, 1.0, 1.0, 1.0, 1.0, 0.0), (), unmapped_us=0.0)
     attr = attribute(tiny_ranker_graph, empty)
     assert sum(attr.per_feature.values()) == 0.0 and attr.per_node_features == {}
     batch = _batch({PREFIX + "MatMul": 1.0}, tiny_ranker_graph)

@@ -14,12 +14,10 @@ from recadvisor.analysis.profile import (
     TARGET_FROZEN,
     TARGET_SIGNATURE,
     BatchProfile,
-    LatencyStats,
     RuntimeNameMapper,
     RuntimeOpTime,
     attribute_runtime_times,
     fresh_function_instance,
-    measure_latency,
     profile_model,
     read_xplane_op_times,
     trace_warmup_calls,
@@ -203,21 +201,6 @@ def test_profile_rejects_bad_settings(tiny_ranker: Any, tiny_ranker_graph: Any) 
         profile_model(tiny_ranker, tiny_ranker_graph, tiny_ranker_feeds(4), (0,))
     with pytest.raises(ValueError, match="calls"):
         profile_model(tiny_ranker, tiny_ranker_graph, tiny_ranker_feeds(4), (1,), calls=0)
-
-
-# --------------------------------------------------------------------- latency
-def test_measure_latency_counts_calls_and_orders_percentiles() -> None:
-    calls: list[int] = []
-    ticks: list[int] = []
-    stats = measure_latency(
-        lambda: calls.append(1), warmup=4, calls=30, batch_size=8, on_call=lambda: ticks.append(1)
-    )
-    assert isinstance(stats, LatencyStats)
-    assert len(calls) == len(ticks) == 34
-    assert stats.calls == 30 and stats.batch_size == 8
-    assert 0 <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
-    with pytest.raises(ValueError):
-        measure_latency(lambda: None, warmup=0, calls=0)
 
 
 # --------------------------------------------------------------------- xplane reading

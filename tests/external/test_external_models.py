@@ -17,6 +17,8 @@ import pytest
 from recadvisor.analysis.analyze import ANALYSIS_KEYS, analyze
 from tests.external import models
 
+pytestmark = pytest.mark.slow  # builds and analyzes third-party exports
+
 BATCH_SIZES = (1, 16)
 
 
@@ -124,6 +126,7 @@ def test_tf_keras_wide_and_deep_feature_columns(wide_deep: dict[str, Any]) -> No
         assert wide_deep["profile"]["per_op_type"][bs].get("SparseCross", 0) > 0
 
 
+@pytest.mark.optional_integration  # README: tensorflow-recommenders is optional
 def test_tfrs_retrieval_index(tfrs_index: dict[str, Any]) -> None:
     _check_sound(tfrs_index)
     assert set(tfrs_index["signature"]["outputs"]) == {"output_1", "output_2"}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
 from typer.testing import CliRunner
 
 from recadvisor.cli import app
+from recadvisor.report.terminal import comparison_renderables, rebuild_renderables
 from tests.model import builders
 
 runner = CliRunner()
@@ -51,13 +54,14 @@ def test_rebuild_then_compare(tf2_dir: Path, tmp_path: Path) -> None:
     assert comp["batch_sizes"] == [1, 8]
     assert set(comp["floor"]) == {"1", "8"}
     base, cand = comp["models"]
-    assert base["parity"] is None and cand["label"] == "rebuilt"
+    assert base["parity"] is None and base["label"] == "baseline" and cand["label"] == "rebuilt"
     assert cand["parity_passed"] is True and max(cand["parity"].values()) <= 1e-5
     assert set(cand["parity"]) == {"score", "logit"}
     assert len(cand["latency"]["1"]["samples_ms"]) == 10
     assert cand["quality"]["score"]["label"] == "label"
     assert cand["node_count"] < base["node_count"]
     assert (out / "compare.html").is_file()
+    check_terminal_tables(json.loads((rebuilt / "rebuild.json").read_text()), comp, tf2_dir)
 
     again = runner.invoke(
         app, ["compare", str(tf2_dir), str(rebuilt), "--data", str(data), "--out", str(out)]
@@ -80,3 +84,37 @@ def test_compare_missing_candidate(tf2_dir: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.output
+
+
+def _render(items: list[object], width: int) -> list[str]:
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    for item in items:
+        console.print(item)
+    return console.export_text().splitlines()
+
+
+def check_terminal_tables(rebuild: dict, comp: dict, baseline: Path) -> None:
+    """The tables of a real rebuild and compare read well at 80 and 200 columns: no line is
+    wider than the terminal, no label or header is cut, the paths are listed once below."""
+    for width in (80, 200):
+        console = Console(width=width, file=io.StringIO())
+        lines = _render(comparison_renderables(comp, console), width)
+        text = "\n".join(lines)
+        assert max(len(line) for line in lines) <= width, text
+        assert "…" not in text, text
+        for header in ("model", "ms @1", "x @1", "ms @8", "x @8", "parity"):
+            assert header in text, text
+        rows = {line.split()[0] for line in lines if line.strip()}
+        assert {"baseline", "rebuilt", "call"} <= rows, text
+        assert sum(str(baseline) in line for line in lines) == 1, text
+        header = next(line for line in lines if line.split()[:1] == ["model"]).split()
+        assert ("AUC" in header and "memory" in header) == (width == 200), text
+        assert ("not shown at this width" in text) == (width == 80), text
+
+        lines = _render(rebuild_renderables(rebuild, console), width)
+        text = "\n".join(lines)
+        assert max(len(line) for line in lines) <= width, text
+        assert "…" not in text, text
+        for record in rebuild["passes"]["passes"]:
+            if record["status"] != "disabled":
+                assert record["name"] in text and record["status"] in text, text

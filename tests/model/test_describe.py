@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from recadvisor import api
@@ -85,6 +86,7 @@ def test_cli_errors_are_one_line(tf2_dir: Path, tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # runs real subprocesses
 def test_cli_subprocess_end_to_end(tf2_dir: Path) -> None:
     env = dict(os.environ)
     proc = subprocess.run(

@@ -96,7 +96,6 @@ def test_keras3_export_parity(keras3_dir: Path) -> None:
 
 
 def test_tf_keras2_save_parity(tmp_path: Path) -> None:
-    pytest.importorskip("tf_keras")
     path = builders.build_tf_keras2_save(tmp_path / "k2")
     loaded = load_model(path)
     graph = freeze(loaded)
@@ -126,6 +125,7 @@ def test_reexport_keeps_signature_and_outputs(
     assert (out_dir / "variables" / "variables.index").is_file()
 
 
+@pytest.mark.slow  # runs real subprocesses
 def test_saved_model_cli_accepts_reexport(tf2_dir: Path, tmp_path: Path) -> None:
     graph = freeze(load_model(tf2_dir))
     out_dir = export_saved_model(graph, tmp_path / "re")

@@ -408,6 +408,7 @@ def _console_script(
     )
 
 
+@pytest.mark.slow  # runs real subprocesses
 @pytest.mark.parametrize(
     "case_id", ["missing_path", "corrupt_pb", "unsafe_rebuild", "data_wrong_dtype"]
 )

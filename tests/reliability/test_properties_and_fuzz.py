@@ -27,6 +27,7 @@ from recadvisor.plan import Plan, PlanEntry, load_plan, save_plan
 from recadvisor.rewrite.registry import PASS_NAMES
 from tests.reliability import models
 
+FUZZ_MIN_CASES = 20
 FUZZ_SECONDS = 5.0
 FUZZ_CASES = 400
 SETTINGS = settings(
@@ -236,11 +237,14 @@ def _mutate(blob: bytes, rng: random.Random) -> bytes:
 
 
 def _fuzz(seeds: list[bytes], attempt: Callable[[bytes], None], seed: int) -> int:
-    """Run ``attempt`` on seeded mutations of ``seeds`` and on random bytes; return the count."""
+    """Run ``attempt`` on seeded mutations of ``seeds`` and on random bytes; return the count.
+
+    At least ``FUZZ_MIN_CASES`` run however slow the machine is; beyond that ``FUZZ_SECONDS``
+    bounds the time."""
     rng = random.Random(seed)
     deadline = time.perf_counter() + FUZZ_SECONDS
     done = 0
-    while done < FUZZ_CASES and time.perf_counter() < deadline:
+    while done < FUZZ_CASES and (done < FUZZ_MIN_CASES or time.perf_counter() < deadline):
         if done % 10 == 9:
             blob = bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
         else:
@@ -318,5 +322,5 @@ def test_fuzz_data_loader(ext: str, tmp_path: Path) -> None:
             assert_one_line(e)
             outcomes["error"] += 1
 
-    assert _fuzz([seeds[ext]], attempt, seed=sum(map(ord, ext))) >= 20
+    assert _fuzz([seeds[ext]], attempt, seed=sum(map(ord, ext))) >= FUZZ_MIN_CASES
     assert outcomes["error"]

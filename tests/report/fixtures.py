@@ -118,9 +118,7 @@ def _batch_profile(batch: int, p50: float, rng: np.random.Generator) -> dict[str
             per_feature[bucket[o["node"]]] += share
     latency = _latency(p50, rng, batch)
     return {
-        "latency": {
-            k: latency[k] for k in ("batch_size", "calls", "p50_ms", "p90_ms", "p99_ms", "mean_ms")
-        },
+        "latency": latency,
         "mapped_fraction": 0.93,
         "mapped_us": total,
         "unmapped_us": 8.0,

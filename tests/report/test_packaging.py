@@ -10,8 +10,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from recadvisor.report.render import templates_dir
 from tests.report import fixtures
+
+pytestmark = pytest.mark.slow  # builds a wheel into a fresh venv
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_FILES = (

@@ -1,4 +1,4 @@
-"""``write_profile``: the frozen graph and the profile as TensorBoard summaries."""
+"""``api.write_tensorboard``: the frozen graph and the profile as TensorBoard summaries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from recadvisor.report.tensorboard import top_ops_markdown, write_profile
+from recadvisor.api import write_tensorboard
+from recadvisor.report.tensorboard import top_ops_markdown
 from recadvisor.tfimport import import_tf
 from tests.report import fixtures
 
@@ -42,7 +43,7 @@ def read_events(logdir: Path) -> tuple[dict[str, dict[int, Any]], int]:
 def test_write_profile_from_analysis_json(
     tmp_path: Path, tiny_graph: Any, real_analysis: dict
 ) -> None:
-    logdir = write_profile(tiny_graph, real_analysis["profile"], tmp_path / "tb")
+    logdir = write_tensorboard(tiny_graph, real_analysis["profile"], tmp_path / "tb")
     values, graphs = read_events(logdir)
     assert graphs == 1
     latency = real_analysis["profile"]["batches"]
@@ -59,7 +60,7 @@ def test_write_profile_from_analysis_json(
 
 def test_write_profile_from_the_fixture(tmp_path: Path, tiny_graph: Any) -> None:
     profile = fixtures.analysis_dict()["profile"]
-    values, graphs = read_events(write_profile(tiny_graph, profile, tmp_path / "tb"))
+    values, graphs = read_events(write_tensorboard(tiny_graph, profile, tmp_path / "tb"))
     assert graphs == 1
     batch = profile["batches"]["256"]
     assert values["latency/p99_ms"][256] == pytest.approx(batch["latency"]["p99_ms"])
@@ -72,7 +73,7 @@ def test_write_profile_from_the_fixture(tmp_path: Path, tiny_graph: Any) -> None
 
 
 def test_write_profile_without_profile_writes_the_graph(tmp_path: Path, tiny_graph: Any) -> None:
-    values, graphs = read_events(write_profile(tiny_graph, None, tmp_path / "tb"))
+    values, graphs = read_events(write_tensorboard(tiny_graph, None, tmp_path / "tb"))
     assert graphs == 1 and not values
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from recadvisor.errors import ExportError, OutputExistsError
@@ -29,10 +30,6 @@ from tests.rewrite.fixtures_contract import (
     max_abs_diff,
     two_tower,
 )
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("tf2onnx")
 
 
 @pytest.fixture(scope="module")

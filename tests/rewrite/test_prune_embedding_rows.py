@@ -39,7 +39,10 @@ def test_exact_on_the_sample(hranker: ContractModel, pruned: PassResult) -> None
 
 def test_rows_kept_are_the_ids_the_graph_hashed(hranker: ContractModel, pruned: PassResult) -> None:
     user_ids = np.unique(hash_bucket(hranker.feeds["user_id"], 1000))
-    stats = pruned.stats["tables"][_user_table(hranker.graph).const]
+    # keyed by the name a person knows the table by (its variable), not the capture name
+    key = hranker.graph.table_name(_user_table(hranker.graph).const)
+    assert not key.startswith("unknown"), key
+    stats = pruned.stats["tables"][key]
     assert stats["rows_before"] == 1000
     assert stats["rows_after"] == user_ids.size + 1  # + the fallback row
     assert _user_table(pruned.graph).shape == (user_ids.size + 1, 8)

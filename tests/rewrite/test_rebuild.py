@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,10 @@ def test_drop_in_signature(safe_rebuild: tuple[RebuildResult, str], ranker: Tiny
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    # the script TensorFlow installs beside this interpreter (its venv need not be on PATH)
+    beside = Path(sys.executable).parent / "saved_model_cli"
     return subprocess.run(
-        ["saved_model_cli", *args],
+        [str(beside) if beside.is_file() else "saved_model_cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -86,6 +89,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # runs real subprocesses
 def test_saved_model_cli(safe_rebuild: tuple[RebuildResult, str]) -> None:
     result, _ = safe_rebuild
     shown = _cli("show", "--all", "--dir", result.saved_model_dir)
@@ -163,8 +167,8 @@ def test_tf1_model(tf1_ranker: TinyModel, tmp_path: Path) -> None:
 
 
 def test_fast_preset_writes_feature_contract(ranker: TinyModel, tmp_path: Path) -> None:
-    pytest.importorskip("recadvisor.rewrite.ids_upstream")
-    encodings = pytest.importorskip("recadvisor.rewrite.encodings")
+    from recadvisor.rewrite import encodings
+
     result = rebuild(ranker.path, tmp_path / "out", preset="fast", data=ranker.feeds)
     assert result.pipeline.record("ids_upstream").status == "applied"
     contract = json.loads((tmp_path / "out" / "feature_contract.json").read_text())

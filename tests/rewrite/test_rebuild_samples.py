@@ -28,6 +28,8 @@ from recadvisor.rewrite.table_surgery import probe_tensors
 from recadvisor.samples import SampleResult, build_sample
 from recadvisor.tfimport import import_tf
 
+pytestmark = pytest.mark.slow  # builds and rebuilds the samples
+
 ROWS = 800
 CANDIDATES = 40
 
@@ -181,7 +183,9 @@ def test_compare_times_a_per_request_rebuild_on_requests(
     dssm_rebuild: RebuildResult, samples: dict[str, SampleResult]
 ) -> None:
     """compare feeds every model one request (row 0's user side next to each batch of
-    candidates): the dedup rebuild and its ONNX export match the original on those rows."""
+    candidates): the dedup rebuild and its ONNX export match the original on those rows, and
+    the memory probe feeds each model its own request shape (the ONNX file takes the user side
+    as one row: it used to get 256 and fail)."""
     from recadvisor import api
 
     out = Path(dssm_rebuild.out_dir)
@@ -191,9 +195,12 @@ def test_compare_times_a_per_request_rebuild_on_requests(
         data=samples["dssm"].data_path,
         batch_sizes=(1, 16),
         requests=5,
-        measure_memory=False,
+        measure_memory=True,
     )
     result = comp.to_dict()
+    for model in result["models"]:
+        assert model["memory"] is not None, model["label"]
+        assert model["memory"]["peak_rss_mb"] > 0
     cands = [m for m in result["models"] if m["label"] != result["models"][0]["label"]]
     assert len(cands) == 2
     for model in cands:

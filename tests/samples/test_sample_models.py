@@ -22,6 +22,8 @@ from recadvisor.samples.build import sample_definition
 from recadvisor.samples.common import SIZES, frame_to_feeds, held_out_start, roc_auc
 from recadvisor.tfimport import import_tf
 
+pytestmark = pytest.mark.slow  # builds the full-size samples
+
 FLAW_KINDS = {
     "numeric_as_string",
     "duplicate_feature",

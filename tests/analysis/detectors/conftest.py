@@ -82,7 +82,8 @@ def make_profile(
     graph: Any, node_us: dict[str, float], batch_sizes: tuple[int, ...] = (1, 64)
 ) -> Any:
     """A hand-made Profile giving ``node_us`` microseconds to nodes at every batch size."""
-    from recadvisor.analysis.profile import BatchProfile, LatencyStats, OpTiming, Profile
+    from recadvisor.analysis.profile import BatchProfile, OpTiming, Profile
+    from recadvisor.bench import LatencySummary
 
     total = sum(node_us.values())
     batches = []
@@ -97,6 +98,6 @@ def make_profile(
             )
             for n, us in sorted(node_us.items(), key=lambda kv: -kv[1])
         )
-        latency = LatencyStats(bs, 10, 1.0, 1.1, 1.2, 1.05)
+        latency = LatencySummary(bs, 10, 1.0, 1.1, 1.2, 1.05, 0.0)
         batches.append(BatchProfile(bs, latency, ops, 0.0))
     return Profile(tuple(batches))
