@@ -48,14 +48,14 @@ def test_demo_on_a_tiny_sample(tmp_path: Path) -> None:
         )
     comparison = json.loads((out / "compare" / "compare.json").read_text())
     assert comparison == json.loads(json.dumps(model.comparison.to_dict()))
-    assert [m["label"] for m in comparison["models"]] == ["dssm", "safe", "fast", "fast/model.onnx"]
+    assert [m["label"] for m in comparison["models"]] == ["baseline", "safe", "fast", "fast.onnx"]
     for m in comparison["models"]:  # memory is measured now, in a child process per model
         assert m["memory"] is not None and m["memory"]["peak_rss_mb"] > 0, m["label"]
     assert all(m["parity_passed"] for m in comparison["models"][1:])
     assert result.index == tmp_path / "reports" / "index.html"
     html = result.index.read_text(encoding="utf-8")
     assert 'href="dssm/analysis/report.html"' in html and 'href="dssm/compare/compare.html"' in html
-    assert "fast/model.onnx" in html and "3 of 3 variants exact" in html
+    assert "fast.onnx" in html and "3 of 3 variants exact" in html
     onnx = comparison["models"][3]
     assert f"{onnx['ratio_vs_baseline']['1']:.2f}x" in html  # the best exact variant's gain
     top = model.analysis.to_dict()["findings"][0]["message"].split("`")[0]
