@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"describe", "analyze", "rebuild", "compare", "encode_inputs"}
+_API = {"describe", "analyze", "rebuild", "compare", "encode_inputs", "demo"}
 
 
 def __getattr__(name: str) -> Any:

@@ -40,7 +40,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from recadvisor.analysis.findings import (
     DUPLICATE_FEATURE,
@@ -90,6 +90,36 @@ INT8_SIZE_RATIO = 0.28  # int8 rows + one float32 scale per row, for typical dim
 MAX_SNIPPET_VALUES = 64
 
 
+# a suggestion's plan entry (``pass`` is a Python keyword, hence the functional form)
+SuggestedEntryDict = TypedDict("SuggestedEntryDict", {"pass": str, "params": dict[str, Any]})
+
+
+class ExpectedSavingDict(TypedDict):
+    """What a suggestion is expected to save: op-time share at ``batch_size`` (and per
+    profiled batch size, string keys) and weight bytes; null when unknown."""
+
+    time_share: float | None
+    time_share_by_batch: dict[str, float]
+    batch_size: int | None
+    bytes: int | None
+
+
+class SuggestionDict(TypedDict):
+    """``Suggestion.to_dict()``: an ``analysis.json`` ``suggestions`` entry."""
+
+    kind: str
+    targets: list[str]
+    message: str
+    plan_entry: SuggestedEntryDict | None
+    exactness: str
+    changes_contract: bool
+    expected_saving: ExpectedSavingDict
+    training_side: str
+    severity: str
+    finding_kinds: list[str]
+    tables: list[str]
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """One thing to do about one or more findings.
@@ -130,13 +160,13 @@ class Suggestion:
     tables: tuple[str, ...] = ()
 
     @property
-    def plan_entry(self) -> dict[str, Any] | None:
+    def plan_entry(self) -> SuggestedEntryDict | None:
         """``{"pass": ..., "params": ...}`` or ``None`` without a pass."""
         if self.pass_name is None:
             return None
         return {"pass": self.pass_name, "params": to_jsonable(self.params)}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SuggestionDict:
         """JSON form (an ``analysis.json`` ``suggestions`` entry)."""
         return to_jsonable(
             {

@@ -5,11 +5,25 @@ TensorFlow is imported only when a function runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from recadvisor.analysis.analyze import Analysis, ProfileSectionDict
     from recadvisor.analysis.inventory import ModelDescription
+    from recadvisor.bench import ProgressCallback
+    from recadvisor.compare import Comparison, ComparisonDict
+    from recadvisor.data.feeds import LoadedData
+    from recadvisor.model.graph import ModelGraph
+    from recadvisor.model.spec import SignatureSpec
+    from recadvisor.rebuild import RebuildDict, RebuildResult
+    from recadvisor.report.index_view import IndexEntry
+
+DEMO_PRESETS = ("safe", "fast", "request")  # rebuilt by the demo; fast and request also to ONNX
+DEMO_BATCH_SIZES = (1, 256)
+DEMO_REQUEST = 256  # candidates per ranking request in the demo's per-request comparison
 
 
 def refuse_unsafe_models(paths: list[str | Path], allow: bool, command: str) -> None:
@@ -71,7 +85,9 @@ def describe(
     return describe_model(loaded, graph)
 
 
-def write_tensorboard(graph: Any, profile: dict | None, logdir: str | Path) -> Path:
+def write_tensorboard(
+    graph: ModelGraph, profile: ProfileSectionDict | None, logdir: str | Path
+) -> Path:
     """Write the frozen graph (Graphs tab) and, when given, the profile section of
     ``analysis.json`` (latency, stage shares, op types, top nodes per batch size) for TensorBoard.
 
@@ -94,9 +110,22 @@ def write_tensorboard(graph: Any, profile: dict | None, logdir: str | Path) -> P
 
 
 def load_data(
-    data: str | Path | None, spec: object, rows: int | None = None, vocabularies: dict | None = None
-) -> object:
-    """Read sample data for a signature (or synthesize it), with its label columns."""
+    data: str | Path | None,
+    spec: SignatureSpec,
+    rows: int | None = None,
+    vocabularies: dict | None = None,
+) -> LoadedData:
+    """Read sample data for a signature (or synthesize it), with its label columns.
+
+    Args:
+        data: a data file, or ``None`` to synthesize rows from the signature.
+        spec: the signature the rows must fit.
+        rows: read (or synthesize) at most this many rows.
+        vocabularies: input key -> values to draw synthesized rows from.
+
+    Returns:
+        The :class:`~recadvisor.data.feeds.LoadedData`.
+    """
     from recadvisor.data import load_feeds
 
     return load_feeds(data, spec, rows=rows, vocabularies=vocabularies)
@@ -115,16 +144,16 @@ def compare(
     measure_memory: bool = True,
     out_dir: str | Path | None = None,
     force: bool = False,
-    rebuild_info: dict | None = None,
+    rebuild_info: RebuildDict | None = None,
     allow_unsafe_ops: bool = False,
-    progress: object = None,
+    progress: ProgressCallback | None = None,
     runtime: str = "python",
     request_size: int | None = None,
     concurrency: tuple[int, ...] = (),
     concurrency_seconds: float = 2.0,
     candidate_setting: str | None = None,
     also_python: bool = False,
-) -> object:
+) -> Comparison:
     """Benchmark rebuilt models against the baseline; optionally write compare.json/html.
 
     Args:
@@ -240,7 +269,9 @@ def _gpu_note(result: Any) -> str:
     return f"GPU rows ('@gpu'): the baseline on the GPU takes {ratios} of its CPU time; {verdict}"
 
 
-def _render_comparison(payload: dict, path: Path, rebuild_info: dict | None) -> None:
+def _render_comparison(
+    payload: ComparisonDict, path: Path, rebuild_info: RebuildDict | None
+) -> None:
     from recadvisor.report import render_comparison
 
     render_comparison(payload, path, rebuild=rebuild_info)
@@ -257,7 +288,7 @@ def rebuild(
     onnx: bool = False,
     force: bool = False,
     allow_unsafe_ops: bool = False,
-) -> object:
+) -> RebuildResult:
     """Rebuild a SavedModel (see :func:`recadvisor.rebuild.rebuild`).
 
     Args:
@@ -303,10 +334,10 @@ def analyze(
     allow_unsafe_ops: bool = False,
     tensorboard_dir: str | Path | None = None,
     force: bool = False,
-    progress: object = None,
+    progress: ProgressCallback | None = None,
     serving_settings: bool = False,
     request_size: int = 256,
-) -> object:
+) -> Analysis:
     """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
 
     Args:
@@ -382,3 +413,181 @@ def encode_inputs(rebuilt_dir: str | Path, raw_inputs: dict) -> dict:
     from recadvisor.encode import encode_inputs as run_encode
 
     return run_encode(rebuilt_dir, raw_inputs)
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """What the demo did for one sample model.
+
+    Attributes:
+        name: the sample's name (``dssm``, ``esmm``, ``din``).
+        model_dir: its SavedModel.
+        analysis: the analysis (also ``<out>/<name>/analysis/``).
+        rebuilds: preset -> the rebuild (``<out>/<name>/<preset>/``).
+        comparison: baseline vs ``safe``, ``fast`` and ``fast``'s ONNX file, in batches, in the
+            serving runtime (TensorFlow's C API) with the Python figures beside it.
+        analysis_report / compare_report: the HTML reports written.
+        request_comparison: baseline vs ``safe``, ``request`` and its ONNX file on ranking
+            requests of one user x :data:`DEMO_REQUEST` candidates, with 1 and 2 callers.
+        request_report: its HTML report.
+    """
+
+    name: str
+    model_dir: Path
+    analysis: Analysis
+    rebuilds: dict[str, RebuildResult]
+    comparison: Comparison
+    analysis_report: Path
+    compare_report: Path
+    request_comparison: Comparison | None = None
+    request_report: Path | None = None
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything :func:`demo` wrote: one :class:`DemoModel` per sample and the index page."""
+
+    out_dir: Path
+    models: tuple[DemoModel, ...]
+    index: Path
+
+
+def demo(
+    models_dir: str | Path = "sample_models",
+    out_dir: str | Path = "reports",
+    *,
+    rows: int = 20000,
+    requests: int = 200,
+    force: bool = False,
+    size: str = "full",
+    names: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> DemoResult:
+    """The main job on the bundled samples: build them (when missing), then analyze, rebuild
+    (``safe``; ``fast`` and ``request`` with ONNX) and compare each in the serving runtime, in
+    batches and on ranking requests, and write ``out_dir/index.html``.
+
+    Each model's reports go to ``out_dir/<name>/`` (``analysis/``, ``safe/``, ``fast/``,
+    ``request/``, ``compare/``, ``request-compare/``), replacing earlier demo output there.
+    Memory is measured in ``compare``.
+
+    Args:
+        models_dir: where the sample models are (or are built).
+        out_dir: the reports folder.
+        rows: rows of synthetic data per sample, when a sample is built.
+        requests: timed calls per model and batch size.
+        force: rebuild the samples even when they exist.
+        size: sample size when built: ``full`` or ``tiny``.
+        names: the samples to run (default: all of ``SAMPLE_NAMES``).
+        progress: ``progress(stage, done, total)``; sample building reports its messages as
+            stages with ``(0, 1)``.
+
+    Returns:
+        A :class:`DemoResult`.
+    """
+    from recadvisor.report import render_index
+    from recadvisor.samples import SAMPLE_NAMES, build_samples
+
+    models_root, out = Path(models_dir), Path(out_dir)
+    chosen = list(SAMPLE_NAMES if names is None else names)
+    missing = [n for n in chosen if force or not (models_root / n / "saved_model").is_dir()]
+    if missing:
+        build_samples(
+            models_root,
+            rows=rows,
+            names=missing,
+            size=size,
+            force=force,
+            progress=(lambda msg: progress(msg, 0, 1)) if progress else None,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    done: list[DemoModel] = []
+    for name in chosen:
+        done.append(_demo_model(name, models_root / name, out / name, requests, progress))
+    index = render_index(
+        [_index_entry(m) for m in done],
+        out / "index.html",
+    )
+    return DemoResult(out_dir=out, models=tuple(done), index=index)
+
+
+def _index_entry(model: DemoModel) -> IndexEntry:
+    entry: IndexEntry = {
+        "name": model.name,
+        "analysis": model.analysis.to_dict(),
+        "comparison": model.comparison.to_dict(),
+        "analysis_report": str(model.analysis_report),
+        "compare_report": str(model.compare_report),
+    }
+    if model.request_comparison is not None and model.request_report is not None:
+        entry["request_comparison"] = model.request_comparison.to_dict()
+        entry["request_report"] = str(model.request_report)
+    return entry
+
+
+def _demo_model(
+    name: str, sample_dir: Path, out: Path, requests: int, progress: ProgressCallback | None
+) -> DemoModel:
+    """Analyze, rebuild and compare one sample into ``out`` (progress stages named after it)."""
+    model = sample_dir / "saved_model"
+    data = sample_dir / "sample.parquet"
+    if progress is not None:
+        outer = progress
+
+        def progress(stage: str, done: int, total: int) -> None:
+            outer(f"{name}: {stage}", done, total)
+
+    analysis = analyze(model, data=data, out_dir=out / "analysis", force=True, progress=progress)
+    rebuilds: dict[str, RebuildResult] = {}
+    for i, preset in enumerate(DEMO_PRESETS):
+        if progress is not None:
+            progress("rebuild", i, len(DEMO_PRESETS))
+        rebuilds[preset] = rebuild(
+            model, out / preset, preset=preset, data=data, onnx=(preset != "safe"), force=True
+        )
+    candidates: list[str | Path] = [out / "safe", out / "fast"]
+    if (out / "fast" / "model.onnx").is_file():
+        candidates.append(out / "fast" / "model.onnx")
+    comparison = compare(
+        model,
+        candidates,
+        data=data,
+        batch_sizes=DEMO_BATCH_SIZES,
+        requests=requests,
+        measure_memory=True,
+        out_dir=out / "compare",
+        force=True,
+        rebuild_info=rebuilds["fast"].to_dict(),
+        progress=progress,
+        runtime="tf-c",
+        also_python=True,
+    )
+    request_candidates: list[str | Path] = [out / "safe", out / "request"]
+    if (out / "request" / "model.onnx").is_file():
+        request_candidates.append(out / "request" / "model.onnx")
+    request_comparison = compare(
+        model,
+        request_candidates,
+        data=data,
+        requests=requests,
+        measure_memory=False,
+        out_dir=out / "request-compare",
+        force=True,
+        rebuild_info=rebuilds["request"].to_dict(),
+        progress=progress,
+        runtime="tf-c",
+        request_size=DEMO_REQUEST,
+        concurrency=(1, 2),
+        concurrency_seconds=1.0,
+    )
+    return DemoModel(
+        name=name,
+        model_dir=model,
+        analysis=analysis,
+        rebuilds=rebuilds,
+        comparison=comparison,
+        analysis_report=out / "analysis" / "report.html",
+        compare_report=out / "compare" / "compare.html",
+        request_comparison=request_comparison,
+        request_report=out / "request-compare" / "compare.html",
+    )

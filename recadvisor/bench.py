@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -53,6 +53,27 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: how long-running work reports progress."""
+
+
+class LatencySummaryDict(TypedDict):
+    """``LatencySummary.to_dict()`` (a ``compare.json`` latency entry)."""
+
+    batch_size: int
+    calls: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    rows_per_s: float
+    samples_ms: list[float]
+
+
+class MemoryDict(TypedDict):
+    """What :func:`peak_memory_mb` measures, in MiB."""
+
+    peak_rss_mb: float
+    import_rss_mb: float
+    model_rss_mb: float
 
 
 @dataclass(frozen=True)
@@ -68,11 +89,18 @@ class LatencySummary:
     rows_per_s: float
     samples_ms: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> LatencySummaryDict:
         """JSON form (``samples_ms``: every timed call, for CDF plots)."""
-        d = dict(self.__dict__)
-        d["samples_ms"] = [round(x, 4) for x in self.samples_ms]
-        return d
+        return {
+            "batch_size": self.batch_size,
+            "calls": self.calls,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "mean_ms": self.mean_ms,
+            "rows_per_s": self.rows_per_s,
+            "samples_ms": [round(x, 4) for x in self.samples_ms],
+        }
 
 
 def summarize(batch_size: int, seconds: Sequence[float]) -> LatencySummary:
@@ -484,7 +512,7 @@ def peak_memory_mb(
     calls: int = 20,
     timeout: float = 300.0,
     request_inputs: Sequence[str] = (),
-) -> dict[str, float] | None:
+) -> MemoryDict | None:
     """Peak resident memory of loading and running one model, in a fresh process.
 
     Args:

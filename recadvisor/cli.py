@@ -243,9 +243,6 @@ def samples(
         console.print(Text(f"  {r.name}: {r.model_dir}"))
 
 
-DEMO_REQUEST = 256
-
-
 @app.command()
 @handle_errors
 def demo(
@@ -261,101 +258,23 @@ def demo(
     (safe, fast and request, with ONNX) and compare each one in the serving runtime (batches,
     and requests of one user x 256 candidates), into OUT/ with OUT/index.html."""
     from recadvisor import api
-    from recadvisor.report import render_index
-    from recadvisor.samples import SAMPLE_NAMES, build_samples
 
-    missing = [n for n in SAMPLE_NAMES if force or not (models / n / "saved_model").is_dir()]
-    if missing:
-        build_samples(
-            models, rows=rows, names=missing, force=force, progress=lambda msg: console.print(msg)
+    with _progress() as progress:
+        result = api.demo(
+            models,
+            out,
+            rows=rows,
+            requests=requests,
+            force=force,
+            progress=_progress_callback(progress),
         )
-    out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for name in SAMPLE_NAMES:
-        model = models / name / "saved_model"
-        data = models / name / "sample.parquet"
-        console.rule(f"{name}")
-        with _progress() as progress:
-            cb = _progress_callback(progress)
-            analysis = api.analyze(
-                model, data=data, out_dir=out / name / "analysis", force=True, progress=cb
-            )
-            rebuilt = {}
-            for preset in ("safe", "fast", "request"):
-                rebuilt[preset] = api.rebuild(
-                    model,
-                    out / name / preset,
-                    preset=preset,
-                    data=data,
-                    onnx=(preset != "safe"),
-                    force=True,
-                )
-            candidates: list[Path] = [out / name / "safe", out / name / "fast"]
-            if (out / name / "fast" / "model.onnx").is_file():
-                candidates.append(out / name / "fast" / "model.onnx")
-            comp = api.compare(
-                model,
-                candidates,
-                data=data,
-                batch_sizes=(1, 256),
-                requests=requests,
-                measure_memory=False,
-                out_dir=out / name / "compare",
-                force=True,
-                rebuild_info=rebuilt["fast"].to_dict(),
-                progress=cb,
-                runtime="tf-c",
-                also_python=True,
-            )
-            request_candidates = [out / name / "safe", out / name / "request"]
-            if (out / name / "request" / "model.onnx").is_file():
-                request_candidates.append(out / name / "request" / "model.onnx")
-            per_request = api.compare(
-                model,
-                request_candidates,
-                data=data,
-                requests=requests,
-                measure_memory=False,
-                out_dir=out / name / "request-compare",
-                force=True,
-                rebuild_info=rebuilt["request"].to_dict(),
-                progress=cb,
-                runtime="tf-c",
-                request_size=DEMO_REQUEST,
-                concurrency=(1, 2),
-                concurrency_seconds=1.0,
-            )
-        print_comparison(comp.to_dict())
-        print_serving(comp.to_dict())
-        print_serving(per_request.to_dict())
-        entries.append(
-            {
-                "title": f"{name}: analysis",
-                "kind": "analysis",
-                "path": f"{name}/analysis/report.html",
-                "description": f"{len(analysis.findings)} findings, "
-                f"{len(analysis.suggestions)} suggestions",
-            }
-        )
-        entries.append(
-            {
-                "title": f"{name}: rebuilt vs baseline",
-                "kind": "comparison",
-                "path": f"{name}/compare/compare.html",
-                "description": "safe, fast and fast + ONNX rebuilds, interleaved timing",
-            }
-        )
-        entries.append(
-            {
-                "title": f"{name}: one request = one user x {DEMO_REQUEST} candidates",
-                "kind": "comparison",
-                "path": f"{name}/request-compare/compare.html",
-                "description": "safe, request (per-request inputs once) and request + ONNX, "
-                "per request and under 1 and 2 concurrent callers",
-            }
-        )
-    render_index(entries, out / "index.html")
-    console.print(f"open {out}/index.html")
+    for model in result.models:
+        console.rule(model.name)
+        print_comparison(model.comparison.to_dict())
+        print_serving(model.comparison.to_dict())
+        if model.request_comparison is not None:
+            print_serving(model.request_comparison.to_dict())
+    console.print(f"open {result.index}")
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:

@@ -14,12 +14,15 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from recadvisor.analysis.onnx_profile import OnnxProfileDict
 from recadvisor.bench import (
     LatencySummary,
+    LatencySummaryDict,
+    MemoryDict,
     OnnxRunner,
     SavedModelRunner,
     build_floor_model,
@@ -30,10 +33,68 @@ from recadvisor.bench import (
 from recadvisor.errors import ModelLoadError
 from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
 from recadvisor.tfimport import import_tf
-from recadvisor.verify import compare_outputs, quality_metrics
+from recadvisor.verify import QualityDict, compare_outputs, quality_metrics
 
 log = logging.getLogger(__name__)
 FLOOR = "(call floor)"
+COMPARE_SCHEMA_VERSION = 1
+
+
+class MachineDict(TypedDict):
+    """Where the comparison ran (``onnxruntime`` is null when it is not installed)."""
+
+    cpu: str
+    cores: int | None
+    python: str
+    tensorflow: str
+    platform: str
+    onnxruntime: str | None
+
+
+class ModelResultDict(TypedDict):
+    """``ModelResult.to_dict()``: one model of ``compare.json``, figures by batch size (string
+    keys); ``parity`` and ``parity_passed`` are null for the baseline."""
+
+    label: str
+    kind: str
+    path: str
+    size_bytes: int
+    node_count: int | None
+    latency: dict[str, LatencySummaryDict]
+    ratio_vs_baseline: dict[str, float]
+    ratio_vs_floor: dict[str, float]
+    parity: dict[str, float] | None
+    parity_passed: bool | None
+    quality: dict[str, QualityDict]
+    memory: MemoryDict | None
+    encoded_inputs: list[str]
+    onnx_profile: OnnxProfileDict | None  # ONNX models only (onnxruntime's profiler)
+
+
+class ComparisonDict(TypedDict):
+    """``compare.json`` (schema :data:`COMPARE_SCHEMA_VERSION`): ``Comparison.to_dict()``.
+
+    ``models[0]`` is the baseline; ``floor`` is the call floor's latency by batch size.
+    """
+
+    schema_version: int
+    baseline: str
+    signature: str
+    batch_sizes: list[int]
+    requests: int
+    rows: int
+    machine: MachineDict
+    tolerance: float
+    call: str
+    burst: int
+    runtime: str
+    # the serving runtime's facts (recadvisor.serving.workloads): runtime, c_models,
+    # python_models, c_parity, and when measured onnx_call_floor_ms, python_p50_ms, request,
+    # concurrency, candidate_setting (see README, "Serving runtime")
+    serving: dict[str, Any]
+    floor: dict[str, LatencySummaryDict]
+    models: list[ModelResultDict]
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -50,12 +111,12 @@ class ModelResult:
     ratio_vs_floor: dict[int, float]
     parity: dict[str, float] | None = None
     parity_passed: bool | None = None
-    quality: dict[str, dict[str, float]] = field(default_factory=dict)
-    memory: dict[str, float] | None = None
+    quality: dict[str, QualityDict] = field(default_factory=dict)
+    memory: MemoryDict | None = None
     encoded_inputs: tuple[str, ...] = ()
-    onnx_profile: dict[str, Any] | None = None
+    onnx_profile: OnnxProfileDict | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ModelResultDict:
         """JSON form."""
         return {
             "label": self.label,
@@ -84,7 +145,7 @@ class Comparison:
     batch_sizes: tuple[int, ...]
     requests: int
     rows: int
-    machine: dict[str, Any]
+    machine: MachineDict
     models: tuple[ModelResult, ...]
     floor: dict[int, LatencySummary]
     tolerance: float
@@ -94,9 +155,10 @@ class Comparison:
     runtime: str = "python"
     serving: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (public: documented in the README)."""
+    def to_dict(self) -> ComparisonDict:
+        """``compare.json`` (schema :class:`ComparisonDict`)."""
         return {
+            "schema_version": COMPARE_SCHEMA_VERSION,
             "baseline": self.baseline,
             "signature": self.signature,
             "batch_sizes": list(self.batch_sizes),
@@ -114,7 +176,7 @@ class Comparison:
         }
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> MachineDict:
     """CPU, cores and library versions, for the record."""
     import os
 
@@ -127,20 +189,20 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info = {
+    try:
+        import onnxruntime
+
+        ort_version: str | None = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "platform": platform.platform(),
+        "onnxruntime": ort_version,
     }
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    return info
 
 
 def _label_for(path: Path, used: set[str], baseline: bool = False) -> str:

@@ -32,7 +32,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from recadvisor.errors import PlanError
 from recadvisor.output import write_text_atomic
@@ -94,6 +94,31 @@ _HEADER = """\
 """
 
 
+# ``PlanEntry.to_dict()``: one ``rewrites`` entry of ``plan.yaml`` (the functional form, as
+# ``pass`` is a Python keyword)
+PlanEntryDict = TypedDict(
+    "PlanEntryDict",
+    {"pass": str, "enabled": bool, "params": dict[str, Any], "comment": str},
+)
+
+
+class PlanModelDict(TypedDict):
+    """The model a plan was made for (``model`` in ``plan.yaml``)."""
+
+    path: str
+    signature: str
+    fingerprint: str
+
+
+class PlanDict(TypedDict):
+    """``plan.yaml`` (schema :data:`SCHEMA_VERSION`): ``Plan.to_dict()``."""
+
+    schema_version: int
+    model: PlanModelDict
+    preset: str
+    rewrites: list[PlanEntryDict]
+
+
 @dataclass(frozen=True)
 class PlanEntry:
     """One rewrite pass in a plan.
@@ -110,16 +135,14 @@ class PlanEntry:
     params: dict[str, Any] = field(default_factory=dict)
     comment: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """File form: ``{pass, enabled, params, comment}``."""
-        data: dict[str, Any] = {
+    def to_dict(self) -> PlanEntryDict:
+        """File form: ``{pass, enabled, params, comment}`` (``comment`` may be empty)."""
+        return {
             "pass": self.pass_name,
             "enabled": self.enabled,
             "params": _plain(self.params),
+            "comment": self.comment,
         }
-        if self.comment:
-            data["comment"] = self.comment
-        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "plan") -> PlanEntry:
@@ -193,8 +216,8 @@ class Plan:
         rewrites.insert(index, entry)
         return dataclasses.replace(self, rewrites=tuple(rewrites))
 
-    def to_dict(self) -> dict[str, Any]:
-        """File form (see the module docstring)."""
+    def to_dict(self) -> PlanDict:
+        """File form (see the module docstring; schema :class:`PlanDict`)."""
         return {
             "schema_version": self.schema_version,
             "model": {

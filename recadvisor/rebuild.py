@@ -25,14 +25,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from recadvisor.errors import DataError, ExportError, FreezeError, OutputExistsError, RewriteError
 from recadvisor.model.graph import ModelGraph, node_name
 from recadvisor.model.load import LoadedModel, first_line
-from recadvisor.model.spec import SignatureSpec
+from recadvisor.model.onnx_export import OnnxExportDict
+from recadvisor.model.spec import SignatureDict, SignatureSpec
 from recadvisor.plan import (
     Plan,
     PlanEntry,
@@ -42,13 +43,13 @@ from recadvisor.plan import (
     save_plan,
 )
 from recadvisor.rewrite.base import RewriteContext
-from recadvisor.rewrite.encodings import broadcast_inputs
-from recadvisor.rewrite.pipeline import APPLIED, PipelineResult, run_pipeline
-from recadvisor.verify import DEFAULT_TOLERANCE, Parity, compare_outputs
+from recadvisor.rewrite.encodings import broadcast_inputs, feature_contract_dict
+from recadvisor.rewrite.pipeline import APPLIED, PipelineDict, PipelineResult, run_pipeline
+from recadvisor.verify import DEFAULT_TOLERANCE, Parity, ParityDict, compare_outputs
 
 log = logging.getLogger(__name__)
 
-REBUILD_SCHEMA_VERSION = 1
+REBUILD_SCHEMA_VERSION = 2  # 2: data.note and sizes.onnx_bytes always present
 DEFAULT_SAMPLE_ROWS = 64
 MAX_FILE_ROWS = 4096  # rows read from a data file for the parity checks and accuracy gates
 SAVED_MODEL_DIR = "saved_model"
@@ -56,6 +57,108 @@ REPORT_FILE = "rebuild.json"
 PLAN_FILE = "plan.yaml"
 CONTRACT_FILE = "feature_contract.json"
 ONNX_FILE = "model.onnx"
+
+
+class RebuildModelDict(TypedDict):
+    """The input model (``rebuild.json``'s ``model``)."""
+
+    path: str
+    signature: str
+    source_format: str
+    fingerprint: str
+
+
+class RebuildOutputDict(TypedDict):
+    """Where the rebuilt model went (``output``)."""
+
+    dir: str
+    saved_model: str
+    signature_keys: list[str]
+
+
+class RebuildPlanRefDict(TypedDict):
+    """The plan run (``plan``): its preset and the file written beside the model."""
+
+    preset: str
+    file: str
+
+
+class RebuildDataDict(TypedDict):
+    """Where the sample rows came from (``data``); ``note`` is empty unless synthesized."""
+
+    source: str
+    path: str | None
+    rows: int
+    labels: bool
+    note: str
+
+
+class RebuildParityDict(TypedDict):
+    """The three parity checks against the original model (``parity``)."""
+
+    freeze_vs_original: ParityDict
+    final_vs_original: ParityDict
+    exported_vs_original: ParityDict
+
+
+class RebuildSizesDict(TypedDict):
+    """Bytes on disk and in constants (``sizes``); ``onnx_bytes`` is null without ONNX."""
+
+    original_bytes: int
+    saved_model_bytes: int
+    variables_bytes: int
+    frozen_const_bytes: int
+    final_const_bytes: int
+    onnx_bytes: int | None
+
+
+class RebuildNodesDict(TypedDict):
+    """Node counts (``nodes``): stored (graph + functions), frozen, rebuilt."""
+
+    original: int
+    frozen: int
+    final: int
+
+
+class RebuildOpCountsDict(TypedDict):
+    """Op type counts (``op_counts``), same three stages."""
+
+    original: dict[str, int]
+    frozen: dict[str, int]
+    final: dict[str, int]
+
+
+class OnnxWrittenDict(OnnxExportDict):
+    """``onnx`` when ``model.onnx`` was written (``path`` relative to the output folder)."""
+
+    exported: bool
+
+
+class OnnxSkippedDict(TypedDict):
+    """``onnx`` when the export was asked for but could not be done."""
+
+    exported: bool
+    reason: str
+
+
+class RebuildDict(TypedDict):
+    """``rebuild.json`` (schema :data:`REBUILD_SCHEMA_VERSION`): ``RebuildResult.to_dict()``."""
+
+    schema_version: int
+    model: RebuildModelDict
+    output: RebuildOutputDict
+    plan: RebuildPlanRefDict
+    passed: bool
+    data: RebuildDataDict
+    passes: PipelineDict
+    parity: RebuildParityDict
+    signature_after: SignatureDict
+    sizes: RebuildSizesDict
+    nodes: RebuildNodesDict
+    op_counts: RebuildOpCountsDict
+    timings: dict[str, float]
+    notes: list[str]
+    onnx: OnnxWrittenDict | OnnxSkippedDict | None
 
 
 @dataclass(frozen=True)
@@ -91,13 +194,13 @@ class RebuildResult:
     freeze_parity: Parity
     parity: Parity
     export_parity: Parity
-    data: dict[str, Any] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
-    nodes: dict[str, int] = field(default_factory=dict)
-    op_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    data: RebuildDataDict
+    sizes: RebuildSizesDict
+    nodes: RebuildNodesDict
+    op_counts: RebuildOpCountsDict
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    onnx: dict[str, Any] | None = None
+    onnx: OnnxWrittenDict | OnnxSkippedDict | None = None
 
     @property
     def graph(self) -> ModelGraph:
@@ -109,8 +212,8 @@ class RebuildResult:
         """The rebuilt model matches the original within tolerance (in process and exported)."""
         return self.parity.passed and self.export_parity.passed
 
-    def to_dict(self) -> dict[str, Any]:
-        """The content of ``rebuild.json``."""
+    def to_dict(self) -> RebuildDict:
+        """The content of ``rebuild.json`` (schema :class:`RebuildDict`)."""
         return {
             "schema_version": REBUILD_SCHEMA_VERSION,
             "model": {
@@ -126,7 +229,7 @@ class RebuildResult:
             },
             "plan": {"preset": self.plan.preset, "file": PLAN_FILE},
             "passed": self.passed,
-            "data": dict(self.data),
+            "data": self.data,
             "passes": self.pipeline.to_dict(),
             "parity": {
                 "freeze_vs_original": self.freeze_parity.to_dict(),
@@ -134,9 +237,9 @@ class RebuildResult:
                 "exported_vs_original": self.export_parity.to_dict(),
             },
             "signature_after": self.graph.signature.to_dict(),
-            "sizes": dict(self.sizes),
-            "nodes": dict(self.nodes),
-            "op_counts": {k: dict(v) for k, v in self.op_counts.items()},
+            "sizes": self.sizes,
+            "nodes": self.nodes,
+            "op_counts": self.op_counts,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": list(self.notes),
             "onnx": self.onnx,
@@ -213,7 +316,7 @@ def _sample_rows(
     labels: Any,
     graph: ModelGraph,
     rows: int,
-) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, Any]]:
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, RebuildDataDict]:
     """Feeds (original contract), labels and a summary of where they came from."""
     spec = graph.signature
     if data is None or isinstance(data, (str, Path)):
@@ -228,7 +331,7 @@ def _sample_rows(
         feeds = dict(loaded.feeds)
         if labels is None and loaded.labels:
             labels = next(iter(loaded.labels.values()))
-        summary = {"source": loaded.source, "path": loaded.path, "rows": loaded.n_rows}
+        source, path, n_rows = loaded.source, loaded.path, loaded.n_rows
     else:
         missing = sorted(set(spec.inputs) - set(data))
         if missing:
@@ -241,15 +344,17 @@ def _sample_rows(
             arr = np.asarray(data[key])
             feeds[key] = arr.astype(object) if info.dtype == "string" else arr
         first = next(iter(feeds.values()), np.zeros(0))
-        summary = {
-            "source": "given",
-            "path": None,
-            "rows": int(first.shape[0]) if first.ndim else 1,
-        }
+        source, path, n_rows = "given", None, int(first.shape[0]) if first.ndim else 1
     label_array = None if labels is None else np.asarray(labels)
-    summary["labels"] = label_array is not None
-    if summary["source"] == "synthetic":
-        summary["note"] = "synthesized rows: parity is checked on random inputs"
+    summary: RebuildDataDict = {
+        "source": source,
+        "path": path,
+        "rows": n_rows,
+        "labels": label_array is not None,
+        "note": "synthesized rows: parity is checked on random inputs"
+        if source == "synthetic"
+        else "",
+    }
     return feeds, label_array, summary
 
 
@@ -287,10 +392,7 @@ def _final_tolerance(pipeline: PipelineResult) -> float:
 
 
 def _write_contract(path: Path, pipeline: PipelineResult, original: SignatureSpec) -> None:
-    from recadvisor.rewrite.encodings import feature_contract_dict
-
-    doc = feature_contract_dict(list(pipeline.encodings), pipeline.graph.signature)
-    doc["original_signature"] = original.to_dict()
+    doc = feature_contract_dict(list(pipeline.encodings), pipeline.graph.signature, original)
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
 
 
@@ -351,7 +453,7 @@ def _onnx_graph(
 
 def _export_onnx(
     graph: ModelGraph, path: Path, feeds: Mapping[str, np.ndarray]
-) -> tuple[dict[str, Any], str]:
+) -> tuple[OnnxWrittenDict | OnnxSkippedDict, str]:
     """Write ``path`` (inside the temporary output folder); (summary for rebuild.json, note).
 
     The summary's ``path`` is relative to the output folder (``model.onnx``).
@@ -363,10 +465,8 @@ def _export_onnx(
         result = export_onnx(graph, path, feeds)
     except RecAdvisorError as e:
         return {"exported": False, "reason": str(e)}, f"ONNX export skipped: {first_line(e)}"
-    summary = result.to_dict()
-    summary.setdefault("exported", path.exists())
     # written into the temporary output folder; record where it is once the folder is in place
-    summary["path"] = path.name
+    summary: OnnxWrittenDict = {**result.to_dict(), "path": path.name, "exported": path.exists()}
     return summary, ""
 
 
@@ -469,7 +569,7 @@ def rebuild(
             "final and exported models were checked on one request (the first sample "
             "row's request inputs with every row's candidate inputs)"
         )
-    if data_summary.get("note"):
+    if data_summary["note"]:
         notes.append(data_summary["note"])
     for rec in pipeline.records:
         if rec.status in ("rolled_back", "failed"):
@@ -478,7 +578,7 @@ def rebuild(
     t0 = time.perf_counter()
     tf = import_tf()
     keys = _signature_keys(loaded)
-    onnx_summary: dict[str, Any] | None = None
+    onnx_summary: OnnxWrittenDict | OnnxSkippedDict | None = None
     out_path = Path(out_dir)
     with atomic_output_dir(out_path, force) as tmp:
         saved_model = tmp / SAVED_MODEL_DIR
@@ -515,15 +615,15 @@ def rebuild(
         timings["export_and_check"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         saved_bytes = _dir_bytes(saved_model)
-        sizes = {
+        onnx_file = tmp / ONNX_FILE
+        sizes: RebuildSizesDict = {
             "original_bytes": _dir_bytes(Path(loaded.path)),
             "saved_model_bytes": saved_bytes,
             "variables_bytes": _dir_bytes(saved_model / "variables"),
             "frozen_const_bytes": sum(graph.const_bytes(n) for n in graph.nodes),
             "final_const_bytes": sum(final.const_bytes(n) for n in final.nodes),
+            "onnx_bytes": onnx_file.stat().st_size if onnx_file.exists() else None,
         }
-        if onnx_summary is not None and (tmp / ONNX_FILE).exists():
-            sizes["onnx_bytes"] = (tmp / ONNX_FILE).stat().st_size
         result = RebuildResult(
             model_dir=str(model_dir),
             out_dir=str(out_path),

@@ -13,13 +13,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 DEFAULT_TOLERANCE = 1e-5
+
+
+class OutputParityDict(TypedDict):
+    """``OutputParity.to_dict()`` (``inf`` written as the string ``"inf"``)."""
+
+    key: str
+    dtype: str
+    shape_match: bool
+    max_abs_diff: float | str
+    mean_abs_diff: float | str
+    mismatches: int
+    passed: bool
+    note: str
+
+
+class QualityDict(TypedDict):
+    """AUC and log-loss of one output against its label column (``quality_metrics``)."""
+
+    auc: float
+    logloss: float
+    label: str
+
+
+class ParityDict(TypedDict):
+    """``Parity.to_dict()``: the verdict, its one-line summary and each output's numbers."""
+
+    passed: bool
+    tolerance: float
+    rows: int
+    max_abs_diff: float | str
+    summary: str
+    outputs: dict[str, OutputParityDict]
 
 
 @dataclass(frozen=True)
@@ -48,7 +80,7 @@ class OutputParity:
     passed: bool
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OutputParityDict:
         """JSON form (``inf`` becomes the string ``"inf"``)."""
         return {
             "key": self.key,
@@ -102,7 +134,7 @@ class Parity:
         op = "<=" if worst.passed else ">"
         return f"max abs diff {worst.max_abs_diff:.3g} on {worst.key} {op} {self.tolerance:.3g}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ParityDict:
         """JSON form: overall verdict plus each output's numbers."""
         return {
             "passed": self.passed,
@@ -338,7 +370,7 @@ def auc_changes(
 
 def quality_metrics(
     outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, QualityDict]:
     """AUC and log-loss of each probability-like output against its label.
 
     The label for an output is ``label_<output>`` when present, else ``label``; outputs outside
@@ -353,7 +385,7 @@ def quality_metrics(
     """
     from sklearn.metrics import log_loss
 
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, QualityDict] = {}
     for name, values in outputs.items():
         label_name = f"label_{name}" if f"label_{name}" in labels else "label"
         label = labels.get(label_name)

@@ -14,6 +14,9 @@ Steps (each one a module of its own):
 
 :meth:`Analysis.to_dict` is ``analysis.json`` (a public interface). Its keys:
 
+Its schema is :class:`AnalysisDict` (version :data:`ANALYSIS_SCHEMA_VERSION`, in
+``schema_version``); every key below is always present, ``null`` where stated.
+
 * ``model``: path, source format, signature key, fingerprint, available signatures, the data
   used (``data``) and run information (``run``: timings, settings, failed detectors);
 * ``signature``: inputs and outputs with dtypes and shapes;
@@ -41,15 +44,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from recadvisor.advice import Suggestion, advise, build_plan
+from recadvisor.advice import Suggestion, SuggestionDict, advise, build_plan
 from recadvisor.analysis.detectors import find_unsafe_ops, refuse_unsafe, run_all_detectors
 from recadvisor.analysis.detectors.graph_patterns import input_vocabularies
-from recadvisor.analysis.features import FeatureStats, compute_feature_stats
-from recadvisor.analysis.findings import DetectorContext, Finding, to_jsonable
-from recadvisor.bench import ProgressCallback
-from recadvisor.model.spec import SignatureSpec
+from recadvisor.analysis.features import FeatureStats, FeatureStatsDict, compute_feature_stats
+from recadvisor.analysis.findings import DetectorContext, Finding, FindingDict, to_jsonable
+from recadvisor.analysis.inventory import ModelDescriptionDict, describe_model
+from recadvisor.analysis.profile.results import OpTimingDict
+from recadvisor.bench import LatencySummaryDict, ProgressCallback
+from recadvisor.data.feeds import LoadedDataDict
+from recadvisor.model.spec import SignatureDict, SignatureSpec
+from recadvisor.plan import Plan, PlanDict
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +73,83 @@ BATCH_SHARE_KEYS = (
 )
 # ... and also keyed by batch size at the top of the profile section.
 TOP_LEVEL_SHARE_KEYS = ("per_op_type", "per_feature", "per_stage", "per_feature_op_type")
-ANALYSIS_KEYS = (
-    "model",
-    "signature",
-    "inventory",
-    "profile",
-    "feature_stats",
-    "findings",
-    "suggestions",
-    "plan",
-)
+ANALYSIS_SCHEMA_VERSION = 1
+Shares = dict[str, float]
+
+
+class BatchProfileDict(TypedDict):
+    """The profile at one batch size: latency, op-time shares, the top ops."""
+
+    latency: LatencySummaryDict
+    mapped_fraction: float
+    mapped_us: float
+    unmapped_us: float
+    per_op_type: Shares
+    per_feature: Shares
+    per_stage: Shares
+    per_feature_stage: dict[str, Shares]
+    per_feature_op_type: dict[str, Shares]
+    per_node_bucket: dict[str, str]
+    per_node_features: dict[str, list[str]]
+    top_ops: list[OpTimingDict]
+
+
+class ProfileSectionDict(TypedDict):
+    """``analysis.json``'s ``profile``: per batch size (string keys) in ``batches``, and the
+    latency and main shares also keyed by batch size at the top."""
+
+    target: str
+    batch_sizes: list[int]
+    reference_batch: int | None
+    latency: dict[str, LatencySummaryDict]
+    per_op_type: dict[str, Shares]
+    per_feature: dict[str, Shares]
+    per_stage: dict[str, Shares]
+    per_feature_op_type: dict[str, dict[str, Shares]]
+    batches: dict[str, BatchProfileDict]
+
+
+class AnalysisRunDict(TypedDict):
+    """How the analysis ran (``model.run``)."""
+
+    preset: str
+    batch_sizes: list[int]
+    profile_calls: int
+    allow_unsafe_ops: bool
+    unsafe_ops: list[Any]
+    detectors_failed: dict[str, str]
+    timings_s: dict[str, float]
+    notes: list[str]
+
+
+class AnalysisModelDict(TypedDict):
+    """The model analyzed (``model``), the data used and the run."""
+
+    path: str
+    source_format: str
+    signature: str
+    available_signatures: list[str]
+    fingerprint: str
+    data: LoadedDataDict
+    run: AnalysisRunDict
+
+
+class AnalysisDict(TypedDict):
+    """``analysis.json`` (schema :data:`ANALYSIS_SCHEMA_VERSION`): ``Analysis.to_dict()``."""
+
+    schema_version: int
+    model: AnalysisModelDict
+    signature: SignatureDict
+    inventory: ModelDescriptionDict
+    profile: ProfileSectionDict | None
+    feature_stats: FeatureStatsDict | None
+    findings: list[FindingDict]
+    suggestions: list[SuggestionDict]
+    plan: PlanDict
+    serving_settings: dict[str, Any] | None  # analyze --serving-settings (recadvisor.serving)
+
+
+ANALYSIS_KEYS = tuple(AnalysisDict.__annotations__)
 
 
 @dataclass(frozen=True)
@@ -94,15 +168,15 @@ class Analysis:
         plan: the rebuild plan (:class:`recadvisor.plan.Plan`).
     """
 
-    model: dict[str, Any]
+    model: AnalysisModelDict
     signature: SignatureSpec
-    inventory: dict[str, Any]
+    inventory: ModelDescriptionDict
     profile: Any
     attributions: dict[int, Any]
     feature_stats: FeatureStats | None
     findings: tuple[Finding, ...]
     suggestions: tuple[Suggestion, ...]
-    plan: Any
+    plan: Plan
     notes: tuple[str, ...] = field(default_factory=tuple)
     serving_settings: dict[str, Any] | None = None
 
@@ -110,11 +184,11 @@ class Analysis:
         """The findings of one kind."""
         return [f for f in self.findings if f.kind == kind]
 
-    def profile_dict(self) -> dict[str, Any] | None:
+    def profile_dict(self) -> ProfileSectionDict | None:
         """The ``profile`` section of ``analysis.json``."""
         if self.profile is None:
             return None
-        per: dict[str, dict[str, Any]] = {}
+        per: dict[str, Any] = {}
         for batch in self.profile.batches:
             bs = int(batch.batch_size)
             attribution = self.attributions.get(bs)
@@ -137,10 +211,11 @@ class Analysis:
             "batches": per,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """``analysis.json`` (keys: see the module docstring)."""
+    def to_dict(self) -> AnalysisDict:
+        """``analysis.json`` (schema :class:`AnalysisDict`; keys: see the module docstring)."""
         return to_jsonable(
             {
+                "schema_version": ANALYSIS_SCHEMA_VERSION,
                 "model": self.model,
                 "signature": self.signature.to_dict(),
                 "inventory": self.inventory,
@@ -150,20 +225,10 @@ class Analysis:
                 else self.feature_stats.to_dict(),
                 "findings": [f.to_dict() for f in self.findings],
                 "suggestions": [s.to_dict() for s in self.suggestions],
-                "plan": self.plan.to_dict() if self.plan is not None else None,
-                **(
-                    {"serving_settings": self.serving_settings}
-                    if self.serving_settings is not None
-                    else {}
-                ),
+                "plan": self.plan.to_dict(),
+                "serving_settings": self.serving_settings,
             }
         )
-
-
-def _inventory(loaded: Any, graph: Any) -> dict[str, Any]:
-    from recadvisor.analysis.inventory import describe_model
-
-    return describe_model(loaded, graph).to_dict()
 
 
 def analyze(
@@ -280,7 +345,7 @@ def analyze(
     lap("advice")
     timings["total"] = round(time.perf_counter() - start, 3)
 
-    model = {
+    model: AnalysisModelDict = {
         "path": info.path,
         "source_format": info.source_format,
         "signature": loaded.spec.key,
@@ -308,7 +373,7 @@ def analyze(
     return Analysis(
         model=model,
         signature=loaded.spec,
-        inventory=_inventory(loaded, graph),
+        inventory=describe_model(loaded, graph).to_dict(),
         profile=prof,
         attributions=attributions,
         feature_stats=stats,

@@ -20,7 +20,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,64 @@ OTHER = "other"
 PAD_VALUES = ("", b"")
 # columns with more distinct values than this are not compared for one-to-one mappings
 MAX_PAIR_COLUMNS = 64
+
+
+class ListLengthDict(TypedDict):
+    """Lengths of a sequence column's lists."""
+
+    min: int | None
+    max: int | None
+    mean: float | None
+
+
+class ColumnStatsDict(TypedDict):
+    """``ColumnStats.to_dict()`` (``top_values``: ``[value, count]`` pairs)."""
+
+    name: str
+    kind: str
+    is_sequence: bool
+    rows: int
+    values: int
+    distinct: int
+    null_share: float | None
+    top_values: list[list[Any]]
+    numeric_min: float | None
+    numeric_max: float | None
+    all_numeric: bool
+    list_length: ListLengthDict | None
+    pad_share: float | None
+    signature_dtype: str | None
+
+
+class ColumnRelationDict(TypedDict):
+    """``ColumnRelation.to_dict()``."""
+
+    a: str
+    b: str
+    relation: str
+    distinct: int
+
+
+class ValueOverlapDict(TypedDict):
+    """``ValueOverlap.to_dict()``."""
+
+    a: str
+    b: str
+    distinct_a: int
+    distinct_b: int
+    common: int
+    jaccard: float
+    containment: float
+
+
+class FeatureStatsDict(TypedDict):
+    """``FeatureStats.to_dict()``: ``analysis.json``'s ``feature_stats``."""
+
+    rows: int
+    columns: dict[str, ColumnStatsDict]
+    identical: list[ColumnRelationDict]
+    one_to_one: list[ColumnRelationDict]
+    overlaps: list[ValueOverlapDict]
 
 
 @dataclass(frozen=True)
@@ -83,7 +141,7 @@ class ColumnStats:
         """String or integer values with more than one distinct value."""
         return self.kind in (STRING, INT) and self.distinct > 1
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ColumnStatsDict:
         """JSON form."""
         return to_jsonable(
             {
@@ -127,7 +185,7 @@ class ColumnRelation:
     relation: str
     distinct: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ColumnRelationDict:
         """JSON form."""
         return {"a": self.a, "b": self.b, "relation": self.relation, "distinct": self.distinct}
 
@@ -152,7 +210,7 @@ class ValueOverlap:
     jaccard: float
     containment: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ValueOverlapDict:
         """JSON form."""
         return {
             "a": self.a,
@@ -194,7 +252,7 @@ class FeatureStats:
                 return ov
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> FeatureStatsDict:
         """JSON form (``analysis.json`` key ``feature_stats``)."""
         return {
             "rows": self.rows,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -88,6 +88,19 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+class FindingDict(TypedDict):
+    """``Finding.to_dict()``: an ``analysis.json`` ``findings`` entry (``evidence`` is free-form,
+    per detector)."""
+
+    kind: str
+    features: list[str]
+    nodes: list[str]
+    severity: str
+    message: str
+    evidence: dict[str, Any]
+    detector: str
+
+
 @dataclass(frozen=True)
 class Finding:
     """One observation about the model.
@@ -111,7 +124,7 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     detector: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> FindingDict:
         """JSON form (an ``analysis.json`` ``findings`` entry)."""
         return {
             "kind": self.kind,

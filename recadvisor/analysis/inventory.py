@@ -11,23 +11,88 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from recadvisor.model.graph import (
     GATHER_OPS,
     STRING_OPS,
     TABLE_OPS,
+    LookupTableDict,
     ModelGraph,
     node_name,
     source_through,
 )
 from recadvisor.model.load import LoadedModel
+from recadvisor.model.spec import TensorDict
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
 
 # ops that pass a tensor through unchanged (used to find the table behind a gather)
 PASS_THROUGH_OPS = frozenset({"Identity", "ReadVariableOp", "Snapshot", "StopGradient"})
+
+
+class VariableDict(TypedDict):
+    """``VariableInfo.to_dict()``."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    bytes: int
+
+
+class EmbeddingTableDict(TypedDict):
+    """``EmbeddingTableInfo.to_dict()``."""
+
+    node: str
+    variable: str
+    rows: int
+    dim: int
+    dtype: str
+    bytes: int
+    gathers: list[str]
+    features: list[str]
+
+
+class StringOpDict(TypedDict):
+    """``StringOpInfo.to_dict()``."""
+
+    node: str
+    op: str
+    features: list[str]
+
+
+class InventoryLookupTableDict(LookupTableDict):
+    """A lookup table with the inputs whose values are looked up in it."""
+
+    features: list[str]
+
+
+class ModelDescriptionDict(TypedDict):
+    """``ModelDescription.to_dict()``: ``describe --json`` and ``analysis.json``'s
+    ``inventory``."""
+
+    path: str
+    source_format: str
+    signature: str
+    available_signatures: list[str]
+    inputs: dict[str, TensorDict]
+    outputs: dict[str, TensorDict]
+    node_count: int
+    op_counts: dict[str, int]
+    node_count_loaded: int
+    op_counts_loaded: dict[str, int]
+    const_count: int
+    identity_count: int
+    variable_count: int
+    variables: list[VariableDict]
+    variable_bytes: int
+    embedding_tables: list[EmbeddingTableDict]
+    lookup_tables: list[InventoryLookupTableDict]
+    string_ops: list[StringOpDict]
+    unreachable_nodes: list[str]
+    size_bytes: int
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -39,7 +104,7 @@ class VariableInfo:
     dtype: str
     bytes: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> VariableDict:
         """JSON form."""
         return {
             "name": self.name,
@@ -62,7 +127,7 @@ class EmbeddingTableInfo:
     gathers: tuple[str, ...]
     features: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> EmbeddingTableDict:
         """JSON form."""
         return {
             "node": self.node,
@@ -84,7 +149,7 @@ class StringOpInfo:
     op: str
     features: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> StringOpDict:
         """JSON form."""
         return {"node": self.node, "op": self.op, "features": list(self.features)}
 
@@ -103,13 +168,13 @@ class ModelDescription:
     op_counts_loaded: dict[str, int]
     variables: tuple[VariableInfo, ...]
     embedding_tables: tuple[EmbeddingTableInfo, ...]
-    lookup_tables: tuple[dict[str, Any], ...]
+    lookup_tables: tuple[InventoryLookupTableDict, ...]
     string_ops: tuple[StringOpInfo, ...]
     unreachable_nodes: tuple[str, ...]
     size_bytes: int
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ModelDescriptionDict:
         """JSON form (a public interface: keys are documented in the README)."""
         return {
             "path": self.path,
@@ -220,7 +285,7 @@ def find_string_ops(graph: ModelGraph) -> list[StringOpInfo]:
     return found
 
 
-def _lookup_tables(graph: ModelGraph) -> list[dict[str, Any]]:
+def _lookup_tables(graph: ModelGraph) -> list[InventoryLookupTableDict]:
     """Each lookup table's dict plus ``features``: the inputs whose values are looked up in it
     (the placeholder name TensorFlow gives a captured table, e.g. ``unknown_5``, says nothing)."""
     features: dict[str, set[str]] = {name: set() for name in graph.tables}

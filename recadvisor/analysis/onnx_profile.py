@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -32,6 +32,36 @@ from recadvisor.errors import ModelLoadError
 
 DEFAULT_CALLS = 50
 TOP_N = 10
+
+
+class OnnxNodeTimeDict(TypedDict):
+    """:meth:`OnnxNodeTime.to_dict`."""
+
+    name: str
+    op_type: str
+    us_per_call: float
+    share: float
+    nodes: int
+
+
+class OnnxBatchProfileDict(TypedDict):
+    """:meth:`OnnxBatchProfile.to_dict`."""
+
+    batch_size: int
+    calls: int
+    run_us: float
+    kernel_us: float
+    kernel_fraction: float
+    node_count: int
+    top_nodes: list[OnnxNodeTimeDict]
+    per_op_type: list[OnnxNodeTimeDict]
+
+
+class OnnxProfileDict(TypedDict):
+    """``compare.json``'s ``onnx_profile`` of an ONNX model: :meth:`OnnxProfile.to_dict`."""
+
+    path: str
+    batches: dict[str, OnnxBatchProfileDict]
 
 
 @dataclass(frozen=True)
@@ -52,7 +82,7 @@ class OnnxNodeTime:
     share: float
     nodes: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OnnxNodeTimeDict:
         """JSON form."""
         return {
             "name": self.name,
@@ -87,7 +117,7 @@ class OnnxBatchProfile:
     top_nodes: tuple[OnnxNodeTime, ...]
     per_op_type: tuple[OnnxNodeTime, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OnnxBatchProfileDict:
         """JSON form."""
         return {
             "batch_size": self.batch_size,
@@ -108,7 +138,7 @@ class OnnxProfile:
     path: str
     batches: tuple[OnnxBatchProfile, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OnnxProfileDict:
         """JSON form: batch size (as a string) -> :class:`OnnxBatchProfile` dict."""
         return {
             "path": self.path,

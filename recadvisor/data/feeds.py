@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,32 @@ logger = logging.getLogger(__name__)
 DEFAULT_SYNTHETIC_ROWS = 256
 #: Columns read as labels when present (and not signature inputs).
 DEFAULT_LABEL_COLUMNS: tuple[str, ...] = ("label", "click", "conversion", "ctr", "cvr", "target")
+
+
+class FeedDict(TypedDict):
+    """One feed's dtype (``string`` for text) and shape."""
+
+    dtype: str
+    shape: list[int]
+
+
+class LabelDict(TypedDict):
+    """One label column: dtype and how many labels are > 0 (null when not numeric)."""
+
+    dtype: str
+    positives: int | None
+
+
+class LoadedDataDict(TypedDict):
+    """``LoadedData.to_dict()`` (``analysis.json``'s ``model.data``)."""
+
+    source: str
+    path: str | None
+    n_rows: int
+    inputs: dict[str, FeedDict]
+    labels: dict[str, LabelDict]
+    columns: list[str]
+    unused_columns: list[str]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +78,7 @@ class LoadedData:
         """Whether the feeds were synthesized (data-driven advice is off)."""
         return self.source == "synthetic"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> LoadedDataDict:
         """JSON summary without the arrays: source, rows, each feed's dtype/shape, labels."""
         return {
             "source": self.source,

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -143,6 +143,18 @@ def source_through(
     return current
 
 
+class LookupTableDict(TypedDict):
+    """``LookupTable.to_dict()``: size, dtypes, a few keys and the default value."""
+
+    placeholder: str
+    key_dtype: str
+    value_dtype: str
+    size: int
+    sample_keys: list[Any]
+    default_value: Any
+    origin: str
+
+
 @dataclass(frozen=True)
 class LookupTable:
     """Contents of one lookup table used by the graph.
@@ -184,7 +196,7 @@ class LookupTable:
                 h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:16]
 
-    def to_dict(self, max_keys: int = 5) -> dict[str, Any]:
+    def to_dict(self, max_keys: int = 5) -> LookupTableDict:
         """Summary for JSON: size, dtypes, a few keys (decoded) and the default."""
         sample = [
             k.decode("utf-8", "replace")

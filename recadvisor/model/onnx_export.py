@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -115,6 +115,23 @@ class OnnxBlocker:
         return f"{self.op} x{self.count}{feats}"
 
 
+class OnnxExportDict(TypedDict):
+    """``OnnxExportResult.to_dict()`` (``rebuild.json``'s ``onnx`` when the export ran)."""
+
+    path: str
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
+    lowered: dict[str, int]
+    parity: dict[str, float]
+    max_abs_diff: float
+    tolerance: float
+    rows: int
+    onnx_ops: dict[str, int]
+    size_bytes: int
+    versions: dict[str, str]
+
+
 @dataclass(frozen=True)
 class OnnxExportResult:
     """What :func:`export_onnx` wrote and measured.
@@ -150,7 +167,7 @@ class OnnxExportResult:
     versions: dict[str, str] = field(default_factory=dict)
     cleanup: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OnnxExportDict:
         """JSON form (goes into ``rebuild.json``)."""
         return {
             "path": self.path,

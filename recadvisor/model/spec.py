@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+
+class TensorDict(TypedDict):
+    """``TensorInfo.to_dict()``: dtype name and shape (``None`` for an unknown dimension)."""
+
+    dtype: str
+    shape: list[int | None] | None
+
+
+class SignatureDict(TypedDict):
+    """``SignatureSpec.to_dict()``: the key and its inputs and outputs by signature key."""
+
+    key: str
+    inputs: dict[str, TensorDict]
+    outputs: dict[str, TensorDict]
 
 
 @dataclass(frozen=True)
@@ -25,7 +40,7 @@ class TensorInfo:
         """The rank, or ``None`` when the shape is unknown."""
         return None if self.shape is None else len(self.shape)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> TensorDict:
         """JSON form: ``{"dtype": ..., "shape": [...]}``."""
         return {
             "dtype": self.dtype,
@@ -53,7 +68,7 @@ class SignatureSpec:
     inputs: dict[str, TensorInfo] = field(default_factory=dict)
     outputs: dict[str, TensorInfo] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SignatureDict:
         """JSON form used by ``describe --json`` and every report."""
         return {
             "key": self.key,

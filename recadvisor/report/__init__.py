@@ -1,10 +1,16 @@
-"""HTML reports: analysis, comparison and an index, rendered from the JSON dicts.
+"""HTML reports: analysis, comparison and an index, rendered from the artifacts' dicts
+(``analysis.json``, ``compare.json``, ``rebuild.json``; read by their schemas' exact keys).
 
 Public API::
 
     render_analysis(analysis_dict, "reports/dssm/report.html")
     render_comparison(compare_dict, "reports/dssm/compare.html", rebuild=rebuild_dict)
-    render_index([{"title": "dssm", "path": "dssm/report.html"}], "reports/index.html")
+    render_index(
+        [{"name": "dssm", "analysis": analysis_dict, "comparison": compare_dict,
+          "analysis_report": "dssm/analysis/report.html",
+          "compare_report": "dssm/compare/compare.html"}],
+        "reports/index.html",
+    )
 
 ``recadvisor.report.tensorboard.profile_summaries`` turns the same profile into TensorBoard
 summaries (written by :mod:`recadvisor.model.tensorboard`).

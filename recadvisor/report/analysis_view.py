@@ -1,20 +1,17 @@
-"""The analysis report's view: an ``Analysis.to_dict()`` turned into what
-``templates/analysis.html.j2`` shows.
+"""The analysis report's view: an ``analysis.json`` dict (:class:`~recadvisor.analysis.analyze.
+AnalysisDict`) turned into what ``templates/analysis.html.j2`` shows.
 
-Every section is optional. The profile is ``Profile.to_dict()`` (per batch size: latency and
-per-node op times); the attribution (``Attribution.to_dict()``) may sit in
-``analysis["attribution"]``, in ``profile["attribution"]`` or be merged into ``profile``, as one
-dict, a list, or a dict by batch size. Embedding facts are merged from the inventory, the
-``large_embedding`` findings' evidence and an optional ``analysis["embeddings"]`` list.
-Suggestions are read by meaning (title, exactness, contract change, expected savings, plan
-entry, training-side code) under several plausible key names; other keys are shown as-is.
+Every key is read as the schema names it: a renamed field raises ``KeyError`` here (and fails
+the tests) instead of rendering as "not measured". Only the values the schema allows to be
+``null`` (no profile, no sample data) or free-form (a finding's ``evidence``) are read
+tolerantly. Embedding facts are merged from the inventory and the ``large_embedding`` findings'
+evidence.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,13 +21,7 @@ from recadvisor.report.formatting import (
     MAX_LIST_ITEMS,
     NOT_MEASURED,
     SEVERITY_ORDER,
-    as_dict,
-    as_float,
-    as_int,
-    as_list,
-    by_batch,
     fields,
-    first_of,
     fmt_bytes,
     fmt_ms,
     fmt_num,
@@ -43,8 +34,21 @@ from recadvisor.report.formatting import (
     truncate,
 )
 
+if TYPE_CHECKING:
+    from recadvisor.advice import SuggestionDict
+    from recadvisor.analysis.analyze import AnalysisDict, AnalysisModelDict, ProfileSectionDict
+    from recadvisor.analysis.features import FeatureStatsDict
+    from recadvisor.analysis.findings import FindingDict
+    from recadvisor.analysis.inventory import ModelDescriptionDict
+    from recadvisor.analysis.profile import OpTimingDict
+    from recadvisor.model.spec import TensorDict
+    from recadvisor.plan import PlanDict
+
 MAX_OP_ROWS = 400
 TOP_WINS = 5
+LARGE = "large_embedding"  # the finding kind whose evidence describes one embedding table
+# the shares of a batch when nothing was profiled (an op table with no rows)
+_NO_ATTRIBUTION: dict[str, Any] = {"per_node_bucket": {}, "per_node_features": {}}
 
 
 def _stage_of(op_type: str) -> str:
@@ -54,160 +58,77 @@ def _stage_of(op_type: str) -> str:
 
 
 # --------------------------------------------------------------------------- analysis: profile
-SHARE_KEYS = ("per_feature", "per_op_type", "per_stage")
 OTHER_OPS = "(smaller ops)"
 NOT_LISTED = "(not listed)"
 
 
-def _batch_items(value: Any) -> list[tuple[int | None, dict[str, Any]]]:
-    """``[{batch_size: 1, ...}]`` or ``{"1": {...}}`` -> ``[(1, {...})]``."""
-    if isinstance(value, Mapping):
-        return [(as_int(k), as_dict(v)) for k, v in value.items() if isinstance(v, Mapping)]
-    return [(None, as_dict(v)) for v in as_list(value) if isinstance(v, Mapping)]
-
-
-def _op_entry(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    if not data.get("node"):
-        return None
+def _op_entry(data: OpTimingDict) -> dict[str, Any]:
     return {
-        "node": str(data["node"]),
-        "op": str(data.get("op") or "?"),
-        "runtime_ops": [str(r) for r in as_list(data.get("runtime_ops"))],
-        "self_us": as_float(data.get("self_us")) or 0.0,
-        "share": as_float(data.get("share")),
-        "fused_nodes": [str(n) for n in as_list(data.get("fused_nodes"))],
-        "stage": data.get("stage"),
+        "node": data["node"],
+        "op": data["op"],
+        "runtime_ops": list(data["runtime_ops"]),
+        "self_us": data["self_us"],
+        "share": data["share"],
+        "fused_nodes": list(data["fused_nodes"]),
+        "stage": _stage_of(data["op"]),
     }
 
 
-def profile_batches(profile: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The profile's batches, normalized and sorted by batch size.
-
-    Accepts ``Profile.to_dict()`` (``batches`` a list, ``ops`` per batch) and the
-    ``analysis.json`` form (``batches`` keyed by batch size, ``top_ops`` per batch, latency
-    possibly in ``profile["latency"][batch]``).
+def profile_batches(profile: ProfileSectionDict) -> list[dict[str, Any]]:
+    """The profile's batches, sorted by batch size.
 
     Returns:
         ``{"batch_size", "latency", "ops", "ops_listed_share", "mapped_us", "unmapped_us",
-        "mapped_fraction", "unmapped_ops"}`` per batch; an op is ``{"node", "op",
-        "runtime_ops", "self_us", "share", "fused_nodes", "stage"}``; every op's ``share`` is
-        its fraction of the mapped op time (computed when the profile does not give it).
+        "mapped_fraction"}`` per batch; an op is ``{"node", "op", "runtime_ops", "self_us",
+        "share", "fused_nodes", "stage"}``, ``share`` its fraction of the mapped op time.
     """
-    latency_by_batch = by_batch(profile.get("latency"))
     result = []
-    for key, b in _batch_items(profile.get("batches")):
-        latency = as_dict(b.get("latency")) or as_dict(latency_by_batch.get(key))
-        bs = key or as_int(b.get("batch_size")) or as_int(latency.get("batch_size"))
-        if bs is None:
-            continue
-        ops = [
-            o
-            for o in (_op_entry(as_dict(x)) for x in as_list(first_of(b, "ops", "top_ops")))
-            if o is not None
-        ]
-        mapped_us = as_float(b.get("mapped_us"))
-        total = mapped_us if mapped_us else sum(o["self_us"] for o in ops)
-        for o in ops:
-            if o["share"] is None and total:
-                o["share"] = o["self_us"] / total
+    for key, b in profile["batches"].items():
+        latency = b["latency"]
+        ops = [_op_entry(o) for o in b["top_ops"]]
         result.append(
             {
-                "batch_size": bs,
+                "batch_size": int(key),
                 "latency": {
-                    k: as_float(latency.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
-                }
-                | {"calls": as_int(latency.get("calls"))},
+                    "p50_ms": latency["p50_ms"],
+                    "p90_ms": latency["p90_ms"],
+                    "p99_ms": latency["p99_ms"],
+                    "mean_ms": latency["mean_ms"],
+                    "calls": latency["calls"],
+                },
                 "ops": ops,
-                "ops_listed_share": sum(o["share"] or 0.0 for o in ops),
-                "mapped_us": mapped_us,
-                "unmapped_us": as_float(b.get("unmapped_us")),
-                "mapped_fraction": as_float(b.get("mapped_fraction")),
-                "unmapped_ops": as_dict(b.get("unmapped_ops")),
+                "ops_listed_share": sum(o["share"] for o in ops),
+                "mapped_us": b["mapped_us"],
+                "unmapped_us": b["unmapped_us"],
+                "mapped_fraction": b["mapped_fraction"],
             }
         )
     return sorted(result, key=lambda b: b["batch_size"])
 
 
-def _is_share_map(value: Any) -> bool:
-    """``{"user_id": 0.3, ...}`` (shares), as opposed to ``{"256": {...}}`` (by batch)."""
-    d = as_dict(value)
-    return bool(d) and all(isinstance(v, (int, float)) or v is None for v in d.values())
-
-
-def attributions(
-    analysis: Mapping[str, Any], profile: Mapping[str, Any], default_batch: int | None
-) -> dict[int, dict[str, Any]]:
-    """The cost attribution at each batch size, from wherever the analysis put it.
-
-    Sources, first found wins per batch size: ``analysis["attribution(s)"]`` and
-    ``profile["attribution(s)"]`` (one ``Attribution.to_dict()``, a list, or a dict by batch
-    size), the per-batch entries of ``profile["batches"]`` when they carry ``per_feature``/
-    ``per_stage``/``per_op_type`` shares, ``profile["per_feature"][batch]`` and its siblings,
-    and ``profile`` itself when the shares were merged into it.
-    """
-    found: dict[int, dict[str, Any]] = {}
-
-    def add(candidate: Any, batch_hint: int | None) -> None:
-        if isinstance(candidate, (list, tuple)):
-            for item in candidate:
-                add(item, None)
-            return
-        data = as_dict(candidate)
-        if not data:
-            return
-        if any(_is_share_map(data.get(k)) for k in SHARE_KEYS):
-            bs = as_int(data.get("batch_size")) or batch_hint or default_batch
-            if bs is not None:
-                found.setdefault(bs, data)
-            return
-        for key, item in data.items():  # {"256": {...}}
-            if as_int(key) is not None and isinstance(item, Mapping):
-                add(item, as_int(key))
-
-    for source in (
-        analysis.get("attribution"),
-        analysis.get("attributions"),
-        profile.get("attribution"),
-        profile.get("attributions"),
-    ):
-        add(source, None)
-    for key, item in _batch_items(profile.get("batches")):
-        add(item, key or as_int(item.get("batch_size")))
-    per_batch: dict[int, dict[str, Any]] = {}
-    for share_key in (*SHARE_KEYS, "per_feature_stage", "per_feature_op_type"):
-        value = profile.get(share_key)
-        if isinstance(value, Mapping) and not _is_share_map(value):
-            for bs, shares in by_batch(value).items():
-                per_batch.setdefault(bs, {"batch_size": bs})[share_key] = shares
-    for bs, item in per_batch.items():
-        add(item, bs)
-    add({k: v for k, v in profile.items() if k != "batches"}, None)
-    return found
-
-
-def _node_stage(op: Mapping[str, Any], attribution: Mapping[str, Any]) -> str:
-    stage = op.get("stage") or as_dict(attribution.get("per_node_stage")).get(op["node"])
-    return str(stage) if stage else _stage_of(op["op"])
+def attributions(profile: ProfileSectionDict) -> dict[int, dict[str, Any]]:
+    """The cost attribution at each batch size: the shares of ``profile["batches"][bs]``."""
+    return {int(key): dict(b) for key, b in profile["batches"].items()}
 
 
 def _node_leaves(
     ops: Sequence[Mapping[str, Any]], attribution: Mapping[str, Any]
 ) -> list[tuple[tuple[str, ...], float]]:
     """Listed nodes charged as the attribution charged them: (feature, stage, op type)."""
-    buckets = as_dict(attribution.get("per_node_bucket"))
-    node_feats = as_dict(attribution.get("per_node_features"))
+    buckets = attribution["per_node_bucket"]
+    node_feats = attribution["per_node_features"]
     leaves: list[tuple[tuple[str, ...], float]] = []
     for o in ops:
-        share = o["share"] or 0.0
-        stage = _node_stage(o, attribution)
-        feats = [str(f) for f in as_list(node_feats.get(o["node"]))]
+        share = o["share"]
+        stage = o["stage"]
+        feats = list(node_feats.get(o["node"], []))
         bucket = buckets.get(o["node"])
         if bucket is None:
             bucket = "(no feature)" if not feats else feats[0] if len(feats) == 1 else "(shared)"
         if bucket == "(split)" and feats:
             leaves += [((f, stage, o["op"]), share / len(feats)) for f in feats]
         else:
-            leaves.append(((str(bucket), stage, o["op"]), share))
+            leaves.append(((bucket, stage, o["op"]), share))
     return leaves
 
 
@@ -220,18 +141,18 @@ def _remainder_leaves(
         for depth in (1, 2):
             listed[path[:depth]] = listed.get(path[:depth], 0.0) + share
     rest = []
-    per_feature_stage = as_dict(attribution.get("per_feature_stage"))
+    per_feature_stage = attribution["per_feature_stage"]
     if per_feature_stage:
         for f, stages in per_feature_stage.items():
-            for stage, share in as_dict(stages).items():
-                left = (as_float(share) or 0.0) - listed.get((str(f), str(stage)), 0.0)
+            for stage, share in stages.items():
+                left = share - listed.get((f, stage), 0.0)
                 if left > 1e-4:
-                    rest.append(((str(f), str(stage), OTHER_OPS), left))
+                    rest.append(((f, stage, OTHER_OPS), left))
         return rest
-    for f, share in as_dict(attribution.get("per_feature")).items():
-        left = (as_float(share) or 0.0) - listed.get((str(f),), 0.0)
+    for f, share in attribution["per_feature"].items():
+        left = share - listed.get((f,), 0.0)
         if left > 1e-4:
-            rest.append(((str(f), NOT_LISTED, OTHER_OPS), left))
+            rest.append(((f, NOT_LISTED, OTHER_OPS), left))
     return rest
 
 
@@ -253,55 +174,44 @@ def sunburst_leaves(
         ``(path, share)`` pairs, shares as fractions of the mapped op time.
     """
     ops = list(batch["ops"]) if batch else []
-    has_nodes = bool(
-        as_dict(attribution.get("per_node_bucket")) or as_dict(attribution.get("per_node_features"))
-    )
-    if ops and has_nodes:
+    if ops and (attribution["per_node_bucket"] or attribution["per_node_features"]):
         leaves = _node_leaves(ops, attribution)
         return ("feature", "stage", "op type"), leaves + _remainder_leaves(leaves, attribution)
-    per_feature_op = as_dict(attribution.get("per_feature_op_type"))
+    per_feature_op = attribution["per_feature_op_type"]
     if per_feature_op:
         return ("feature", "stage", "op type"), [
-            ((str(f), _stage_of(str(op)), str(op)), float(s))
+            ((f, _stage_of(op), op), s)
             for f, ops_ in per_feature_op.items()
-            for op, s in as_dict(ops_).items()
-            if as_float(s)
+            for op, s in ops_.items()
+            if s
         ]
-    per_feature_stage = as_dict(attribution.get("per_feature_stage"))
-    if per_feature_stage:
+    if attribution["per_feature_stage"]:
         return ("feature", "stage"), [
-            ((str(f), str(st)), float(s))
-            for f, stages in per_feature_stage.items()
-            for st, s in as_dict(stages).items()
-            if as_float(s)
+            ((f, st), s)
+            for f, stages in attribution["per_feature_stage"].items()
+            for st, s in stages.items()
+            if s
         ]
-    per_feature = as_dict(attribution.get("per_feature"))
-    if per_feature:
-        return ("feature",), [((str(f),), float(s)) for f, s in per_feature.items() if as_float(s)]
+    if attribution["per_feature"]:
+        return ("feature",), [((f,), s) for f, s in attribution["per_feature"].items() if s]
     if ops:
-        return ("stage", "op type"), [
-            ((_node_stage(o, attribution), o["op"]), o["share"] or 0.0) for o in ops
-        ]
+        return ("stage", "op type"), [((o["stage"], o["op"]), o["share"]) for o in ops]
     return (), []
 
 
-def stage_shares(
-    batch: Mapping[str, Any], attribution: Mapping[str, Any] | None
-) -> dict[str, float]:
+def stage_shares(batch: Mapping[str, Any], attribution: Mapping[str, Any]) -> dict[str, float]:
     """Share of op time per stage: the attribution's ``per_stage``, else from the op types."""
-    per_stage = as_dict((attribution or {}).get("per_stage"))
-    if per_stage:
-        return {str(k): float(v) for k, v in per_stage.items() if as_float(v) is not None}
+    if attribution["per_stage"]:
+        return dict(attribution["per_stage"])
     shares: dict[str, float] = {}
     for o in batch["ops"]:
-        stage = _node_stage(o, attribution or {})
-        shares[stage] = shares.get(stage, 0.0) + (o["share"] or 0.0)
+        shares[o["stage"]] = shares.get(o["stage"], 0.0) + o["share"]
     return shares
 
 
 def op_table(
     batches: Sequence[Mapping[str, Any]],
-    attribution: Mapping[str, Any] | None,
+    attribution: Mapping[str, Any],
     ref_batch: int | None,
 ) -> dict[str, Any]:
     """The sortable per-op table: one row per profiled node, columns per batch size.
@@ -310,9 +220,8 @@ def op_table(
         ``{"batch_sizes", "rows", "truncated"}``; a row has node, op, kernels, fused nodes,
         stage, charged_to, features, ``us`` and ``share`` by batch size.
     """
-    attribution = attribution or {}
-    buckets = as_dict(attribution.get("per_node_bucket"))
-    node_feats = as_dict(attribution.get("per_node_features"))
+    buckets = attribution["per_node_bucket"]
+    node_feats = attribution["per_node_features"]
     rows: dict[str, dict[str, Any]] = {}
     for b in batches:
         for o in b["ops"]:
@@ -323,18 +232,18 @@ def op_table(
                     "op": o["op"],
                     "kernels": [],
                     "fused": [],
-                    "stage": _node_stage(o, attribution),
+                    "stage": o["stage"],
                     "us": {},
                     "share": {},
                     "charged_to": buckets.get(o["node"]),
-                    "features": [str(f) for f in as_list(node_feats.get(o["node"]))],
+                    "features": list(node_feats.get(o["node"], [])),
                 },
             )
             row["kernels"] = sorted(set(row["kernels"]) | set(o["runtime_ops"]) - {o["op"]})
             row["fused"] = sorted(set(row["fused"]) | set(o["fused_nodes"]))
             bs = b["batch_size"]
             row["us"][bs] = row["us"].get(bs, 0.0) + o["self_us"]
-            row["share"][bs] = (row["share"].get(bs) or 0.0) + (o["share"] or 0.0)
+            row["share"][bs] = row["share"].get(bs, 0.0) + o["share"]
     key_batch = (
         ref_batch if ref_batch is not None else (batches[-1]["batch_size"] if batches else None)
     )
@@ -353,95 +262,43 @@ def op_table(
 
 
 # --------------------------------------------------------------------------- analysis: parts
-def signature_rows(specs: Any) -> list[dict[str, str]]:
-    """``{key: {dtype, shape}}`` (or a list of ``{key, dtype, shape}``) -> table rows."""
-    rows = []
-    items = (
-        as_dict(specs).items()
-        if isinstance(specs, Mapping)
-        else ((as_dict(s).get("key") or as_dict(s).get("name"), s) for s in as_list(specs))
-    )
-    for key, spec in items:
-        s = as_dict(spec)
-        rows.append(
-            {
-                "key": str(key),
-                "dtype": str(s.get("dtype") or "?"),
-                "shape": fmt_shape(s.get("shape")),
-            }
-        )
-    return rows
+def signature_rows(specs: Mapping[str, TensorDict]) -> list[dict[str, str]]:
+    """``{key: {dtype, shape}}`` -> table rows."""
+    return [
+        {"key": key, "dtype": spec["dtype"], "shape": fmt_shape(spec["shape"])}
+        for key, spec in specs.items()
+    ]
 
 
-def op_count_rows(stored: Mapping[str, Any], frozen: Mapping[str, Any]) -> list[dict[str, Any]]:
+def op_count_rows(stored: Mapping[str, int], frozen: Mapping[str, int]) -> list[dict[str, Any]]:
     """Node counts by op type as stored and frozen, most frequent first."""
-    ops = set(stored) | set(frozen)
     rows = [
         {
-            "op": str(op),
-            "stored": as_int(stored.get(op)) if stored else None,
-            "frozen": as_int(frozen.get(op)) if frozen else None,
+            "op": op,
+            "stored": stored.get(op, 0),
+            "frozen": frozen.get(op, 0),
+            "delta": frozen.get(op, 0) - stored.get(op, 0),
         }
-        for op in ops
+        for op in set(stored) | set(frozen)
     ]
-    for r in rows:
-        if r["stored"] is not None and r["frozen"] is not None:
-            r["delta"] = r["frozen"] - r["stored"]
-        else:
-            r["delta"] = None
-    return sorted(rows, key=lambda r: (-max(r["stored"] or 0, r["frozen"] or 0), r["op"]))
+    return sorted(rows, key=lambda r: (-max(r["stored"], r["frozen"]), r["op"]))
 
 
-def finding_view(data: Mapping[str, Any]) -> dict[str, Any]:
+def finding_view(data: FindingDict) -> dict[str, Any]:
     """One finding for the template (message, badges, features, nodes, evidence rows)."""
-    kind = str(data.get("kind") or "finding")
-    nodes = [str(n) for n in as_list(data.get("nodes"))]
-    evidence = as_dict(data.get("evidence"))
+    kind = data["kind"]
+    nodes = list(data["nodes"])
     return {
         "kind": kind,
         "kind_label": key_label(kind),
-        "severity": str(data.get("severity") or "info").lower(),
-        "message": str(first_of(data, "message", "summary", "title") or kind),
-        "features": [str(f) for f in as_list(data.get("features"))],
+        "severity": data["severity"],
+        "message": data["message"],
+        "features": list(data["features"]),
         "nodes": nodes[:MAX_LIST_ITEMS],
         "nodes_more": max(0, len(nodes) - MAX_LIST_ITEMS),
-        "evidence": fields(evidence),
-        "detector": str(data.get("detector") or ""),
-        "extra": fields(
-            data,
-            skip=(
-                "kind",
-                "nodes",
-                "evidence",
-                "severity",
-                "message",
-                "features",
-                "detector",
-                "summary",
-                "title",
-            ),
-        ),
+        "evidence": fields(data["evidence"]),
+        "detector": data["detector"],
     }
-
-
-_SUGGESTION_KEYS = {
-    "title": ("title", "summary", "action", "name"),
-    "message": ("message", "description", "detail", "details", "why", "rationale"),
-    "exactness": ("exactness", "exact"),
-    "contract": ("changes_contract", "contract_change", "contract"),
-    "savings": (
-        "expected_saving",
-        "expected_savings",
-        "savings",
-        "expected",
-        "estimate",
-        "impact",
-        "gain",
-    ),
-    "plan": ("plan_entry", "plan", "rewrite"),
-    "training": ("training_side", "training_code", "training_change", "training", "code"),
-    "targets": ("targets", "features", "inputs"),
-}
 
 
 def _exactness_class(text: str) -> str:
@@ -455,456 +312,276 @@ def _exactness_class(text: str) -> str:
     return "neutral"
 
 
-def _contract_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "yes: clients must send new inputs" if value else "no: drop-in replacement"
-    if isinstance(value, Mapping):
-        return format_value("contract", value)
-    if isinstance(value, (list, tuple)):
-        return ("yes: " + format_value("contract", value)) if value else "no: drop-in replacement"
-    return str(value)
-
-
-def _savings_text(value: Any) -> str | None:
-    """``{"time_share": .12, "batch_size": 256, "bytes": 4096}`` ->
-    ``12.0% of op time at batch 256; 4.0 KiB of weights``."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{fmt_pct(value)} of op time" if value <= 1 else fmt_num(value)
-    if not isinstance(value, Mapping):
-        return format_value("savings", value)
-    text = first_of(value, "text", "summary")
-    if text:
-        return str(text)
+def _savings_text(saving: Mapping[str, Any]) -> str | None:
+    """``{"time_share": .12, "batch_size": 256, "bytes": 4096, ...}`` ->
+    ``12.0% of op time at batch 256; 4.0 KiB of weights`` (``None`` when both are unknown)."""
     parts = []
-    share = as_float(first_of(value, "time_share", "latency_share", "share"))
-    if share is not None:
-        bs = as_int(value.get("batch_size"))
-        parts.append(f"{fmt_pct(share)} of op time" + (f" at batch {bs}" if bs else ""))
-    saved = as_float(first_of(value, "bytes", "bytes_saved"))
-    if saved:
-        parts.append(f"{fmt_bytes(saved)} of weights")
-    known = {
-        "text",
-        "summary",
-        "time_share",
-        "latency_share",
-        "share",
-        "batch_size",
-        "bytes",
-        "bytes_saved",
-        "time_share_by_batch",
-    }
-    parts += [
-        f"{key_label(k)}: {format_value(str(k), v)}"
-        for k, v in value.items()
-        if k not in known and v is not None
-    ]
+    if saving["time_share"] is not None:
+        at = f" at batch {saving['batch_size']}" if saving["batch_size"] else ""
+        parts.append(f"{fmt_pct(saving['time_share'])} of op time{at}")
+    if saving["bytes"]:
+        parts.append(f"{fmt_bytes(saving['bytes'])} of weights")
     return "; ".join(parts) if parts else None
 
 
-def _plan_yaml(value: Any) -> str | None:
-    if value is None or value == {}:
-        return None
-    if isinstance(value, str):
-        return value
-    try:
-        return yaml.safe_dump(value, sort_keys=False, default_flow_style=False).strip()
-    except yaml.YAMLError:
-        return str(value)
-
-
-def _training(value: Any) -> tuple[str | None, str | None]:
-    """``(code, note)`` from a string or ``{"code", "language", "text"}``."""
+def _plan_yaml(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
-        return None, None
-    if isinstance(value, Mapping):
-        code = first_of(value, "code", "snippet", "python")
-        note = first_of(value, "text", "description", "note")
-        return (str(code) if code else None), (str(note) if note else None)
-    if isinstance(value, (list, tuple)):
-        return "\n".join(str(v) for v in value), None
-    return str(value), None
+        return None
+    return yaml.safe_dump(dict(value), sort_keys=False, default_flow_style=False).strip()
 
 
-def suggestion_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """One suggestion for the template; unknown keys are kept as generic detail rows."""
-    picked: dict[str, Any] = {}
-    used: set[str] = set()
-    for field_name, keys in _SUGGESTION_KEYS.items():
-        for key in keys:
-            if data.get(key) not in (None, "", [], {}):
-                picked[field_name] = data[key]
-                used.add(key)
-                break
-    used |= {k for keys in _SUGGESTION_KEYS.values() for k in keys if data.get(k) is None}
-    exactness = picked.get("exactness")
-    if isinstance(exactness, bool):
-        exactness = "exact" if exactness else "lossy"
-    code, note = _training(picked.get("training"))
-    kind = str(data.get("kind") or "")
-    message = str(picked["message"]) if picked.get("message") else None
-    title = str(picked.get("title") or key_label(kind) or f"suggestion {index + 1}")
-    saving = picked.get("savings")
-    by_batch_shares = by_batch(as_dict(saving).get("time_share_by_batch"))
-    used |= {"severity", "kind", "finding", "findings", "finding_kinds", "rank"}
+def suggestion_view(data: SuggestionDict, index: int) -> dict[str, Any]:
+    """One suggestion for the template."""
+    kind = data["kind"]
+    saving = data["expected_saving"]
+    by_batch_shares = {int(bs): v for bs, v in saving["time_share_by_batch"].items()}
     return {
         "anchor": f"suggestion-{index + 1}",
-        "title": title,
-        "headline": str(picked["title"]) if picked.get("title") else (message or title),
-        "message": message,
+        "title": key_label(kind),
+        "headline": data["message"],
+        "message": data["message"],
         "kind": kind,
-        "severity": str(data.get("severity") or "").lower() or None,
-        "exactness": str(exactness) if exactness else None,
-        "exactness_class": _exactness_class(str(exactness or "")),
-        "contract": _contract_text(picked.get("contract")),
+        "severity": data["severity"],
+        "exactness": data["exactness"],
+        "exactness_class": _exactness_class(data["exactness"]),
+        "contract": "yes: clients must send new inputs"
+        if data["changes_contract"]
+        else "no: drop-in replacement",
         "savings": _savings_text(saving),
         "savings_by_batch": [(bs, fmt_pct(v)) for bs, v in sorted(by_batch_shares.items())],
-        "plan_yaml": _plan_yaml(picked.get("plan")),
-        "training_code": code,
-        "training_note": note,
-        "features": [str(f) for f in as_list(picked.get("targets"))],
-        "findings": [
-            key_label(str(f))
-            for f in as_list(first_of(data, "findings", "finding_kinds"))
-            if not isinstance(f, Mapping)
-        ],
-        "details": fields(data, skip=used),
+        "plan_yaml": _plan_yaml(data["plan_entry"]),
+        "training_code": data["training_side"] or None,
+        "features": list(data["targets"]),
+        "findings": [key_label(f) for f in data["finding_kinds"]],
+        "details": [("tables", ", ".join(data["tables"]))] if data["tables"] else [],
     }
 
 
-def _energy(singular_values: Any) -> list[float]:
-    values = [as_float(v) for v in as_list(singular_values)]
-    squares = [v * v for v in values if v is not None]
+def _energy(singular_values: Sequence[float]) -> list[float]:
+    squares = sorted((v * v for v in singular_values), reverse=True)
     total = sum(squares)
     if total <= 0:
         return []
     out, running = [], 0.0
-    for s in sorted(squares, reverse=True):
-        running += s
+    for sq in squares:
+        running += sq
         out.append(running / total)
     return out
 
 
 def embedding_views(
-    inventory: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], extra: Any
+    inventory: ModelDescriptionDict, findings: Sequence[FindingDict]
 ) -> list[dict[str, Any]]:
-    """Embedding tables merged from the inventory, ``large_embedding`` evidence and any
-    ``analysis["embeddings"]`` list, keyed by the table's node name."""
-    tables: dict[str, dict[str, Any]] = {}
-
-    def merge(data: Mapping[str, Any]) -> None:
-        key = first_of(data, "table", "node", "variable", "name")
-        if key is None:
-            return
-        entry = tables.setdefault(str(key), {"node": str(key)})
-        for k, v in data.items():
-            if v is not None and (k not in entry or entry[k] in (None, [], "")):
-                entry[k] = v
-
-    for t in as_list(inventory.get("embedding_tables")):
-        merge(as_dict(t))
-    for f in findings:
-        if f.get("kind") == "large_embedding":
-            ev = as_dict(f.get("evidence"))
-            if "table" not in ev and as_list(f.get("nodes")):
-                ev["table"] = as_list(f.get("nodes"))[0]
-            merge(ev)
-    extra_items = as_dict(extra).values() if isinstance(extra, Mapping) else as_list(extra)
-    for t in extra_items:
-        merge(as_dict(t))
+    """The inventory's embedding tables, with the measurements of their ``large_embedding``
+    finding (rows hit, cardinality, effective rank...) where one was made."""
+    measured = {f["evidence"]["table"]: f["evidence"] for f in findings if f["kind"] == LARGE}
     views = []
-    for entry in tables.values():
-        energy = [e for e in (as_float(v) for v in as_list(entry.get("energy"))) if e is not None]
-        energy = energy or _energy(entry.get("singular_values"))
-        rows, rows_hit = as_int(entry.get("rows")), as_int(entry.get("rows_hit"))
-        hit_fraction = as_float(entry.get("hit_fraction"))
-        if hit_fraction is None and rows and rows_hit is not None:
-            hit_fraction = rows_hit / rows
+    for t in inventory["embedding_tables"]:
+        ev = measured.get(t["node"])
         views.append(
             {
-                "name": str(entry.get("variable") or entry["node"]),
-                "node": entry["node"],
-                "rows": rows,
-                "dim": as_int(entry.get("dim")),
-                "dtype": entry.get("dtype"),
-                "bytes": as_float(entry.get("bytes")),
-                "features": [str(f) for f in as_list(entry.get("features"))],
-                "rows_hit": rows_hit,
-                "hit_fraction": hit_fraction,
-                "unused_bytes": as_float(entry.get("unused_bytes")),
-                "cardinality": as_int(entry.get("cardinality")),
-                "rule_of_thumb_dim": as_int(entry.get("rule_of_thumb_dim")),
-                "dims_95": as_int(entry.get("dims_95")),
-                "dims_99": as_int(entry.get("dims_99")),
-                "time_share": as_float(entry.get("time_share")),
-                "issues": [str(i) for i in as_list(entry.get("issues"))],
-                "energy": energy,
+                "name": t["variable"] or t["node"],
+                "node": t["node"],
+                "rows": t["rows"],
+                "dim": t["dim"],
+                "dtype": t["dtype"],
+                "bytes": t["bytes"],
+                "features": list(t["features"]),
+                "rows_hit": None if ev is None else ev["rows_hit"],
+                "hit_fraction": None if ev is None else ev["hit_fraction"],
+                "unused_bytes": None if ev is None else ev["unused_bytes"],
+                "cardinality": None if ev is None else ev["cardinality"],
+                "rule_of_thumb_dim": None if ev is None else ev["rule_of_thumb_dim"],
+                "dims_95": None if ev is None else ev["dims_95"],
+                "dims_99": None if ev is None else ev["dims_99"],
+                "time_share": None if ev is None else ev["time_share"],
+                "issues": [] if ev is None else list(ev["issues"]),
+                "energy": [] if ev is None else _energy(ev["singular_values"]),
             }
         )
-    return sorted(views, key=lambda t: -(t["bytes"] or 0))
+    return sorted(views, key=lambda t: -t["bytes"])
 
 
-def feature_views(stats: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``FeatureStats.to_dict()`` -> rows of the data-profile table plus relations."""
-    columns = stats.get("columns")
-    items = (
-        as_dict(columns).items()
-        if isinstance(columns, Mapping)
-        else ((as_dict(c).get("name"), c) for c in as_list(columns))
-    )
+def feature_views(stats: FeatureStatsDict | None) -> dict[str, Any] | None:
+    """``feature_stats`` -> rows of the data-profile table plus relations (``None`` without
+    sample data)."""
+    if stats is None:
+        return None
     rows = []
-    for name, col in items:
-        c = as_dict(col)
-        if name is None:
-            continue
-        lo, hi = as_float(c.get("numeric_min")), as_float(c.get("numeric_max"))
-        lengths = as_dict(c.get("list_length"))
-        top = []
-        for pair in as_list(c.get("top_values"))[:5]:
-            if isinstance(pair, (list, tuple)) and len(pair) == 2:
-                top.append(f"{truncate(str(pair[0]), 40)} ({fmt_num(pair[1])})")
-            else:
-                top.append(truncate(str(pair), 40))
+    for name, c in stats["columns"].items():
+        lo, hi = c["numeric_min"], c["numeric_max"]
+        lengths = c["list_length"]
+        top = [f"{truncate(str(v), 40)} ({fmt_num(n)})" for v, n in c["top_values"][:5]]
         rows.append(
             {
-                "name": str(name),
-                "kind": str(c.get("kind") or "?"),
-                "sequence": bool(c.get("is_sequence")),
-                "dtype": c.get("signature_dtype"),
-                "rows": as_int(c.get("rows")),
-                "distinct": as_int(c.get("distinct")),
-                "null_share": as_float(c.get("null_share")),
+                "name": name,
+                "kind": c["kind"],
+                "sequence": c["is_sequence"],
+                "dtype": c["signature_dtype"],
+                "rows": c["rows"],
+                "distinct": c["distinct"],
+                "null_share": c["null_share"],
                 "range": None if lo is None or hi is None else f"{fmt_num(lo)} … {fmt_num(hi)}",
-                "all_numeric": bool(c.get("all_numeric")),
+                "all_numeric": c["all_numeric"],
                 "list_length": None
-                if not lengths
+                if lengths is None
                 else (
-                    f"{fmt_num(lengths.get('min'))} / {fmt_num(lengths.get('mean'))} / "
-                    f"{fmt_num(lengths.get('max'))}"
+                    f"{fmt_num(lengths['min'])} / {fmt_num(lengths['mean'])} / "
+                    f"{fmt_num(lengths['max'])}"
                 ),
-                "pad_share": as_float(c.get("pad_share")),
+                "pad_share": c["pad_share"],
                 "top_values": top,
             }
         )
-    if not rows:
-        return None
-    relations = []
-    for key in ("identical", "one_to_one"):
-        for r in as_list(stats.get(key)):
-            d = as_dict(r)
-            relations.append(
-                {
-                    "a": str(d.get("a")),
-                    "b": str(d.get("b")),
-                    "relation": key_label(str(d.get("relation") or key)),
-                    "detail": f"{fmt_num(d.get('distinct'))} distinct values",
-                }
-            )
-    for r in as_list(stats.get("overlaps")):
-        d = as_dict(r)
-        relations.append(
-            {
-                "a": str(d.get("a")),
-                "b": str(d.get("b")),
-                "relation": "shared values",
-                "detail": f"{fmt_num(d.get('common'))} common, containment "
-                f"{fmt_pct(d.get('containment'))}, Jaccard "
-                f"{fmt_pct(d.get('jaccard'))}",
-            }
-        )
-    return {"rows": as_int(stats.get("rows")), "columns": rows, "relations": relations}
+    relations = [
+        {
+            "a": r["a"],
+            "b": r["b"],
+            "relation": key_label(r["relation"]),
+            "detail": f"{fmt_num(r['distinct'])} distinct values",
+        }
+        for r in [*stats["identical"], *stats["one_to_one"]]
+    ]
+    relations += [
+        {
+            "a": r["a"],
+            "b": r["b"],
+            "relation": "shared values",
+            "detail": f"{fmt_num(r['common'])} common, containment "
+            f"{fmt_pct(r['containment'])}, Jaccard {fmt_pct(r['jaccard'])}",
+        }
+        for r in stats["overlaps"]
+    ]
+    return {"rows": stats["rows"], "columns": rows, "relations": relations}
 
 
-def plan_view(plan: Any) -> dict[str, Any] | None:
-    """``Plan.to_dict()`` -> entries table and the YAML text."""
-    p = as_dict(plan)
-    if not p:
-        return None
-    entries = []
-    for e in as_list(first_of(p, "rewrites", "entries", "passes")):
-        d = as_dict(e)
-        entries.append(
-            {
-                "name": str(first_of(d, "pass", "name") or "?"),
-                "enabled": d.get("enabled", True) is not False,
-                "params": format_value("params", as_dict(d.get("params")))
-                if d.get("params")
-                else "",
-                "comment": str(d.get("comment") or ""),
-            }
-        )
-    model = as_dict(p.get("model"))
+def plan_view(plan: PlanDict) -> dict[str, Any]:
+    """``plan.yaml``'s dict -> entries table and the YAML text."""
+    entries = [
+        {
+            "name": e["pass"],
+            "enabled": e["enabled"],
+            "params": format_value("params", e["params"]) if e["params"] else "",
+            "comment": e["comment"],
+        }
+        for e in plan["rewrites"]
+    ]
     return {
-        "preset": p.get("preset"),
-        "fingerprint": model.get("fingerprint"),
+        "preset": plan["preset"],
+        "fingerprint": plan["model"]["fingerprint"],
         "entries": entries,
-        "yaml": _plan_yaml(p),
+        "yaml": _plan_yaml(plan),
     }
 
 
 # --------------------------------------------------------------------------- analysis view
 def _headline(
-    inventory: Mapping[str, Any],
+    inventory: ModelDescriptionDict,
     batches: Sequence[Mapping[str, Any]],
     ref_attr: Mapping[str, Any] | None,
     ref_batch: int | None,
     findings: Sequence[Mapping[str, Any]],
     embeddings: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, str]]:
-    cards = []
-    lat = [
-        f"{fmt_ms(b['latency']['p50_ms'])} @ {b['batch_size']}"
-        for b in batches
-        if b["latency"].get("p50_ms") is not None
-    ]
-    cards.append({"label": "p50 latency", "value": ", ".join(lat) if lat else NOT_MEASURED})
-    cards.append({"label": "size on disk", "value": fmt_bytes(inventory.get("size_bytes"))})
-    nodes = as_int(inventory.get("node_count"))
-    stored = as_int(inventory.get("node_count_loaded"))
-    cards.append(
+    lat = [f"{fmt_ms(b['latency']['p50_ms'])} @ {b['batch_size']}" for b in batches]
+    string_share = None
+    if ref_attr is not None:
+        ref = next(b for b in batches if b["batch_size"] == ref_batch)
+        string_share = stage_shares(ref, ref_attr).get("string/lookup")
+    emb_bytes = sum(t["bytes"] for t in embeddings)
+    counts = {s: sum(1 for f in findings if f["severity"] == s) for s in SEVERITY_ORDER}
+    return [
+        {"label": "p50 latency", "value": ", ".join(lat) if lat else NOT_MEASURED},
+        {"label": "size on disk", "value": fmt_bytes(inventory["size_bytes"])},
         {
             "label": "nodes (frozen / stored)",
-            "value": f"{fmt_num(nodes)} / {fmt_num(stored)}" if nodes is not None else NOT_MEASURED,
-        }
-    )
-    string_share = as_dict((ref_attr or {}).get("per_stage")).get("string/lookup")
-    if string_share is None and batches:
-        ref = next((b for b in batches if b["batch_size"] == ref_batch), batches[-1])
-        string_share = stage_shares(ref, ref_attr).get("string/lookup")
-    cards.append(
+            "value": f"{fmt_num(inventory['node_count'])} / "
+            f"{fmt_num(inventory['node_count_loaded'])}",
+        },
         {
             "label": f"string/lookup share @ {ref_batch}" if ref_batch else "string/lookup share",
             "value": fmt_pct(string_share),
-        }
-    )
-    emb_bytes = sum(t["bytes"] or 0 for t in embeddings)
-    cards.append(
+        },
         {
             "label": "embedding tables",
-            "value": f"{len(embeddings)}, {fmt_bytes(emb_bytes)}" if embeddings else NOT_MEASURED,
-        }
-    )
-    counts = {s: sum(1 for f in findings if f["severity"] == s) for s in SEVERITY_ORDER}
-    cards.append(
+            "value": f"{len(embeddings)}, {fmt_bytes(emb_bytes)}" if embeddings else "none",
+        },
         {
             "label": "findings",
             "value": ", ".join(f"{n} {s}" for s, n in counts.items() if n) if findings else "none",
-        }
-    )
-    return cards
+        },
+    ]
 
 
-def _model_title(analysis: Mapping[str, Any], inventory: Mapping[str, Any]) -> tuple[str, str]:
-    model = analysis.get("model")
-    if isinstance(model, Mapping):
-        path = first_of(model, "path", "name", "dir")
-    else:
-        path = model
-    path = str(path or inventory.get("path") or "model")
-    name = path.rstrip("/").split("/")[-1] or path
-    if name == "saved_model" and "/" in path.rstrip("/"):
-        name = path.rstrip("/").split("/")[-2]
-    return name, path
+def model_name(path: str) -> str:
+    """The name a report shows for a model path (the folder above ``saved_model``)."""
+    parts = [p for p in path.rstrip("/").split("/") if p]
+    if not parts:
+        return path
+    if parts[-1] == "saved_model" and len(parts) > 1:
+        return parts[-2]
+    return parts[-1]
 
 
-def run_facts(model: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+def run_facts(model: AnalysisModelDict) -> tuple[list[tuple[str, str]], list[str]]:
     """``analysis["model"]``'s data and run records -> (label, value) rows and notes."""
-    rows: list[tuple[str, str]] = []
-    notes: list[str] = []
-    data = as_dict(model.get("data"))
-    if data:
-        source = str(data.get("source") or "")
-        where = data.get("path")
-        text = f"{source} {where}" if where and source != "synthetic" else source or "?"
-        if data.get("n_rows") is not None:
-            text += f", {fmt_num(data.get('n_rows'))} rows"
-        rows.append(("sample data", text))
-        labels = as_dict(data.get("labels"))
-        if labels:
-            rows.append(("labels", ", ".join(str(k) for k in labels)))
-        unused = as_list(data.get("unused_columns"))
-        if unused:
-            rows.append(("columns not used", ", ".join(str(c) for c in unused)))
-    run = as_dict(model.get("run"))
-    if run:
-        for key in ("preset", "batch_sizes", "profile_calls"):
-            if run.get(key) is not None:
-                rows.append((key_label(key), format_value(key, run[key])))
-        timings = as_dict(run.get("timings_s"))
-        if timings.get("total") is not None:
-            rows.append(("analysis time", f"{fmt_num(timings['total'])} s"))
-        for name, error in as_dict(run.get("detectors_failed")).items():
-            notes.append(f"detector {name} failed: {error}")
-        notes += [str(n) for n in as_list(run.get("notes"))]
-    if model.get("fingerprint"):
-        rows.append(("fingerprint", str(model["fingerprint"])))
-    return rows, notes
+    data, run = model["data"], model["run"]
+    source = data["source"]
+    text = f"{source} {data['path']}" if data["path"] and source != "synthetic" else source
+    rows = [("sample data", f"{text}, {fmt_num(data['n_rows'])} rows")]
+    if data["labels"]:
+        rows.append(("labels", ", ".join(data["labels"])))
+    if data["unused_columns"]:
+        rows.append(("columns not used", ", ".join(data["unused_columns"])))
+    rows += [
+        ("preset", run["preset"]),
+        ("batch sizes", format_value("batch_sizes", run["batch_sizes"])),
+        ("profile calls", fmt_num(run["profile_calls"])),
+    ]
+    if "total" in run["timings_s"]:
+        rows.append(("analysis time", f"{fmt_num(run['timings_s']['total'])} s"))
+    rows.append(("fingerprint", model["fingerprint"]))
+    notes = [f"detector {name} failed: {error}" for name, error in run["detectors_failed"].items()]
+    return rows, notes + list(run["notes"])
 
 
-def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything ``analysis.html.j2`` shows, from an ``Analysis.to_dict()``.
+def analysis_view(analysis: AnalysisDict) -> dict[str, Any]:
+    """Everything ``analysis.html.j2`` shows, from an ``analysis.json`` dict.
 
     Args:
-        analysis: the analysis dict (any section may be missing).
+        analysis: the analysis (``profile`` and ``feature_stats`` may be ``null``).
 
     Returns:
         A dict of plain values and :class:`~recadvisor.report.charts.Chart` objects.
     """
-    a = as_dict(analysis)
+    a = analysis
     ids = ChartIds()
-    inventory = as_dict(a.get("inventory"))
-    profile = as_dict(a.get("profile"))
-    batches = profile_batches(profile)
-    default_batch = batches[-1]["batch_size"] if batches else None
-    attrs = attributions(a, profile, default_batch)
-    ref_batch = as_int(profile.get("reference_batch"))
-    if ref_batch is None or (attrs and ref_batch not in attrs):
-        ref_batch = max(attrs) if attrs else default_batch
-    ref_attr = attrs.get(ref_batch) if ref_batch is not None else None
+    inventory = a["inventory"]
+    profile = a["profile"]
+    batches = profile_batches(profile) if profile is not None else []
+    attrs = attributions(profile) if profile is not None else {}
+    ref_batch = profile["reference_batch"] if profile is not None else None
+    ref_attr = attrs[ref_batch] if ref_batch is not None else None
     batch_of = {b["batch_size"]: b for b in batches}
 
-    raw_findings = [as_dict(f) for f in as_list(a.get("findings")) if isinstance(f, Mapping)]
     findings = sorted(
-        (finding_view(f) for f in raw_findings), key=lambda f: severity_rank(f["severity"])
+        (finding_view(f) for f in a["findings"]), key=lambda f: severity_rank(f["severity"])
     )
-    raw_suggestions = [as_dict(s) for s in as_list(a.get("suggestions")) if isinstance(s, Mapping)]
-    if any(as_float(s.get("rank")) is not None for s in raw_suggestions):
-        raw_suggestions.sort(key=lambda s: as_float(s.get("rank")) or math.inf)
-    suggestions = [suggestion_view(s, i) for i, s in enumerate(raw_suggestions)]
-    embeddings = embedding_views(inventory, raw_findings, a.get("embeddings"))
-
-    signature = a.get("signature")
-    sig_dict = as_dict(signature)
-    inputs = signature_rows(inventory.get("inputs") or sig_dict.get("inputs"))
-    outputs = signature_rows(inventory.get("outputs") or sig_dict.get("outputs"))
-    op_rows = op_count_rows(
-        as_dict(inventory.get("op_counts_loaded")), as_dict(inventory.get("op_counts"))
-    )
-    name, path = _model_title(a, inventory)
-    model = as_dict(a.get("model"))
+    suggestions = [suggestion_view(s, i) for i, s in enumerate(a["suggestions"])]
+    embeddings = embedding_views(inventory, a["findings"])
+    op_rows = op_count_rows(inventory["op_counts_loaded"], inventory["op_counts"])
+    model = a["model"]
+    path = model["path"]
     run_rows, run_notes = run_facts(model)
 
     # cost breakdown: one sunburst per attribution (smallest and largest batch at most)
     sunbursts = []
     for bs in sorted({min(attrs), max(attrs)} if attrs else ()):
-        levels, leaves = sunburst_leaves(batch_of.get(bs), attrs[bs])
+        levels, leaves = sunburst_leaves(batch_of[bs], attrs[bs])
         chart = charts.cost_sunburst(leaves, levels, ids, bs)
         if chart is not None:
             sunbursts.append(chart)
-    if not sunbursts and batches:
-        levels, leaves = sunburst_leaves(batches[-1], {})
-        chart = charts.cost_sunburst(leaves, levels, ids, batches[-1]["batch_size"])
-        if chart is not None:
-            sunbursts.append(chart)
-    per_feature = [
-        (str(f), as_float(s) or 0.0)
-        for f, s in as_dict((ref_attr or {}).get("per_feature")).items()
-    ]
-    per_feature.sort(key=lambda kv: -kv[1])
+    per_feature = sorted(ref_attr["per_feature"].items(), key=lambda kv: -kv[1]) if ref_attr else []
 
     chart_map = {
         "op_counts": charts.op_counts_chart(op_rows, ids),
@@ -912,14 +589,12 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
             [{"batch_size": b["batch_size"], **b["latency"]} for b in batches], ids
         ),
         "stages": charts.stage_share_chart(
-            [(b["batch_size"], stage_shares(b, attrs.get(b["batch_size"]))) for b in batches]
-            or [(bs, stage_shares({"ops": []}, at)) for bs, at in sorted(attrs.items())],
-            ids,
+            [(b["batch_size"], stage_shares(b, attrs[b["batch_size"]])) for b in batches], ids
         ),
         "rows_used": charts.rows_used_chart(embeddings, ids),
         "energy": charts.energy_chart(embeddings, ids),
     }
-    features = feature_views(as_dict(a.get("feature_stats")))
+    features = feature_views(a["feature_stats"])
     chart_map["distinct"] = (
         charts.distinct_values_chart(features["columns"], ids) if features else None
     )
@@ -934,70 +609,42 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
         }
         for s in suggestions[:TOP_WINS]
     ]
+    run = model["run"]
     return {
-        "name": name,
+        "name": model_name(path),
         "path": path,
-        "signature": str(
-            sig_dict.get("key")
-            or model.get("signature")
-            or signature
-            or inventory.get("signature")
-            or ""
-        )
-        or None,
-        "source_format": inventory.get("source_format") or model.get("source_format"),
-        "available_signatures": [
-            str(s)
-            for s in as_list(
-                inventory.get("available_signatures") or model.get("available_signatures")
-            )
-        ],
+        "signature": a["signature"]["key"],
+        "source_format": model["source_format"],
+        "available_signatures": list(model["available_signatures"]),
         "headline": _headline(inventory, batches, ref_attr, ref_batch, findings, embeddings),
         "wins": wins,
         "top_findings": findings[:TOP_WINS] if not wins else [],
-        "inputs": inputs,
-        "outputs": outputs,
-        "has_inventory": bool(inventory),
+        "inputs": signature_rows(a["signature"]["inputs"]),
+        "outputs": signature_rows(a["signature"]["outputs"]),
+        "has_inventory": True,
         "sizes": [
-            ("size on disk", fmt_bytes(inventory.get("size_bytes"))),
+            ("size on disk", fmt_bytes(inventory["size_bytes"])),
             (
                 "variables",
-                f"{fmt_num(inventory.get('variable_count'))}, "
-                f"{fmt_bytes(inventory.get('variable_bytes'))}"
-                if inventory.get("variable_count") is not None
-                else NOT_MEASURED,
+                f"{fmt_num(inventory['variable_count'])}, {fmt_bytes(inventory['variable_bytes'])}",
             ),
-            ("nodes as stored (graph + functions)", fmt_num(inventory.get("node_count_loaded"))),
-            ("nodes in the frozen serving graph", fmt_num(inventory.get("node_count"))),
-            (
-                "lookup tables",
-                fmt_num(len(as_list(inventory.get("lookup_tables"))))
-                if inventory
-                else NOT_MEASURED,
-            ),
+            ("nodes as stored (graph + functions)", fmt_num(inventory["node_count_loaded"])),
+            ("nodes in the frozen serving graph", fmt_num(inventory["node_count"])),
+            ("lookup tables", fmt_num(len(inventory["lookup_tables"]))),
         ],
         "op_rows": op_rows,
         "string_ops": [
-            {
-                "node": str(as_dict(s).get("node")),
-                "op": str(as_dict(s).get("op")),
-                "features": [str(f) for f in as_list(as_dict(s).get("features"))],
-            }
-            for s in as_list(inventory.get("string_ops"))[:MAX_OP_ROWS]
+            {"node": s["node"], "op": s["op"], "features": list(s["features"])}
+            for s in inventory["string_ops"][:MAX_OP_ROWS]
         ],
-        "lookup_tables": [fields(as_dict(t)) for t in as_list(inventory.get("lookup_tables"))],
-        "unreachable": [str(n) for n in as_list(inventory.get("unreachable_nodes"))],
+        "lookup_tables": [fields(t) for t in inventory["lookup_tables"]],
+        "unreachable": list(inventory["unreachable_nodes"]),
         "run": run_rows,
-        "notes": [str(n) for n in as_list(inventory.get("notes")) + as_list(a.get("notes"))]
-        + run_notes,
+        "notes": list(inventory["notes"]) + run_notes,
         "profile": {
             "measured": bool(batches),
-            "target": profile.get("target"),
-            "settings": [
-                (k, fmt_num(profile.get(k)))
-                for k in ("warmup", "calls", "trace_calls")
-                if profile.get(k) is not None
-            ],
+            "target": profile["target"] if profile is not None else None,
+            "settings": [("calls", fmt_num(run["profile_calls"]))] if profile is not None else [],
             "mapped": [
                 (
                     b["batch_size"],
@@ -1008,81 +655,56 @@ def analysis_view(analysis: Mapping[str, Any]) -> dict[str, Any]:
                 for b in batches
             ],
             "ref_batch": ref_batch,
-            "rule": (ref_attr or {}).get("rule"),
             "per_feature": per_feature,
         },
         "sunbursts": sunbursts,
-        "op_table": op_table(batches, ref_attr, ref_batch),
+        "op_table": op_table(batches, ref_attr or _NO_ATTRIBUTION, ref_batch),
         "findings": findings,
         "suggestions": suggestions,
         "embeddings": embeddings,
         "features": features,
-        "plan": plan_view(a.get("plan")),
-        "serving_settings": serving_settings_view(a.get("serving_settings")),
+        "plan": plan_view(a["plan"]),
+        "serving_settings": serving_settings_view(a["serving_settings"]),
         "charts": chart_map,
-        "extra_sections": fields(
-            a,
-            skip=(
-                "model",
-                "signature",
-                "inventory",
-                "profile",
-                "feature_stats",
-                "findings",
-                "suggestions",
-                "plan",
-                "attribution",
-                "attributions",
-                "embeddings",
-                "notes",
-                "serving_settings",
-            ),
-        ),
     }
 
 
-def serving_settings_view(data: Any) -> dict[str, Any] | None:
+def serving_settings_view(data: dict[str, Any] | None) -> dict[str, Any] | None:
     """The "Serving settings" section: one row per session setting, the best one first.
 
     Args:
-        data: ``analysis.json``'s ``serving_settings`` (absent when not measured).
+        data: ``analysis.json``'s ``serving_settings``: :func:`recadvisor.serving.tuning.
+            time_settings`'s dict, ``{"unavailable": reason}``, or ``None`` when not measured.
 
     Returns:
-        ``{"rows", "best", "workloads", "columns", "note", "unavailable"}`` or ``None``.
+        ``{"rows", "best", "columns", "note", "unavailable"}`` or ``None``.
     """
-    d = as_dict(data)
-    if not d:
+    if data is None:
         return None
-    if d.get("unavailable"):
-        return {"unavailable": str(d["unavailable"]), "rows": []}
-    workloads = [str(w) for w in as_list(d.get("workloads"))]
-    settings = [as_dict(s) for s in as_list(d.get("settings")) if isinstance(s, Mapping)]
-    columns = list(workloads)
-    for s in settings[:1]:
-        columns += [str(k) for k in as_dict(s.get("throughput"))]
+    if "unavailable" in data:
+        return {"unavailable": data["unavailable"], "rows": []}
+    workloads = list(data["workloads"])
+    settings = data["settings"]
+    columns = workloads + (list(settings[0]["throughput"]) if settings else [])
     rows = []
-    for s in sorted(settings, key=lambda s: as_float(s.get("score")) or math.inf):
-        latency, throughput = as_dict(s.get("latency")), as_dict(s.get("throughput"))
-        cells = [fmt_ms(as_float(as_dict(latency.get(w)).get("p50_ms"))) for w in workloads]
-        cells += [
-            f"{as_float(as_dict(throughput.get(k)).get('calls_per_s')) or 0:,.0f}/s"
-            for k in columns[len(workloads) :]
-        ]
+    for s in sorted(settings, key=lambda s: s["score"]):
+        cells = [fmt_ms(s["latency"][w]["p50_ms"]) for w in workloads]
+        cells += [f"{s['throughput'][k]['calls_per_s']:,.0f}/s" for k in columns[len(workloads) :]]
         rows.append(
             {
-                "name": str(s.get("name")),
-                "description": str(s.get("description", "")),
+                "name": s["name"],
+                "description": s["description"],
                 "cells": cells,
-                "score": as_float(s.get("score")),
-                "flags": " ".join(str(f) for f in as_list(s.get("serving_flags"))),
-                "config": str(s.get("config_proto") or ""),
-                "best": s.get("name") == d.get("best"),
+                "score": s["score"],
+                "flags": " ".join(s["serving_flags"]),
+                "config": s["config_proto"] or "",
+                "best": s["name"] == data["best"],
             }
         )
     return {
         "rows": rows,
-        "best": str(d.get("best", "")),
+        "best": data["best"],
         "columns": columns,
-        "note": str(d.get("note", "")),
+        "note": data["note"],
         "unavailable": None,
     }

@@ -779,3 +779,52 @@ def compare_memory_chart(models: Sequence[Mapping[str, Any]], ids: ChartIds) -> 
         340,
         "Resident memory of a fresh process that loads the model and serves calls.",
     )
+
+
+def index_gain_chart(
+    rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int], ids: ChartIds
+) -> Chart | None:
+    """The landing page's chart: each model's best exact variant, p50 vs its baseline, per
+    batch size (grouped bars, one group per model; below 1.0 is faster).
+
+    Args:
+        rows: ``{"name", "variant", "ratios": {batch: ratio or None}}`` per model.
+        batch_sizes: one bar series per batch size.
+        ids: the page's chart id source.
+    """
+    import plotly.graph_objects as go
+
+    if not any(r["ratios"].get(bs) is not None for r in rows for bs in batch_sizes):
+        return None
+    fig = go.Figure()
+    names = [plot_text(r["name"]) for r in rows]
+    for i, bs in enumerate(batch_sizes):
+        fig.add_bar(
+            x=names,
+            y=[r["ratios"].get(bs) for r in rows],
+            name=f"batch {bs}",
+            marker_color=color_for(i),
+            customdata=[plot_text(r["variant"] or "no exact variant") for r in rows],
+            hovertemplate="%{x} (%{customdata}): %{y:.2f}x the baseline p50<extra>batch "
+            + str(bs)
+            + "</extra>",
+        )
+    fig.add_hline(
+        y=1.0,
+        line_dash="dot",
+        line_color="#555",
+        annotation_text="baseline",
+        annotation_position="top left",
+    )
+    values = [r["ratios"].get(bs) for r in rows for bs in batch_sizes]
+    fig.update_layout(
+        barmode="group", yaxis={"title": "p50 / baseline p50", "type": _axis_type(values)}
+    )
+    return _finish(
+        fig,
+        ids,
+        "Best exact variant vs baseline",
+        320,
+        "p50 latency of each model's fastest variant whose outputs match the baseline, as a "
+        "fraction of the baseline's p50 (lower is faster).",
+    )

@@ -1,75 +1,69 @@
-"""The comparison report's view (``Comparison.to_dict()`` plus an optional ``rebuild.json``)
-and the index page's rows.
+"""The comparison report's view: a ``compare.json`` dict (:class:`~recadvisor.compare.
+ComparisonDict`) plus an optional ``rebuild.json`` dict (:class:`~recadvisor.rebuild.RebuildDict`).
 
-The pass records of a rebuild are read from ``passes`` (or ``records``/``pipeline``/``stages``)
-with the outcome under ``status`` (or ``outcome``/``result``, or boolean ``applied``/
-``refused``/``rolled_back`` flags), normalized to applied / refused / rolled back / skipped /
-disabled / failed.
+Both are read by their schema's exact keys: a renamed field raises ``KeyError`` here (and fails
+the tests) instead of rendering as "not measured".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from recadvisor.report import charts
-from recadvisor.report.analysis_view import plan_view
 from recadvisor.report.charts import ChartIds
 from recadvisor.report.formatting import (
     NOT_MEASURED,
-    as_dict,
-    as_float,
-    as_int,
-    as_list,
-    by_batch,
     fields,
-    first_of,
     fmt_bytes,
     fmt_diff,
     format_value,
     key_label,
 )
 
+if TYPE_CHECKING:
+    from recadvisor.analysis.onnx_profile import OnnxNodeTimeDict, OnnxProfileDict
+    from recadvisor.bench import LatencySummaryDict
+    from recadvisor.compare import ComparisonDict, ModelResultDict
+    from recadvisor.rebuild import RebuildDict
+    from recadvisor.rewrite.pipeline import PassRecordDict
+
 
 # --------------------------------------------------------------------------- comparison view
-def _latency_summary(value: Any) -> dict[str, Any]:
-    d = as_dict(value)
-    out: dict[str, Any] = {
-        k: as_float(d.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "rows_per_s")
-    }
-    out["calls"] = as_int(d.get("calls"))
-    out["samples_ms"] = [
-        v for v in (as_float(x) for x in as_list(d.get("samples_ms"))) if v is not None
-    ]
-    return out
-
-
-def model_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """One model of a comparison, with latency by integer batch size."""
-    quality = {
-        str(k): {m: as_float(v) for m, v in as_dict(q).items()}
-        for k, q in as_dict(data.get("quality")).items()
-    }
-    parity = data.get("parity")
+def _latency_summary(d: LatencySummaryDict) -> dict[str, Any]:
     return {
-        "label": str(data.get("label") or data.get("path") or f"model {index + 1}"),
-        "kind": str(data.get("kind") or ""),
-        "path": str(data.get("path") or ""),
-        "size_bytes": as_float(data.get("size_bytes")),
-        "node_count": as_int(data.get("node_count")),
-        "latency": {bs: _latency_summary(s) for bs, s in by_batch(data.get("latency")).items()},
-        "ratio_vs_baseline": {
-            bs: as_float(r) for bs, r in by_batch(data.get("ratio_vs_baseline")).items()
-        },
-        "ratio_vs_floor": {
-            bs: as_float(r) for bs, r in by_batch(data.get("ratio_vs_floor")).items()
-        },
-        "parity": None if parity is None else {str(k): v for k, v in as_dict(parity).items()},
-        "parity_passed": data.get("parity_passed"),
-        "quality": quality,
-        "memory": {str(k): as_float(v) for k, v in as_dict(data.get("memory")).items()} or None,
-        "encoded_inputs": [str(e) for e in as_list(data.get("encoded_inputs"))],
-        "onnx_profile": onnx_profile_view(data.get("onnx_profile")),
+        "p50_ms": d["p50_ms"],
+        "p90_ms": d["p90_ms"],
+        "p99_ms": d["p99_ms"],
+        "mean_ms": d["mean_ms"],
+        "rows_per_s": d["rows_per_s"],
+        "calls": d["calls"],
+        "samples_ms": list(d["samples_ms"]),
+    }
+
+
+def _by_batch(values: Mapping[str, Any]) -> dict[int, Any]:
+    """``{"1": x, "256": y}`` (JSON keys are strings) -> ``{1: x, 256: y}``."""
+    return {int(bs): v for bs, v in values.items()}
+
+
+def model_view(data: ModelResultDict, index: int) -> dict[str, Any]:
+    """One model of a comparison, with figures by integer batch size."""
+    return {
+        "label": data["label"],
+        "kind": data["kind"],
+        "path": data["path"],
+        "size_bytes": data["size_bytes"],
+        "node_count": data["node_count"],
+        "latency": {bs: _latency_summary(s) for bs, s in _by_batch(data["latency"]).items()},
+        "ratio_vs_baseline": _by_batch(data["ratio_vs_baseline"]),
+        "ratio_vs_floor": _by_batch(data["ratio_vs_floor"]),
+        "parity": data["parity"],
+        "parity_passed": data["parity_passed"],
+        "quality": data["quality"],
+        "memory": data["memory"],
+        "encoded_inputs": list(data["encoded_inputs"]),
+        "onnx_profile": onnx_profile_view(data["onnx_profile"]),
         "color": charts.color_for(index),
     }
 
@@ -77,197 +71,133 @@ def model_view(data: Mapping[str, Any], index: int) -> dict[str, Any]:
 ONNX_PROFILE_ROWS = 6
 
 
-def _onnx_times(entries: Any, rows: int) -> list[dict[str, Any]]:
+def _onnx_times(entries: list[OnnxNodeTimeDict], rows: int) -> list[dict[str, Any]]:
     return [
         {
-            "name": str(e.get("name") or ""),
-            "op_type": str(e.get("op_type") or ""),
-            "nodes": as_int(e.get("nodes")),
-            "us": as_float(e.get("us_per_call")),
-            "share": as_float(e.get("share")),
+            "name": e["name"],
+            "op_type": e["op_type"],
+            "nodes": e["nodes"],
+            "us": e["us_per_call"],
+            "share": e["share"],
         }
-        for e in (as_dict(x) for x in as_list(entries)[:rows])
+        for e in entries[:rows]
     ]
 
 
-def onnx_profile_view(data: Any) -> list[dict[str, Any]]:
+def onnx_profile_view(data: OnnxProfileDict | None) -> list[dict[str, Any]]:
     """A model's ``onnx_profile`` as rows per batch size: top op types and nodes by share."""
-    batches = by_batch(as_dict(data).get("batches"))
+    if data is None:
+        return []
     return [
         {
             "batch_size": bs,
-            "run_us": as_float(b.get("run_us")),
-            "kernel_fraction": as_float(b.get("kernel_fraction")),
-            "node_count": as_int(b.get("node_count")),
-            "op_types": _onnx_times(b.get("per_op_type"), ONNX_PROFILE_ROWS),
-            "top_nodes": _onnx_times(b.get("top_nodes"), ONNX_PROFILE_ROWS),
+            "run_us": b["run_us"],
+            "kernel_fraction": b["kernel_fraction"],
+            "node_count": b["node_count"],
+            "op_types": _onnx_times(b["per_op_type"], ONNX_PROFILE_ROWS),
+            "top_nodes": _onnx_times(b["top_nodes"], ONNX_PROFILE_ROWS),
         }
-        for bs, b in sorted((bs, as_dict(b)) for bs, b in batches.items())
+        for bs, b in sorted(_by_batch(data["batches"]).items())
     ]
 
 
-_STATUS_ALIASES = {
-    "applied": "applied",
-    "ok": "applied",
-    "success": "applied",
-    "done": "applied",
-    "changed": "applied",
-    "refused": "refused",
-    "not applicable": "refused",
-    "rolled back": "rolled back",
-    "rollback": "rolled back",
-    "reverted": "rolled back",
-    "rolledback": "rolled back",
-    "skipped": "skipped",
-    "disabled": "disabled",
-    "failed": "failed",
-    "error": "failed",
-    "unchanged": "no change",
-    "no change": "no change",
-}
-STATUS_CLASS = {
-    "applied": "ok",
-    "refused": "neutral",
-    "rolled back": "bad",
-    "failed": "bad",
-    "skipped": "neutral",
-    "disabled": "neutral",
-    "no change": "neutral",
+# pipeline status -> (label, css class)
+STATUS_LABELS = {
+    "applied": ("applied", "ok"),
+    "refused": ("refused", "neutral"),
+    "rolled_back": ("rolled back", "bad"),
+    "failed": ("failed", "bad"),
+    "disabled": ("disabled", "neutral"),
 }
 
 
-def _pass_status(d: Mapping[str, Any]) -> str:
-    raw = first_of(d, "status", "outcome", "result", "state")
-    if isinstance(raw, str):
-        text = raw.lower().replace("_", " ").replace("-", " ").strip()
-        return _STATUS_ALIASES.get(text, text)
-    if d.get("rolled_back"):
-        return "rolled back"
-    if d.get("refused"):
-        return "refused"
-    if d.get("applied") is True:
-        return "applied"
-    if d.get("enabled") is False:
-        return "disabled"
-    return "unknown"
-
-
-def pass_records(rebuild: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The pipeline's per-pass records from a ``rebuild.json`` dict, normalized."""
-    source: Any = None
-    for key in ("passes", "records", "pipeline", "stages", "steps", "results"):
-        value = rebuild.get(key)
-        if isinstance(value, Mapping):
-            value = first_of(value, "records", "passes", "stages") or [
-                {"pass": k, **as_dict(v)} for k, v in value.items() if isinstance(v, Mapping)
-            ]
-        if as_list(value):
-            source = value
-            break
-    records = []
-    for item in as_list(source):
-        d = as_dict(item)
-        if not d:
-            continue
-        name = str(first_of(d, "pass", "name", "pass_name") or "?")
-        parity = first_of(d, "max_abs_diff", "parity", "diff", "max_diff")
-        parity_class = ""
-        if isinstance(parity, Mapping):  # a verify.Parity dict: its number and verdict
-            if parity.get("passed") is not None:
-                parity_class = "ok" if parity["passed"] else "bad"
-            parity = parity.get("max_abs_diff", parity)
-        reason = first_of(d, "reason", "message", "error", "refused_reason", "why")
-        changes = format_value("stats", as_dict(d.get("stats"))) if d.get("stats") else ""
-        before, after = as_int(d.get("nodes_before")), as_int(d.get("nodes_after"))
-        if before is not None and after is not None and before != after:
-            changes = f"nodes {before} -> {after}" + (f"; {changes}" if changes else "")
-        notes = [str(n) for n in as_list(d.get("notes"))]
-        if d.get("gates"):
-            notes.append("accuracy gates: " + format_value("gates", d["gates"]))
-        lines = ([format_value("reason", reason)] if reason is not None else []) + notes
-        records.append(
-            {
-                "name": name,
-                "lines": lines,
-                "status": _pass_status(d),
-                "reason": None if reason is None else format_value("reason", reason),
-                "exactness": d.get("exactness") or None,
-                "parity": format_value("max_abs_diff", parity) if parity is not None else "",
-                "parity_class": parity_class,
-                "stats": changes,
-                "notes": notes,
-                "seconds": as_float(first_of(d, "seconds", "duration_s", "elapsed_s")),
-            }
+def pass_record_view(d: PassRecordDict) -> dict[str, Any]:
+    """One pipeline record of ``rebuild.json`` for the pass table."""
+    parity = d["parity"]
+    changes = format_value("stats", d["stats"]) if d["stats"] else ""
+    if d["nodes_before"] != d["nodes_after"]:
+        changes = f"nodes {d['nodes_before']} -> {d['nodes_after']}" + (
+            f"; {changes}" if changes else ""
         )
-    for r in records:
-        r["status_class"] = STATUS_CLASS.get(r["status"], "neutral")
-    return records
+    notes = list(d["notes"])
+    if d["gates"]:
+        notes.append("accuracy gates: " + format_value("gates", d["gates"]))
+    status, status_class = STATUS_LABELS[d["status"]]
+    return {
+        "name": d["name"],
+        "lines": ([d["reason"]] if d["reason"] else []) + notes,
+        "status": status,
+        "status_class": status_class,
+        "reason": d["reason"] or None,
+        "exactness": d["exactness"] or None,
+        "parity": "" if parity is None else format_value("max_abs_diff", parity["max_abs_diff"]),
+        "parity_class": "" if parity is None else ("ok" if parity["passed"] else "bad"),
+        "stats": changes,
+        "notes": notes,
+        "seconds": d["seconds"],
+    }
 
 
-def rebuild_view(rebuild: Any) -> dict[str, Any] | None:
-    """``rebuild.json`` -> pass table, counts by status and the other top-level facts."""
-    r = as_dict(rebuild)
-    if not r:
-        return None
-    records = pass_records(r)
+def pass_records(rebuild: RebuildDict) -> list[dict[str, Any]]:
+    """The pipeline's per-pass records of a ``rebuild.json`` dict, for the pass table."""
+    return [pass_record_view(r) for r in rebuild["passes"]["passes"]]
+
+
+def rebuild_view(rebuild: RebuildDict) -> dict[str, Any]:
+    """``rebuild.json`` -> pass table, counts by status and the main facts."""
+    records = pass_records(rebuild)
     counts: dict[str, int] = {}
     for rec in records:
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
-    skip = {
-        "passes",
-        "records",
-        "pipeline",
-        "stages",
-        "steps",
-        "results",
-        "plan",
-        "op_counts",
-        "signature_after",
-        "schema_version",
-    }
+    parity = rebuild["parity"]
+    nodes = rebuild["nodes"]
     facts = [
-        (key_label(k), format_value(str(k), v))
-        for k, v in r.items()
-        if k not in skip and not (isinstance(v, (list, Mapping)) and len(v) > 40)
+        ("model", rebuild["model"]["path"]),
+        ("signature", rebuild["model"]["signature"]),
+        ("output", rebuild["output"]["dir"]),
+        ("preset", rebuild["plan"]["preset"]),
+        ("passed", format_value("passed", rebuild["passed"])),
+        ("parity of the exported model", parity["exported_vs_original"]["summary"]),
+        (
+            "nodes",
+            f"{nodes['original']} stored, {nodes['frozen']} frozen, {nodes['final']} rebuilt",
+        ),
+        ("size", fmt_bytes(rebuild["sizes"]["saved_model_bytes"])),
+        ("sample data", f"{rebuild['data']['source']}, {rebuild['data']['rows']} rows"),
+        *((key_label("note"), n) for n in rebuild["notes"]),
     ]
-    return {"passes": records, "counts": counts, "facts": facts, "plan": plan_view(r.get("plan"))}
+    return {"passes": records, "counts": counts, "facts": facts}
 
 
 def comparison_view(
-    comparison: Mapping[str, Any], rebuild: Mapping[str, Any] | None = None
+    comparison: ComparisonDict, rebuild: RebuildDict | None = None
 ) -> dict[str, Any]:
-    """Everything ``compare.html.j2`` shows, from a ``Comparison.to_dict()``.
+    """Everything ``compare.html.j2`` shows, from a ``compare.json`` dict.
 
     Args:
-        comparison: the comparison dict (any key may be missing).
+        comparison: the comparison (``models[0]`` is the baseline).
         rebuild: an optional ``rebuild.json`` dict (passes applied/refused/rolled back).
 
     Returns:
         A dict of plain values and :class:`~recadvisor.report.charts.Chart` objects.
     """
-    c = as_dict(comparison)
+    c = comparison
     ids = ChartIds()
-    models = [
-        model_view(as_dict(m), i)
-        for i, m in enumerate(as_list(c.get("models")))
-        if isinstance(m, Mapping)
-    ]
-    floor = {bs: _latency_summary(s) for bs, s in by_batch(c.get("floor")).items()}
-    batch_sizes = [bs for bs in (as_int(b) for b in as_list(c.get("batch_sizes"))) if bs]
-    if not batch_sizes:
-        batch_sizes = sorted({bs for m in models for bs in m["latency"]} | set(floor))
-    tolerance = as_float(c.get("tolerance"))
-    baseline = next((m for m in models if m["parity"] is None), models[0] if models else None)
+    models = [model_view(m, i) for i, m in enumerate(c["models"])]
+    floor = {bs: _latency_summary(s) for bs, s in _by_batch(c["floor"]).items()}
+    batch_sizes = list(c["batch_sizes"])
+    tolerance = c["tolerance"]
+    baseline = models[0] if models else None
 
     summary = []
     for m in models:
         cells = []
         for bs in batch_sizes:
-            lat = m["latency"].get(bs, {})
-            ratio = m["ratio_vs_baseline"].get(bs)
+            lat = m["latency"][bs]
+            ratio = m["ratio_vs_baseline"][bs]
             cells.append(
                 {
-                    "p50": lat.get("p50_ms"),
+                    "p50": lat["p50_ms"],
                     "ratio": ratio,
                     "class": ""
                     if ratio is None or m is baseline
@@ -295,7 +225,7 @@ def comparison_view(
                 "size_bytes": m["size_bytes"],
                 "nodes": m["node_count"],
                 "cells": cells,
-                "floor": [m["ratio_vs_floor"].get(bs) for bs in batch_sizes],
+                "floor": [m["ratio_vs_floor"][bs] for bs in batch_sizes],
                 "verdict": verdict,
                 "verdict_class": verdict_class,
                 "encoded_inputs": m["encoded_inputs"],
@@ -321,23 +251,20 @@ def comparison_view(
                 )
                 continue
             diff = m["parity"][out]
-            number = as_float(diff)
-            ok = number is not None and (tolerance is None or number <= tolerance)
-            cells.append({"text": fmt_diff(diff), "class": "ok" if ok else "bad"})
+            cells.append({"text": fmt_diff(diff), "class": "ok" if diff <= tolerance else "bad"})
         parity_rows.append({"output": out, "cells": cells})
     quality_rows = []
     if any(m["quality"] for m in models):
         for out in outputs:
-            base_q = (baseline or {}).get("quality", {}).get(out, {}) if baseline else {}
+            base_q = baseline["quality"].get(out) if baseline else None
             cells = []
             for m in models:
                 q = m["quality"].get(out)
                 if not q:
                     cells.append(None)
                     continue
-                auc, base_auc = q.get("auc"), base_q.get("auc")
-                delta = None if auc is None or base_auc is None or m is baseline else auc - base_auc
-                cells.append({"auc": auc, "logloss": q.get("logloss"), "delta": delta})
+                delta = None if base_q is None or m is baseline else q["auc"] - base_q["auc"]
+                cells.append({"auc": q["auc"], "logloss": q["logloss"], "delta": delta})
             if any(cells):
                 quality_rows.append({"output": out, "cells": cells})
 
@@ -352,18 +279,17 @@ def comparison_view(
         "size": charts.compare_size_chart(models, ids),
         "memory": charts.compare_memory_chart(models, ids),
     }
-    machine = as_dict(c.get("machine"))
     return {
-        "baseline": str(c.get("baseline") or (baseline or {}).get("path") or "") or None,
-        "signature": c.get("signature"),
+        "baseline": c["baseline"],
+        "signature": c["signature"],
         "batch_sizes": batch_sizes,
-        "requests": as_int(c.get("requests")),
-        "rows": as_int(c.get("rows")),
+        "requests": c["requests"],
+        "rows": c["rows"],
         "tolerance": tolerance,
-        "machine": fields(machine),
+        "machine": fields(c["machine"]),
         "models": models,
         "summary": summary,
-        "floor": [floor.get(bs, {}).get("p50_ms") for bs in batch_sizes],
+        "floor": [floor[bs]["p50_ms"] for bs in batch_sizes],
         "has_floor": bool(floor),
         "candidates": [m["label"] for m in candidates],
         "parity_rows": parity_rows,
@@ -379,73 +305,46 @@ def comparison_view(
             {"label": m["label"], "batches": m["onnx_profile"]} for m in models if m["onnx_profile"]
         ],
         "rebuild": rebuild_view(rebuild) if rebuild else None,
-        "notes": [str(n) for n in as_list(c.get("notes"))],
+        "notes": list(c["notes"]),
         "charts": chart_map,
-        "serving": serving_view(c.get("serving"), c.get("runtime")),
+        "serving": serving_view(c["serving"], c["runtime"]),
     }
 
 
-def serving_view(data: Any, runtime: Any) -> dict[str, Any] | None:
+def serving_view(data: dict[str, Any], runtime: str) -> dict[str, Any] | None:
     """The "Serving runtime" section: runtime, requests, concurrency, the ONNX call floor.
 
     Args:
-        data: ``compare.json``'s ``serving`` (absent in older comparisons).
+        data: ``compare.json``'s ``serving`` (``request``, ``concurrency``, ``c_parity`` and
+            ``onnx_call_floor_ms`` only when measured).
         runtime: ``compare.json``'s ``runtime``.
 
     Returns:
         The view, or ``None`` when there is nothing to show.
     """
-    d = as_dict(data)
-    if not d and not runtime:
+    if not data and runtime == "python":
         return None
-    request = as_dict(d.get("request"))
-    conc = as_dict(d.get("concurrency"))
-    levels = sorted({as_int(n) for per in conc.values() for n in as_dict(per)} - {None})
-    parity = [as_float(v) for v in as_dict(d.get("c_parity")).values()]
+    request = data.get("request") or {"candidates": None, "models": {}}
+    conc = data.get("concurrency") or {}
+    levels = sorted({int(n) for per in conc.values() for n in per})
+    parity = list((data.get("c_parity") or {}).values())
     return {
-        "runtime": str(d.get("runtime") or runtime or "python"),
-        "c_parity": max((p for p in parity if p is not None), default=None),
-        "request_size": as_int(request.get("candidates")),
+        "runtime": data.get("runtime", runtime),
+        "c_parity": max(parity, default=None),
+        "request_size": request["candidates"],
         "request_rows": [
             {
-                "label": str(label),
-                "p50_ms": as_float(as_dict(m).get("p50_ms")),
-                "p99_ms": as_float(as_dict(m).get("p99_ms")),
-                "per_s": as_float(as_dict(m).get("candidates_per_s")),
+                "label": label,
+                "p50_ms": m["p50_ms"],
+                "p99_ms": m["p99_ms"],
+                "per_s": m["candidates_per_s"],
             }
-            for label, m in as_dict(request.get("models")).items()
+            for label, m in request["models"].items()
         ],
         "levels": levels,
         "concurrency_rows": [
-            {
-                "label": str(label),
-                "cells": [as_dict(as_dict(per).get(str(n))) for n in levels],
-            }
+            {"label": label, "cells": [per.get(str(n), {}) for n in levels]}
             for label, per in conc.items()
         ],
-        "onnx_floor": {
-            str(k): as_float(v) for k, v in as_dict(d.get("onnx_call_floor_ms")).items()
-        },
+        "onnx_floor": dict(data.get("onnx_call_floor_ms") or {}),
     }
-
-
-# --------------------------------------------------------------------------- index view
-def index_view(
-    entries: Sequence[Mapping[str, Any]], hrefs: Sequence[str | None]
-) -> list[dict[str, Any]]:
-    """Index rows: title, link (already made relative, or ``None``), kind, description, facts."""
-    rows = []
-    for entry, href in zip(entries, hrefs, strict=True):
-        e = as_dict(entry)
-        title = first_of(e, "title", "name", "label", "model") or href or "report"
-        rows.append(
-            {
-                "title": str(title),
-                "href": href,
-                "target": str(first_of(e, "path", "href", "report") or ""),
-                "kind": str(e.get("kind") or ""),
-                "description": str(first_of(e, "description", "summary") or ""),
-                "facts": fields(as_dict(first_of(e, "facts", "metrics"))),
-            }
-        )
-    return rows

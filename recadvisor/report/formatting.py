@@ -1,9 +1,9 @@
-"""Tolerant readers and number formatting for the report views.
+"""Number formatting for the report views.
 
-The reports read JSON dicts produced by modules that evolve independently, so the readers here
-accept anything: ``as_dict(None)`` is ``{}``, ``as_float("nan")`` is ``None``, ``by_batch``
-turns JSON's string batch keys back into ints. The ``fmt_*`` functions are also the Jinja
-filters of the templates; a missing value prints as "not measured".
+The views read the artifacts' dicts by their schemas' exact keys (see :mod:`recadvisor.schemas`);
+what is left to tolerate is values: ``as_float("nan")`` is ``None``, and a ``None`` (a figure
+the schema allows to be unknown) prints as "not measured". The ``fmt_*`` functions are also the
+Jinja filters of the templates.
 """
 
 from __future__ import annotations
@@ -19,16 +19,6 @@ MAX_TEXT = 400
 
 
 # --------------------------------------------------------------------------- small helpers
-def as_dict(value: Any) -> dict[str, Any]:
-    """``value`` if it is a mapping (as a dict), else ``{}``."""
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    """``value`` if it is a list or tuple (as a list), else ``[]``."""
-    return list(value) if isinstance(value, (list, tuple)) else []
-
-
 def as_float(value: Any) -> float | None:
     """A finite float, or ``None`` (bools, NaN, inf and non-numbers give ``None``)."""
     if isinstance(value, bool) or value is None:
@@ -40,32 +30,6 @@ def as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def as_int(value: Any) -> int | None:
-    """An int (``"256"`` and ``256.0`` included), or ``None``."""
-    number = as_float(value)
-    return None if number is None or number != int(number) else int(number)
-
-
-def first_of(data: Mapping[str, Any], *keys: str) -> Any:
-    """The value of the first key present with a non-empty value."""
-    for key in keys:
-        value = data.get(key)
-        if value is not None and value != "" and value != [] and value != {}:
-            return value
-    return None
-
-
-def by_batch(value: Any) -> dict[int, Any]:
-    """``{"1": x, "256": y}`` (JSON keys are strings) -> ``{1: x, 256: y}``."""
-    out: dict[int, Any] = {}
-    for key, item in as_dict(value).items():
-        bs = as_int(key)
-        if bs is not None:
-            out[bs] = item
-    return out
-
-
-# --------------------------------------------------------------------------- formatting
 def fmt_bytes(value: Any) -> str:
     """``1536`` -> ``1.5 KiB``."""
     number = as_float(value)

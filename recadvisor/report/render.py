@@ -27,7 +27,8 @@ from markupsafe import Markup, escape
 from recadvisor.output import write_text_atomic
 from recadvisor.report import charts, formatting
 from recadvisor.report.analysis_view import analysis_view
-from recadvisor.report.compare_view import comparison_view, index_view
+from recadvisor.report.compare_view import comparison_view
+from recadvisor.report.index_view import IndexEntry, index_view
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +209,13 @@ def _relpath(path: Path, base: Path) -> str:
     return os.path.relpath(path.resolve(), base.resolve())
 
 
-def render_index(entries: Sequence[Mapping[str, Any]], out_path: str | Path) -> Path:
-    """Write ``reports/index.html`` linking the reports of several models.
+def render_index(entries: Sequence[IndexEntry], out_path: str | Path) -> Path:
+    """Write ``reports/index.html``: what each model gained, then links to its reports.
 
     Args:
-        entries: one dict per report: ``title`` (or ``name``), ``path`` (the report file,
-            absolute or relative to the index; non-local URLs are shown as text, not linked),
-            optional ``kind``, ``description`` and ``facts`` (a dict of short figures).
+        entries: one :class:`~recadvisor.report.index_view.IndexEntry` per model: its name,
+            ``analysis.json`` and ``compare.json`` dicts and the paths of its two HTML reports
+            (absolute or relative to the index; non-local URLs are shown as text, not linked).
         out_path: the HTML file to write (a directory gets ``index.html`` inside it).
 
     Returns:
@@ -222,9 +223,7 @@ def render_index(entries: Sequence[Mapping[str, Any]], out_path: str | Path) -> 
     """
     target = _target(out_path, "index.html")
     base = target.parent
-    hrefs = [
-        _relative_href(formatting.first_of(formatting.as_dict(e), "path", "href", "report"), base)
-        for e in entries
-    ]
-    view = {"entries": index_view(list(entries), hrefs)}
-    return _write(INDEX_TEMPLATE, _page_context("recadvisor reports", view), target)
+    view = index_view(entries, lambda path: _relative_href(path, base))
+    return _write(
+        INDEX_TEMPLATE, _page_context("recadvisor: what the rebuilds gained", view), target
+    )

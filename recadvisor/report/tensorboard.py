@@ -19,6 +19,7 @@ from recadvisor.report.analysis_view import attributions, profile_batches, stage
 from recadvisor.report.formatting import fmt_ms, fmt_pct, fmt_us
 
 if TYPE_CHECKING:
+    from recadvisor.analysis.analyze import ProfileSectionDict
     from recadvisor.model.tensorboard import SummaryStep
 
 TOP_OPS = 30
@@ -41,8 +42,8 @@ def top_ops_markdown(batch: Mapping[str, Any], top: int = TOP_OPS) -> str:
     """
     lat = batch["latency"]
     lines = [
-        f"**batch {batch['batch_size']}**: p50 {fmt_ms(lat.get('p50_ms'))}, "
-        f"p90 {fmt_ms(lat.get('p90_ms'))}, p99 {fmt_ms(lat.get('p99_ms'))}; op time summed "
+        f"**batch {batch['batch_size']}**: p50 {fmt_ms(lat['p50_ms'])}, "
+        f"p90 {fmt_ms(lat['p90_ms'])}, p99 {fmt_ms(lat['p99_ms'])}; op time summed "
         "over threads under the profiler (ranks costs, it is not latency).",
         "",
         "| # | node | op type | kernels | µs / call | share |",
@@ -60,7 +61,7 @@ def top_ops_markdown(batch: Mapping[str, Any], top: int = TOP_OPS) -> str:
     return "\n".join(lines)
 
 
-def profile_summaries(profile: Mapping[str, Any] | None, top: int = TOP_OPS) -> list[SummaryStep]:
+def profile_summaries(profile: ProfileSectionDict | None, top: int = TOP_OPS) -> list[SummaryStep]:
     """The TensorBoard summaries of a profile, one step per batch size.
 
     Args:
@@ -72,11 +73,10 @@ def profile_summaries(profile: Mapping[str, Any] | None, top: int = TOP_OPS) -> 
         stage and per op type (``stage_share/...``, ``op_type_us/...``), and a Markdown table of
         the most expensive nodes (``profile/top_ops``).
     """
-    data = dict(profile or {})
-    batches = profile_batches(data)
-    if not batches:
+    if profile is None:
         return []
-    attrs = attributions({}, data, batches[-1]["batch_size"])
+    batches = profile_batches(profile)
+    attrs = attributions(profile)
     steps = []
     for batch in batches:
         step = int(batch["batch_size"])
@@ -85,7 +85,7 @@ def profile_summaries(profile: Mapping[str, Any] | None, top: int = TOP_OPS) -> 
             for key, value in batch["latency"].items()
             if key.endswith("_ms") and value is not None
         }
-        for stage, share in stage_shares(batch, attrs.get(step)).items():
+        for stage, share in stage_shares(batch, attrs[step]).items():
             scalars[f"stage_share/{stage}"] = share
         for o in batch["ops"]:
             key = f"op_type_us/{o['op']}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 
@@ -37,6 +37,16 @@ class PassRefused(RecAdvisorError):
     """A pass does not apply to this graph (nothing to do, or unsafe to do); not an error."""
 
     exit_code = 8
+
+
+class InputEncodingDict(TypedDict):
+    """``InputEncoding.to_dict()``: one entry of ``feature_contract.json``'s ``encodings``."""
+
+    input: str
+    kind: str
+    source_dtype: str
+    target_dtype: str
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class InputEncoding:
     target_dtype: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> InputEncodingDict:
         """JSON form written to ``feature_contract.json``."""
         return {
             "input": self.input_key,

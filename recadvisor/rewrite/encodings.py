@@ -43,15 +43,30 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from recadvisor.errors import DataError, PlanError
-from recadvisor.rewrite.base import InputEncoding
+from recadvisor.model.spec import SignatureDict, SignatureSpec
+from recadvisor.rewrite.base import InputEncoding, InputEncodingDict
 
 CONTRACT_FILE = "feature_contract.json"
 CONTRACT_SCHEMA_VERSION = 1
+
+
+class FeatureContractDict(TypedDict):
+    """``feature_contract.json`` (schema :data:`CONTRACT_SCHEMA_VERSION`).
+
+    ``encodings`` apply in order; ``signature`` is the rebuilt model's signature (what the
+    encoded inputs must match) and ``original_signature`` the one raw client data follows.
+    """
+
+    schema_version: int
+    encodings: list[InputEncodingDict]
+    signature: SignatureDict
+    original_signature: SignatureDict
+
 
 _MASK = (1 << 64) - 1
 _K0 = 0xC3A5C85C97CB3127
@@ -721,24 +736,24 @@ def encoding_from_dict(data: Mapping[str, Any]) -> InputEncoding:
 
 
 def feature_contract_dict(
-    encodings: Sequence[InputEncoding], signature: Any = None
-) -> dict[str, Any]:
+    encodings: Sequence[InputEncoding], signature: SignatureSpec, original: SignatureSpec
+) -> FeatureContractDict:
     """The JSON document written to ``feature_contract.json``.
 
     Args:
         encodings: every encoding the applied passes emitted, in order.
-        signature: the rebuilt model's :class:`~recadvisor.model.spec.SignatureSpec` (optional).
+        signature: the rebuilt model's signature.
+        original: the original model's signature (what raw client data follows).
 
     Returns:
-        ``{"schema_version", "encodings": [...], "signature": {...}}``.
+        A :class:`FeatureContractDict`.
     """
-    doc: dict[str, Any] = {
+    return {
         "schema_version": CONTRACT_SCHEMA_VERSION,
         "encodings": [e.to_dict() for e in encodings],
+        "signature": signature.to_dict(),
+        "original_signature": original.to_dict(),
     }
-    if signature is not None:
-        doc["signature"] = signature.to_dict()
-    return doc
 
 
 def read_feature_contract(path: str | Path) -> tuple[list[InputEncoding], dict[str, Any]]:

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from recadvisor.plan import Plan, PlanEntry, pass_params
 from recadvisor.rewrite.base import (
     LOSSY,
     InputEncoding,
+    InputEncodingDict,
     PassRefused,
     PassResult,
     RewriteContext,
@@ -46,7 +47,7 @@ from recadvisor.rewrite.base import (
 )
 from recadvisor.rewrite.encodings import broadcast_inputs, encode_feeds, one_request_feeds
 from recadvisor.rewrite.registry import PASS_NAMES, get_pass
-from recadvisor.verify import Parity, auc_changes, compare_outputs, worst_of
+from recadvisor.verify import Parity, ParityDict, auc_changes, compare_outputs, worst_of
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,40 @@ DISABLED = "disabled"
 STATUSES = (APPLIED, REFUSED, ROLLED_BACK, FAILED, DISABLED)
 DEFAULT_MAX_AUC_DROP = 0.001
 REQUEST_CHECKS = 3  # sample requests a per-request pass is checked on
+PassStatus = Literal["applied", "refused", "rolled_back", "failed", "disabled"]
+
+
+class PassRecordDict(TypedDict):
+    """``PassRecord.to_dict()``: one entry of ``rebuild.json``'s ``passes.passes``."""
+
+    name: str
+    status: PassStatus
+    exactness: str
+    reason: str
+    stats: dict[str, Any]
+    notes: list[str]
+    parity: ParityDict | None
+    gates: dict[str, Any]
+    tolerance: float | None
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+    encodings: list[InputEncodingDict]
+
+
+class PipelineDict(TypedDict):
+    """``PipelineResult.to_dict()``: ``rebuild.json``'s ``passes`` section."""
+
+    applied: list[str]
+    refused: list[str]
+    rolled_back: list[str]
+    failed: list[str]
+    disabled: list[str]
+    nodes_before: int
+    nodes_after: int
+    contract_changed: bool
+    encodings: list[InputEncodingDict]
+    passes: list[PassRecordDict]
 
 
 @dataclass(frozen=True)
@@ -81,7 +116,7 @@ class PassRecord:
     """
 
     name: str
-    status: str
+    status: PassStatus
     exactness: str = ""
     reason: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
@@ -94,7 +129,7 @@ class PassRecord:
     nodes_after: int = 0
     encodings: tuple[InputEncoding, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PassRecordDict:
         """JSON form for ``rebuild.json``."""
         return {
             "name": self.name,
@@ -151,7 +186,7 @@ class PipelineResult:
             r.status == APPLIED and r.stats.get("outputs_dropped") for r in self.records
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PipelineDict:
         """JSON form for ``rebuild.json``."""
         return {
             "applied": self.names(APPLIED),

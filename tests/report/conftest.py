@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -115,39 +116,41 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def real_analysis(tiny_model: tuple[Path, Path]) -> dict[str, Any]:
-    """``Analysis.to_dict()`` of the tiny ranker, profiled briefly."""
-    from recadvisor.analysis.analyze import analyze
+def written_artifacts(
+    tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny ranker through the public API as the demo runs it: ``analysis/`` (analyze),
+    ``fast/`` (rebuild ``fast`` with ONNX), ``compare/`` (baseline vs both, timed briefly,
+    memory not measured: the demo test measures it)."""
+    from recadvisor import api
 
     model_dir, data = tiny_model
-    analysis = analyze(model_dir, data=data, batch_sizes=(1, 32), profile_calls=20, preset="fast")
-    return analysis.to_dict()
+    root = tmp_path_factory.mktemp("artifacts")
+    api.analyze(model_dir, data=data, out_dir=root / "analysis", batch_sizes=(1, 32), preset="fast")
+    rebuilt = api.rebuild(model_dir, root / "fast", preset="fast", data=data, onnx=True)
+    api.compare(
+        model_dir,
+        [root / "fast", root / "fast" / "model.onnx"],
+        data=data,
+        batch_sizes=(1, 32),
+        requests=30,
+        measure_memory=False,
+        out_dir=root / "compare",
+        rebuild_info=rebuilt.to_dict(),
+    )
+    return root
 
 
 @pytest.fixture(scope="session")
-def real_comparison(
-    tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(``Comparison.to_dict()``, ``rebuild.json``) of the tiny ranker rebuilt with the ``fast``
-    preset, timed briefly."""
-    from recadvisor.compare import compare
-    from recadvisor.data import load_feeds
-    from recadvisor.model.load import inspect_saved_model
-    from recadvisor.rebuild import rebuild
+def real_analysis(written_artifacts: Path) -> dict[str, Any]:
+    """``analysis.json`` of the tiny ranker, as written."""
+    return json.loads((written_artifacts / "analysis" / "analysis.json").read_text())
 
-    model_dir, data = tiny_model
-    out = tmp_path_factory.mktemp("rebuilt") / "rebuilt"
-    rebuilt = rebuild(model_dir, out, preset="fast", data=data)
-    spec = inspect_saved_model(model_dir).choose_signature(None)
-    loaded = load_feeds(data, spec, label_names=("label",))
-    comparison = compare(
-        model_dir,
-        [out],
-        loaded.feeds,
-        labels=loaded.labels or None,
-        batch_sizes=(1, 32),
-        requests=30,
-        warmup=5,
-        measure_memory=False,
+
+@pytest.fixture(scope="session")
+def real_comparison(written_artifacts: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``compare.json``, ``rebuild.json``) of the tiny ranker rebuilt with ``fast``."""
+    return (
+        json.loads((written_artifacts / "compare" / "compare.json").read_text()),
+        json.loads((written_artifacts / "fast" / "rebuild.json").read_text()),
     )
-    return comparison.to_dict(), rebuilt.to_dict()

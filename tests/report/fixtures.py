@@ -1,7 +1,9 @@
-"""Hand-made report inputs shaped like the real ``to_dict()`` outputs.
+"""Hand-made report inputs with exactly the keys of the real artifacts.
 
-Names carry HTML payloads (``XSS``) so every test also checks escaping: a node, a feature, an op,
-an output, a path and a finding message that would run script if inserted raw.
+Each builder checks its dict against the artifact's schema (:mod:`recadvisor.schemas`) before
+returning it, so the fixtures cannot drift from what ``analyze``, ``rebuild`` and ``compare``
+write. Names carry HTML payloads (``XSS``) so every test also checks escaping: a node, a
+feature, an op, an output, a path and a finding message that would run script if inserted raw.
 """
 
 from __future__ import annotations
@@ -10,6 +12,14 @@ import copy
 from typing import Any
 
 import numpy as np
+
+from recadvisor.analysis.analyze import ANALYSIS_SCHEMA_VERSION, AnalysisDict
+from recadvisor.analysis.onnx_profile import OnnxProfileDict
+from recadvisor.compare import COMPARE_SCHEMA_VERSION, ComparisonDict
+from recadvisor.plan import SCHEMA_VERSION as PLAN_SCHEMA_VERSION
+from recadvisor.rebuild import REBUILD_SCHEMA_VERSION, RebuildDict
+from recadvisor.report.index_view import IndexEntry
+from recadvisor.schemas import check_schema
 
 XSS = "<script>window.__xss=1</script>"
 XSS_IMG = '<img src=x onerror="window.__xss=2">'
@@ -21,9 +31,10 @@ EVIL_OUTPUT = "ctr</script><script>window.__xss=3</script>"
 def _latency(
     p50: float, rng: np.random.Generator, batch: int, n: int = 200, samples: bool = True
 ) -> dict[str, Any]:
+    """A ``compare.json`` latency entry (``samples_ms`` empty when ``samples`` is false)."""
     values = np.sort(p50 * np.exp(rng.normal(0, 0.15, n)))
     pcts = np.percentile(values, [50, 90, 99])
-    d: dict[str, Any] = {
+    return {
         "batch_size": batch,
         "calls": n,
         "p50_ms": float(pcts[0]),
@@ -31,10 +42,8 @@ def _latency(
         "p99_ms": float(pcts[2]),
         "mean_ms": float(values.mean()),
         "rows_per_s": batch / (float(pcts[0]) / 1e3),
+        "samples_ms": [round(float(v), 4) for v in rng.permutation(values)] if samples else [],
     }
-    if samples:
-        d["samples_ms"] = [round(float(v), 4) for v in rng.permutation(values)]
-    return d
 
 
 def _ops(batch: int) -> list[dict[str, Any]]:
@@ -68,7 +77,9 @@ def _ops(batch: int) -> list[dict[str, Any]]:
     ]
 
 
-def _attribution(batch: int) -> dict[str, Any]:
+def _batch_profile(batch: int, p50: float, rng: np.random.Generator) -> dict[str, Any]:
+    """One batch of ``analysis.json``'s profile: latency, shares charged like the real
+    attribution charges them, and the top ops."""
     ops = _ops(batch)
     total = sum(o["self_us"] for o in ops)
     bucket = {
@@ -106,13 +117,14 @@ def _attribution(batch: int) -> dict[str, Any]:
                 per_feature[f] += share / len(feats[o["node"]])
         else:
             per_feature[bucket[o["node"]]] += share
+    latency = _latency(p50, rng, batch)
     return {
-        "batch_size": batch,
-        "rule": "split",
-        "shared_fraction": 0.5,
+        "latency": latency,
         "mapped_fraction": 0.93,
-        "per_feature": per_feature,
+        "mapped_us": total,
+        "unmapped_us": 8.0,
         "per_op_type": per_op,
+        "per_feature": per_feature,
         "per_stage": {
             "string/lookup": 0.38,
             "embedding gather": 0.08,
@@ -121,50 +133,143 @@ def _attribution(batch: int) -> dict[str, Any]:
         },
         "per_feature_stage": {},
         "per_feature_op_type": {},
-        "per_node_features": feats,
         "per_node_bucket": bucket,
+        "per_node_features": feats,
+        "top_ops": ops,
     }
 
 
-def analysis_dict() -> dict[str, Any]:
-    """A complete analysis dict (every section present)."""
+def _profile() -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    batches = []
-    for bs, p50 in ((1, 0.42), (256, 1.9)):
-        ops = _ops(bs)
-        lat = _latency(p50, rng, bs, samples=False)
-        lat.pop("rows_per_s")
-        batches.append(
-            {
-                "batch_size": bs,
-                "latency": lat,
-                "trace_calls": 50,
-                "mapped_us": sum(o["self_us"] for o in ops),
-                "unmapped_us": 8.0,
-                "mapped_fraction": 0.93,
-                "ops": ops,
-                "unmapped_ops": {"x:Foo": 8.0},
-            }
-        )
-    sv = [9.0, 6.0, 2.0, 1.0, 0.5, 0.3, 0.2, 0.1]
+    batches = {str(bs): _batch_profile(bs, p50, rng) for bs, p50 in ((1, 0.42), (256, 1.9))}
     return {
-        "model": f"/models/{XSS}/dssm/saved_model",
-        "signature": "serving_default",
-        "inventory": {
-            "path": f"/models/{XSS}/dssm/saved_model",
+        "target": "loaded_signature",
+        "batch_sizes": [1, 256],
+        "reference_batch": 256,
+        "latency": {k: b["latency"] for k, b in batches.items()},
+        **{
+            key: {k: b[key] for k, b in batches.items()}
+            for key in ("per_op_type", "per_feature", "per_stage", "per_feature_op_type")
+        },
+        "batches": batches,
+    }
+
+
+def _column(name: str, kind: str, distinct: int, **overrides: Any) -> dict[str, Any]:
+    column = {
+        "name": name,
+        "kind": kind,
+        "is_sequence": False,
+        "rows": 1000,
+        "values": 1000,
+        "distinct": distinct,
+        "null_share": 0.0,
+        "top_values": [],
+        "numeric_min": None,
+        "numeric_max": None,
+        "all_numeric": False,
+        "list_length": None,
+        "pad_share": None,
+        "signature_dtype": None,
+    }
+    return column | overrides
+
+
+def _plan() -> dict[str, Any]:
+    return {
+        "schema_version": PLAN_SCHEMA_VERSION,
+        "model": {"path": "/models/dssm", "signature": "serving_default", "fingerprint": "3f2a9c"},
+        "preset": "fast",
+        "rewrites": [
+            {"pass": "strip_control_deps", "enabled": True, "params": {}, "comment": "exact"},
+            {
+                "pass": "ids_upstream",
+                "enabled": True,
+                "params": {"inputs": ["user_id"]},
+                "comment": XSS,
+            },
+            {
+                "pass": "quantize_embeddings",
+                "enabled": False,
+                "params": {"dtype": "int8"},
+                "comment": "",
+            },
+        ],
+    }
+
+
+def _suggestion(kind: str, message: str, **overrides: Any) -> dict[str, Any]:
+    suggestion = {
+        "kind": kind,
+        "targets": [],
+        "message": message,
+        "plan_entry": None,
+        "exactness": "exact",
+        "changes_contract": False,
+        "expected_saving": {
+            "time_share": None,
+            "time_share_by_batch": {},
+            "batch_size": None,
+            "bytes": None,
+        },
+        "training_side": "",
+        "severity": "low",
+        "finding_kinds": [],
+        "tables": [],
+    }
+    return suggestion | overrides
+
+
+def analysis_dict() -> AnalysisDict:
+    """A complete ``analysis.json`` (every section present), checked against its schema."""
+    path = f"/models/{XSS}/dssm/saved_model"
+    inputs = {
+        "user_id": {"dtype": "string", "shape": [None]},
+        EVIL_FEATURE: {"dtype": "int64", "shape": [None, 1]},
+        "category": {"dtype": "string", "shape": [None]},
+        "request_id": {"dtype": "string", "shape": [None]},
+    }
+    outputs = {
+        "score": {"dtype": "float32", "shape": [None]},
+        EVIL_OUTPUT: {"dtype": "float32", "shape": [None]},
+    }
+    sv = [9.0, 6.0, 2.0, 1.0, 0.5, 0.3, 0.2, 0.1]
+    data: dict[str, Any] = {
+        "schema_version": ANALYSIS_SCHEMA_VERSION,
+        "model": {
+            "path": path,
             "source_format": "tf2",
             "signature": "serving_default",
             "available_signatures": ["serving_default", "user_vector"],
-            "inputs": {
-                "user_id": {"dtype": "string", "shape": [None]},
-                EVIL_FEATURE: {"dtype": "int64", "shape": [None, 1]},
-                "category": {"dtype": "string", "shape": [None]},
-                "request_id": {"dtype": "string", "shape": [None]},
+            "fingerprint": "3f2a9c",
+            "data": {
+                "source": "file",
+                "path": "/data/sample.parquet",
+                "n_rows": 1000,
+                "inputs": {k: {"dtype": v["dtype"], "shape": [1000]} for k, v in inputs.items()},
+                "labels": {"label": {"dtype": "int64", "positives": 310}},
+                "columns": [*inputs, "label", "city"],
+                "unused_columns": ["city"],
             },
-            "outputs": {
-                "score": {"dtype": "float32", "shape": [None]},
-                EVIL_OUTPUT: {"dtype": "float32", "shape": [None]},
+            "run": {
+                "preset": "fast",
+                "batch_sizes": [1, 256],
+                "profile_calls": 200,
+                "allow_unsafe_ops": False,
+                "unsafe_ops": [],
+                "detectors_failed": {},
+                "timings_s": {"profile": 3.2, "total": 5.1},
+                "notes": [],
             },
+        },
+        "signature": {"key": "serving_default", "inputs": inputs, "outputs": outputs},
+        "inventory": {
+            "path": path,
+            "source_format": "tf2",
+            "signature": "serving_default",
+            "available_signatures": ["serving_default", "user_vector"],
+            "inputs": inputs,
+            "outputs": outputs,
             "node_count": 61,
             "op_counts": {
                 "Const": 14,
@@ -183,11 +288,11 @@ def analysis_dict() -> dict[str, Any]:
             },
             "const_count": 14,
             "identity_count": 3,
-            "variable_count": 6,
+            "variable_count": 1,
             "variables": [
                 {"name": "user_emb", "shape": [500, 8], "dtype": "float32", "bytes": 16000}
             ],
-            "variable_bytes": 20000,
+            "variable_bytes": 16000,
             "embedding_tables": [
                 {
                     "node": "user_emb",
@@ -216,8 +321,10 @@ def analysis_dict() -> dict[str, Any]:
                     "key_dtype": "string",
                     "value_dtype": "int64",
                     "size": 4,
-                    "keys_sample": ["books", XSS],
+                    "sample_keys": ["books", XSS],
                     "default_value": 0,
+                    "origin": "captured resource",
+                    "features": ["category"],
                 }
             ],
             "string_ops": [
@@ -227,66 +334,41 @@ def analysis_dict() -> dict[str, Any]:
             "size_bytes": 123456,
             "notes": [f"inputs never read by the graph: request_id {XSS}"],
         },
-        "profile": {
-            "target": "loaded_signature",
-            "signature": "serving_default",
-            "warmup": 20,
-            "calls": 200,
-            "trace_calls": 50,
-            "batches": batches,
-            "attribution": _attribution(256),
-        },
+        "profile": _profile(),
         "feature_stats": {
             "rows": 1000,
             "columns": {
-                "user_id": {
-                    "name": "user_id",
-                    "kind": "string",
-                    "is_sequence": False,
-                    "rows": 1000,
-                    "values": 1000,
-                    "distinct": 180,
-                    "null_share": 0.0,
-                    "top_values": [["u1", 40], [XSS, 12]],
-                    "numeric_min": None,
-                    "numeric_max": None,
-                    "all_numeric": False,
-                    "list_length": None,
-                    "pad_share": None,
-                    "signature_dtype": "string",
-                },
-                EVIL_FEATURE: {
-                    "name": EVIL_FEATURE,
-                    "kind": "int",
-                    "is_sequence": False,
-                    "rows": 1000,
-                    "values": 1000,
-                    "distinct": 53,
-                    "null_share": 0.01,
-                    "top_values": [[31, 40]],
-                    "numeric_min": 18,
-                    "numeric_max": 70,
-                    "all_numeric": False,
-                    "list_length": None,
-                    "pad_share": None,
-                    "signature_dtype": "int64",
-                },
-                "hist": {
-                    "name": "hist",
-                    "kind": "string",
-                    "is_sequence": True,
-                    "rows": 1000,
-                    "values": 8000,
-                    "distinct": 300,
-                    "null_share": 0.0,
-                    "top_values": [["i1", 90]],
-                    "all_numeric": True,
-                    "numeric_min": 1,
-                    "numeric_max": 400,
-                    "list_length": {"min": 1, "max": 20, "mean": 8.5},
-                    "pad_share": 0.2,
-                    "signature_dtype": "string",
-                },
+                "user_id": _column(
+                    "user_id",
+                    "string",
+                    180,
+                    top_values=[["u1", 40], [XSS, 12]],
+                    signature_dtype="string",
+                ),
+                EVIL_FEATURE: _column(
+                    EVIL_FEATURE,
+                    "int",
+                    53,
+                    null_share=0.01,
+                    top_values=[[31, 40]],
+                    numeric_min=18,
+                    numeric_max=70,
+                    signature_dtype="int64",
+                ),
+                "hist": _column(
+                    "hist",
+                    "string",
+                    300,
+                    is_sequence=True,
+                    values=8000,
+                    top_values=[["i1", 90]],
+                    all_numeric=True,
+                    numeric_min=1,
+                    numeric_max=400,
+                    list_length={"min": 1, "max": 20, "mean": 8.5},
+                    pad_share=0.2,
+                    signature_dtype="string",
+                ),
             },
             "identical": [],
             "one_to_one": [
@@ -357,66 +439,52 @@ def analysis_dict() -> dict[str, Any]:
             },
         ],
         "suggestions": [
-            {
-                "kind": "ids_upstream",
-                "title": f"Compute user_id bucket ids upstream {XSS}",
-                "message": "The model hashes user_id strings; send int64 bucket ids instead.",
-                "exactness": "exact",
-                "contract_change": True,
-                "expected_savings": {"time_share": 0.12, "text": "~12% of op time at batch 256"},
-                "plan_entry": {
-                    "pass": "ids_upstream",
-                    "enabled": True,
-                    "params": {"inputs": ["user_id"]},
+            _suggestion(
+                "ids_upstream",
+                f"Compute user_id bucket ids upstream {XSS}: the model hashes user_id strings; "
+                "send int64 bucket ids instead.",
+                targets=["user_id"],
+                plan_entry={"pass": "ids_upstream", "params": {"inputs": ["user_id"]}},
+                changes_contract=True,
+                expected_saving={
+                    "time_share": 0.12,
+                    "time_share_by_batch": {"1": 0.2, "256": 0.12},
+                    "batch_size": 256,
+                    "bytes": None,
                 },
-                "training_code": f"ids = tf.strings.to_hash_bucket_fast(user_id, 500)  # {XSS}",
-                "features": ["user_id"],
-                "findings": ["string_op"],
-                "confidence": "high",
-            },
-            {
-                "kind": "numeric_bucketize",
-                "title": "Bucketize age instead of hashing it",
-                "exactness": "exact-in-range",
-                "contract_change": False,
-                "expected_savings": 0.05,
-                "plan_entry": {"pass": "numeric_bucketize"},
-                "training_code": {
-                    "code": "tf.keras.layers.Discretization(bin_boundaries=[...])",
-                    "text": "Train on the numeric value directly.",
+                training_side=f"ids = tf.strings.to_hash_bucket_fast(user_id, 500)  # {XSS}",
+                severity="high",
+                finding_kinds=["string_op"],
+            ),
+            _suggestion(
+                "numeric_bucketize",
+                "Bucketize age instead of hashing it",
+                targets=[EVIL_FEATURE],
+                plan_entry={"pass": "numeric_bucketize", "params": {}},
+                exactness="exact-in-range",
+                training_side="tf.keras.layers.Discretization(bin_boundaries=[...])",
+            ),
+            _suggestion(
+                "quantize",
+                "int8 embeddings",
+                exactness="lossy",
+                expected_saving={
+                    "time_share": None,
+                    "time_share_by_batch": {},
+                    "batch_size": None,
+                    "bytes": 11360,
                 },
-            },
-            {
-                "kind": "quantize",
-                "title": "int8 embeddings",
-                "exactness": "lossy",
-                "expected_savings": "0.29x size",
-            },
+                tables=["user_emb"],
+            ),
         ],
-        "plan": {
-            "schema_version": 1,
-            "model": {
-                "path": "/models/dssm",
-                "signature": "serving_default",
-                "fingerprint": "3f2a9c",
-            },
-            "preset": "fast",
-            "rewrites": [
-                {"pass": "strip_control_deps", "enabled": True, "params": {}, "comment": "exact"},
-                {
-                    "pass": "ids_upstream",
-                    "enabled": True,
-                    "params": {"inputs": ["user_id"]},
-                    "comment": XSS,
-                },
-                {"pass": "quantize_embeddings", "enabled": False, "params": {"dtype": "int8"}},
-            ],
-        },
-        "unexpected_section": {"some": "value"},
+        "plan": _plan(),
+        "serving_settings": None,
     }
+    check_schema(data, AnalysisDict, "fixtures.analysis_dict()")
+    return data  # type: ignore[return-value]
 
 
-def onnx_profile_dict(batch_sizes: list[int]) -> dict[str, Any]:
+def onnx_profile_dict(batch_sizes: list[int]) -> OnnxProfileDict:
     """``compare.json``'s ``onnx_profile`` of one ONNX model (a node name carries HTML)."""
     batches = {}
     for bs in batch_sizes:
@@ -446,8 +514,8 @@ def onnx_profile_dict(batch_sizes: list[int]) -> dict[str, Any]:
     return {"path": "/out/rebuilt/model.onnx", "batches": batches}
 
 
-def comparison_dict(samples: bool = True) -> dict[str, Any]:
-    """A comparison of a baseline, a rebuilt SavedModel and an ONNX export."""
+def comparison_dict(samples: bool = True) -> ComparisonDict:
+    """A comparison of a baseline, a rebuilt SavedModel and an ONNX export that differs."""
     rng = np.random.default_rng(1)
     batch_sizes = [1, 32, 256]
     base = {1: 0.5, 32: 0.8, 256: 2.4}
@@ -466,7 +534,7 @@ def comparison_dict(samples: bool = True) -> dict[str, Any]:
                 "kind": kind,
                 "path": f"/out/{label}",
                 "size_bytes": int(5e5 * factor),
-                "node_count": int(140 * factor) or None,
+                "node_count": int(140 * factor),
                 "latency": lat,
                 "ratio_vs_baseline": {
                     str(bs): lat[str(bs)]["p50_ms"] / base[bs] for bs in batch_sizes
@@ -479,58 +547,235 @@ def comparison_dict(samples: bool = True) -> dict[str, Any]:
                 else ({"score": 0.0, EVIL_OUTPUT: 2e-7} if passed else {"score": 0.043}),
                 "parity_passed": passed,
                 "quality": {
-                    "score": {"auc": 0.71 - (0.0 if passed is not False else 0.02), "logloss": 0.52}
+                    "score": {
+                        "auc": 0.71 - (0.0 if passed is not False else 0.02),
+                        "logloss": 0.52,
+                        "label": "label",
+                    }
                 },
-                "memory": {"peak_rss_mb": 400.0 * factor + 100, "model_rss_mb": 50.0 * factor},
+                "memory": {
+                    "peak_rss_mb": 400.0 * factor + 100,
+                    "import_rss_mb": 100.0,
+                    "model_rss_mb": 50.0 * factor,
+                },
                 "encoded_inputs": [] if passed is None else ["user_id"],
                 "onnx_profile": onnx_profile_dict(batch_sizes) if kind == "onnx" else None,
             }
         )
-    return {
+    data: dict[str, Any] = {
+        "schema_version": COMPARE_SCHEMA_VERSION,
         "baseline": "/models/dssm/saved_model",
         "signature": "serving_default",
         "batch_sizes": batch_sizes,
         "requests": 200,
         "rows": 1000,
-        "machine": {"cpu": "Test CPU", "cores": 2, "tensorflow": "2.21"},
+        "machine": {
+            "cpu": "Test CPU",
+            "cores": 2,
+            "python": "3.11.0",
+            "tensorflow": "2.21.0",
+            "platform": "Linux",
+            "onnxruntime": None,
+        },
         "tolerance": 1e-5,
+        "call": "keyword",
+        "burst": 8,
+        "runtime": "python",
+        "serving": {},
         "floor": floor,
         "models": models,
         "notes": [f"rebuilt/model.onnx does not return {EVIL_OUTPUT} (pruned outputs)"],
     }
+    check_schema(data, ComparisonDict, "fixtures.comparison_dict()")
+    return data  # type: ignore[return-value]
 
 
-def rebuild_dict() -> dict[str, Any]:
-    """A rebuild.json-like record with every pass outcome."""
+def _parity(max_abs_diff: float, passed: bool = True, tolerance: float = 1e-5) -> dict[str, Any]:
+    summary = f"max abs diff {max_abs_diff:.3g} on score {'<=' if passed else '>'} {tolerance:.3g}"
     return {
-        "model": "/models/dssm/saved_model",
-        "out": "/out/rebuilt",
-        "preset": "fast",
-        "passes": [
-            {
-                "pass": "strip_control_deps",
-                "status": "applied",
-                "max_abs_diff": 0.0,
-                "stats": {"control_edges_removed": 12},
-                "exactness": "exact",
-            },
-            {"pass": "merge_duplicates", "status": "refused", "reason": f"nothing to merge {XSS}"},
-            {
-                "pass": "ids_upstream",
-                "status": "applied",
-                "max_abs_diff": 1e-7,
-                "stats": {"nodes_removed": 6, "bytes_saved": 2048},
-            },
-            {
-                "pass": "quantize_embeddings",
-                "status": "rolled_back",
-                "max_abs_diff": 0.02,
-                "reason": "max abs diff 0.02 > 0.001",
-            },
-        ],
-        "node_count_before": 140,
-        "node_count_after": 88,
+        "passed": passed,
+        "tolerance": tolerance,
+        "rows": 64,
+        "max_abs_diff": max_abs_diff,
+        "summary": summary,
+        "outputs": {
+            "score": {
+                "key": "score",
+                "dtype": "float32",
+                "shape_match": True,
+                "max_abs_diff": max_abs_diff,
+                "mean_abs_diff": max_abs_diff / 2,
+                "mismatches": 0 if passed else 3,
+                "passed": passed,
+                "note": "",
+            }
+        },
     }
+
+
+def _record(name: str, status: str, **overrides: Any) -> dict[str, Any]:
+    record = {
+        "name": name,
+        "status": status,
+        "exactness": "exact",
+        "reason": "",
+        "stats": {},
+        "notes": [],
+        "parity": None,
+        "gates": {},
+        "tolerance": 1e-5,
+        "seconds": 0.1,
+        "nodes_before": 140,
+        "nodes_after": 140,
+        "encodings": [],
+    }
+    return record | overrides
+
+
+def rebuild_dict() -> RebuildDict:
+    """A ``rebuild.json`` with every pass outcome, checked against its schema."""
+    encoding = {
+        "input": "user_id",
+        "kind": "hash_bucket",
+        "source_dtype": "string",
+        "target_dtype": "int64",
+        "params": {"num_buckets": 500},
+    }
+    records = [
+        _record(
+            "strip_control_deps",
+            "applied",
+            parity=_parity(0.0),
+            stats={"control_edges_removed": 12},
+            nodes_after=128,
+        ),
+        _record(
+            "merge_duplicates",
+            "refused",
+            reason=f"nothing to merge {XSS}",
+            nodes_before=128,
+            nodes_after=128,
+        ),
+        _record(
+            "ids_upstream",
+            "applied",
+            parity=_parity(1e-7),
+            stats={"nodes_removed": 6, "bytes_saved": 2048},
+            nodes_before=128,
+            nodes_after=88,
+            encodings=[encoding],
+        ),
+        _record(
+            "quantize_embeddings",
+            "rolled_back",
+            exactness="lossy",
+            parity=_parity(0.02, passed=False, tolerance=0.001),
+            reason="rolled back: max abs diff 0.02 on score > 0.001",
+            tolerance=0.001,
+            nodes_before=88,
+            nodes_after=88,
+        ),
+        _record(
+            "prune_embedding_rows",
+            "disabled",
+            exactness="",
+            tolerance=None,
+            seconds=0.0,
+            nodes_before=88,
+            nodes_after=88,
+        ),
+    ]
+    signature = {
+        "key": "serving_default",
+        "inputs": {"user_id": {"dtype": "int64", "shape": [None]}},
+        "outputs": {"score": {"dtype": "float32", "shape": [None]}},
+    }
+    data: dict[str, Any] = {
+        "schema_version": REBUILD_SCHEMA_VERSION,
+        "model": {
+            "path": "/models/dssm/saved_model",
+            "signature": "serving_default",
+            "source_format": "tf2",
+            "fingerprint": "3f2a9c",
+        },
+        "output": {
+            "dir": "/out/rebuilt",
+            "saved_model": "/out/rebuilt/saved_model",
+            "signature_keys": ["serving_default"],
+        },
+        "plan": {"preset": "fast", "file": "plan.yaml"},
+        "passed": True,
+        "data": {
+            "source": "file",
+            "path": "/data/sample.parquet",
+            "rows": 1000,
+            "labels": True,
+            "note": "",
+        },
+        "passes": {
+            "applied": ["strip_control_deps", "ids_upstream"],
+            "refused": ["merge_duplicates"],
+            "rolled_back": ["quantize_embeddings"],
+            "failed": [],
+            "disabled": ["prune_embedding_rows"],
+            "nodes_before": 140,
+            "nodes_after": 88,
+            "contract_changed": True,
+            "encodings": [encoding],
+            "passes": records,
+        },
+        "parity": {
+            "freeze_vs_original": _parity(0.0),
+            "final_vs_original": _parity(1e-7),
+            "exported_vs_original": _parity(1e-7),
+        },
+        "signature_after": signature,
+        "sizes": {
+            "original_bytes": 500000,
+            "saved_model_bytes": 310000,
+            "variables_bytes": 300000,
+            "frozen_const_bytes": 290000,
+            "final_const_bytes": 280000,
+            "onnx_bytes": None,
+        },
+        "nodes": {"original": 140, "frozen": 128, "final": 88},
+        "op_counts": {
+            "original": {"Const": 20, "StringToHashBucketFast": 2},
+            "frozen": {"Const": 14, "StringToHashBucketFast": 2},
+            "final": {"Const": 12},
+        },
+        "timings": {"load_and_freeze": 1.2, "pipeline": 2.5, "export_and_check": 1.1, "total": 4.8},
+        "notes": ["input contract changed for user_id: see feature_contract.json"],
+        "onnx": None,
+    }
+    check_schema(data, RebuildDict, "fixtures.rebuild_dict()")
+    return data  # type: ignore[return-value]
+
+
+def index_entries() -> list[IndexEntry]:
+    """Two models for the landing page: one with an exact variant, one without."""
+    first = comparison_dict()
+    second = comparison_dict(samples=False)
+    for model in second["models"][1:]:
+        model["parity_passed"] = False
+        model["parity"] = {"score": 0.5}
+    analysis = analysis_dict()
+    return [
+        {
+            "name": f"dssm{XSS}",
+            "analysis": analysis,
+            "comparison": first,
+            "analysis_report": "dssm/analysis/report.html",
+            "compare_report": "dssm/compare/compare.html",
+        },
+        {
+            "name": "esmm",
+            "analysis": analysis_dict(),
+            "comparison": second,
+            "analysis_report": "https://example.com/esmm/report.html",
+            "compare_report": "esmm/compare/compare.html",
+        },
+    ]
 
 
 def with_nested(d: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Open the generated reports in headless Chromium (DevTools protocol).
 
-Each report must load with no console error, no uncaught exception and no network request,
-draw every chart (plotly adds ``.js-plotly-plot`` and ``svg.main-svg``), keep model-supplied
-``<script>`` names inert, and sort its tables. Screenshots go to ``test-artifacts/``.
+Each report (analysis, comparison and the index page) must load with no console error, no
+uncaught exception and no network request, draw every chart (plotly adds ``.js-plotly-plot``
+and ``svg.main-svg``), keep model-supplied ``<script>`` names inert, and sort its tables.
+Screenshots go to ``test-artifacts/``.
 Skipped when Chromium (``apt-get install chromium``) is missing, which fails under CI.
 """
 
@@ -84,26 +85,25 @@ def test_real_analysis_report_in_browser(
     check_clean(run, min_charts=5)
 
 
-def test_empty_report_and_index_in_browser(tmp_path: Path, artifacts_dir: Path) -> None:
-    empty = render_comparison({}, tmp_path / "compare.html")
-    run = open_report(empty, chromium=CHROMIUM)
-    assert run.errors == [] and run.network_requests == []
-    assert run.charts == {"specs": 0, "drawn": 0, "plots": 0}
-    index = render_index(
-        [
-            {"title": fixtures.XSS, "path": str(empty)},
-            {"title": "remote", "path": "https://example.com/r.html"},
-        ],
-        tmp_path / "index.html",
-    )
+def test_index_page_in_browser(tmp_path: Path, artifacts_dir: Path) -> None:
+    """The landing page: its chart across models drawn offline, names kept inert, the gains
+    table sortable."""
+    index = render_index(fixtures.index_entries(), tmp_path / "index.html")
+    sort_gains = """(() => {
+      const table = document.getElementById('gains-table');
+      const header = table.tHead.rows[0].cells[2];   // "p50 vs baseline @1"
+      header.click();
+      return header.getAttribute('aria-sort');
+    })()"""
     run = open_report(
         index,
         screenshot=artifacts_dir / "report_index.png",
-        evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN},
+        evaluate={"xss": XSS_PROBE, "shown": PAYLOAD_SHOWN, "sort": sort_gains},
         chromium=CHROMIUM,
     )
-    assert run.errors == [] and run.network_requests == []
-    assert run.values == {"xss": None, "shown": True}
+    check_clean(run, min_charts=1)
+    assert run.values["xss"] is None and run.values["shown"] is True
+    assert run.values["sort"] in ("ascending", "descending")
 
 
 def test_the_monitor_catches_requests_and_errors(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ out = Path(sys.argv[1])
 data = json.loads(Path(sys.argv[2]).read_text())
 report.render_analysis(data["analysis"], out / "report.html")
 report.render_comparison(data["comparison"], out / "compare.html", rebuild=data["rebuild"])
-report.render_index([{"title": "a", "path": str(out / "report.html")}], out / "index.html")
+report.render_index(data["index"], out / "index.html")
 print(json.dumps({"package": report.__file__, "templates": str(templates_dir()),
                   "tensorflow_imported": "tensorflow" in sys.modules}))
 """
@@ -125,6 +125,7 @@ def test_wheel_ships_templates_and_renders_in_a_fresh_venv(tmp_path: Path) -> No
                 "analysis": fixtures.analysis_dict(),
                 "comparison": fixtures.comparison_dict(),
                 "rebuild": fixtures.rebuild_dict(),
+                "index": fixtures.index_entries(),
             }
         )
     )

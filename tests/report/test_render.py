@@ -1,4 +1,5 @@
-"""The HTML reports: content, escaping, self-containment and tolerance of partial inputs."""
+"""The HTML reports: content, escaping, self-containment, and views that read the artifacts'
+schema keys exactly (a renamed key fails here)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from recadvisor.report.analysis_view import (
 )
 from recadvisor.report.compare_view import comparison_view, pass_records
 from recadvisor.report.formatting import format_value
+from recadvisor.report.index_view import best_exact, index_view
 from recadvisor.report.render import code_spans
 from tests.report import fixtures
 from tests.report.fixtures import EVIL_FEATURE, EVIL_NODE, EVIL_OUTPUT, XSS, XSS_IMG
@@ -107,8 +109,8 @@ def test_analysis_report_shows_every_section(tmp_path: Path, analysis_dict: dict
     ):
         assert section in ids
     text = " ".join("".join(page.text).split())
-    assert "~12% of op time at batch 256" in text  # top win with its expected saving
-    assert "0.29x size" in text
+    assert "12.0% of op time at batch 256" in text  # top win with its expected saving
+    assert "11.1 KiB of weights" in text
     assert "exact-in-range" in text and "lossy" in text
     assert "yes: clients must send new inputs" in text  # contract change
     assert "pass: ids_upstream" in text  # plan entry as YAML
@@ -116,13 +118,12 @@ def test_analysis_report_shows_every_section(tmp_path: Path, analysis_dict: dict
     assert "15.6 KiB" in text and "36.0%" in text  # embedding size and rows hit
     assert "numbers as strings" in text  # feature profile flags numeric strings
     assert "one to one" in text and "containment 55.0%" in text
-    assert "unexpected section" in text  # unknown keys are shown, not dropped
     assert text.count("not measured") < 10
     specs = chart_specs(page)
     titles = {json.dumps(s["layout"].get("title", "")) for s in specs.values()}
-    assert len(specs) == 7, titles
+    assert len(specs) == 8, titles
     sunburst = [s for s in specs.values() if s["data"][0]["type"] == "sunburst"]
-    assert len(sunburst) == 1
+    assert len(sunburst) == 2  # smallest and largest batch size
     energy = [s for s in specs.values() if s["data"][0]["type"] == "scatter"]
     assert energy and energy[0]["data"][0]["y"][-1] == pytest.approx(100.0)
 
@@ -161,10 +162,11 @@ def test_plotly_is_inlined_once_and_nothing_is_remote(
         # plotly.js + the page script + one JSON element per chart: no other script
         assert html.count("<script") == 2 + n_charts
         assert n_charts >= 6
-    index = render_index([{"title": "a", "path": str(reports[0])}], tmp_path / "index.html")
+    index = render_index(fixtures.index_entries(), tmp_path / "index.html")
     html, page = parse(index)
-    assert PLOTLY_MARK not in html  # no chart, no plotly
+    assert html.count(PLOTLY_MARK) == 1  # one chart across models, plotly inlined once
     assert_self_contained(page)
+    assert_escaped(html, page)
 
 
 def test_model_supplied_names_render_as_text_in_charts(analysis_dict: dict) -> None:
@@ -176,45 +178,65 @@ def test_model_supplied_names_render_as_text_in_charts(analysis_dict: dict) -> N
     assert "<" not in raw and ">" not in raw  # cannot close the <script> element it sits in
 
 
-def test_missing_sections_say_not_measured(tmp_path: Path) -> None:
-    for payload in (
-        {},
-        {
-            "profile": "garbage",
-            "findings": "x",
-            "inventory": 3,
-            "suggestions": [None, 1],
-            "feature_stats": [],
-            "plan": "y",
-        },
-    ):
-        out = render_analysis(payload, tmp_path / "a.html")
-        html, page = parse(out)
-        text = "".join(page.text)
-        assert text.count("not measured") >= 5
-        assert PLOTLY_MARK not in html  # nothing to chart: no 4 MB of plotly.js
-        assert_self_contained(page)
-    out = render_comparison(
-        {"models": "nope", "floor": None}, tmp_path / "c.html", rebuild={"passes": "?"}
-    )
-    text = "".join(parse(out)[1].text)
-    assert "No models were compared" in text and "Pass records: not measured" in text
-
-
-def test_only_some_sections(tmp_path: Path, analysis_dict: dict) -> None:
-    partial = {"model": analysis_dict["model"], "inventory": analysis_dict["inventory"]}
-    html, page = parse(render_analysis(partial, tmp_path / "a.html"))
+def test_sections_the_schema_allows_to_be_null_say_not_measured(
+    tmp_path: Path, analysis_dict: dict
+) -> None:
+    """No profile and no sample data (``null`` in analysis.json): the report says so."""
+    analysis_dict["profile"] = None
+    analysis_dict["feature_stats"] = None
+    html, page = parse(render_analysis(analysis_dict, tmp_path / "a.html"))
     text = "".join(page.text)
     assert "Per-op profile: not measured" in text
     assert "Feature data: not measured" in text
-    assert len(chart_specs(page)) == 1  # op counts only
+    specs = chart_specs(page)
+    assert len(specs) == 3  # op counts, rows used and energy (from the inventory and findings)
     assert html.count(PLOTLY_MARK) == 1
+
+
+@pytest.mark.parametrize(
+    ("artifact", "path"),
+    [
+        ("analysis", ("findings", 0, "message")),
+        ("analysis", ("suggestions", 0, "expected_saving")),
+        ("analysis", ("inventory", "embedding_tables", 0, "variable")),
+        ("analysis", ("profile", "batches", "256", "top_ops")),
+        ("analysis", ("feature_stats", "columns", "user_id", "top_values")),
+        ("analysis", ("plan", "rewrites", 0, "pass")),
+        ("comparison", ("models", 1, "parity_passed")),
+        ("comparison", ("models", 0, "latency")),
+        ("comparison", ("floor",)),
+        ("rebuild", ("passes", "passes", 1, "status")),
+        ("rebuild", ("parity", "exported_vs_original")),
+    ],
+)
+def test_a_renamed_key_fails_instead_of_rendering_as_missing(
+    tmp_path: Path, artifact: str, path: tuple[Any, ...]
+) -> None:
+    """The views read the schema's keys: a key renamed by a writer raises KeyError (this test
+    fails loudly) instead of the report quietly showing "not measured" or "details"."""
+    data = {
+        "analysis": fixtures.analysis_dict,
+        "comparison": fixtures.comparison_dict,
+        "rebuild": fixtures.rebuild_dict,
+    }[artifact]()
+    parent = data
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[f"renamed_{path[-1]}"] = parent.pop(path[-1])
+    with pytest.raises(KeyError, match=str(path[-1])):
+        if artifact == "analysis":
+            render_analysis(data, tmp_path / "a.html")
+        elif artifact == "comparison":
+            render_comparison(data, tmp_path / "c.html")
+        else:
+            render_comparison(fixtures.comparison_dict(), tmp_path / "c.html", rebuild=data)
+    assert not (tmp_path / "a.html").exists() and not (tmp_path / "c.html").exists()
 
 
 def test_sunburst_leaves_match_the_attribution(analysis_dict: dict) -> None:
     profile = analysis_dict["profile"]
     batches = {b["batch_size"]: b for b in profile_batches(profile)}
-    attribution = profile["attribution"]
+    attribution = attributions(profile)[256]
     levels, leaves = sunburst_leaves(batches[256], attribution)
     assert levels == ("feature", "stage", "op type")
     assert sum(share for _, share in leaves) == pytest.approx(1.0)
@@ -229,7 +251,7 @@ def test_sunburst_fills_the_ops_not_listed(analysis_dict: dict) -> None:
     '(smaller ops)', so rings still add up to the attribution."""
     profile = analysis_dict["profile"]
     batch = profile_batches(profile)[-1]
-    attribution = dict(profile["attribution"])
+    attribution = attributions(profile)[256]
     per_feature_stage: dict[str, dict[str, float]] = {}
     for path, share in sunburst_leaves(batch, attribution)[1]:
         stages = per_feature_stage.setdefault(path[0], {})
@@ -243,28 +265,6 @@ def test_sunburst_fills_the_ops_not_listed(analysis_dict: dict) -> None:
         for stage, expected in stages.items():
             got = sum(s for p, s in leaves if p[:2] == (feature, stage))
             assert got == pytest.approx(expected)
-
-
-def test_attributions_are_found_in_every_shape(analysis_dict: dict) -> None:
-    attribution = analysis_dict["profile"]["attribution"]
-    shares = {k: attribution[k] for k in ("per_feature", "per_stage", "per_op_type")}
-    # analysis.json: batches keyed by batch size, shares inside each batch, top_ops
-    as_json = {
-        "batches": {"256": {"latency": {"p50_ms": 1.0}, "top_ops": [], **shares}},
-        "per_feature": {"256": attribution["per_feature"]},
-    }
-    assert list(attributions({}, as_json, None)) == [256]
-    assert profile_batches(as_json)[0]["latency"]["p50_ms"] == 1.0
-    # a list of Attribution.to_dict() beside Profile.to_dict()
-    listed = attributions(
-        {"attributions": [attribution, dict(attribution, batch_size=1)]}, {}, None
-    )
-    assert sorted(listed) == [1, 256]
-    # shares keyed by batch size at the profile's top level only
-    top_level = attributions({}, {"per_stage": {"32": shares["per_stage"]}}, None)
-    assert top_level[32]["per_stage"] == shares["per_stage"]
-    # shares merged into the profile itself
-    assert list(attributions({}, dict(shares), 64)) == [64]
 
 
 def test_real_analysis_json_renders(tmp_path: Path, real_analysis: dict) -> None:
@@ -286,7 +286,7 @@ def test_real_analysis_sunburst_has_three_rings(real_analysis: dict) -> None:
     goes feature -> stage -> op type (not just feature -> stage) and still adds up."""
     profile = real_analysis["profile"]
     batches = {b["batch_size"]: b for b in profile_batches(profile)}
-    attrs = attributions(real_analysis, profile, None)
+    attrs = attributions(profile)
     assert sorted(attrs) == [1, 32]
     for bs, attribution in attrs.items():
         levels, leaves = sunburst_leaves(batches[bs], attribution)
@@ -294,7 +294,7 @@ def test_real_analysis_sunburst_has_three_rings(real_analysis: dict) -> None:
         assert sum(share for _, share in leaves) == pytest.approx(1.0, abs=1e-6)
         assert ("age", "string/lookup", "StringToHashBucketFast") in {p for p, _ in leaves}
         # without the per-node charges, per_feature_op_type alone still gives three rings
-        by_op = {k: attribution[k] for k in ("per_feature", "per_feature_op_type")}
+        by_op = dict(attribution, per_node_bucket={}, per_node_features={})
         assert sunburst_leaves(None, by_op)[0] == ("feature", "stage", "op type")
 
 
@@ -305,7 +305,8 @@ def test_comparison_report_content(
     html, page = parse(out)
     text = " ".join("".join(page.text).split())
     assert "2 applied" in text and "1 refused" in text and "1 rolled back" in text
-    assert "nothing to merge" in text and "max abs diff 0.02 > 0.001" in text
+    assert "nothing to merge" in text and "max abs diff 0.02 on score > 0.001" in text
+    assert "1 disabled" in text
     assert "not returned" in text  # an output the ONNX model pruned
     assert "AUC 0.6900 (-0.0200)" in text
     assert "(call floor)" in text and "trivial signature" in text
@@ -332,68 +333,88 @@ def test_cdf_uses_raw_samples_and_falls_back_to_percentiles() -> None:
     assert "p50/p90/p99 points" in chart.caption
 
 
-def test_pass_records_read_every_shape() -> None:
-    records = pass_records(
-        {
-            "pipeline": {
-                "records": [
-                    {"name": "a", "outcome": "rolled-back", "error": "diff too big"},
-                    {"pass": "b", "applied": True, "stats": {"bytes_saved": 2048}},
-                    {"pass": "c", "refused": True, "reason": "no strings"},
-                    {"pass": "d", "enabled": False},
-                ]
-            }
-        }
-    )
+def test_pass_records_follow_the_pipeline_statuses(rebuild_dict: dict) -> None:
+    records = pass_records(rebuild_dict)
     assert [(r["name"], r["status"], r["status_class"]) for r in records] == [
-        ("a", "rolled back", "bad"),
-        ("b", "applied", "ok"),
-        ("c", "refused", "neutral"),
-        ("d", "disabled", "neutral"),
+        ("strip_control_deps", "applied", "ok"),
+        ("merge_duplicates", "refused", "neutral"),
+        ("ids_upstream", "applied", "ok"),
+        ("quantize_embeddings", "rolled back", "bad"),
+        ("prune_embedding_rows", "disabled", "neutral"),
     ]
-    assert records[1]["stats"] == "bytes_saved: 2.0 KiB"
-    by_name = pass_records({"passes": {"x": {"status": "applied"}}})
-    assert by_name[0]["name"] == "x" and by_name[0]["status"] == "applied"
+    assert records[2]["stats"] == "nodes 128 -> 88; nodes_removed: 6, bytes_saved: 2.0 KiB"
+    assert records[3]["parity_class"] == "bad" and records[0]["parity"] == "0"
+    rebuild_dict["passes"]["passes"][0]["status"] = "ok"  # not a pipeline status
+    with pytest.raises(KeyError, match="ok"):
+        pass_records(rebuild_dict)
 
 
-def test_index_links_local_reports_only(tmp_path: Path) -> None:
+def test_index_page_answers_what_was_gained(tmp_path: Path) -> None:
+    entries = fixtures.index_entries()
     reports = tmp_path / "reports"
-    (reports / "dssm").mkdir(parents=True)
-    target = reports / "dssm" / "report.html"
-    target.write_text("<html></html>")
-    entries = [
-        {
-            "title": f"dssm {XSS}",
-            "path": str(target),
-            "kind": "analysis",
-            "facts": {"p50_ms": 0.41, "size_bytes": 2048},
-        },
-        {"title": "relative", "path": "esmm/compare.html"},
-        {"title": "remote", "path": "https://example.com/x.html"},
-        {"title": "script", "href": "javascript:alert(1)"},
-    ]
+    (reports / "dssm" / "analysis").mkdir(parents=True)
     out = render_index(entries, reports)
     assert out == reports / "index.html"
     html, page = parse(out)
+    text = " ".join("".join(page.text).split())
+    first = entries[0]["comparison"]
+    best = best_exact(first)
+    assert best is not None and best["label"] == f"rebuilt{XSS}"  # the ONNX one differs
+    for bs in (1, 32, 256):
+        assert f"{best['ratio_vs_baseline'][str(bs)]:.2f}x" in text
+    assert "0.62x 302.7 KiB of 488.3 KiB" in text  # size vs the baseline
+    assert "none exact" in text and "not measured" not in text
+    assert "match" in text and "2.0e-07" in text  # parity of the best exact variant
+    assert "1 of 2 variants exact" in text and "0 of 2 variants exact" in text
+    assert "no exact variant" in text  # the second model: nothing to recommend
+    findings = [f["message"] for f in entries[0]["analysis"]["findings"]]
+    assert all(m.replace("`", "") in text.replace("`", "") for m in findings[:3])
+    assert "Top findings" in text
+    specs = chart_specs(page)
+    assert len(specs) == 1
+    (gains,) = specs.values()
+    assert [t["name"] for t in gains["data"]] == ["batch 1", "batch 32", "batch 256"]
+    assert gains["data"][0]["y"][0] == pytest.approx(best["ratio_vs_baseline"]["1"])
+    assert gains["data"][0]["y"][1] is None  # no exact variant: no bar
     hrefs = [a.get("href") for tag, a in page.tags if tag == "a"]
-    assert hrefs == ["dssm/report.html", "esmm/compare.html"]
+    assert "dssm/analysis/report.html" in hrefs and "dssm/compare/compare.html" in hrefs
+    assert "esmm/compare/compare.html" in hrefs
+    assert not any(h and h.startswith("http") for h in hrefs)  # a remote target is not linked
+    assert "not a local report: https://example.com/esmm/report.html" in text
     assert_self_contained(page)
     assert_escaped(html, page)
-    text = " ".join("".join(page.text).split())
-    assert "not a local report: https://example.com/x.html" in text
-    assert "0.41 ms" in text and "2.0 KiB" in text
+
+
+def test_index_view_picks_the_fastest_exact_variant() -> None:
+    comparison = fixtures.comparison_dict()
+    comparison["models"][2]["parity_passed"] = True  # now the ONNX file (0.1x) is exact too
+    assert best_exact(comparison)["label"] == "rebuilt/model.onnx"
+    assert best_exact(comparison, "saved_model")["label"] == f"rebuilt{XSS}"
+    (entry, _) = fixtures.index_entries()
+    entry["comparison"] = comparison
+    row = index_view([entry], lambda path: path)["rows"][0]
+    assert (
+        row["variant"] == "rebuilt/model.onnx" and row["saved_model"]["variant"] == f"rebuilt{XSS}"
+    )
+    assert row["saved_model"]["ratios"][0] == (1, comparison["models"][1]["ratio_vs_baseline"]["1"])
+    comparison["models"][1]["parity_passed"] = comparison["models"][2]["parity_passed"] = None
+    assert best_exact(comparison) is None
+    (entry, _) = fixtures.index_entries()
+    del entry["analysis"]["findings"][0]["severity"]
+    with pytest.raises(KeyError, match="severity"):
+        index_view([entry], lambda path: path)
 
 
 def test_writes_atomically_with_shareable_permissions(tmp_path: Path) -> None:
     out_dir = tmp_path / "new" / "dir"
     out_dir.mkdir(parents=True)
-    out = render_analysis({}, out_dir)
+    out = render_analysis(fixtures.analysis_dict(), out_dir)
     assert out == out_dir / "report.html"
     assert sorted(p.name for p in out_dir.iterdir()) == ["report.html"]  # no temp file left
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
-    out2 = render_comparison({}, tmp_path / "deeper" / "compare.html")
+    out2 = render_comparison(fixtures.comparison_dict(), tmp_path / "deeper" / "compare.html")
     assert out2.is_file()
 
 
@@ -428,6 +449,7 @@ def test_real_comparison_and_rebuild_render(
         "failed",
         "disabled",
     }
+    assert len(statuses) == len(rebuild["passes"]["passes"])
     applied = [name for name, status in statuses.items() if status == "applied"]
     assert applied == rebuild["passes"]["applied"]
     assert all(chart is not None for key, chart in view["charts"].items() if key != "memory")

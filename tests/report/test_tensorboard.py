@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from recadvisor.analysis.profile import BatchProfile, OpTiming, Profile
 from recadvisor.api import write_tensorboard
-from recadvisor.bench import LatencySummary
 from recadvisor.report.tensorboard import top_ops_markdown
 from recadvisor.tfimport import import_tf
+from tests.report import fixtures
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +58,18 @@ def test_write_profile_from_analysis_json(
     assert values["op_type_us/MatMul"][32] > 0
 
 
-def test_write_profile_from_profile_object(tmp_path: Path, tiny_graph: Any) -> None:
-    ops = (
-        OpTiming("a|b", "MatMul", ("_MklNativeFusedMatMul",), 30.0, 0.75),
-        OpTiming("hash", "StringToHashBucketFast", ("_TensorToHashBucketFast",), 10.0, 0.25),
-    )
-    profile = Profile(
-        batches=(BatchProfile(4, LatencySummary(4, 10, 0.3, 0.4, 0.5, 0.35, 0.0), ops, 0.0, 5),),
-        signature="serving_default",
-    )
-    values, graphs = read_events(write_tensorboard(tiny_graph, profile.to_dict(), tmp_path / "tb"))
+def test_write_profile_from_the_fixture(tmp_path: Path, tiny_graph: Any) -> None:
+    profile = fixtures.analysis_dict()["profile"]
+    values, graphs = read_events(write_tensorboard(tiny_graph, profile, tmp_path / "tb"))
     assert graphs == 1
-    assert values["latency/p99_ms"][4] == pytest.approx(0.5)
-    assert values["op_type_us/MatMul"][4] == pytest.approx(30.0)
-    assert values["stage_share/dense/MLP"][4] == pytest.approx(0.75)
-    table = values["profile/top_ops"][4]
-    assert "| 1 | a\\|b | MatMul | _MklNativeFusedMatMul | 30 µs | 75.0% |" in table
+    batch = profile["batches"]["256"]
+    assert values["latency/p99_ms"][256] == pytest.approx(batch["latency"]["p99_ms"])
+    assert values["op_type_us/MatMul"][256] == pytest.approx(240.0)
+    assert values["stage_share/dense/MLP"][256] == pytest.approx(0.4)  # the attribution's share
+    table = values["profile/top_ops"][256]
+    assert (
+        f"| 1 | {fixtures.EVIL_NODE} | MatMul | _MklNativeFusedMatMul | 240 µs | 38.1% |" in table
+    )
 
 
 def test_write_profile_without_profile_writes_the_graph(tmp_path: Path, tiny_graph: Any) -> None:
@@ -85,7 +80,7 @@ def test_write_profile_without_profile_writes_the_graph(tmp_path: Path, tiny_gra
 def test_markdown_table_lists_most_expensive_first() -> None:
     batch = {
         "batch_size": 8,
-        "latency": {"p50_ms": 1.0},
+        "latency": {"p50_ms": 1.0, "p90_ms": 1.2, "p99_ms": 1.5},
         "ops": [
             {"node": "small", "op": "Add", "runtime_ops": [], "self_us": 1.0, "share": 0.1},
             {

@@ -65,8 +65,7 @@ def rebuilt_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Contrac
     model = hashing_ranker()
     result = IdsUpstreamPass().apply(model.graph, {}, model.context(labels=False))
     out = tmp_path_factory.mktemp("rebuilt")
-    doc = feature_contract_dict(result.encodings, result.graph.signature)
-    doc["original_signature"] = model.graph.signature.to_dict()
+    doc = feature_contract_dict(result.encodings, result.graph.signature, model.graph.signature)
     (out / "feature_contract.json").write_text(json.dumps(doc), encoding="utf-8")
     return out, model, result
 

@@ -206,4 +206,5 @@ def test_data_file_with_labels(ranker: TinyModel, tmp_path: Path) -> None:
         "path": str(tmp_path / "rows.parquet"),
         "rows": len(frame),
         "labels": True,
+        "note": "",
     }

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from recadvisor.bench import LatencySummary
 
 TARGET_SIGNATURE = "loaded_signature"
 TARGET_FROZEN = "frozen_graph"
+
+
+class OpTimingDict(TypedDict):
+    """``OpTiming.to_dict()``: one profiled graph node."""
+
+    node: str
+    op: str
+    runtime_ops: list[str]
+    self_us: float
+    share: float
+    fused_nodes: list[str]
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class OpTiming:
     share: float
     fused_nodes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OpTimingDict:
         """JSON form."""
         return {
             "node": self.node,
