@@ -313,6 +313,30 @@ def analyze(
     return result
 
 
+def stats(
+    model_dir: str | Path,
+    data: list[str],
+    out_dir: str | Path,
+    **options: Any,
+) -> dict:
+    """Feature statistics of the model's inputs over log files (``recadvisor stats``).
+
+    Args:
+        model_dir: the SavedModel directory.
+        data: files, folders or globs of logs (Parquet, CSV, JSON Lines; hive partitions).
+        out_dir: the stats folder (``stats.json`` + ``counts/``), written atomically.
+        **options: ``signature``, ``engine`` (``duckdb`` | ``spark``), ``spark_master``,
+            ``memory_limit``, ``threads``, ``force``, ``allow_unsafe_ops``, ``progress``
+            (see :func:`recadvisor.stats.compute_stats`).
+
+    Returns:
+        The ``stats.json`` document.
+    """
+    from recadvisor.stats import compute_stats
+
+    return dict(compute_stats(model_dir, data, out_dir, **options))
+
+
 def encode_inputs(rebuilt_dir: str | Path, raw_inputs: dict) -> dict:
     """Encode raw inputs for a rebuilt model whose contract changed (see ``feature_contract.json``).
 

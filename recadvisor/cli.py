@@ -591,6 +591,95 @@ def encode(
     console.print(f"wrote {out} ({getattr(result, 'rows', '?')} rows)")
 
 
+def print_stats(doc: dict[str, Any]) -> None:
+    """The inputs, embedding tables and per-request checks of a ``stats.json`` as tables."""
+    ds = doc["dataset"]
+    console.print(
+        f"{ds['rows']:,} rows in {ds['file_count']} {ds['format']} files "
+        f"({fmt_bytes(ds['total_bytes'])}), {ds['engine']} {ds['seconds']:.1f} s"
+    )
+    _print_table(
+        "Inputs",
+        ("input", "values", "nulls", "pads", "distinct", "min", "max"),
+        (
+            (
+                k,
+                f"{s['values']:,}",
+                f"{s['nulls']:,}",
+                f"{s['pads']:,}",
+                f"{s['distinct']:,}",
+                str(s["min"])[:20],
+                str(s["max"])[:20],
+            )
+            for k, s in doc["inputs"].items()
+        ),
+    )
+    _print_table(
+        "Embedding rows hit (after the model's id mapping)",
+        ("table", "inputs", "rows hit", "rows", "hits"),
+        (
+            (
+                t["variable"],
+                ", ".join(i["input"] for i in t["inputs"]),
+                f"{t['rows_hit']:,}",
+                f"{t['rows']:,}",
+                f"{t['hits']:,}",
+            )
+            for t in doc["tables"].values()
+        ),
+    )
+    checks = [c for c in doc["per_request"] if c["per_request"]]
+    for key in dict.fromkeys(c["key"] for c in doc["per_request"]):
+        found = ", ".join(c["input"] for c in checks if c["key"] == key) or "none"
+        console.print(f"one value per {key}: {found}")
+    for note in doc.get("notes", []):
+        console.print(f"note: {note}")
+
+
+@app.command("stats")
+@handle_errors
+def stats_command(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory.")],
+    data: Annotated[
+        list[str], typer.Argument(help="Log files, folders or globs (Parquet, CSV, JSONL).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (embedded) or spark.")] = "duckdb",
+    spark_master: Annotated[
+        str | None,
+        typer.Option("--spark-master", help="local[2], yarn, spark://host:7077 (Spark only)."),
+    ] = None,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="Engine memory (DuckDB limit, Spark driver).")
+    ] = "2GiB",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    allow_unsafe_ops: Annotated[
+        bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
+    ] = False,
+) -> None:
+    """Exact feature statistics over the full logs (rows, nulls, pads, distinct values,
+    quantiles, sequence lengths, embedding-row hits after the model's id mapping, per-request
+    inputs) into OUT/stats.json and OUT/counts/, for analyze --stats and rebuild --stats."""
+    from recadvisor import api
+
+    with _progress() as progress:
+        doc = api.stats(
+            model,
+            list(data),
+            out,
+            signature=signature,
+            engine=engine,
+            spark_master=spark_master,
+            memory_limit=memory_limit,
+            force=force,
+            allow_unsafe_ops=allow_unsafe_ops,
+            progress=_progress_callback(progress),
+        )
+    print_stats(doc)
+    console.print(f"wrote {out}/stats.json and {out}/counts/")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
