@@ -330,7 +330,7 @@ def _columns(
             sequence = source[1]
         else:
             sequence = rank == 2 and info.shape[1] != 1
-        check_column(kind, sequence, key, source)
+        check_column(kind, sequence, key, source, text)
         columns[key] = InputColumn(key, key, kind, source[0], sequence, text=text)
     if not columns:
         raise DataError(

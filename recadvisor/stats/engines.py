@@ -237,17 +237,16 @@ class SparkEngine:
                 "--engine spark needs pyspark: pip install 'recadvisor[spark]' (and Java 17)"
             ) from e
         self.version = pyspark.__version__
+        if master is not None:
+            check_spark_master(master)
         active = SparkSession.getActiveSession()
         self._owned = active is None
         if active is not None and master is not None and active.sparkContext.master != master:
-            log.warning(
-                "a Spark session on %s is already running; using it instead of %s",
-                active.sparkContext.master,
-                master,
+            raise EngineError(
+                f"a Spark session on {active.sparkContext.master} is already running in this "
+                f"process; it cannot also use {master}"
             )
         if active is None:
-            if master is not None:
-                check_spark_master(master)
             if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
                 raise EngineError("--engine spark needs a Java 17 runtime (java not found)")
             builder = (
@@ -262,6 +261,10 @@ class SparkEngine:
                 builder = builder.master(master)
             if master is None or master.startswith("local"):
                 builder = builder.config("spark.driver.memory", f"{memory_limit // 2**20}m")
+                # one machine: a few shuffle partitions, not the cluster default of 200
+                builder = builder.config(
+                    "spark.sql.shuffle.partitions", str(4 * (os.cpu_count() or 1))
+                )
             try:
                 active = builder.getOrCreate()
             except Exception as e:  # noqa: BLE001 - the JVM reports many kinds
@@ -291,7 +294,7 @@ class SparkEngine:
         """Run ``sql`` and yield its rows as batches of ``schema``."""
         names = schema.names
         try:
-            rows = self.spark.sql(sql).toLocalIterator()
+            rows = self.spark.sql(sql).toLocalIterator(prefetchPartitions=True)
             chunk: list[Any] = []
             for row in rows:
                 chunk.append(row)

@@ -136,7 +136,9 @@ class InputColumn:
         )
 
 
-def check_column(info_kind: str, sequence: bool, key: str, source: tuple[str, bool]) -> None:
+def check_column(
+    info_kind: str, sequence: bool, key: str, source: tuple[str, bool], text: bool = False
+) -> None:
     """Refuse a column whose type does not fit the input (a one-line :class:`DataError`).
 
     Args:
@@ -144,6 +146,7 @@ def check_column(info_kind: str, sequence: bool, key: str, source: tuple[str, bo
         sequence: the input takes a list per row.
         key: the input key (named in the message).
         source: the column's (kind, holds lists) as the engine reads it.
+        text: the data is CSV, read as text (numbers are parsed and checked later).
     """
     kind, is_list = source
     what = f"{'list of ' if is_list else ''}{kind}"
@@ -154,7 +157,7 @@ def check_column(info_kind: str, sequence: bool, key: str, source: tuple[str, bo
             "write sequences as list columns (Parquet lists, JSON arrays) and one value per row "
             "otherwise"
         )
-    if kind not in ACCEPTS[info_kind]:
+    if kind not in ACCEPTS[info_kind] and not (text and kind == STRING):
         raise DataError(
             f"column '{key}' holds {what} values but input '{key}' takes {need} values; "
             "fix the column type upstream (text is never read as a number)"
