@@ -214,6 +214,7 @@ def rebuild(
     onnx: bool = False,
     force: bool = False,
     allow_unsafe_ops: bool = False,
+    stats: str | Path | None = None,
 ) -> object:
     """Rebuild a SavedModel (see :func:`recadvisor.rebuild.rebuild`).
 
@@ -228,6 +229,7 @@ def rebuild(
         force: replace an existing ``out_dir``.
         allow_unsafe_ops: rebuild a model that holds file/network/Python ops (else refused
             before anything runs).
+        stats: a ``recadvisor stats`` folder: data-driven passes decide from the full logs.
 
     Returns:
         The :class:`~recadvisor.rebuild.RebuildResult`.
@@ -246,6 +248,7 @@ def rebuild(
         signature=signature,
         force=force,
         onnx=onnx,
+        stats=stats,
     )
 
 
@@ -261,6 +264,7 @@ def analyze(
     tensorboard_dir: str | Path | None = None,
     force: bool = False,
     progress: object = None,
+    stats: str | Path | None = None,
 ) -> object:
     """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
 
@@ -275,6 +279,8 @@ def analyze(
         tensorboard_dir: also write the frozen graph and the profile for TensorBoard.
         force: replace an existing ``out_dir``.
         progress: ``progress(stage, done, total)`` callback.
+        stats: a ``recadvisor stats`` folder: rows hit and per-request evidence come from the
+            full logs (the sample still drives profiling).
 
     Returns:
         The :class:`~recadvisor.analysis.analyze.Analysis`.
@@ -295,6 +301,7 @@ def analyze(
         preset=preset,
         allow_unsafe_ops=allow_unsafe_ops,
         progress=progress,
+        stats_dir=stats,
     )
     payload = result.to_dict()
     if tensorboard_dir is not None:

@@ -79,6 +79,9 @@ def handle_errors(fn: F) -> F:
 
 
 ALLOW_UNSAFE_HELP = "Load and run a model with file/network/Python ops."
+STATS_HELP = (
+    "A `recadvisor stats` folder: decide rows hit, values, per-request inputs from the logs."
+)
 
 
 @app.callback()
@@ -500,6 +503,7 @@ def rebuild(
     allow_unsafe_ops: Annotated[
         bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
     ] = False,
+    stats: Annotated[Path | None, typer.Option("--stats", help=STATS_HELP)] = None,
 ) -> None:
     """Apply a plan (or a preset) with every rewrite parity-checked, and write
     OUT/saved_model, OUT/rebuild.json, OUT/plan.yaml (and feature_contract.json, model.onnx)."""
@@ -515,6 +519,7 @@ def rebuild(
         onnx=onnx,
         force=force,
         allow_unsafe_ops=allow_unsafe_ops,
+        stats=stats,
     )
     print_rebuild(result.to_dict())
     console.print(f"wrote {out}/saved_model and {out}/rebuild.json")
@@ -539,6 +544,7 @@ def analyze(
         typer.Option("--tensorboard", help="Also write the graph and profile for TensorBoard."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    stats: Annotated[Path | None, typer.Option("--stats", help=STATS_HELP)] = None,
 ) -> None:
     """Profile the model per op, attribute cost to features, find what makes it slow or big,
     and write OUT/analysis.json, OUT/plan.yaml and OUT/report.html."""
@@ -557,6 +563,7 @@ def analyze(
             tensorboard_dir=tensorboard,
             force=force,
             progress=_progress_callback(progress),
+            stats=stats,
         )
     payload = result.to_dict()
     table = Table(title=f"Top suggestions for {model}")

@@ -634,6 +634,7 @@ def embedding_views(
                 "bytes": as_float(entry.get("bytes")),
                 "features": [str(f) for f in as_list(entry.get("features"))],
                 "rows_hit": rows_hit,
+                "rows_hit_source": entry.get("rows_hit_source"),
                 "hit_fraction": hit_fraction,
                 "unused_bytes": as_float(entry.get("unused_bytes")),
                 "cardinality": as_int(entry.get("cardinality")),
@@ -829,6 +830,16 @@ def run_facts(model: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str
         unused = as_list(data.get("unused_columns"))
         if unused:
             rows.append(("columns not used", ", ".join(str(c) for c in unused)))
+    logs = as_dict(model.get("log_stats"))
+    if logs:
+        rows.append(
+            (
+                "full-log statistics",
+                f"{logs.get('dir')}: {fmt_num(logs.get('rows'))} rows in "
+                f"{fmt_num(logs.get('files'))} files ({logs.get('engine')}); rows hit, "
+                "cardinalities and per-request evidence come from them",
+            )
+        )
     run = as_dict(model.get("run"))
     if run:
         for key in ("preset", "batch_sizes", "profile_calls"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -197,14 +198,43 @@ class LogStats:
         """``logs (N rows, engine)``: how figures from these stats are labelled."""
         return f"logs ({self.rows:,} rows, {self.doc['dataset']['engine']})"
 
-    def table(self, name: str, rows: int) -> TableStats | None:
-        """The stats of the embedding table ``name`` when it has ``rows`` rows, else ``None``."""
-        t = self.doc["tables"].get(name)
-        return t if t is not None and int(t["rows"]) == int(rows) else None
+    def summary(self) -> dict[str, Any]:
+        """Where figures marked ``logs`` come from (``analysis.json`` / ``rebuild.json``)."""
+        ds = self.doc["dataset"]
+        return {
+            "dir": str(self.directory),
+            "rows": ds["rows"],
+            "engine": ds["engine"],
+            "files": ds["file_count"],
+            "total_bytes": ds["total_bytes"],
+            "digest": ds["digest"],
+            "computed_utc": ds["started_utc"],
+        }
 
-    def row_hits(self, name: str, rows: int) -> np.ndarray | None:
-        """Hits per row (an int64 array of ``rows``) of a table, or ``None`` without its stats."""
-        t = self.table(name, rows)
+    def table(self, name: str, rows: int, inputs: Iterable[str] | None = None) -> TableStats | None:
+        """The stats of embedding table ``name``, when they still describe it.
+
+        Args:
+            name: the table's ``Const`` node.
+            rows: its row count now.
+            inputs: the inputs whose ids index it now; they must be the ones the stats mapped
+                (a table merged with another since is not described by either's stats).
+
+        Returns:
+            The table's stats, or ``None``.
+        """
+        t = self.doc["tables"].get(name)
+        if t is None or int(t["rows"]) != int(rows):
+            return None
+        if inputs is not None and set(inputs) != {i["input"] for i in t["inputs"]}:
+            return None
+        return t
+
+    def row_hits(
+        self, name: str, rows: int, inputs: Iterable[str] | None = None
+    ) -> np.ndarray | None:
+        """Hits per row (an int64 array of ``rows``) of a table, or ``None`` (see :meth:`table`)."""
+        t = self.table(name, rows, inputs)
         if t is None:
             return None
         import pyarrow.parquet as pq
