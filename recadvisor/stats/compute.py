@@ -280,7 +280,8 @@ def _per_request(
 ) -> list[PerRequestCheck]:
     from recadvisor.rewrite.per_request_dedup import MIN_REPEATED_GROUPS, detect_request_inputs
 
-    seeds = detect_request_inputs(list(columns))
+    # scalar request keys (a history list is per-request, not the request's key)
+    seeds = [k for k in detect_request_inputs(list(columns)) if not columns[k].sequence]
     checks: list[PerRequestCheck] = []
     for seed in seeds:
         others = tuple(c for k, c in columns.items() if k not in seeds)
