@@ -10,7 +10,8 @@ reduces their sorted, exact results in one streaming pass each:
    frequent values, the full value list when short and the embedding-row hits (the values mapped
    by :mod:`recadvisor.stats.idmap`, weighted by their counts) accumulate. Numeric quantiles are
    read back from the written file once the number of values is known.
-3. Per request key (``user_id``...): one ``FunctionalDependency`` over the other inputs.
+3. Per scalar request key (``user_id``...): one ``FunctionalDependency`` over the other scalar
+   inputs.
 4. The id mappings are checked against the graph on a sample of the values seen.
 
 Memory stays bounded: the engine spills beyond its limit, results arrive in batches, and Python
@@ -108,7 +109,7 @@ class _Summary:
     first: Any = None
     last: Any = None
     listed: list[list[Any]] = field(default_factory=list)
-    top: list[tuple[int, Any]] = field(default_factory=list)
+    top: list[tuple[int, int, Any]] = field(default_factory=list)
     sample: list[Any] = field(default_factory=list)
 
     def add(self, values: pa.Array, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,19 +136,21 @@ class _Summary:
             self.listed.extend([v, c] for v, c in pairs)
         if len(self.sample) < CHECK_VALUES:
             self.sample.extend(vals[: CHECK_VALUES - len(self.sample)].tolist())
-        k = min(TOP_VALUES, len(vals))
-        best = np.argpartition(-cnts, k - 1)[:k] if k < len(vals) else np.arange(len(vals))
+        # most frequent first, ties to the value that comes first in sort order: the same
+        # whatever the batch boundaries of the engine
+        offset = self.distinct - len(vals)
+        best = np.lexsort((np.arange(len(vals)), -cnts))[:TOP_VALUES]
         for i in best.tolist():
-            item = (int(cnts[i]), _plain(vals[i]))
+            item = (int(cnts[i]), -(offset + i), _plain(vals[i]))
             if len(self.top) < TOP_VALUES:
                 heapq.heappush(self.top, item)
-            elif item[0] > self.top[0][0]:
+            elif item[:2] > self.top[0][:2]:
                 heapq.heapreplace(self.top, item)
         return vals, cnts
 
     def top_values(self) -> list[list[Any]]:
-        """The most frequent values, most frequent first (ties: by value)."""
-        return [[v, c] for c, v in sorted(self.top, key=lambda t: (-t[0], t[1]))]
+        """The most frequent values, most frequent first (ties: in sort order)."""
+        return [[v, c] for c, _, v in sorted(self.top, reverse=True)]
 
 
 def _plain(value: Any) -> Any:
@@ -284,7 +287,9 @@ def _per_request(
     seeds = [k for k in detect_request_inputs(list(columns)) if not columns[k].sequence]
     checks: list[PerRequestCheck] = []
     for seed in seeds:
-        others = tuple(c for k, c in columns.items() if k not in seeds)
+        # scalar inputs only: a list (a history) changes between requests, and comparing
+        # lists per key costs more than the rest of the statistics together
+        others = tuple(c for k, c in columns.items() if k not in seeds and not c.sequence)
         progress(f"per-request check on {seed}")
         if not others:
             continue
