@@ -6,6 +6,10 @@ All files must share one format: Parquet (``.parquet``, ``.pq``), CSV (``.csv``,
 JSON Lines (``.jsonl``, ``.json``, ``.ndjson``, optionally ``.gz``). Folders named ``key=value``
 between a common root and the files are hive partitions: both engines read ``key`` as a column.
 
+A URI with a scheme (``hdfs://``, ``s3a://``, ``gs://``, ``abfs://``...) is passed to Spark as it
+is (``--engine spark`` only; its format comes from its extension, Parquet otherwise): the
+fingerprint then lists the URIs without sizes.
+
 Every problem a user can cause (a missing path, a glob matching nothing, an unreadable file,
 mixed formats) is a :class:`~recadvisor.errors.DataError`, raised before any engine starts.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,7 @@ FORMATS: dict[str, str] = {
 }
 _GZIP_OK = frozenset({"csv", "jsonl"})
 _GLOB_CHARS = frozenset("*?[")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -58,12 +64,14 @@ class Dataset:
         root: the deepest folder holding every file (the base of hive partitions), or ``None``
             for a single file.
         partition_columns: hive partition keys found in the paths below ``root``.
+        remote: the files are URIs only Spark reads (sizes unknown: 0).
     """
 
     files: tuple[DataFile, ...]
     format: str
     root: str | None
     partition_columns: tuple[str, ...]
+    remote: bool = False
 
     @property
     def paths(self) -> list[str]:
@@ -160,6 +168,20 @@ def resolve_dataset(args: list[str] | tuple[str, ...]) -> Dataset:
     """
     if not args:
         raise DataError("no data given; pass the log files, folders or globs")
+    uris = [str(a) for a in args if _URI.match(str(a))]
+    if uris:
+        if len(uris) != len(args):
+            raise DataError("pass either local paths or URIs (hdfs://, s3a://...), not both")
+        formats = sorted({file_format(u.rstrip("/")) or "parquet" for u in uris})
+        if len(formats) > 1:
+            raise DataError(f"the data mixes formats ({', '.join(formats)}); pass one format")
+        return Dataset(
+            files=tuple(DataFile(u, 0, 0.0) for u in uris),
+            format=formats[0],
+            root=None,
+            partition_columns=(),
+            remote=True,
+        )
     paths: dict[Path, None] = {}
     for arg in args:
         for p in _expand(str(arg)):

@@ -93,6 +93,11 @@ class DuckDBEngine:
     def __init__(
         self, dataset: Dataset, memory_limit: int, spill_dir: str, threads: int | None = None
     ) -> None:
+        if dataset.remote:
+            raise EngineError(
+                "the duckdb engine reads local files; read hdfs://, s3a://... data with "
+                "--engine spark"
+            )
         try:
             import duckdb
         except ImportError as e:  # a core dependency, but say how to fix a broken install
@@ -259,7 +264,7 @@ class SparkEngine:
             )
             if master is not None:
                 builder = builder.master(master)
-            if master is None or master.startswith("local"):
+            if master is not None and master.startswith("local"):
                 builder = builder.config("spark.driver.memory", f"{memory_limit // 2**20}m")
                 # one machine: a few shuffle partitions, not the cluster default of 200
                 builder = builder.config(
@@ -272,7 +277,7 @@ class SparkEngine:
         self.spark = active
         self.master = active.sparkContext.master
         reader = active.read
-        if dataset.root is not None:
+        if dataset.root is not None and not dataset.remote:
             reader = reader.option("basePath", dataset.root)
         try:
             if dataset.format == "parquet":
