@@ -23,16 +23,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from recadvisor.data.readers import _FORMAT_ALIASES
 from recadvisor.errors import DataError
 
-#: extension (lower case, without ``.gz``) -> format read by the engines
+#: extension (lower case, without ``.gz``) -> format the engines read (the sample readers' names)
 FORMATS: dict[str, str] = {
-    "parquet": "parquet",
-    "pq": "parquet",
-    "csv": "csv",
-    "jsonl": "jsonl",
-    "json": "jsonl",
-    "ndjson": "jsonl",
+    ext: fmt for ext, fmt in _FORMAT_ALIASES.items() if fmt in ("parquet", "csv", "jsonl")
 }
 _GZIP_OK = frozenset({"csv", "jsonl"})
 _GLOB_CHARS = frozenset("*?[")

@@ -148,3 +148,25 @@ def test_engine_problems_exit_11(
     assert result == code, stderr
     _one_line_error(stderr, message)
     assert not out.exists()
+
+
+@pytest.mark.slow  # a full rebuild with the small preset (~30-60 s on the shared box)
+def test_rebuild_cli_prunes_with_the_logs(
+    cli: CliRunner, ranker_dir: Path, logs_dir: Path, duckdb_stats: Path, tmp_path: Path
+) -> None:
+    sample = tmp_path / "sample.parquet"
+    pq.write_table(log_table(1, rows=60), sample)
+    out = tmp_path / "rebuilt"
+    result = cli.invoke(
+        app,
+        [
+            "rebuild", str(ranker_dir), "--preset", "small", "--data", str(sample),
+            "--stats", str(duckdb_stats), "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads((out / "rebuild.json").read_text())
+    assert doc["data"]["log_stats"]["rows"] == 3000
+    text = json.dumps(doc)
+    assert "hit >= 1x in the logs (3,000 rows, duckdb)" in text
+    assert "covering 100% of" in text
