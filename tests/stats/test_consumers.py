@@ -129,6 +129,10 @@ def test_analyze_reads_rows_hit_from_the_logs(
     payload = analyze(ranker_dir, profile=False, stats_dir=duckdb_stats).to_dict()
     assert payload["model"]["log_stats"]["rows"] == 3000
     assert payload["model"]["log_stats"]["dir"] == str(duckdb_stats)
+    per_request = next(f for f in payload["findings"] if f["kind"] == "per_request_feature")
+    in_logs = per_request["evidence"]["per_request_in_logs"]
+    assert in_logs["one_value_per_key"] == {"user_id": ["segment"]}
+    assert "one value per `user_id`: `segment`" in per_request["message"]
     ctx = DetectorContext(graph=graph, log_stats=stats)
     for table in find_embedding_tables(graph):
         ev = describe_table(ctx, table)
