@@ -278,13 +278,20 @@ def _input_stats(
     return stats, summary.sample
 
 
+def request_keys(columns: dict[str, InputColumn]) -> list[str]:
+    """The inputs named like a request key (``user_id``...; as ``per_request_dedup`` finds them),
+    scalar ones only: a history list is per-request, not the request's key."""
+    from recadvisor.rewrite.per_request_dedup import detect_request_inputs
+
+    return [k for k in detect_request_inputs(list(columns)) if not columns[k].sequence]
+
+
 def _per_request(
     engine: Any, columns: dict[str, InputColumn], progress: Callable[[str], None]
 ) -> list[PerRequestCheck]:
-    from recadvisor.rewrite.per_request_dedup import MIN_REPEATED_GROUPS, detect_request_inputs
+    from recadvisor.rewrite.per_request_dedup import MIN_REPEATED_GROUPS
 
-    # scalar request keys (a history list is per-request, not the request's key)
-    seeds = [k for k in detect_request_inputs(list(columns)) if not columns[k].sequence]
+    seeds = request_keys(columns)
     checks: list[PerRequestCheck] = []
     for seed in seeds:
         # scalar inputs only: a list (a history) changes between requests, and comparing
@@ -456,7 +463,7 @@ def _run(
     columns, missing = _columns(graph.signature, engine.columns(), dataset.format == "csv", notes)
     mappings, unmapped = row_mappings(graph)
     mappings = [m for m in mappings if m.input in columns]
-    total_steps = 1 + len(columns) + 2
+    total_steps = 1 + len(columns) + len(request_keys(columns)) + 1
     done = 0
 
     def step(label: str) -> None:
