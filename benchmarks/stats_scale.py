@@ -269,6 +269,15 @@ def engines_agree(a: Path, b: Path) -> dict[str, Any]:
     }
 
 
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """A dictionary type as its value type (also inside lists)."""
+    if pa.types.is_dictionary(t):
+        return t.value_type
+    if pa.types.is_list(t):
+        return pa.list_(_plain_type(t.value_type))
+    return t
+
+
 PANDAS_SCRIPT = """
 import sys, time
 from recadvisor.analysis.features import compute_feature_stats
@@ -292,8 +301,10 @@ def run_pandas(model: Path, data: Path, scratch: Path, args: argparse.Namespace)
         if n > args.rows:
             break
         path = scratch / f"prefix-{n}.parquet"
-        if not path.exists():
-            pq.write_table(dataset.head(n).drop_columns(["day"]), path)
+        if not path.exists():  # plain strings, as an ordinary export writes them
+            prefix = dataset.head(n).drop_columns(["day"])
+            plain = pa.schema([pa.field(f.name, _plain_type(f.type)) for f in prefix.schema])
+            pq.write_table(prefix.cast(plain), path)
         print(f"running pandas on {n:,} rows ...", flush=True)
         cmd = [sys.executable, "-c", PANDAS_SCRIPT, str(model), str(path)]
         r = measure(cmd, args.pandas_cap_s, int(args.pandas_cap_gib * 2**30))
