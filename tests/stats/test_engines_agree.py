@@ -103,7 +103,7 @@ def _without_engine(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.slow  # starts a JVM: 40-130 s on the shared 2-core box
+@pytest.mark.slow  # starts a JVM: 20-130 s on the shared 2-core box
 def test_spark_matches_duckdb(spark_stats: Path, duckdb_stats: Path) -> None:
     spark = json.loads((spark_stats / "stats.json").read_text())
     duck = json.loads((duckdb_stats / "stats.json").read_text())
