@@ -288,6 +288,7 @@ def rebuild(
     onnx: bool = False,
     force: bool = False,
     allow_unsafe_ops: bool = False,
+    stats: str | Path | None = None,
 ) -> RebuildResult:
     """Rebuild a SavedModel (see :func:`recadvisor.rebuild.rebuild`).
 
@@ -302,6 +303,7 @@ def rebuild(
         force: replace an existing ``out_dir``.
         allow_unsafe_ops: rebuild a model that holds file/network/Python ops (else refused
             before anything runs).
+        stats: a ``recadvisor stats`` folder: data-driven passes decide from the full logs.
 
     Returns:
         The :class:`~recadvisor.rebuild.RebuildResult`.
@@ -320,6 +322,7 @@ def rebuild(
         signature=signature,
         force=force,
         onnx=onnx,
+        stats=stats,
     )
 
 
@@ -337,6 +340,7 @@ def analyze(
     progress: ProgressCallback | None = None,
     serving_settings: bool = False,
     request_size: int = 256,
+    stats: str | Path | None = None,
 ) -> Analysis:
     """Analyze a SavedModel; with ``out_dir``, write analysis.json, plan.yaml and report.html.
 
@@ -355,6 +359,8 @@ def analyze(
             one request of ``request_size`` candidates, 1 and 2 callers; each setting in its own
             process) and report the best as TF Serving flags and a ``ConfigProto``.
         request_size: candidates per request for ``serving_settings``.
+        stats: a ``recadvisor stats`` folder: rows hit and per-request evidence come from the
+            full logs (the sample still drives profiling).
 
     Returns:
         The :class:`~recadvisor.analysis.analyze.Analysis`.
@@ -375,6 +381,7 @@ def analyze(
         preset=preset,
         allow_unsafe_ops=allow_unsafe_ops,
         progress=progress,
+        stats_dir=stats,
     )
     if serving_settings:
         import dataclasses
@@ -398,6 +405,30 @@ def analyze(
             save_plan(result.plan, tmp / "plan.yaml")
             render_analysis(payload, tmp / "report.html")
     return result
+
+
+def stats(
+    model_dir: str | Path,
+    data: list[str],
+    out_dir: str | Path,
+    **options: Any,
+) -> dict:
+    """Feature statistics of the model's inputs over log files (``recadvisor stats``).
+
+    Args:
+        model_dir: the SavedModel directory.
+        data: files, folders or globs of logs (Parquet, CSV, JSON Lines; hive partitions).
+        out_dir: the stats folder (``stats.json`` + ``counts/``), written atomically.
+        **options: ``signature``, ``engine`` (``duckdb`` | ``spark``), ``spark_master``,
+            ``memory_limit``, ``threads``, ``force``, ``allow_unsafe_ops``, ``progress``
+            (see :func:`recadvisor.stats.compute_stats`).
+
+    Returns:
+        The ``stats.json`` document.
+    """
+    from recadvisor.stats import compute_stats
+
+    return dict(compute_stats(model_dir, data, out_dir, **options))
 
 
 def encode_inputs(rebuilt_dir: str | Path, raw_inputs: dict) -> dict:

@@ -81,6 +81,9 @@ def handle_errors(fn: F) -> F:
 
 
 ALLOW_UNSAFE_HELP = "Load and run a model with file/network/Python ops."
+STATS_HELP = (
+    "A `recadvisor stats` folder: decide rows hit, values, per-request inputs from the logs."
+)
 
 
 @app.callback()
@@ -462,6 +465,7 @@ def rebuild(
     allow_unsafe_ops: Annotated[
         bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
     ] = False,
+    stats: Annotated[Path | None, typer.Option("--stats", help=STATS_HELP)] = None,
 ) -> None:
     """Apply a plan (or a preset) with every rewrite parity-checked, and write
     OUT/saved_model, OUT/rebuild.json, OUT/plan.yaml (and feature_contract.json, model.onnx)."""
@@ -477,6 +481,7 @@ def rebuild(
         onnx=onnx,
         force=force,
         allow_unsafe_ops=allow_unsafe_ops,
+        stats=stats,
     )
     print_rebuild(result.to_dict())
     console.print(f"wrote {out}/saved_model and {out}/rebuild.json")
@@ -513,6 +518,7 @@ def analyze(
     request: Annotated[
         int, typer.Option("--request", help="Candidates per request for --serving-settings.")
     ] = 256,
+    stats: Annotated[Path | None, typer.Option("--stats", help=STATS_HELP)] = None,
 ) -> None:
     """Profile the model per op, attribute cost to features, find what makes it slow or big,
     and write OUT/analysis.json, OUT/plan.yaml and OUT/report.html."""
@@ -533,6 +539,7 @@ def analyze(
             progress=_progress_callback(progress),
             serving_settings=serving_settings,
             request_size=request,
+            stats=stats,
         )
     payload = result.to_dict()
     _print_serving_settings(payload.get("serving_settings"))
@@ -566,6 +573,95 @@ def encode(
 
     result = encode_file(rebuilt, data, out, force=force)
     console.print(f"wrote {out} ({getattr(result, 'rows', '?')} rows)")
+
+
+def print_stats(doc: dict[str, Any]) -> None:
+    """The inputs, embedding tables and per-request checks of a ``stats.json`` as tables."""
+    ds = doc["dataset"]
+    console.print(
+        f"{ds['rows']:,} rows in {ds['file_count']} {ds['format']} files "
+        f"({fmt_bytes(ds['total_bytes'])}), {ds['engine']} {ds['seconds']:.1f} s"
+    )
+    _print_table(
+        "Inputs",
+        ("input", "values", "nulls", "pads", "distinct", "min", "max"),
+        (
+            (
+                k,
+                f"{s['values']:,}",
+                f"{s['nulls']:,}",
+                f"{s['pads']:,}",
+                f"{s['distinct']:,}",
+                str(s["min"])[:20],
+                str(s["max"])[:20],
+            )
+            for k, s in doc["inputs"].items()
+        ),
+    )
+    _print_table(
+        "Embedding rows hit (after the model's id mapping)",
+        ("table", "inputs", "rows hit", "rows", "hits"),
+        (
+            (
+                t["variable"],
+                ", ".join(i["input"] for i in t["inputs"]),
+                f"{t['rows_hit']:,}",
+                f"{t['rows']:,}",
+                f"{t['hits']:,}",
+            )
+            for t in doc["tables"].values()
+        ),
+    )
+    checks = [c for c in doc["per_request"] if c["per_request"]]
+    for key in dict.fromkeys(c["key"] for c in doc["per_request"]):
+        found = ", ".join(c["input"] for c in checks if c["key"] == key) or "none"
+        console.print(f"one value per {key}: {found}")
+    for note in doc.get("notes", []):
+        console.print(f"note: {note}")
+
+
+@app.command("stats")
+@handle_errors
+def stats_command(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory.")],
+    data: Annotated[
+        list[str], typer.Argument(help="Log files, folders or globs (Parquet, CSV, JSONL).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    signature: Annotated[str | None, typer.Option("--signature", "-s")] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (embedded) or spark.")] = "duckdb",
+    spark_master: Annotated[
+        str | None,
+        typer.Option("--spark-master", help="local[2], yarn, spark://host:7077 (Spark only)."),
+    ] = None,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="Engine memory (DuckDB limit, Spark driver).")
+    ] = "2GiB",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    allow_unsafe_ops: Annotated[
+        bool, typer.Option("--allow-unsafe-ops", help=ALLOW_UNSAFE_HELP)
+    ] = False,
+) -> None:
+    """Exact feature statistics over the full logs (rows, nulls, pads, distinct values,
+    quantiles, sequence lengths, embedding-row hits after the model's id mapping, per-request
+    inputs) into OUT/stats.json and OUT/counts/, for analyze --stats and rebuild --stats."""
+    from recadvisor import api
+
+    with _progress() as progress:
+        doc = api.stats(
+            model,
+            list(data),
+            out,
+            signature=signature,
+            engine=engine,
+            spark_master=spark_master,
+            memory_limit=memory_limit,
+            force=force,
+            allow_unsafe_ops=allow_unsafe_ops,
+            progress=_progress_callback(progress),
+        )
+    print_stats(doc)
+    console.print(f"wrote {out}/stats.json and {out}/counts/")
 
 
 def main() -> None:

@@ -78,3 +78,9 @@ class MemoryLimitError(RecAdvisorError):
     """The model's variables need more memory than the limit; it was not loaded."""
 
     exit_code = 10
+
+
+class EngineError(RecAdvisorError):
+    """The statistics engine cannot start: pyspark or Java missing, a Spark master unreachable."""
+
+    exit_code = 11

@@ -482,6 +482,7 @@ def rebuild(
     force: bool = False,
     onnx: bool = False,
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    stats: str | Path | None = None,
 ) -> RebuildResult:
     """Rebuild a SavedModel for faster CPU serving, checking parity at every step.
 
@@ -499,6 +500,9 @@ def rebuild(
         force: replace an existing ``out_dir``.
         onnx: also write ``model.onnx`` when the rebuilt graph can be exported.
         sample_rows: rows to synthesize when ``data`` is None.
+        stats: a ``recadvisor stats`` folder for this model: the passes that decide from data
+            (``prune_embedding_rows``, ``numeric_bucketize``, ``per_request_dedup``) use the
+            full logs; the sample rows still drive parity checks and gates.
 
     Returns:
         A :class:`RebuildResult` (also written as ``out_dir/rebuild.json``).
@@ -528,6 +532,12 @@ def rebuild(
 
     chosen_plan = _resolve_plan(plan, preset, graph, model_dir)
     feeds, label_array, data_summary = _sample_rows(data, labels, graph, sample_rows)
+    log_stats = None
+    if stats is not None:
+        from recadvisor.stats import load_stats
+
+        log_stats = load_stats(stats, graph.fingerprint())
+        data_summary = {**data_summary, "log_stats": log_stats.summary()}
     original_outputs = run_loaded(original_fn, loaded.spec.inputs, feeds)
     frozen_outputs = GraphRunner(graph)(feeds)
     freeze_parity = compare_outputs(original_outputs, frozen_outputs, DEFAULT_TOLERANCE)
@@ -538,7 +548,7 @@ def rebuild(
         )
 
     t0 = time.perf_counter()
-    context = RewriteContext(feeds=feeds, raw_feeds=feeds, labels=label_array)
+    context = RewriteContext(feeds=feeds, raw_feeds=feeds, labels=label_array, log_stats=log_stats)
     pipeline = run_pipeline(graph, chosen_plan, context)
     timings["pipeline"] = time.perf_counter() - t0
     final = pipeline.graph

@@ -18,7 +18,9 @@ Its schema is :class:`AnalysisDict` (version :data:`ANALYSIS_SCHEMA_VERSION`, in
 ``schema_version``); every key below is always present, ``null`` where stated.
 
 * ``model``: path, source format, signature key, fingerprint, available signatures, the data
-  used (``data``) and run information (``run``: timings, settings, failed detectors);
+  used (``data``), the full-log statistics used (``log_stats``: folder, rows, engine, files,
+  digest; ``null`` without ``--stats``) and run information (``run``: timings, settings,
+  failed detectors);
 * ``signature``: inputs and outputs with dtypes and shapes;
 * ``inventory``: node and op counts, variables, embedding and lookup tables, string ops;
 * ``profile``: ``target``, ``batch_sizes``, ``reference_batch``; ``latency``, ``per_op_type``,
@@ -57,6 +59,7 @@ from recadvisor.bench import LatencySummaryDict, ProgressCallback
 from recadvisor.data.feeds import LoadedDataDict
 from recadvisor.model.spec import SignatureDict, SignatureSpec
 from recadvisor.plan import Plan, PlanDict
+from recadvisor.stats.artifact import LogStatsSummaryDict
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,7 @@ class AnalysisModelDict(TypedDict):
     fingerprint: str
     data: LoadedDataDict
     run: AnalysisRunDict
+    log_stats: LogStatsSummaryDict | None  # analyze --stats: the full-log statistics used
 
 
 class AnalysisDict(TypedDict):
@@ -244,6 +248,7 @@ def analyze(
     data_rows: int | None = None,
     seed: int = 0,
     profile: bool = True,
+    stats_dir: str | Path | None = None,
 ) -> Analysis:
     """Analyze a SavedModel: profile, attribution, detectors, suggestions and a plan.
 
@@ -261,6 +266,8 @@ def analyze(
         data_rows: read at most this many rows (or synthesize this many).
         seed: seed for synthesized inputs.
         profile: run the profiler (``False``: findings without time shares, much faster).
+        stats_dir: a ``recadvisor stats`` folder made for this model: rows hit and per-request
+            evidence come from the full logs (``model.log_stats`` says which logs).
 
     Returns:
         The :class:`Analysis`.
@@ -292,6 +299,11 @@ def analyze(
     loaded_data = load_feeds(
         data, loaded.spec, rows=data_rows, seed=seed, vocabularies=input_vocabularies(graph)
     )
+    log_stats = None
+    if stats_dir is not None:
+        from recadvisor.stats import load_stats
+
+        log_stats = load_stats(stats_dir, graph.fingerprint())
     synthetic = loaded_data.source == "synthetic"
     notes = []
     if synthetic:
@@ -337,6 +349,7 @@ def analyze(
         attribution=reference,
         feeds=loaded_data.feeds,
         feeds_synthetic=synthetic,
+        log_stats=log_stats,
     )
     run = run_all_detectors(ctx, progress=progress)
     lap("detectors")
@@ -352,6 +365,7 @@ def analyze(
         "available_signatures": sorted(info.signatures),
         "fingerprint": graph.fingerprint(),
         "data": loaded_data.to_dict(),
+        "log_stats": None if log_stats is None else log_stats.summary(),
         "run": {
             "preset": preset,
             "batch_sizes": list(batch_sizes),

@@ -176,6 +176,8 @@ class DetectorContext:
         feeds_synthetic: the feeds were synthesized from the signature, so value-based evidence
             (rows hit, boundaries, overlaps) is not meaningful and detectors skip it.
         cache: scratch space shared by detectors within one run (e.g. evaluated id tensors).
+        log_stats: statistics of the full logs (``recadvisor stats``), or ``None``; detectors
+            that read rows hit or per-request evidence prefer them to the sample.
     """
 
     graph: ModelGraph
@@ -186,6 +188,7 @@ class DetectorContext:
     feeds: Mapping[str, np.ndarray] | None = None
     feeds_synthetic: bool = False
     cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    log_stats: Any = None
 
     @property
     def real_feeds(self) -> Mapping[str, np.ndarray] | None:

@@ -388,6 +388,7 @@ def embedding_views(
                 "bytes": t["bytes"],
                 "features": list(t["features"]),
                 "rows_hit": None if ev is None else ev["rows_hit"],
+                "rows_hit_source": None if ev is None else ev["rows_hit_source"],
                 "hit_fraction": None if ev is None else ev["hit_fraction"],
                 "unused_bytes": None if ev is None else ev["unused_bytes"],
                 "cardinality": None if ev is None else ev["cardinality"],
@@ -540,6 +541,16 @@ def run_facts(model: AnalysisModelDict) -> tuple[list[tuple[str, str]], list[str
     ]
     if "total" in run["timings_s"]:
         rows.append(("analysis time", f"{fmt_num(run['timings_s']['total'])} s"))
+    logs = model["log_stats"]
+    if logs is not None:
+        rows.append(
+            (
+                "full-log statistics",
+                f"{logs['dir']}: {fmt_num(logs['rows'])} rows in {fmt_num(logs['files'])} "
+                f"files ({logs['engine']}); rows hit, cardinalities and per-request evidence "
+                "come from them",
+            )
+        )
     rows.append(("fingerprint", model["fingerprint"]))
     notes = [f"detector {name} failed: {error}" for name, error in run["detectors_failed"].items()]
     return rows, notes + list(run["notes"])

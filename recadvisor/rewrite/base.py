@@ -108,11 +108,15 @@ class RewriteContext:
         feeds: sample inputs in the *current* stage's contract (signature key -> array).
         raw_feeds: the same rows in the original model's contract.
         labels: labels for the sample rows, when the data has them (for accuracy gates).
+        log_stats: statistics of the full logs (``recadvisor stats``, a
+            :class:`recadvisor.stats.LogStats`), or ``None``: passes that decide from data
+            (rows hit, observed values, per-request inputs) prefer them to the sample rows.
     """
 
     feeds: Mapping[str, np.ndarray]
     raw_feeds: Mapping[str, np.ndarray]
     labels: np.ndarray | None = None
+    log_stats: Any = None
 
 
 class RewritePass:

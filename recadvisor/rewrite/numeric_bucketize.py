@@ -197,6 +197,9 @@ def _kept_values(site: _Site, params: Mapping[str, Any], context: RewriteContext
         sample = context.feeds.get(site.key)
         if sample is None:
             sample = context.raw_feeds.get(site.key)
+        logged = None if context.log_stats is None else context.log_stats.distinct_values(site.key)
+        if logged is not None and sample is not None:  # the logs' values, and the sample's
+            sample = np.concatenate([np.asarray(sample).reshape(-1), logged.astype(np_dtype)])
         if sample is None or np.asarray(sample).size == 0:
             raise SiteRefused(f"no sample values for '{site.key}'; pass --data or plan 'values'")
         values = np.asarray(sample).astype(np_dtype).reshape(-1)
@@ -259,6 +262,16 @@ def _merge(boundaries: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray, np.
     return merged_bounds, merged_sources
 
 
+def _values_source(site: _Site, params: Mapping[str, Any], context: RewriteContext) -> str:
+    """Where the kept values came from: the plan, the full logs or the sample rows."""
+    if params.get("values") is not None or params.get("value_range") is not None:
+        return "from the plan"
+    stats = context.log_stats
+    if stats is not None and stats.distinct_values(site.key) is not None:
+        return f"seen in the {stats.source()} and the sample"
+    return "seen in the sample"
+
+
 def _describe_range(values: np.ndarray, contiguous: bool) -> str:
     lo, hi = values.min().item(), values.max().item()
     if contiguous:
@@ -284,7 +297,8 @@ class NumericBucketizePass(RewritePass):
                 values to keep, applied to every rewritten input), ``out_of_range``
                 (``clamp`` | ``fallback_row``), ``fallback`` (``mean`` | ``zeros``),
                 ``max_values`` (largest integer span filled in, default 100000).
-            context: the sample values (``context.feeds``).
+            context: the sample values (``context.feeds``), and every value the full logs
+                hold when ``context.log_stats`` is set (``rebuild --stats``).
 
         Returns:
             The rewritten graph; stats per input give the range, rows and bytes.
@@ -374,10 +388,12 @@ class NumericBucketizePass(RewritePass):
                     "contiguous_integers": bool(contiguous),
                     "boundaries": int(boundaries.size),
                     "out_of_range": out_of_range,
+                    "values_source": _values_source(site, params, context),
                 }
             )
             notes.append(
-                f"{site.key}: exact for {described}; other values get {rule} "
+                f"{site.key}: exact for {described} "
+                f"({per_input[site.key]['values_source']}); other values get {rule} "
                 f"(TensorFlow would have hashed them into one of {site.num_buckets} rows)"
             )
             done += 1

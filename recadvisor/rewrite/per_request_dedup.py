@@ -138,6 +138,26 @@ def follows_request(
     return found
 
 
+def _follows_in_logs(context: RewriteContext, seeds: Sequence[str]) -> set[str] | None:
+    """Inputs the full-log stats show to hold one value per value of a seed (``None``: the
+    stats checked none of the seeds, or there are no stats)."""
+    stats = context.log_stats
+    if stats is None:
+        return None
+    found: set[str] | None = None
+    for seed in seeds:
+        inputs = stats.per_request_inputs(seed)
+        if inputs is not None:
+            found = (found or set()) | set(inputs)
+    return found
+
+
+def _data_source(context: RewriteContext) -> str:
+    if context.log_stats is not None and context.log_stats.doc.get("per_request"):
+        return context.log_stats.source()
+    return "sample rows"
+
+
 def _hashable(value: Any) -> Any:
     return value if not isinstance(value, float) or value == value else "nan"
 
@@ -248,8 +268,12 @@ class PerRequestDedupPass(RewritePass):
             request = list(given)
         else:
             request = detect_request_inputs(keys)
+            from_logs = _follows_in_logs(context, request)
             present = {k: np.asarray(context.feeds[k]) for k in keys if k in context.feeds}
-            if len(present) == len(keys) and request:
+            if from_logs is not None:
+                by_data = [k for k in keys if k in from_logs and k not in request]
+                request += by_data
+            elif len(present) == len(keys) and request:
                 by_data = follows_request(present, request)
                 request += by_data
         unknown = [k for k in request if k not in graph.signature.inputs]
@@ -390,8 +414,8 @@ class PerRequestDedupPass(RewritePass):
             + ("" if given else " (detected from their names; set request_inputs to change)"),
             *(
                 [
-                    f"{', '.join(by_data)}: one value per request id in the sample rows, so sent "
-                    "once as well"
+                    f"{', '.join(by_data)}: one value per request id in the "
+                    f"{_data_source(context)}, so sent once as well"
                 ]
                 if by_data
                 else []

@@ -359,14 +359,14 @@ def _check_requests(
 
 
 def _run_entry(
-    entry: PlanEntry, rewrite: RewritePass, stage: _Stage
+    entry: PlanEntry, rewrite: RewritePass, stage: _Stage, log_stats: Any = None
 ) -> tuple[str, str, dict[str, Any], _Stage | None]:
     """Apply one pass and check it: (status, reason, record fields, next stage or None)."""
     from recadvisor.model.runtime import GraphRunner
 
     tolerance = float(entry.params.get("max_abs_diff", rewrite.tolerance))
     stage_context = RewriteContext(
-        feeds=stage.feeds, raw_feeds=stage.raw_feeds, labels=stage.labels
+        feeds=stage.feeds, raw_feeds=stage.raw_feeds, labels=stage.labels, log_stats=log_stats
     )
     try:
         result = rewrite.apply(stage.graph, pass_params(entry), stage_context)
@@ -456,7 +456,9 @@ def run_pipeline(
         rewrite: RewritePass | None = None
         try:
             rewrite = overrides.get(entry.pass_name) or get_pass(entry.pass_name)
-            status, reason, fields, next_stage = _run_entry(entry, rewrite, stage)
+            status, reason, fields, next_stage = _run_entry(
+                entry, rewrite, stage, context.log_stats
+            )
         except Exception as e:
             if strict:
                 raise

@@ -9,11 +9,17 @@ old row) sending kept ids to their new row and every other id to the fallback ro
 
 Fallback row (``fallback``): ``mean`` (default: the mean of the rows pruned away) or ``zeros``.
 
-When it refuses: no sample data; no table of ``min_rows`` rows; a table where the sample hits at
+With full-log statistics (``rebuild --stats``, ``context.log_stats``) a table keeps every row the
+logs hit at least ``min_count`` times (default 1), plus the rows the sample hits (so the parity
+check on the sample still holds); the notes give the rows kept and the share of the logs' lookups
+they cover. A table the stats do not describe any more (its rows or the inputs reading it changed
+since, e.g. after ``numeric_bucketize`` or a merge) falls back to the sample, and says so.
+
+When it refuses: no sample data; no table of ``min_rows`` rows; a table where the kept rows are at
 least ``max_keep_fraction`` (default 0.9) of the rows (nothing worth pruning).
 
-Exactness: lossy for ids the sample never produced (they read the fallback row); exact on the
-sample itself, so the pipeline's parity check on the sample holds at 1e-5.
+Exactness: lossy for ids the sample (or the logs) never produced (they read the fallback row);
+exact on the sample itself, so the pipeline's parity check on the sample holds at 1e-5.
 """
 
 from __future__ import annotations
@@ -64,8 +70,9 @@ class PruneEmbeddingRowsPass(RewritePass):
         Args:
             graph: the current stage.
             params: ``fallback`` (``mean`` | ``zeros``), ``min_rows`` (default 16),
-                ``max_keep_fraction`` (default 0.9), ``tables`` (Const names).
-            context: the sample inputs (in the current contract).
+                ``max_keep_fraction`` (default 0.9), ``tables`` (Const names), ``min_count``
+                (with log stats: hits a row needs in the logs to be kept, default 1).
+            context: the sample inputs (in the current contract) and the log stats, if any.
 
         Returns:
             The graph with smaller tables; stats give rows before/after per table.
@@ -75,6 +82,7 @@ class PruneEmbeddingRowsPass(RewritePass):
         how = str(params.get("fallback", "mean"))
         min_rows = int(params.get("min_rows", DEFAULT_MIN_ROWS))
         max_keep = float(params.get("max_keep_fraction", DEFAULT_MAX_KEEP_FRACTION))
+        min_count = int(params.get("min_count", 1))
         wanted = params.get("tables")
         tables = [
             t
@@ -102,8 +110,15 @@ class PruneEmbeddingRowsPass(RewritePass):
                 ).astype(np.int64)
             )
             used = used[(used >= 0) & (used < rows)]
+            logs = _log_rows(graph, table, context, min_count)
+            if logs is not None:
+                log_used, log_hits, source = logs
+                sample_only = int(np.setdiff1d(used, log_used).size)
+                used = np.union1d(used, log_used)
+            else:
+                source = "sample"
             if used.size >= max_keep * rows:
-                skipped.append(f"{label}: sample uses {used.size} of {rows} rows")
+                skipped.append(f"{label}: {source} uses {used.size} of {rows} rows")
                 continue
             old = const_array(graph.nodes[table.const])
             dropped = np.ones(rows, dtype=bool)
@@ -145,12 +160,28 @@ class PruneEmbeddingRowsPass(RewritePass):
                 "rows_after": int(new.shape[0]),
                 "bytes_before": int(old.nbytes),
                 "bytes_after": int(size),
+                "rows_source": source,
             }
+            if logs is not None:
+                total = int(log_hits.sum())
+                per_table[table.const].update(
+                    {
+                        "log_rows_hit": int(np.count_nonzero(log_hits)),
+                        "log_rows_kept": int(log_used.size),
+                        "min_count": min_count,
+                        "log_lookups": total,
+                        "log_lookups_covered": float(log_hits[used].sum() / total)
+                        if total
+                        else 1.0,
+                        "sample_only_rows": sample_only,
+                    }
+                )
         if not per_table:
             raise PassRefused("prune_embedding_rows: nothing to prune: " + "; ".join(skipped))
         notes = [
-            f"{d['table']}: {d['rows_before']} -> {d['rows_after']} rows; ids unseen in the "
-            f"sample read the fallback row ({how}{' of the pruned rows' if how == 'mean' else ''})"
+            f"{d['table']}: {d['rows_before']} -> {d['rows_after']} rows ({_kept_text(d)}); ids "
+            f"unseen in the {d['rows_source'].split(' (')[0]} read the fallback row "
+            f"({how}{' of the pruned rows' if how == 'mean' else ''})"
             for d in per_table.values()
         ]
         notes.extend(f"left as is: {s}" for s in skipped)
@@ -167,3 +198,32 @@ class PruneEmbeddingRowsPass(RewritePass):
             bytes_after,
         )
         return PassResult(self.name, graph.replace(graph_def=gd), stats, (), tuple(notes))
+
+
+def _log_rows(
+    graph: ModelGraph, table: Any, context: RewriteContext, min_count: int
+) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(rows hit >= ``min_count`` times in the logs, hits per row, source label), or ``None``
+    when there are no log stats for this table as it is now."""
+    stats = context.log_stats
+    if stats is None:
+        return None
+    inputs: set[str] = set()
+    for gather in table.gathers:
+        inputs |= graph.features_of_node.get(gather, frozenset())
+    hits = stats.row_hits(table.const, table.shape[0], inputs)
+    if hits is None:
+        log.info("prune_embedding_rows: no log stats for %s as it is now", table.const)
+        return None
+    return np.flatnonzero(hits >= min_count), hits, stats.source()
+
+
+def _kept_text(d: Mapping[str, Any]) -> str:
+    """How the kept rows were chosen, for the notes."""
+    if "log_rows_kept" not in d:
+        return "rows the sample hits"
+    extra = f" + {d['sample_only_rows']} only the sample hits" if d["sample_only_rows"] else ""
+    return (
+        f"{d['log_rows_kept']} rows hit >= {d['min_count']}x in the {d['rows_source']}{extra}, "
+        f"covering {100 * d['log_lookups_covered']:.4g}% of {d['log_lookups']:,} lookups"
+    )

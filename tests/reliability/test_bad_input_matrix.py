@@ -28,13 +28,14 @@ from tests.reliability.conftest import RunCli
 
 ROOT = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-MODEL, DATA, PLAN, OUTPUT, UNSAFE, MEMORY = (
+MODEL, DATA, PLAN, OUTPUT, UNSAFE, MEMORY, ENGINE = (
     errors.ModelLoadError.exit_code,
     errors.DataError.exit_code,
     errors.PlanError.exit_code,
     errors.OutputExistsError.exit_code,
     errors.UnsafeModelError.exit_code,
     errors.MemoryLimitError.exit_code,
+    errors.EngineError.exit_code,
 )
 
 
@@ -172,6 +173,13 @@ def _unsafe_candidate(ctx: Ctx) -> list[object]:
     return ctx.compare(ctx.ranker, ctx.unsafe)
 
 
+def _empty_logs(ctx: Ctx) -> list[object]:
+    path = ctx.tmp / "logs" / "day=1" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    models.ranker_frame(rows=4).iloc[:0].to_parquet(path)
+    return ["stats", ctx.ranker, ctx.tmp / "logs", "--out", ctx.tmp / "outs" / "stats"]
+
+
 CASES = [
     # the model
     Case("missing_path", MODEL, lambda c: ["describe", c.tmp / "no_such_model"], "no_such_model"),
@@ -273,6 +281,24 @@ CASES = [
         "RECADVISOR_MEMORY_LIMIT",
         env={"RECADVISOR_MEMORY_LIMIT": "lots"},
     ),
+    # recadvisor stats: the engine (more cases in tests/stats/test_cli.py)
+    Case(
+        "stats_spark_master_unreachable",
+        ENGINE,
+        lambda c: [
+            "stats",
+            c.ranker,
+            c.data,
+            "--out",
+            c.tmp / "outs" / "stats",
+            "--engine",
+            "spark",
+            "--spark-master",
+            "spark://127.0.0.1:1",
+        ],
+        "spark://127.0.0.1:1",
+    ),  # fmt: skip
+    Case("stats_empty_logs", DATA, _empty_logs, "no rows"),
 ]
 
 

@@ -4,7 +4,9 @@ For every frozen embedding table (a float ``Const`` read by gathers) the detecto
 
 * rows x dim, dtype and bytes, and the features whose ids index it;
 * rows hit: the gathers' index tensors are computed on the sample feeds (the graph's own hashing
-  and vocabulary lookups run, nothing is re-implemented), giving the distinct rows read;
+  and vocabulary lookups run, nothing is re-implemented), giving the distinct rows read; with
+  full-log statistics (``analyze --stats``) the rows the logs hit instead (``rows_hit_source``
+  says which, and how many rows);
 * effective rank: singular values of the rows hit (of the whole table without data); the number
   of dims holding 95% / 99% of the energy (sum of squared singular values);
 * the rule-of-thumb dim ``6 * cardinality ** 0.25`` for the feature's cardinality (distinct values
@@ -79,7 +81,10 @@ def _cardinality(
 ) -> tuple[int, str]:
     stats = ctx.feature_stats
     distinct = []
-    if stats is not None and not ctx.feeds_synthetic:
+    if ctx.log_stats is not None:
+        logged = ctx.log_stats.doc["inputs"]
+        distinct = [int(logged[f]["distinct"]) for f in table.features if f in logged]
+    elif stats is not None and not ctx.feeds_synthetic:
         distinct = [stats.columns[f].distinct for f in table.features if f in stats.columns]
     if distinct or rows_hit is not None:
         best = max(distinct + ([rows_hit] if rows_hit is not None else []))
@@ -99,8 +104,19 @@ def describe_table(ctx: DetectorContext, table: EmbeddingTable) -> dict[str, Any
         dims_95, dims_99, singular_values, and the gathers' time share.
     """
     feeds = ctx.real_feeds
-    ids = gather_ids(ctx.graph, feeds, ctx.cache) if feeds is not None else {}
-    hit = table_rows_hit(table, ids) if ids else None
+    log_hits = (
+        ctx.log_stats.row_hits(table.node, table.rows, table.features)
+        if ctx.log_stats is not None
+        else None
+    )
+    if log_hits is not None:
+        hit = np.flatnonzero(log_hits)
+        source = ctx.log_stats.source()
+    else:
+        ids = gather_ids(ctx.graph, feeds, ctx.cache) if feeds is not None else {}
+        hit = table_rows_hit(table, ids) if ids else None
+        n = None if feeds is None or not feeds else len(next(iter(feeds.values())))
+        source = None if hit is None else f"sample ({n:,} rows)"
     rows_hit = None if hit is None else int(len(hit))
     values = const_value(ctx.graph, table.node)
     values = values.reshape(values.shape[0], -1)
@@ -123,6 +139,7 @@ def describe_table(ctx: DetectorContext, table: EmbeddingTable) -> dict[str, Any
         "id_kinds": sorted({u.id_kind for u in table.uses}),
         "num_buckets": sorted({u.num_buckets for u in table.uses if u.num_buckets}),
         "rows_hit": rows_hit,
+        "rows_hit_source": source,
         "hit_fraction": None if rows_hit is None or not table.rows else rows_hit / table.rows,
         "unused_bytes": None if rows_hit is None else int((table.rows - rows_hit) * bytes_per_row),
         "cardinality": cardinality,
@@ -149,7 +166,7 @@ def _issues(ev: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "oversized",
                 HIGH if severe else MEDIUM,
                 f"only {ev['rows_hit']:,} of {rows:,} rows ({100 * frac:.1f}%) are hit by the "
-                f"sample data",
+                f"{ev['rows_hit_source'] or 'sample data'}",
             )
         )
     if dim >= 8 and dim >= 2 * ev["rule_of_thumb_dim"]:

@@ -15,7 +15,9 @@ How the sides are found:
    named like a user, context or behaviour history (``user``, ``age``, ``city``, ``hist_...``)
    and none like a candidate. Components that match neither are left out.
 
-The finding lists the request-side inputs, the candidate-side inputs, the join nodes and the
+With full-log statistics (``analyze --stats``) the finding also says which inputs the logs show to
+hold one value per request key (``per_request_in_logs``). The finding lists the request-side
+inputs, the candidate-side inputs, the join nodes and the
 share of op time the request-side sub-graph takes: at batch size N, deduplication saves up to
 ``share * (1 - 1/N)`` of it. Without candidate-side inputs (or without names to go by) nothing
 is claimed; two towers with unknown sides give an ``info`` finding. A request side doing no
@@ -296,6 +298,22 @@ def detect(ctx: DetectorContext) -> list[Finding]:
         f"{', '.join(f'`{f}`' for f in sorted(candidate))}: it could run once per request "
         "instead of once per candidate"
     )
+    if ctx.log_stats is not None and ctx.log_stats.doc.get("per_request"):
+        checks = ctx.log_stats.doc["per_request"]
+        follows = {
+            key: sorted(c["input"] for c in checks if c["key"] == key and c["per_request"])
+            for key in dict.fromkeys(c["key"] for c in checks)
+        }
+        evidence["per_request_in_logs"] = {
+            "source": ctx.log_stats.source(),
+            "one_value_per_key": follows,
+            "checks": checks,
+        }
+        message += "; " + "; ".join(
+            f"in the {ctx.log_stats.source()} these hold one value per `{key}`: "
+            + (", ".join(f"`{f}`" for f in inputs) or "none")
+            for key, inputs in follows.items()
+        )
     return [
         make_finding(
             PER_REQUEST_FEATURE, request, joins, severity, message, evidence, detector=NAME
