@@ -53,6 +53,7 @@ from recadvisor.model.edits import (
     rewire,
 )
 from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
+from recadvisor.model.onnx_optimize import OnnxCleanupDict
 from recadvisor.model.queries import CROSS_OPS
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.tfimport import import_tf
@@ -130,6 +131,7 @@ class OnnxExportDict(TypedDict):
     onnx_ops: dict[str, int]
     size_bytes: int
     versions: dict[str, str]
+    cleanup: OnnxCleanupDict | dict[str, Any]  # empty when the export ran without the clean-up
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -87,6 +87,16 @@ MAX_TABLE_COPY_BYTES = 16 << 20
 SLICE_TO_END = 1 << 30
 
 
+class OnnxCleanupDict(TypedDict):
+    """:meth:`CleanupResult.to_dict` (``rebuild.json``'s ``onnx.cleanup``)."""
+
+    nodes_before: int
+    nodes_after: int
+    rewrites: dict[str, int]
+    ops_removed: dict[str, int]
+    skipped: dict[str, str]
+
+
 @dataclass(frozen=True)
 class OnnxCleanupResult:
     """What :func:`optimize_onnx` did.
@@ -104,7 +114,7 @@ class OnnxCleanupResult:
     ops_removed: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OnnxCleanupDict:
         """JSON form (``rebuild.json``'s ``onnx.cleanup``)."""
         return {
             "nodes_before": self.nodes_before,
