@@ -21,6 +21,9 @@ ARTIFACTS = {
     "fast/plan.yaml": "plan.yaml",
     "fast/feature_contract.json": "feature_contract.json",
     "compare/compare.json": "compare.json",
+    "request/rebuild.json": "rebuild.json",
+    "request/feature_contract.json": "feature_contract.json",
+    "request-compare/compare.json": "compare.json",
 }
 
 
@@ -38,7 +41,7 @@ def test_demo_on_a_tiny_sample(tmp_path: Path) -> None:
     )
     (model,) = result.models
     out = tmp_path / "reports" / "dssm"
-    assert model.name == "dssm" and sorted(model.rebuilds) == ["fast", "safe"]
+    assert model.name == "dssm" and sorted(model.rebuilds) == ["fast", "request", "safe"]
     assert any(s.startswith("dssm: ") for s in stages)  # stages are named after the model
     for relative, artifact in ARTIFACTS.items():
         path = out / relative
@@ -61,3 +64,9 @@ def test_demo_on_a_tiny_sample(tmp_path: Path) -> None:
     top = model.analysis.to_dict()["findings"][0]["message"].split("`")[0]
     assert str(escape(top)) in html
     assert 'data-chart-for="chart-1"' in html
+    # the per-request comparison: one user x 256 candidates, the request rebuild exact
+    request = model.request_comparison.to_dict()
+    assert request["batch_sizes"] == [256] and request["runtime"] in ("tf-c", "python")
+    assert [m["label"] for m in request["models"]][:3] == ["baseline", "safe", "request"]
+    assert all(m["parity_passed"] for m in request["models"][1:])
+    assert 'href="dssm/request-compare/compare.html"' in html and "candidates/s" in html

@@ -184,5 +184,6 @@ def index_view(entries: Sequence[IndexEntry], href: Callable[[str], str | None])
     return {
         "rows": rows,
         "batch_sizes": batch_sizes,
+        "has_request": any("request_comparison" in e for e in entries),
         "charts": {"gains": charts.index_gain_chart(rows, batch_sizes, ids)},
     }

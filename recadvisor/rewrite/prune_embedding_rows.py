@@ -156,6 +156,7 @@ class PruneEmbeddingRowsPass(RewritePass):
             bytes_after += size
             per_table[graph.table_name(table.const)] = {
                 "table": label,
+                "node": table.const,
                 "rows_before": rows,
                 "rows_after": int(new.shape[0]),
                 "bytes_before": int(old.nbytes),
@@ -164,7 +165,7 @@ class PruneEmbeddingRowsPass(RewritePass):
             }
             if logs is not None:
                 total = int(log_hits.sum())
-                per_table[table.const].update(
+                per_table[graph.table_name(table.const)].update(
                     {
                         "log_rows_hit": int(np.count_nonzero(log_hits)),
                         "log_rows_kept": int(log_used.size),

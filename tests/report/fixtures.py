@@ -261,6 +261,7 @@ def analysis_dict() -> AnalysisDict:
                 "timings_s": {"profile": 3.2, "total": 5.1},
                 "notes": [],
             },
+            "log_stats": None,
         },
         "signature": {"key": "serving_default", "inputs": inputs, "outputs": outputs},
         "inventory": {
@@ -416,6 +417,7 @@ def analysis_dict() -> AnalysisDict:
                     "dtype": "float32",
                     "bytes": 16000,
                     "rows_hit": 180,
+                    "rows_hit_source": None,
                     "hit_fraction": 0.36,
                     "unused_bytes": 10240,
                     "cardinality": 180,

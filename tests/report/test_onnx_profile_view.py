@@ -35,6 +35,6 @@ def test_onnx_profile_table_renders_escaped(tmp_path: Path) -> None:
 def test_no_onnx_profile_no_section(tmp_path: Path) -> None:
     data = fixtures.comparison_dict()
     for model in data["models"]:
-        model.pop("onnx_profile", None)
+        model["onnx_profile"] = None
     out = render_comparison(data, tmp_path / "compare.html")
     assert 'id="onnx-profile"' not in out.read_text()

@@ -385,6 +385,39 @@ def test_index_page_answers_what_was_gained(tmp_path: Path) -> None:
     assert_escaped(html, page)
 
 
+def test_index_page_shows_the_per_request_gain(tmp_path: Path) -> None:
+    """With a per-request comparison (compare --request N), the index adds the best exact
+    variant's ratio per request and candidates scored per second; without one, no column."""
+    entries = fixtures.index_entries()
+    request = fixtures.comparison_dict()
+    request["batch_sizes"] = [32]
+    labels = [m["label"] for m in request["models"]]
+    request["serving"] = {
+        "runtime": "tf-c",
+        "request": {
+            "candidates": 32,
+            "models": {
+                label: {"p50_ms": 1.0, "p99_ms": 2.0, "candidates_per_s": 1000.0 * (i + 1)}
+                for i, label in enumerate(labels)
+            },
+        },
+    }
+    entries[0]["request_comparison"] = request
+    entries[0]["request_report"] = "dssm/request-compare/compare.html"
+    out = render_index(entries, tmp_path / "index.html")
+    html, page = parse(out)
+    text = " ".join("".join(page.text).split())
+    best = best_exact(request)
+    assert best is not None
+    assert "per request vs baseline" in text
+    assert f"{best['ratio_vs_baseline']['32']:.2f}x" in text
+    assert "1 user x 32 candidates: 2,000 vs 1,000 candidates/s" in text
+    hrefs = [a.get("href") for tag, a in page.tags if tag == "a"]
+    assert "dssm/request-compare/compare.html" in hrefs
+    plain, _ = parse(render_index(fixtures.index_entries(), tmp_path / "plain.html"))
+    assert "per request vs baseline" not in plain
+
+
 def test_index_view_picks_the_fastest_exact_variant() -> None:
     comparison = fixtures.comparison_dict()
     comparison["models"][2]["parity_passed"] = True  # now the ONNX file (0.1x) is exact too

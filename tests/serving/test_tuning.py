@@ -10,6 +10,7 @@ from recadvisor import api
 from recadvisor.plan import PRESET_PASSES, PRESETS
 from recadvisor.report import render_analysis
 from recadvisor.serving.tuning import time_settings
+from tests.report import fixtures
 from tests.serving.conftest import ServingModel
 
 
@@ -62,13 +63,16 @@ def test_best_is_the_lowest_score_and_default_is_one(measured: dict) -> None:
 
 @pytest.mark.slow
 def test_report_has_a_serving_settings_section(measured: dict, tmp_path: Path) -> None:
-    html = render_analysis({"serving_settings": measured}, tmp_path / "r.html").read_text()
+    html = render_analysis(
+        {**fixtures.analysis_dict(), "serving_settings": measured}, tmp_path / "r.html"
+    ).read_text()
     assert 'id="serving-settings"' in html
     assert "inter_op_parallelism_threads: -1" in html and "request 16 x2" in html
-    missing = {"serving_settings": {"unavailable": "no C compiler"}}
+    missing = {**fixtures.analysis_dict(), "serving_settings": {"unavailable": "no C compiler"}}
     html = render_analysis(missing, tmp_path / "m.html").read_text()
     assert "Serving settings: not measured (no C compiler)" in html
-    assert 'id="serving-settings"' not in render_analysis({}, tmp_path / "e.html").read_text()
+    plain = render_analysis(fixtures.analysis_dict(), tmp_path / "e.html").read_text()
+    assert 'id="serving-settings"' not in plain
 
 
 def test_analyze_says_when_the_c_runtime_is_missing(
@@ -79,7 +83,7 @@ def test_analyze_says_when_the_c_runtime_is_missing(
     result = api.analyze(two_tower.path, data=two_tower.data, serving_settings=True)
     section = result.to_dict()["serving_settings"]
     assert "no C compiler" in section["unavailable"]
-    assert "serving_settings" not in api.analyze(two_tower.path, data=two_tower.data).to_dict()
+    assert api.analyze(two_tower.path, data=two_tower.data).to_dict()["serving_settings"] is None
 
 
 def test_request_preset_is_fast_plus_per_request_dedup() -> None:

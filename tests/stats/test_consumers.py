@@ -59,8 +59,8 @@ def test_prune_with_log_stats_keeps_every_row_the_logs_hit(
     )
     tables = with_logs.stats["tables"]
     assert tables and all(t["rows_source"].startswith("logs (3,000 rows") for t in tables.values())
-    for name, t in tables.items():
-        hit = int(np.count_nonzero(stats.row_hits(name, t["rows_before"])))
+    for t in tables.values():
+        hit = int(np.count_nonzero(stats.row_hits(t["node"], t["rows_before"])))
         assert t["rows_after"] == hit + 1  # every row the logs hit, plus the fallback row
         assert t["log_lookups_covered"] == 1.0 and t["sample_only_rows"] == 0
     assert "covering 100% of" in " ".join(with_logs.notes)
@@ -80,8 +80,8 @@ def test_prune_min_count_drops_rare_rows_but_keeps_the_sample(
     result = PruneEmbeddingRowsPass().apply(
         graph, {"min_count": 40}, RewriteContext(sample, sample, None, stats)
     )
-    for name, t in result.stats["tables"].items():
-        hits = stats.row_hits(name, t["rows_before"])
+    for t in result.stats["tables"].values():
+        hits = stats.row_hits(t["node"], t["rows_before"])
         assert t["log_rows_kept"] == int(np.count_nonzero(hits >= 40))
         assert t["rows_after"] == t["log_rows_kept"] + t["sample_only_rows"] + 1
     assert any(t["log_lookups_covered"] < 1.0 for t in result.stats["tables"].values())
