@@ -357,12 +357,18 @@ class OnnxRunner:
             raise ModelLoadError(f"cannot load ONNX model '{path}': {e}") from e
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # IOBinding takes numeric tensors only: onnxruntime crashes (SIGSEGV) copying a bound
+        # string output back, e.g. a retrieval model's top-K ids
+        self.bindable = not any(
+            "string" in meta.type for meta in [*self.inputs.values(), *self.session.get_outputs()]
+        )
         self.path = str(path)
 
     def prepare(self, feeds: Mapping[str, np.ndarray]) -> Any:
-        """Inputs keyed by ONNX input name (``name`` or ``name:0``), bound when all numeric."""
+        """Inputs keyed by ONNX input name (``name`` or ``name:0``), bound when every input and
+        output is numeric."""
         prepared = self.feed_dict(feeds)
-        if any("string" in meta.type for meta in self.inputs.values()):
+        if not self.bindable:
             return prepared
         prepared = {k: np.ascontiguousarray(v) for k, v in prepared.items()}
         binding = self.session.io_binding()

@@ -345,3 +345,27 @@ def test_measure_latency_counts_calls_and_orders_percentiles() -> None:
     assert 0 <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
     with pytest.raises(ValueError):
         measure_latency(lambda: None, warmup=0, calls=0)
+
+
+def test_onnx_runner_returns_string_outputs_without_binding(tmp_path: Path) -> None:
+    """A retrieval model's top-K ids are strings: onnxruntime's IOBinding crashes copying them
+    back (SIGSEGV), so a model with a string output runs unbound, and returns the strings."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ids = helper.make_tensor("ids", TensorProto.STRING, [3], [b"item_0", b"item_1", b"item_2"])
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["ids", "k"], ["top"], axis=0)],
+        "retrieval",
+        [helper.make_tensor_value_info("k", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("top", TensorProto.STRING, [None])],
+        initializer=[ids],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "retrieval.onnx"
+    onnx.save(model, str(path))
+    runner = OnnxRunner(path)
+    assert not runner.bindable
+    prepared = runner.prepare({"k": np.array([2, 0], dtype=np.int64)})
+    assert [str(x) for x in runner.run(prepared)["top"]] == ["item_2", "item_0"]
