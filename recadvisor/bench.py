@@ -509,6 +509,41 @@ def time_interleaved(
     return {label: summarize(batch_size, t) for label, t in times.items()}
 
 
+def time_batches_python(
+    runners: Mapping[str, Any],
+    feeds: Mapping[str, Mapping[str, np.ndarray]],
+    batch_sizes: Sequence[int],
+    *,
+    requests: int,
+    warmup: int,
+    burst: int,
+    request_inputs: Mapping[str, Sequence[str]],
+    progress: ProgressCallback | None = None,
+    stage: str = "batch",
+) -> dict[str, dict[int, LatencySummary]]:
+    """:func:`~recadvisor.bench.time_interleaved` at each batch size.
+
+    Returns:
+        label -> batch size -> :class:`LatencySummary`.
+    """
+    latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in runners}
+    for bs in batch_sizes:
+        name = f"{stage} {bs}"
+        result = time_interleaved(
+            runners,
+            feeds,
+            bs,
+            requests=requests,
+            warmup=warmup,
+            request_inputs=request_inputs,
+            progress=(lambda d, t, s=name: progress(s, d, t)) if progress else None,
+            burst=burst,
+        )
+        for label, summary in result.items():
+            latencies[label][bs] = summary
+    return latencies
+
+
 def peak_memory_mb(
     kind: str,
     path: str | Path,

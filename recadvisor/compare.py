@@ -29,6 +29,7 @@ from recadvisor.bench import (
     peak_memory_mb,
     run_in_chunks,
     take_rows,
+    time_batches_python,
 )
 from recadvisor.errors import ModelLoadError
 from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
@@ -488,7 +489,7 @@ def compare(
                 f"session setting '{candidate_setting}' applies to C sessions only: "
                 "not applied in the Python runtime"
             )
-        python_latencies = workloads.time_batches_python(
+        python_latencies = time_batches_python(
             timed,
             timed_feeds,
             batch_sizes if runtime == "python" or also_python else (),

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.bench import LatencySummary, summarize, take_rows, time_interleaved
+from recadvisor.bench import LatencySummary, summarize, take_rows, time_batches_python
+from recadvisor.verify import compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -302,53 +303,12 @@ def check_c_parity(
     for model in models:
         runner = runners[model.label]
         py = runner.run(runner.prepare(feeds[model.label]))
-        worst = 0.0
-        for key, value in c_outs[model.label].items():
-            if value.dtype == object or key not in py:
-                continue
-            a, b = np.asarray(py[key]), value
-            if a.size != b.size:
-                worst = float("inf")
-                continue
-            diff = np.abs(a.reshape(-1).astype("float64") - b.reshape(-1).astype("float64"))
-            worst = max(worst, float(diff.max()) if diff.size else 0.0)
-        result[model.label] = worst
-    return result
-
-
-def time_batches_python(
-    runners: Mapping[str, Any],
-    feeds: Mapping[str, Mapping[str, np.ndarray]],
-    batch_sizes: Sequence[int],
-    *,
-    requests: int,
-    warmup: int,
-    burst: int,
-    request_inputs: Mapping[str, Sequence[str]],
-    progress: Callable[[str, int, int], None] | None = None,
-    stage: str = "batch",
-) -> dict[str, dict[int, LatencySummary]]:
-    """:func:`~recadvisor.bench.time_interleaved` at each batch size.
-
-    Returns:
-        label -> batch size -> :class:`LatencySummary`.
-    """
-    latencies: dict[str, dict[int, LatencySummary]] = {k: {} for k in runners}
-    for bs in batch_sizes:
-        name = f"{stage} {bs}"
-        result = time_interleaved(
-            runners,
-            feeds,
-            bs,
-            requests=requests,
-            warmup=warmup,
-            request_inputs=request_inputs,
-            progress=(lambda d, t, s=name: progress(s, d, t)) if progress else None,
-            burst=burst,
+        numeric = [k for k, v in c_outs[model.label].items() if v.dtype != object and k in py]
+        checked = compare_outputs(
+            py, c_outs[model.label], float("inf"), outputs=numeric, align_shapes=True
         )
-        for label, summary in result.items():
-            latencies[label][bs] = summary
-    return latencies
+        result[model.label] = checked.max_abs_diff
+    return result
 
 
 def _time_in_python(
