@@ -556,6 +556,12 @@ def _index_entry(model: DemoModel) -> IndexEntry:
     return entry
 
 
+def _with_onnx(*rebuilt: Path) -> list[str | Path]:
+    """The rebuilt folders, then the ONNX file of the last one when it was written."""
+    onnx = rebuilt[-1] / "model.onnx"
+    return [*rebuilt, *([onnx] if onnx.is_file() else [])]
+
+
 def _demo_model(
     name: str, sample_dir: Path, out: Path, requests: int, progress: ProgressCallback | None
 ) -> DemoModel:
@@ -576,12 +582,9 @@ def _demo_model(
         rebuilds[preset] = rebuild(
             model, out / preset, preset=preset, data=data, onnx=(preset != "safe"), force=True
         )
-    candidates: list[str | Path] = [out / "safe", out / "fast"]
-    if (out / "fast" / "model.onnx").is_file():
-        candidates.append(out / "fast" / "model.onnx")
     comparison = compare(
         model,
-        candidates,
+        _with_onnx(out / "safe", out / "fast"),
         data=data,
         batch_sizes=DEMO_BATCH_SIZES,
         requests=requests,
@@ -593,12 +596,9 @@ def _demo_model(
         runtime="tf-c",
         also_python=True,
     )
-    request_candidates: list[str | Path] = [out / "safe", out / "request"]
-    if (out / "request" / "model.onnx").is_file():
-        request_candidates.append(out / "request" / "model.onnx")
     request_comparison = compare(
         model,
-        request_candidates,
+        _with_onnx(out / "safe", out / "request"),
         data=data,
         requests=requests,
         measure_memory=False,
