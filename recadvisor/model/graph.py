@@ -280,14 +280,12 @@ class ModelGraph:
 
     def _readers(self, name: str) -> list[str]:
         """Nodes reading ``name``'s value, through Identity nodes."""
-        found, todo = [], list(self.consumers.get(name, []))
-        while todo:
-            reader = todo.pop()
-            if self.nodes[reader].op in ("Identity", "IdentityN"):
-                todo.extend(self.consumers.get(reader, []))
-            else:
-                found.append(reader)
-        return found
+        from recadvisor.model.queries import walk_data_edges  # queries imports this module
+
+        _, stopped = walk_data_edges(
+            self, name, lambda node, _pos, _inp: node.op in ("Identity", "IdentityN")
+        )
+        return list(dict.fromkeys(reader for reader, _, _ in stopped))
 
     def names_table(self, names: Any, const: str) -> bool:
         """Whether a plan's list of tables names this one (by variable or node name)."""
