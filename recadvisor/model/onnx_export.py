@@ -202,7 +202,7 @@ def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
         return False
     if not table.key_dtype.startswith(("int", "uint")) or table.values.ndim != 1:
         return False
-    if table.value_dtype in ("string", "resource", "variant"):
+    if table.value_dtype in ("resource", "variant"):
         return False
     if table.size == 0:
         return resolve_const(graph, find.input[2]) is not None
@@ -351,7 +351,15 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     node.attr["keep_dims"].b = False
 
 
-def _become_select(node: Any, cond: str, found: str, default: str, dtype: np.dtype) -> None:
+def _table_value_dtype(table: Any) -> tuple[np.dtype, str]:
+    """The numpy dtype that holds a table's values and its TensorFlow dtype name (string
+    values, as in an inverse ``StringLookup`` on a retrieval output, are numpy objects)."""
+    if table.value_dtype == "string":
+        return np.dtype(object), "string"
+    return np.dtype(table.value_dtype), np.dtype(table.value_dtype).name
+
+
+def _become_select(node: Any, cond: str, found: str, default: str, dtype: str) -> None:
     """Turn a lowered find op, in place, into ``SelectV2(cond, found, default)``."""
     del node.input[:]
     node.input.extend([cond, found, default])
@@ -366,7 +374,7 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
     ids with every key, ``ArgMax`` of the matches, a gather of the values, the default where
     nothing matched."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
-    value_dtype = np.dtype(table.value_dtype)
+    value_dtype, value_tf = _table_value_dtype(table)
     x, default_tensor = node.input[1], node.input[2]
 
     def fresh(suffix: str) -> str:
@@ -406,8 +414,8 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
         output_type="dtype:int64",
     )
     gathered = fresh("gather")
-    add_gather(graph_def, gathered, values, index, value_dtype.name, "int64", axis)
-    _become_select(node, found, gathered, default_tensor, value_dtype)
+    add_gather(graph_def, gathered, values, index, value_tf, "int64", axis)
+    _become_select(node, found, gathered, default_tensor, value_tf)
 
 
 def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
@@ -418,12 +426,12 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
         return
     base = node.name
     key_dtype = table.key_dtype
-    value_dtype = np.dtype(table.value_dtype)
+    value_dtype, value_tf = _table_value_dtype(table)
     keys = table.keys.astype(np.int64)
     kmin = int(keys.min()) if keys.size else 0
     span = (int(keys.max()) - kmin + 1) if keys.size else 1
     default = resolve_const(graph, node.input[2])
-    remap = np.zeros(span, dtype=value_dtype)
+    remap = np.full(span, b"" if value_tf == "string" else 0, dtype=value_dtype)
     if default is not None:
         remap[:] = np.asarray(default).astype(value_dtype)
     remap[keys - kmin] = table.values.astype(value_dtype)
@@ -457,8 +465,8 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
     safe = fresh("clip")
     add_node(graph_def, safe, "Minimum", [low, consts["last"]], T="dtype:int64")
     found = fresh("gather")
-    add_gather(graph_def, found, remap_name, safe, value_dtype.name, "int64", axis)
-    _become_select(node, inside, found, default_tensor, value_dtype)
+    add_gather(graph_def, found, remap_name, safe, value_tf, "int64", axis)
+    _become_select(node, inside, found, default_tensor, value_tf)
 
 
 def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:

@@ -281,6 +281,46 @@ def retrieval_top_k() -> ContractModel:
 
 
 @cache
+def retrieval_inverse_lookup() -> ContractModel:
+    """A retrieval index whose top-K positions go through int64 -> string tables on the way out,
+    as Keras-RS does with an inverse ``StringLookup``: ``item_ids`` reads a dense table (keys
+    0..19, one missing so the default shows), ``item_codes`` a table of sparse 64-bit keys."""
+    tf = import_tf()
+    rng = np.random.default_rng(8)
+    module = tf.Module()
+    module.user = tf.Variable(rng.normal(size=(50, 4)).astype(np.float32))
+    module.items = tf.Variable(rng.normal(size=(20, 4)).astype(np.float32))
+    dense_keys = tf.constant([k for k in range(20) if k != 7], tf.int64)
+    dense_values = tf.constant([f"item_{k}" for k in range(20) if k != 7])
+    module.names = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(dense_keys, dense_values), default_value="[UNK]"
+    )
+    sparse_keys = tf.constant([k * 1_000_003_017 for k in range(20)], tf.int64)
+    sparse_values = tf.constant([f"code_{k}" for k in range(20)])
+    module.codes = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(sparse_keys, sparse_values), default_value=""
+    )
+    specs = {"user_id": tf.TensorSpec([None], tf.string, name="user_id")}
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        user = tf.gather(module.user, tf.strings.to_hash_bucket_fast(f["user_id"], 50))
+        scores, top = tf.math.top_k(tf.matmul(user, module.items, transpose_b=True), k=5)
+        top = tf.cast(top, tf.int64)
+        return {
+            "scores": scores,
+            "item_ids": module.names.lookup(top),
+            "item_codes": module.codes.lookup(top * 1_000_003_017),
+        }
+
+    module.serve = serve
+    path = _TMP / "retrieval_inverse_lookup"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    feeds = {"user_id": _strings(np.random.default_rng(9), (N_ROWS,), POOL)}
+    return _finish(path, feeds)
+
+
+@cache
 def keras3_salted_cross() -> ContractModel:
     """Build (once) the negative Keras 3 model described in the module docstring."""
     import_tf()

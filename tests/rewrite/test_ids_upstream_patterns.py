@@ -37,6 +37,7 @@ from tests.rewrite.fixtures_patterns import (
     keras3_feeds,
     keras3_patterns,
     keras3_salted_cross,
+    retrieval_inverse_lookup,
     retrieval_top_k,
 )
 
@@ -291,3 +292,19 @@ def test_string_outputs_stay_strings_in_onnx(tmp_path: Path) -> None:
     onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:7]})
     assert onnx.parity["output_2"] == 0.0  # every top-K id string equal
     assert onnx.onnx_ops["Gather"] >= 2
+
+
+def test_string_output_tables_are_lowered_in_onnx(tmp_path: Path) -> None:
+    """int64 -> string tables on the outputs (a Keras-RS inverse ``StringLookup``) are not
+    blockers: the string-free graph keeps them and the ONNX export turns them into gathers over
+    a string constant, the dense one through a remap and the 64-bit-keyed one through a key
+    match; every id string (the table default included) equals TensorFlow's."""
+    model = retrieval_inverse_lookup()
+    result = _upstream(model)
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    assert find_onnx_blockers(result.graph) == []
+    onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:9]})
+    assert onnx.lowered == {"LookupTableFindV2": 2}
+    assert onnx.parity["item_ids"] == 0.0 and onnx.parity["item_codes"] == 0.0
+    served = model.run_original(model.feeds)["item_ids"]
+    assert b"[UNK]" in set(np.asarray(served).ravel().tolist())  # key 7 reads the default
