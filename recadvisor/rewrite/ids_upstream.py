@@ -59,7 +59,20 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import STRING_OPS, ModelGraph, node_name
+from recadvisor.model.edits import (
+    add_const,
+    add_node,
+    protected_nodes,
+    remove_if_unread,
+    remove_nodes,
+    reserve_name,
+    resolve_const,
+    rewire,
+    surviving_tables,
+    tf_dtype_enum,
+    unique_name,
+)
+from recadvisor.model.graph import STRING_OPS, ModelGraph, canonical_tensor, node_name
 from recadvisor.model.queries import CROSS_OPS, VALUE_SELECTING_OPS, walk_passthrough
 from recadvisor.model.spec import SignatureSpec, TensorInfo
 from recadvisor.rewrite.base import (
@@ -71,20 +84,6 @@ from recadvisor.rewrite.base import (
     RewritePass,
 )
 from recadvisor.rewrite.encodings import as_int64, fingerprint64, siphash24
-from recadvisor.rewrite.table_surgery import (
-    add_const,
-    add_node,
-    canonical_tensor,
-    protected_nodes,
-    remove_if_unread,
-    remove_nodes,
-    reserve_name,
-    resolve_const,
-    rewire,
-    surviving_tables,
-    tf_dtype_enum,
-    unique_name,
-)
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
