@@ -30,6 +30,7 @@ from tests.rewrite.fixtures_contract import (
     max_abs_diff,
     two_tower,
 )
+from tests.rewrite.fixtures_patterns import int_sparse_cross
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +136,28 @@ def test_ort_feeds_use_object_str_arrays(hranker: ContractModel) -> None:
     assert converted["user_id"].dtype == object
     assert isinstance(converted["user_id"][0], str) and converted["user_id"][0] == "u1"
     assert converted["price"].dtype == np.float32
+
+
+@pytest.mark.slow  # a saved model and a tf2onnx conversion (~10-20 s)
+def test_sparse_and_multi_valued_crosses_are_lowered_entry_for_entry(tmp_path: Path) -> None:
+    """A hashed cross of a sparse column (0 to 3 values a row) and a dense [N,2] one, and a
+    one-column cross: the lowered graph and onnxruntime give TensorFlow's indices, values and
+    dense shape exactly, in order (also for a batch of empty rows and an empty batch)."""
+    from recadvisor.bench import OnnxRunner
+
+    model = int_sparse_cross()
+    assert find_onnx_blockers(model.graph) == []
+    lowered, counts = lower_for_onnx(model.graph)
+    assert counts == {"SparseCross": 2} and "SparseCross" not in lowered.op_counts()
+    result = export_onnx(model.graph, tmp_path / "m.onnx", model.feeds)
+    assert result.max_abs_diff == 0.0
+    runner = OnnxRunner(tmp_path / "m.onnx")
+    empty_rows = {"codes": np.full((4, 3), -1, np.int64), "level": model.feeds["level"][:4]}
+    no_rows = {k: v[:0] for k, v in model.feeds.items()}
+    for feeds in (model.feeds, empty_rows, no_rows):
+        original = model.run_original(feeds)
+        for got in (GraphRunner(lowered)(feeds), runner.run(runner.prepare(feeds))):
+            for key, value in original.items():
+                assert np.array_equal(np.asarray(got[key]), value), key
+    assert model.run_original(empty_rows)["pair_shape"].tolist() == [4, 0]
+    assert model.run_original(model.feeds)["pair_shape"][1] == 6  # 3 codes x 2 levels
