@@ -634,34 +634,89 @@ class _CrossColumn:
     values: str  # [nnz] int64
 
 
-def _sparse_column(make: _NodeMaker, indices: str, values: str, zeros: str) -> _CrossColumn:
-    """A sparse column's per-row counts (``TensorScatterAdd`` of ones at each value's row; the
-    kernel, too, reads a row's values as a run from the row's start)."""
-    axis1 = make.const("axis1", 1, np.int32)
+def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: str) -> _CrossColumn:
+    """A sparse column's per-row value counts, as the kernel reads them.
+
+    The kernel walks the rows ``0..N-1`` once and takes, for each, the run of entries at the
+    current position whose row it is: it reads the longest prefix of the entries whose rows
+    are in ``[0, N)`` and do not decrease (all of them in row-major order, as ``Where`` gives
+    them), a row's values then being ``values[start(b) .. start(b) + count(b))``. Here: the
+    entries past the first out-of-order or out-of-range one are masked out, the counts are a
+    ``TensorScatterAdd`` of the kept entries at their rows, the starts their exclusive sum.
+    """
     rows = make.op(
         "rows",
         "GatherV2",
-        [indices, make.const("zero", 0, np.int32), axis1],
+        [indices, make.const("zero", 0, np.int32), make.const("axis1", 1, np.int32)],
         Tparams="dtype:int64",
         Tindices="dtype:int32",
         Taxis="dtype:int32",
         batch_dims=0,
     )
+
+    def part(suffix: str, begin: int, end: int, end_mask: int) -> str:
+        return make.i64(
+            suffix,
+            "StridedSlice",
+            [
+                rows,
+                make.const("b", [begin], np.int32),
+                make.const("e", [end], np.int32),
+                make.const("s", [1], np.int32),
+            ],
+            Index="dtype:int32",
+            shrink_axis_mask=0,
+            begin_mask=0,
+            end_mask=end_mask,
+            ellipsis_mask=0,
+            new_axis_mask=0,
+        )
+
+    axis0 = make.const("axis0", 0, np.int32)
+    previous = make.op(
+        "previous",
+        "ConcatV2",
+        [part("first", 0, 1, 0), part("but_last", 0, -1, 0), axis0],
+        T="dtype:int64",
+        Tidx="dtype:int32",
+        N=2,
+    )
+    zero = make.const("zero", 0, np.int64)
+    wrong = [
+        make.i64("below", "Less", [rows, zero]),
+        make.i64("beyond", "GreaterEqual", [rows, n]),
+        make.i64("decreasing", "Less", [rows, previous]),
+    ]
+    stop = make.op("stop", "LogicalOr", [make.op("out", "LogicalOr", wrong[:2]), wrong[2]])
+    stops = make.op("stops", "Cast", [stop], SrcT="dtype:bool", DstT="dtype:int64", Truncate=False)
+    seen = make.op(
+        "seen",
+        "Cumsum",
+        [stops, axis0],
+        T="dtype:int64",
+        Tidx="dtype:int32",
+        exclusive=False,
+        reverse=False,
+    )
+    kept = make.i64("kept", "Equal", [seen, zero], incompatible_shape_error=True)
+    ones = make.op("ones", "Cast", [kept], SrcT="dtype:bool", DstT="dtype:int64", Truncate=False)
     at = make.op(
         "at",
         "ExpandDims",
-        [rows, make.const("last", -1, np.int32)],
+        [
+            make.i64("safe_rows", "SelectV2", [kept, rows, make.i64("zeros", "ZerosLike", [rows])]),
+            make.const("last", -1, np.int32),
+        ],
         T="dtype:int64",
         Tdim="dtype:int32",
     )
-    ones = make.i64("ones", "OnesLike", [rows])
     counts = make.op(
         "counts", "TensorScatterAdd", [zeros, at, ones], T="dtype:int64", Tindices="dtype:int64"
     )
     starts = make.op(
         "starts",
         "Cumsum",
-        [counts, make.const("axis0", 0, np.int32)],
+        [counts, axis0],
         T="dtype:int64",
         Tidx="dtype:int32",
         exclusive=True,
@@ -702,7 +757,7 @@ def _lower_sparse_cross(graph_def: Any, node: Any, names: set[str]) -> None:
     zero, one = make.const("zero", 0, np.int64), make.const("one", 1, np.int64)
     row_ids = make.op("range", "Range", [zero, n, one], Tidx="dtype:int64")
     zeros = make.i64("zeros", "ZerosLike", [row_ids])
-    columns = [_sparse_column(make, i, v, zeros) for i, v in zip(indices, values, strict=True)]
+    columns = [_sparse_column(make, i, v, n, zeros) for i, v in zip(indices, values, strict=True)]
     columns += [_dense_column(make, d, row_ids) for d in dense]
     k = len(columns)
     axis0 = make.const("axis0", 0, np.int32)

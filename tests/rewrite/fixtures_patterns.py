@@ -302,8 +302,8 @@ def keras3_salted_cross() -> ContractModel:
 AGE_BOUNDARIES = [18, 30, 50]
 
 
-def feature_sparse_cross_feeds(n_rows: int = N_ROWS, seed: int = 9) -> dict[str, np.ndarray]:
-    """Raw inputs for ``feature_sparse_cross``: rows of ``tags`` with 0 to 3 non-pad values."""
+def multi_valued_cross_feeds(n_rows: int = N_ROWS, seed: int = 9) -> dict[str, np.ndarray]:
+    """Raw inputs for ``feature_multi_valued_cross``: 0 to 3 non-pad ``tags`` a row."""
     rng = np.random.default_rng(seed)
     tags = _strings(rng, (n_rows, 3), [*CATS, "", "", "other", "ü日本"])
     tags[:4] = ""  # rows with no tag: no crossed value at all
@@ -316,7 +316,7 @@ def feature_sparse_cross_feeds(n_rows: int = N_ROWS, seed: int = 9) -> dict[str,
 
 
 @cache
-def feature_sparse_cross() -> ContractModel:
+def feature_multi_valued_cross() -> ContractModel:
     """Crosses over multi-valued columns (tf-keras ``DenseFeatures``): ``crossed_column`` of a
     ``[N,3]`` vocabulary column (``""`` ignored: sparse, 0 to 3 values a row) with a bucketized
     ``age`` (an indicator), and of a raw ``[N,2]`` string key (a dense column) with the same
@@ -332,7 +332,7 @@ def feature_sparse_cross() -> ContractModel:
     ]
     specs = {"tags": (3, tf.string), "words": (2, tf.string), "age": (1, tf.int64)}
     return _finish(
-        _save_tf_keras(columns, specs, "feature_sparse_cross"), feature_sparse_cross_feeds()
+        _save_tf_keras(columns, specs, "feature_multi_valued_cross"), multi_valued_cross_feeds()
     )
 
 
@@ -393,12 +393,17 @@ def raw_sparse_cross(hashed: bool = True) -> ContractModel:
 def int_sparse_cross() -> ContractModel:
     """Hashed crosses of int64 columns only, their parts the outputs: ``pair`` = a sparse
     ``codes`` [N,3] (-1 dropped: 0 to 3 values a row) x a dense ``level`` [N,2], without
-    buckets (``mod INT64_MAX``); ``single`` = ``codes`` alone into 10 buckets."""
+    buckets (``mod INT64_MAX``); ``single`` = ``codes`` alone into 10 buckets; ``client`` = a
+    sparse column the client sends (``ids_indices``, ``ids_values``, ``ids_shape``: maybe not
+    in row-major order) x ``level``."""
     tf = import_tf()
     module = tf.Module()
     specs = {
         "codes": tf.TensorSpec([None, 3], tf.int64, name="codes"),
         "level": tf.TensorSpec([None, 2], tf.int64, name="level"),
+        "ids_indices": tf.TensorSpec([None, 2], tf.int64, name="ids_indices"),
+        "ids_values": tf.TensorSpec([None], tf.int64, name="ids_values"),
+        "ids_shape": tf.TensorSpec([2], tf.int64, name="ids_shape"),
     }
 
     @tf.function(input_signature=[specs])
@@ -406,8 +411,10 @@ def int_sparse_cross() -> ContractModel:
         codes = _sparse_from_padded(tf, f["codes"], tf.constant(-1, tf.int64))
         pair = tf.sparse.cross_hashed([codes, f["level"]], num_buckets=0, hash_key=3)
         single = tf.sparse.cross_hashed([codes], num_buckets=10)
+        sent = tf.SparseTensor(f["ids_indices"], f["ids_values"], f["ids_shape"])
+        client = tf.sparse.cross_hashed([sent, f["level"]], num_buckets=50)
         out = {}
-        for name, crossed in (("pair", pair), ("single", single)):
+        for name, crossed in (("pair", pair), ("single", single), ("client", client)):
             out[f"{name}_indices"] = crossed.indices
             out[f"{name}_values"] = crossed.values
             out[f"{name}_shape"] = crossed.dense_shape
@@ -420,7 +427,13 @@ def int_sparse_cross() -> ContractModel:
     codes = rng.choice([-1, -1, 0, 5, 2**40, -7, 2**63 - 1], (N_ROWS, 3)).astype(np.int64)
     codes[:2] = -1
     level = rng.choice([0, 1, -5, 2**62], (N_ROWS, 2)).astype(np.int64)
-    return _finish(path, {"codes": codes, "level": level})
+    rows, slots = np.nonzero(codes != -1)  # the codes as a sparse tensor, in row-major order
+    sent = {
+        "ids_indices": np.stack([rows, slots], axis=1).astype(np.int64),
+        "ids_values": codes[rows, slots],
+        "ids_shape": np.array(codes.shape, np.int64),
+    }
+    return _finish(path, {"codes": codes, "level": level, **sent})
 
 
 def sparse_cross_feeds(n_rows: int = N_ROWS, seed: int = 10) -> dict[str, np.ndarray]:
