@@ -531,6 +531,13 @@ class _NodeMaker:
         """An int64 node with a ``T`` attribute (``Add``, ``Gather``'s params, ...)."""
         return self.op(suffix, kind, inputs, T="dtype:int64", **attrs)
 
+    def cumsum(self, suffix: str, x: str, exclusive: bool) -> str:
+        """The running sum of an int64 vector (``exclusive``: of the entries before each)."""
+        axis = self.const("axis0", 0, np.int32)
+        return self.i64(
+            suffix, "Cumsum", [x, axis], Tidx="dtype:int32", exclusive=exclusive, reverse=False
+        )
+
 
 def _cross_hash(make: _NodeMaker, node: Any, columns: list[str]) -> str:
     """The hashed cross values of aligned flat int64 columns (one value each per output entry).
@@ -571,23 +578,33 @@ def _cross_hash(make: _NodeMaker, node: Any, columns: list[str]) -> str:
     return make.op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
 
 
-def _element(make: _NodeMaker, suffix: str, vector: str, index: int) -> str:
-    """``vector[index]`` of an int64 vector, as a scalar."""
+def _slice(make: _NodeMaker, suffix: str, vector: str, begin: int, end: int) -> str:
+    """``vector[begin:end]`` of an int64 vector (``end`` may count from the end)."""
     return make.i64(
         suffix,
         "StridedSlice",
         [
             vector,
-            make.const("b", [index], np.int32),
-            make.const("e", [index + 1], np.int32),
+            make.const("b", [begin], np.int32),
+            make.const("e", [end], np.int32),
             make.const("s", [1], np.int32),
         ],
         Index="dtype:int32",
-        shrink_axis_mask=1,
+        shrink_axis_mask=0,
         begin_mask=0,
         end_mask=0,
         ellipsis_mask=0,
         new_axis_mask=0,
+    )
+
+
+def _element(make: _NodeMaker, suffix: str, vector: str, index: int) -> str:
+    """``vector[index]`` of an int64 vector, as a scalar."""
+    return make.i64(
+        suffix,
+        "Squeeze",
+        [_slice(make, f"{suffix}_slice", vector, index, index + 1)],
+        squeeze_dims=[0],
     )
 
 
@@ -654,29 +671,11 @@ def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: s
         batch_dims=0,
     )
 
-    def part(suffix: str, begin: int, end: int, end_mask: int) -> str:
-        return make.i64(
-            suffix,
-            "StridedSlice",
-            [
-                rows,
-                make.const("b", [begin], np.int32),
-                make.const("e", [end], np.int32),
-                make.const("s", [1], np.int32),
-            ],
-            Index="dtype:int32",
-            shrink_axis_mask=0,
-            begin_mask=0,
-            end_mask=end_mask,
-            ellipsis_mask=0,
-            new_axis_mask=0,
-        )
-
     axis0 = make.const("axis0", 0, np.int32)
     previous = make.op(
         "previous",
         "ConcatV2",
-        [part("first", 0, 1, 0), part("but_last", 0, -1, 0), axis0],
+        [_slice(make, "first", rows, 0, 1), _slice(make, "but_last", rows, 0, -1), axis0],
         T="dtype:int64",
         Tidx="dtype:int32",
         N=2,
@@ -689,15 +688,7 @@ def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: s
     ]
     stop = make.op("stop", "LogicalOr", [make.op("out", "LogicalOr", wrong[:2]), wrong[2]])
     stops = make.op("stops", "Cast", [stop], SrcT="dtype:bool", DstT="dtype:int64", Truncate=False)
-    seen = make.op(
-        "seen",
-        "Cumsum",
-        [stops, axis0],
-        T="dtype:int64",
-        Tidx="dtype:int32",
-        exclusive=False,
-        reverse=False,
-    )
+    seen = make.cumsum("seen", stops, exclusive=False)
     kept = make.i64("kept", "Equal", [seen, zero], incompatible_shape_error=True)
     ones = make.op("ones", "Cast", [kept], SrcT="dtype:bool", DstT="dtype:int64", Truncate=False)
     at = make.op(
@@ -713,16 +704,7 @@ def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: s
     counts = make.op(
         "counts", "TensorScatterAdd", [zeros, at, ones], T="dtype:int64", Tindices="dtype:int64"
     )
-    starts = make.op(
-        "starts",
-        "Cumsum",
-        [counts, axis0],
-        T="dtype:int64",
-        Tidx="dtype:int32",
-        exclusive=True,
-        reverse=False,
-    )
-    return _CrossColumn(counts, starts, values)
+    return _CrossColumn(counts, make.cumsum("starts", counts, exclusive=True), values)
 
 
 def _dense_column(make: _NodeMaker, dense: str, row_ids: str) -> _CrossColumn:
