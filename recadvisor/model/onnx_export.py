@@ -13,10 +13,12 @@ lookup tables. So :func:`export_onnx`
    holes, read the table's default), or, for sparse keys (64-bit ids, ``Fingerprint64`` keys;
    up to 16384 keys), a match of the ids against every key (``Equal`` + ``ArgMax`` + gather,
    the default where none matches), ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
-   / ``Exp(x)-1``, and a hashed cross of one-value int64 columns (``SparseCross`` from Keras
-   ``HashedCrossing`` after ``ids_upstream`` sent its strings as ``Fingerprint64`` ids) -> the
-   kernel's ``FingerprintCat64`` chain in uint64 arithmetic (``Mul``, ``BitwiseXor``,
-   ``RightShift``, ``FloorMod``: opset 18), bit-exact;
+   / ``Exp(x)-1``, and a hashed cross of int64 columns (``SparseCross`` from Keras
+   ``HashedCrossing`` or feature columns' ``crossed_column`` after ``ids_upstream`` sent its
+   strings as ``Fingerprint64`` ids) -> the kernel's ``FingerprintCat64`` chain in uint64
+   arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``: opset 18), bit-exact; a
+   cross of sparse or multi-valued columns first enumerates the kernel's Cartesian product per
+   row in its order (:func:`_lower_sparse_cross`);
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
    keys), then cleans up what tf2onnx leaves (:mod:`recadvisor.model.onnx_optimize`);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
