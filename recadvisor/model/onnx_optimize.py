@@ -85,6 +85,8 @@ FLOAT_TYPES = frozenset({FLOAT, DOUBLE, FLOAT16})
 MAX_TABLE_COPY_BYTES = 16 << 20
 # a Slice end at or beyond this reads to the end of any axis tf2onnx writes it for
 SLICE_TO_END = 1 << 30
+# an integer Bucketize becomes a gather when its ids span at most this many values (4 MiB)
+MAX_BUCKET_REMAP = 1 << 20
 
 
 class OnnxCleanupDict(TypedDict):
@@ -170,15 +172,20 @@ class _GraphIndex:
             infos = [*self.graph.input, *self.graph.output]
         self.types: dict[str, int] = {}
         self.ranks: dict[str, int] = {}
+        self.dims: dict[str, tuple[int | None, ...]] = {}  # None: not known statically
         for info in infos:
             tensor = info.type.tensor_type
             if tensor.elem_type:
                 self.types[info.name] = tensor.elem_type
             if tensor.HasField("shape"):
                 self.ranks[info.name] = len(tensor.shape.dim)
+                self.dims[info.name] = tuple(
+                    d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim
+                )
         for name, init in self.initializers.items():
             self.types[name] = init.data_type
             self.ranks[name] = len(init.dims)
+            self.dims[name] = tuple(init.dims)
         for node in self.graph.node:
             if node.op_type == "Constant":
                 value = self.const(node.output[0])
@@ -608,6 +615,157 @@ def _batched_dot(index: _GraphIndex, squeeze: Any) -> tuple[str, str, int] | Non
     return None
 
 
+def outer_matmul_to_mul(model: Any) -> int:
+    """``MatMul(A, B)`` with ``A [..., M, 1]`` and ``B [..., 1, N]`` -> ``Mul(A, B)`` (in place).
+
+    A product over a contraction of length 1 is an outer product: each output is one
+    ``a * b``, which a broadcasting ``Mul`` computes exactly (no sum, so no reassociation),
+    while onnxruntime runs the ``MatMul`` as one tiny GEMM per batch entry. xDeepFM's CIN
+    layer (``tf.matmul`` of ``D`` lists of ``[N, F, 1]`` and ``[N, 1, H]`` embedding columns)
+    is ``D * N`` such GEMMs, most of its time at batch 256. Both inputs must have rank >= 2
+    and the unit dimensions must be known statically (ONNX shape inference or constants).
+
+    Returns:
+        MatMuls rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type != "MatMul" or not _is_outer_product(index, *node.input):
+            return None
+        return [helper.make_node("Mul", list(node.input), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _is_outer_product(index: _GraphIndex, a: str, b: str) -> bool:
+    """Whether ``MatMul(a, b)`` contracts over a dimension of length 1 (both ranks >= 2)."""
+    a_dims, b_dims = index.dims.get(a), index.dims.get(b)
+    if a_dims is None or b_dims is None or len(a_dims) < 2 or len(b_dims) < 2:
+        return False
+    return a_dims[-1] == 1 and b_dims[-2] == 1 and index.types.get(a) == index.types.get(b)
+
+
+def int_bucketize_to_gather(model: Any, max_span: int = MAX_BUCKET_REMAP) -> int:
+    """The lowered ``Bucketize`` of an integer input -> a gather over a remap vector (in place).
+
+    :func:`recadvisor.model.onnx_export.lower_for_onnx` writes ``Bucketize(x, b)`` as
+    ``ReduceSum(Cast(Unsqueeze(Cast(x, float), -1) >= b, int), -1)``: ``N * len(b)``
+    comparisons (875 boundaries on a DeepCTR ``numeric_as_string`` id: most of xDeepFM's
+    time at batch 256). When ``x`` is an integer (an id bucketized on the values seen in the
+    data), the bucket of every ``x`` between ``lo = ceil(min b) - 1`` (bucket 0) and
+    ``hi = ceil(max b)`` (bucket ``len(b)``) is precomputed, cast to float exactly like the
+    graph casts it, and the node becomes ``Gather(remap, Clip(x, lo, hi) - lo)``: exact, as
+    rounding to float is monotone, every ``x`` below ``lo`` falls in bucket 0 and every ``x``
+    above ``hi`` in the last. Refused when the span ``hi - lo + 1`` exceeds ``max_span``,
+    for non-finite boundaries, and for integer types other than int32/int64.
+
+    Returns:
+        Bucketizes rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _int_bucketize(index, node) if node.op_type == "ReduceSum" else None
+        if match is None:
+            return None
+        x, bounds, cmp_type, out_type = match
+        remap = _bucket_remap(bounds, index.types[x], cmp_type, out_type, max_span)
+        if remap is None:
+            return None
+        lo, hi, table = remap
+        x_dtype = _NUMPY_INTS[index.types[x]]
+        base = node.output[0]
+        names = {
+            key: _add_initializer(model, index, f"{base}/{key}", value)
+            for key, value in (
+                ("lo", np.array(lo, x_dtype)),
+                ("hi", np.array(hi, x_dtype)),
+                ("remap", table),
+            )
+        }
+        clipped, offset = (_fresh_name(index, f"{base}/{k}") for k in ("clipped", "offset"))
+        index.producer[clipped] = index.producer[offset] = node  # reserves the names
+        return [
+            helper.make_node("Clip", [x, names["lo"], names["hi"]], [clipped], name=clipped),
+            helper.make_node("Sub", [clipped, names["lo"]], [offset], name=offset),
+            helper.make_node("Gather", [names["remap"], offset], [base], name=node.name, axis=0),
+        ]
+
+    return _replace_nodes(model, rewrite)
+
+
+_NUMPY_INTS = {INT32: np.int32, INT64: np.int64}
+_NUMPY_FLOATS = {FLOAT: np.float32, DOUBLE: np.float64}
+
+
+def _last_axis(node: Any, index: _GraphIndex, rank: int | None) -> bool:
+    """Whether a ``ReduceSum``/``Unsqueeze`` names exactly the last axis of its output (for an
+    Unsqueeze) or input (for a ReduceSum) of rank ``rank``."""
+    if len(node.input) > 1 and node.input[1]:
+        axes = index.const(node.input[1])
+        values = axes.reshape(-1).tolist() if axes is not None else None
+    else:
+        values = _attr(node, "axes")
+        values = list(values) if values is not None else None
+    if values is None or len(values) != 1 or rank is None:
+        return False
+    return values[0] in (-1, rank - 1)
+
+
+def _int_bucketize(index: _GraphIndex, reduce: Any) -> tuple[str, np.ndarray, int, int] | None:
+    """(x, boundaries, compare type, output type) when ``reduce`` ends the lowered
+    ``Bucketize`` of an int32/int64 ``x``."""
+    if int(_attr(reduce, "keepdims", 1)) != 0:
+        return None
+    count = index.made_by(reduce.input[0], "Cast")
+    out_type = _attr(count, "to") if count is not None else None
+    if out_type not in _NUMPY_INTS:
+        return None
+    ge = index.made_by(count.input[0], "GreaterOrEqual")
+    if ge is None or len(index.consumers.get(ge.output[0], [])) != 1:
+        return None
+    unsqueeze, bounds = index.made_by(ge.input[0], "Unsqueeze"), index.const(ge.input[1])
+    if unsqueeze is None or bounds is None or bounds.ndim != 1 or not bounds.size:
+        return None
+    as_float = index.made_by(unsqueeze.input[0], "Cast")
+    if as_float is None:
+        return None
+    x, cmp_type = as_float.input[0], _attr(as_float, "to")
+    rank = index.ranks.get(x)
+    if index.types.get(x) not in _NUMPY_INTS or _NUMPY_FLOATS.get(cmp_type) != bounds.dtype:
+        return None
+    if rank is None or not _last_axis(unsqueeze, index, rank + 1):
+        return None
+    if not _last_axis(reduce, index, rank + 1):
+        return None
+    return x, bounds, cmp_type, out_type
+
+
+def _bucket_remap(
+    bounds: np.ndarray, x_type: int, cmp_type: int, out_type: int, max_span: int
+) -> tuple[int, int, np.ndarray] | None:
+    """(lo, hi, bucket of every integer in ``[lo, hi]``) or None (non-finite or too wide)."""
+    if not np.all(np.isfinite(bounds)):
+        return None
+    info = np.iinfo(_NUMPY_INTS[x_type])
+    lo = max(int(np.ceil(bounds.min())) - 1, int(info.min))
+    hi = min(int(np.ceil(bounds.max())), int(info.max))
+    if hi - lo + 1 > max_span:
+        return None
+    values = np.arange(lo, hi + 1, dtype=np.int64).astype(_NUMPY_INTS[x_type])
+    as_float = values.astype(_NUMPY_FLOATS[cmp_type])
+    table = np.sum(as_float[:, None] >= bounds[None, :], axis=1).astype(_NUMPY_INTS[out_type])
+    # clipping is exact only if everything below lo / above hi falls in the end buckets
+    if (lo > info.min and table[0] != 0) or (hi < info.max and table[-1] != bounds.size):
+        return None
+    return lo, hi, table
+
+
 def remove_unused(model: Any) -> int:
     """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
     unread initializers.
@@ -644,6 +802,8 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("drop_noop_slices", drop_noop_slices),
     ("matmul_add_to_gemm", matmul_add_to_gemm),
     ("batched_dot_to_reduce", batched_dot_to_reduce),
+    ("outer_matmul_to_mul", outer_matmul_to_mul),
+    ("int_bucketize_to_gather", int_bucketize_to_gather),
 )
 
 

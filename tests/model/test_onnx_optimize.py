@@ -347,3 +347,73 @@ def test_tensors_a_subgraph_reads_are_kept_and_not_bypassed() -> None:
     for flag in (True, False):
         feeds = {"x": x, "flag": np.array(flag)}
         np.testing.assert_array_equal(_run(cleaned, feeds)[0], x if flag else -x)
+
+
+def _outer_product(contraction: int | str) -> Any:
+    """A batch of ``[4, k] x [k, 3]`` MatMuls (xDeepFM's CIN with ``k = 1``)."""
+    return _model(
+        [helper.make_node("MatMul", ["a", "b"], ["ab"])],
+        [_vi("a", F, [2, "n", 4, contraction]), _vi("b", F, [2, "n", contraction, 3])],
+        [_vi("ab", F, [2, "n", 4, 3])],
+        {},
+    )
+
+
+def test_matmul_over_a_unit_contraction_becomes_an_exact_mul() -> None:
+    model = _outer_product(1)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"outer_matmul_to_mul": 1}
+    assert _ops(cleaned) == Counter({"Mul": 1})  # 0 MatMul left
+    rng = np.random.default_rng(0)
+    feeds = {
+        "a": rng.normal(size=(2, 5, 4, 1)).astype(np.float32),
+        "b": rng.normal(size=(2, 5, 1, 3)).astype(np.float32),
+    }
+    np.testing.assert_array_equal(_run(cleaned, feeds)[0], _run(model, feeds)[0])
+
+
+@pytest.mark.parametrize("contraction", [2, "k"])
+def test_matmul_over_a_longer_or_unknown_contraction_is_kept(contraction: int | str) -> None:
+    cleaned, result = optimize_onnx(_outer_product(contraction), strict=True)
+    assert result.rewrites == {} and _ops(cleaned) == Counter({"MatMul": 1})
+
+
+def _lowered_bucketize(bounds: np.ndarray, x_type: int = I64) -> Any:
+    """``Bucketize`` as onnx_export lowers it: the count of boundaries <= float(x)."""
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xf"], to=F),
+        helper.make_node("Unsqueeze", ["xf", "last"], ["x3"]),
+        helper.make_node("GreaterOrEqual", ["x3", "bounds"], ["ge"]),
+        helper.make_node("Cast", ["ge"], ["hits"], to=I32),
+        helper.make_node("ReduceSum", ["hits", "last"], ["bucket"], keepdims=0),
+    ]
+    return _model(
+        nodes,
+        [_vi("x", x_type, ["n", 1])],
+        [_vi("bucket", I32, ["n", 1])],
+        {"bounds": bounds.astype(np.float32), "last": np.array([-1], np.int64)},
+    )
+
+
+def test_integer_bucketize_becomes_a_gather_and_is_exact_everywhere() -> None:
+    bounds = np.array([-7.5, -2, 0, 0.5, 3, 3.25, 11, 1000])
+    model = _lowered_bucketize(bounds)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"int_bucketize_to_gather": 1}
+    ops = _ops(cleaned)
+    assert ops["GreaterOrEqual"] == 0 and ops["ReduceSum"] == 0 and ops["Gather"] == 1
+    edges = [-(2**63), -(2**40), -9, -8, -7, -3, -2, -1, 0, 1, 2, 3, 4, 10, 11, 12, 999, 1000]
+    x = np.array([*edges, 1001, 2**40, 2**63 - 1], np.int64).reshape(-1, 1)
+    got = _run(cleaned, {"x": x})[0]
+    np.testing.assert_array_equal(got, _run(model, {"x": x})[0])
+    np.testing.assert_array_equal(got[:, 0], np.searchsorted(bounds, x[:, 0], side="right"))
+
+
+def test_bucketize_of_a_float_or_over_a_wide_span_is_kept() -> None:
+    floats = _lowered_bucketize(np.array([0.5, 2.0]), x_type=F)
+    floats.graph.node[0].attribute[0].i = F  # Cast float -> float: x is no integer
+    wide = _lowered_bucketize(np.array([0, 5e6]))  # 5M ids: over the 1M-entry remap limit
+    for model in (floats, wide):
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert "int_bucketize_to_gather" not in result.rewrites
+        assert _ops(cleaned)["GreaterOrEqual"] == 1
