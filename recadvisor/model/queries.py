@@ -11,7 +11,8 @@ the ONNX lowering (``model/`` imports neither ``rewrite/`` nor ``analysis/``; th
   to the node that produced its values (ids back to their hash or lookup);
 * :data:`CROSS_OPS`: hashed feature crosses;
 * :func:`walk_passthrough` (input -> the readers that end its pass-through chain, i.e. the
-  transforms that turn it into ids), :func:`walk_data_edges`, :func:`input_subgraph`.
+  transforms that turn it into ids), :func:`walk_data_edges`, :func:`input_subgraph`;
+* :func:`static_shapes`: TensorFlow's static shape of every node's first output.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+from recadvisor.tfimport import import_tf
+
+Shape = tuple[int | None, ...]
 
 # Ops that pass a tensor through unchanged (value and, for Identity, shape).
 IDENTITY_OPS = frozenset({"Identity", "Snapshot", "StopGradient", "PreventGradient"})
@@ -139,3 +143,21 @@ def input_subgraph(graph: ModelGraph, key: str) -> set[str]:
         Node names, the input's placeholder included.
     """
     return {name for name, feats in graph.features_of_node.items() if key in feats}
+
+
+def static_shapes(graph: ModelGraph) -> dict[str, Shape | None]:
+    """Static shape of every node's output 0 (``None`` when the rank is unknown).
+
+    The frozen graph is imported into a scratch ``tf.Graph``, whose shape inference reads the
+    placeholders' declared shapes and the constants.
+    """
+    tf = import_tf()
+    with tf.Graph().as_default() as scratch:
+        tf.graph_util.import_graph_def(graph.graph_def, name="")
+    shapes: dict[str, Shape | None] = {}
+    for op in scratch.get_operations():
+        if not op.outputs:
+            continue
+        shape = op.outputs[0].shape
+        shapes[op.name] = None if shape.rank is None else tuple(shape.as_list())
+    return shapes

@@ -28,6 +28,7 @@ from tests.rewrite.fixtures_contract import (
     hashing_ranker,
     int_lookup,
     max_abs_diff,
+    segment_history,
     two_tower,
 )
 
@@ -135,3 +136,45 @@ def test_ort_feeds_use_object_str_arrays(hranker: ContractModel) -> None:
     assert converted["user_id"].dtype == object
     assert isinstance(converted["user_id"][0], str) and converted["user_id"][0] == "u1"
     assert converted["price"].dtype == np.float32
+
+
+def test_segment_reductions_and_self_reshape_export(tmp_path: Path) -> None:
+    """SegmentMax/SegmentMin have no working tf2onnx handler (integer data fails, an empty
+    segment gives -inf); a reshape to x's own dims, left alone, is merged by tf2onnx into the
+    reshape before it and fails in onnxruntime."""
+    model = segment_history()
+    result = export_onnx(model.graph, tmp_path / "seg.onnx", model.feeds)
+    assert result.lowered == {"SegmentMax": 1, "SegmentMin": 1, "Reshape": 1}
+    assert result.max_abs_diff <= 1e-5 and result.opset >= 18
+    assert set(result.parity) == {"score", "lengths", "lowest"}
+    assert not {"SegmentMax", "SegmentMin"} & set(result.onnx_ops)
+
+
+def test_onnxruntime_failure_is_an_export_error(tmp_path: Path, monkeypatch) -> None:
+    """Without dropping the self-reshape, tf2onnx's reshape merge breaks the model: the export
+    says so (an ExportError, which rebuild records as a note) and writes nothing."""
+    import recadvisor.model.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "_drop_self_reshapes", lambda graph, graph_def: 0)
+    model = segment_history()
+    with pytest.raises(ExportError, match="fails on the sample rows"):
+        export_onnx(model.graph, tmp_path / "seg.onnx", model.feeds)
+    assert not (tmp_path / "seg.onnx").exists()
+
+
+def test_lowered_segment_reductions_match_tensorflow() -> None:
+    """Empty segments give 0, negative values stay, and a batch with no ids gives no segments."""
+    model = segment_history()
+    lowered, counts = lower_for_onnx(model.graph)
+    assert counts["SegmentMax"] == 1 and counts["SegmentMin"] == 1
+    ops = lowered.op_counts()
+    assert "SegmentMax" not in ops and "SegmentMin" not in ops
+    assert ops["Reshape"] == model.graph.op_counts()["Reshape"] - 1  # the swapped one stays
+    run_lowered, run_graph = GraphRunner(lowered), GraphRunner(model.graph)
+    empty = {"hist": np.full((4, 5), -1, np.int64), "x": model.feeds["x"][:4]}
+    for feeds in (model.feeds, empty):
+        got, want = run_lowered(feeds), run_graph(feeds)
+        for key in want:  # exact, shapes included (empty outputs too)
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
+            assert np.shape(got[key]) == np.shape(want[key])
+    assert np.asarray(run_lowered(model.feeds)["lowest"])[3] == 0.0  # row 3: no ids
