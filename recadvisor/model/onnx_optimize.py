@@ -24,14 +24,25 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
 5. ``drop_noop_slices``: a ``Slice`` from 0 to the end with step 1 on every axis it names
    (tf2onnx writes one for ``x[:, :, None]``-style strided slices) is dropped, and an
    ``Unsqueeze`` followed by a ``Squeeze`` of the same axes cancels.
-6. ``matmul_add_to_gemm``: ``MatMul(A, W) + b`` with ``A`` of rank 2 and ``W``, ``b``
+6. ``tensordot_to_matmul``: a Keras ``Dense`` as tf2onnx writes ``tf.tensordot`` (``Reshape``
+   to ``[-1, K]``, ``MatMul``, ``Reshape`` back to a shape computed with ``Shape``, ``Cast``,
+   ``Gather``, ``Concat``, ``Cast``) becomes one ``MatMul`` (broadcast over the leading axes;
+   the same GEMM, exact): seven nodes less per dense layer, and a rank-2 input meets the next
+   pass.
+7. ``matmul_add_to_gemm``: ``MatMul(A, W) + b`` with ``A`` of rank 2 and ``W``, ``b``
    constants becomes one ``Gemm`` (onnxruntime then fuses a following ``Relu`` into it).
    onnxruntime does this itself only where its own shape inference proves the rank, which
    fails after a ``Concat`` of gathers. Float reassociation: the bias is added inside the GEMM.
-7. ``batched_dot_to_reduce``: Keras ``Dot(axes=1)`` of two ``[N, K]`` towers (``Unsqueeze``,
+8. ``batched_dot_to_reduce``: Keras ``Dot(axes=1)`` of two ``[N, K]`` towers (``Unsqueeze``,
    ``Unsqueeze``, a batch of N ``[1, K] x [K, 1]`` ``MatMul``s, ``Squeeze``) becomes
    ``ReduceSum(a * b, axis 1)``. Float reassociation.
-8. unused nodes and initializers are removed.
+9. ``outer_matmul_to_mul``: a ``MatMul`` whose contraction has length 1 (``[..., M, 1] x
+   [..., 1, N]``: xDeepFM's CIN outer products, ``D * N`` tiny GEMMs) becomes a broadcasting
+   ``Mul``. Exact (one product per output, no sum).
+10. ``int_bucketize_to_gather``: the lowered ``Bucketize`` of an integer input (``N * len(b)``
+    comparisons and a row count) becomes a gather over the bucket of every integer between the
+    boundaries, the input clipped to that range. Exact.
+11. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -511,6 +522,78 @@ def _is_full_slice(index: _GraphIndex, node: Any) -> bool:
     return steps is None or bool(np.all(steps == 1))
 
 
+def tensordot_to_matmul(model: Any) -> int:
+    """Keras ``Dense`` on a rank >= 2 input, as tf2onnx writes ``tf.tensordot``, -> ``MatMul``.
+
+    ``Reshape(MatMul(Reshape(x, [-1, K]), W), Concat(Gather(Shape(x), [0 .. r-2]), [U]))``
+    (with ``Cast``s on the shape) is ``MatMul(x, W)``: ONNX ``MatMul`` broadcasts a 2-D ``W``
+    over ``x``'s leading axes, and onnxruntime runs it as the same ``[rows, K] x [K, U]`` GEMM,
+    so it is exact. Seven nodes per dense layer go (DeepCTR's DNN and attention layers), and a
+    rank-2 ``x`` then meets :func:`matmul_add_to_gemm`. ``x``'s last axis must be known to be
+    ``K``.
+
+    Returns:
+        Dense layers rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _tensordot(index, node) if node.op_type == "Reshape" else None
+        if match is None:
+            return None
+        return [helper.make_node("MatMul", list(match), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _through_int_casts(index: _GraphIndex, name: str) -> str:
+    """Follow ``Cast`` nodes between integer types up from ``name`` (shape arithmetic)."""
+    cast = index.made_by(name, "Cast")
+    while cast is not None and index.types.get(cast.input[0]) in INTEGER_TYPES:
+        if _attr(cast, "to") not in INTEGER_TYPES:
+            break
+        name = cast.input[0]
+        cast = index.made_by(name, "Cast")
+    return name
+
+
+def _tensordot(index: _GraphIndex, reshape: Any) -> tuple[str, str] | None:
+    """(x, W) when ``reshape`` ends tf2onnx's ``tf.tensordot(x, W, 1)`` on a rank >= 2 ``x``."""
+    matmul = index.made_by(reshape.input[0], "MatMul")
+    if matmul is None or matmul.output[0] in index.outputs:
+        return None
+    if len(index.consumers.get(matmul.output[0], [])) != 1:
+        return None
+    flat, weight = index.made_by(matmul.input[0], "Reshape"), index.const(matmul.input[1])
+    if flat is None or weight is None or weight.ndim != 2:
+        return None
+    k, units = weight.shape
+    x = flat.input[0]
+    x_dims, flat_shape = index.dims.get(x), index.const(flat.input[1])
+    if x_dims is None or len(x_dims) < 2 or x_dims[-1] != k:
+        return None
+    if flat_shape is None or flat_shape.reshape(-1).tolist() != [-1, k]:
+        return None
+    concat = index.made_by(_through_int_casts(index, reshape.input[1]), "Concat")
+    if concat is None or int(_attr(concat, "axis", 0)) != 0 or len(concat.input) != 2:
+        return None
+    last = index.const(concat.input[1])
+    gather = index.made_by(_through_int_casts(index, concat.input[0]), "Gather")
+    if last is None or last.reshape(-1).tolist() != [units] or gather is None:
+        return None
+    kept = index.const(gather.input[1])
+    if int(_attr(gather, "axis", 0)) != 0 or kept is None:
+        return None
+    if kept.reshape(-1).tolist() != list(range(len(x_dims) - 1)):
+        return None
+    shape = index.made_by(_through_int_casts(index, gather.input[0]), "Shape")
+    if shape is None or shape.input[0] != x or shape.attribute:  # no start/end slicing
+        return None
+    return x, matmul.input[1]
+
+
 def matmul_add_to_gemm(model: Any) -> int:
     """``Add(MatMul(A, W), b)`` -> ``Gemm(A, W, b)`` for rank-2 ``A`` and constant ``W``, ``b``.
 
@@ -793,13 +876,14 @@ def remove_unused(model: Any) -> int:
 
 # the order matters: Where must exist before the index-wrap and mask matches, the mask match
 # needs the gather to read the raw ids (index wrap gone), and casts left unread by them are
-# folded or dropped after them
+# folded or dropped after them; a tensordot becomes a MatMul before MatMul + bias becomes Gemm
 PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("restore_where", restore_where),
     ("drop_index_wrap", drop_index_wrap),
     ("fold_gather_mask", fold_gather_mask),
     ("fold_casts", fold_casts),
     ("drop_noop_slices", drop_noop_slices),
+    ("tensordot_to_matmul", tensordot_to_matmul),
     ("matmul_add_to_gemm", matmul_add_to_gemm),
     ("batched_dot_to_reduce", batched_dot_to_reduce),
     ("outer_matmul_to_mul", outer_matmul_to_mul),

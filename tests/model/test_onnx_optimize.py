@@ -417,3 +417,53 @@ def test_bucketize_of_a_float_or_over_a_wide_span_is_kept() -> None:
         cleaned, result = optimize_onnx(model, strict=True)
         assert "int_bucketize_to_gather" not in result.rewrites
         assert _ops(cleaned)["GreaterOrEqual"] == 1
+
+
+def _tensordot(x_shape: list[Any], free: list[int]) -> Any:
+    """tf2onnx's ``tf.tensordot(x, W, 1) + b`` (a Keras Dense on a rank-3 input)."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Cast", ["shape"], ["shape32"], to=I32),
+        helper.make_node("Gather", ["shape32", "free"], ["kept"], axis=0),
+        helper.make_node("Concat", ["kept", "units"], ["out_shape32"], axis=0),
+        helper.make_node("Cast", ["out_shape32"], ["out_shape"], to=I64),
+        helper.make_node("Reshape", ["x", "flat"], ["x2"]),
+        helper.make_node("MatMul", ["x2", "w"], ["xw"]),
+        helper.make_node("Reshape", ["xw", "out_shape"], ["y"]),
+        helper.make_node("Add", ["y", "b"], ["z"]),
+    ]
+    return _model(
+        nodes,
+        [_vi("x", F, x_shape)],
+        [_vi("z", F, [f"z{i}" for i in range(len(x_shape))])],
+        {
+            "free": np.array(free, np.int32),
+            "units": np.array([3], np.int32),
+            "flat": np.array([-1, 4], np.int64),
+            "w": rng.normal(size=(4, 3)).astype(np.float32),
+            "b": rng.normal(size=3).astype(np.float32),
+        },
+    )
+
+
+@pytest.mark.parametrize(("x_shape", "left"), [(["n", 5, 4], "MatMul"), (["n", 4], "Gemm")])
+def test_tensordot_becomes_one_matmul(x_shape: list[Any], left: str) -> None:
+    model = _tensordot(x_shape, free=list(range(len(x_shape) - 1)))
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites["tensordot_to_matmul"] == 1
+    ops = _ops(cleaned)  # 0 Reshape, Shape, Gather, Concat, Cast left
+    assert ops == (Counter({"MatMul": 1, "Add": 1}) if left == "MatMul" else Counter({"Gemm": 1}))
+    x = np.random.default_rng(2).normal(size=[6, *x_shape[1:]]).astype(np.float32)
+    np.testing.assert_allclose(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "free"), [(["n", 5, "k"], [0, 1]), (["n", 5, 4], [0]), (["n", 5, 4], [1, 0])]
+)
+def test_tensordot_with_unknown_depth_or_other_kept_axes_is_kept(
+    x_shape: list[Any], free: list[int]
+) -> None:
+    cleaned, result = optimize_onnx(_tensordot(x_shape, free), strict=True)
+    assert "tensordot_to_matmul" not in result.rewrites
+    assert _ops(cleaned)["Reshape"] == 2
