@@ -42,7 +42,12 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
 10. ``int_bucketize_to_gather``: the lowered ``Bucketize`` of an integer input (``N * len(b)``
     comparisons and a row count) becomes a gather over the bucket of every integer between the
     boundaries, the input clipped to that range. Exact.
-11. unused nodes and initializers are removed.
+11. ``drop_broadcast_tile``: a ``Tile`` that only feeds broadcasting arithmetic which would
+    repeat its input the same way (a ``[N, T, 1]`` mask tiled to ``[N, T, D]`` before a
+    ``Mul``) is bypassed. Exact.
+12. ``drop_unit_reduce``: a ``ReduceSum`` over axes of length 1 becomes a ``Squeeze`` (or
+    nothing with ``keepdims``). Exact.
+13. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -849,6 +854,86 @@ def _bucket_remap(
     return lo, hi, table
 
 
+BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
+
+
+def drop_broadcast_tile(model: Any) -> int:
+    """``Tile`` read only by broadcasting arithmetic that broadcasts it the same way: dropped.
+
+    ``Mul(Tile(m, [1, 1, D]), e)`` with ``m`` of shape ``[N, T, 1]`` and ``e`` of
+    ``[N, T, D]`` (a sequence mask tiled over the embedding width before a masked sum, as
+    DeepMatch's pooling writes it) is ``Mul(m, e)``: the broadcast repeats ``m`` exactly as the
+    tile did, without the ``[N, T, D]`` copy. Every tiled axis of ``m`` must have length 1 and
+    every reader's other operand that axis's tiled length, statically. Exact.
+
+    Returns:
+        Tiles bypassed.
+    """
+    index = _GraphIndex(model)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "Tile" and _tile_is_broadcast(index, node):
+            count += _bypass(model, index, node, node.input[0])
+    return count
+
+
+def _tile_is_broadcast(index: _GraphIndex, tile: Any) -> bool:
+    """Whether every reader of ``tile`` broadcasts its input to the same shape."""
+    reps, dims = index.const(tile.input[1]), index.dims.get(tile.input[0])
+    readers = index.consumers.get(tile.output[0], [])
+    if reps is None or dims is None or reps.size != len(dims) or not readers:
+        return False
+    tiled = {axis: int(r) for axis, r in enumerate(reps.tolist()) if r != 1}
+    if any(dims[axis] != 1 for axis in tiled):
+        return False
+    for reader in readers:
+        if reader.op_type not in BROADCASTING_OPS or len(reader.input) != 2:
+            return False
+        if reader.input[0] == reader.input[1]:
+            return False
+        other = index.dims.get(reader.input[1 if reader.input[0] == tile.output[0] else 0])
+        if other is None or len(other) != len(dims):
+            return False
+        if any(other[axis] != times for axis, times in tiled.items()):
+            return False
+    return True
+
+
+def drop_unit_reduce(model: Any) -> int:
+    """``ReduceSum`` over axes of length 1 -> ``Squeeze`` of them (``keepdims=0``) or nothing.
+
+    The sum of one value is that value (``-0.0`` becomes ``0.0``, equal), so the reduction
+    (a pass over the batch, e.g. DeepMatch's sum over the single target item) only drops axes.
+    The axes must be constant and their lengths known to be 1. Exact.
+
+    Returns:
+        Reductions rewritten.
+    """
+    from onnx import helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        return 0
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type != "ReduceSum" or len(node.input) != 2:
+            return None
+        dims, axes = index.dims.get(node.input[0]), index.const(node.input[1])
+        if dims is None or axes is None or not axes.size:
+            return None
+        if any(dims[int(a) % len(dims)] != 1 for a in axes.reshape(-1).tolist()):
+            return None
+        if int(_attr(node, "keepdims", 1)):
+            if node.output[0] in index.outputs:
+                return None
+            _rewire(model, node.output[0], node.input[0])
+            return []
+        return [helper.make_node("Squeeze", list(node.input), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
 def remove_unused(model: Any) -> int:
     """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
     unread initializers.
@@ -888,6 +973,8 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("batched_dot_to_reduce", batched_dot_to_reduce),
     ("outer_matmul_to_mul", outer_matmul_to_mul),
     ("int_bucketize_to_gather", int_bucketize_to_gather),
+    ("drop_broadcast_tile", drop_broadcast_tile),
+    ("drop_unit_reduce", drop_unit_reduce),
 )
 
 

@@ -467,3 +467,77 @@ def test_tensordot_with_unknown_depth_or_other_kept_axes_is_kept(
     cleaned, result = optimize_onnx(_tensordot(x_shape, free), strict=True)
     assert "tensordot_to_matmul" not in result.rewrites
     assert _ops(cleaned)["Reshape"] == 2
+
+
+def _tiled_mask(other_width: int | str) -> Any:
+    """DeepMatch's masked sum: a [N, T, 1] mask tiled to the embedding width, then a Mul."""
+    nodes = [
+        helper.make_node("Tile", ["mask", "reps"], ["tiled"]),
+        helper.make_node("Mul", ["e", "tiled"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["pooled"], keepdims=0),
+    ]
+    return _model(
+        nodes,
+        [_vi("mask", F, ["n", 5, 1]), _vi("e", F, ["n", 5, other_width])],
+        [_vi("pooled", F, ["n", 4])],
+        {"reps": np.array([1, 1, 4], np.int64), "one": np.array([1], np.int64)},
+    )
+
+
+def test_tile_that_a_mul_broadcasts_anyway_is_dropped() -> None:
+    model = _tiled_mask(4)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"drop_broadcast_tile": 1}
+    assert _ops(cleaned)["Tile"] == 0
+    rng = np.random.default_rng(3)
+    feeds = {
+        "mask": (rng.random((6, 5, 1)) < 0.5).astype(np.float32),
+        "e": rng.normal(size=(6, 5, 4)).astype(np.float32),
+    }
+    np.testing.assert_array_equal(_run(cleaned, feeds)[0], _run(model, feeds)[0])
+
+
+def test_tile_whose_reader_does_not_broadcast_it_back_is_kept() -> None:
+    # e's width is not known to be 4: Mul(mask, e) could come out narrower than with the tile
+    cleaned, result = optimize_onnx(_tiled_mask("d"), strict=True)
+    assert "drop_broadcast_tile" not in result.rewrites and _ops(cleaned)["Tile"] == 1
+
+
+def _sum_over(axis_len: int, keepdims: int) -> Any:
+    return _model(
+        [helper.make_node("ReduceSum", ["x", "one"], ["s"], keepdims=keepdims)],
+        [_vi("x", F, ["n", axis_len, 3])],
+        [_vi("s", F, ["n", 1, 3] if keepdims else ["n", 3])],
+        {"one": np.array([1], np.int64)},
+    )
+
+
+def test_sum_over_a_unit_axis_becomes_a_squeeze() -> None:
+    model = _sum_over(1, keepdims=0)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"drop_unit_reduce": 1}
+    assert _ops(cleaned) == Counter({"Squeeze": 1})  # 0 ReduceSum left
+    x = np.random.default_rng(4).normal(size=(5, 1, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])
+
+
+def test_sum_over_a_longer_axis_or_into_a_graph_output_is_kept() -> None:
+    for model in (_sum_over(2, keepdims=0), _sum_over(1, keepdims=1)):
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert result.rewrites == {} and _ops(cleaned) == Counter({"ReduceSum": 1})
+
+
+def test_sum_over_a_unit_axis_with_keepdims_is_dropped() -> None:
+    model = _model(
+        [
+            helper.make_node("ReduceSum", ["x", "one"], ["s"], keepdims=1),
+            helper.make_node("Neg", ["s"], ["y"]),
+        ],
+        [_vi("x", F, ["n", 1, 3])],
+        [_vi("y", F, ["n", 1, 3])],
+        {"one": np.array([1], np.int64)},
+    )
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"drop_unit_reduce": 1} and _ops(cleaned) == Counter({"Neg": 1})
+    x = np.random.default_rng(5).normal(size=(4, 1, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])
