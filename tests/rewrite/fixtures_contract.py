@@ -15,7 +15,8 @@ is ``item_emb`` plus small noise (one id space, two tables). Outputs ``score`` (
 ``int_lookup``: int64 codes looked up in an int64->int64 table, plus a declared string
 ``request_id`` nothing reads. ``segment_history``: a padded id history ``hist`` [N,5] (``-1``
 pads, some rows all padding) made sparse like a feature column (``tf.where``): the sequence
-lengths by ``segment_max`` over the sorted row ids, a ``segment_min`` of negated values, and
+lengths by ``segment_max`` over the sorted row ids, a ``segment_min`` of negated values, the
+embeddings' ``sparse.segment_mean`` and ``sparse.segment_sum`` by row, and
 embeddings reshaped ``[N*5, 4]`` -> ``[N, 5, 4]`` and again to their own dims.
 ``batch_reduce``: a user side summed over the batch (not row-wise).
 
@@ -375,6 +376,8 @@ def segment_history() -> ContractModel:
         rows = where[:, 0]
         lengths = tf.math.segment_max(where[:, 1] + 1, rows)  # a feature column's seq length
         lowest = tf.math.segment_min(-tf.gather_nd(f["x"], where), rows)
+        pooled = tf.sparse.segment_mean(module.emb, tf.gather_nd(hist, where), rows)
+        summed = tf.sparse.segment_sum(module.emb, tf.gather_nd(hist, where), rows)
         ids = tf.maximum(hist, 0)
         e = tf.gather(module.emb, ids)  # [N, 5, 4]
         flat = tf.gather(module.emb, tf.reshape(ids, [-1]))  # [N * 5, 4], not a Reshape
@@ -382,7 +385,13 @@ def segment_history() -> ContractModel:
         again = tf.reshape(back, [tf.shape(back)[0], tf.shape(back)[1], 4])  # a no-op
         swapped = tf.reshape(e, [tf.shape(e)[1], tf.shape(e)[0], 4])  # not a no-op
         score = tf.sigmoid(tf.reduce_sum(again, [1, 2]) + tf.reduce_sum(swapped) * 1e-3)
-        return {"score": score, "lengths": lengths, "lowest": lowest}
+        return {
+            "score": score,
+            "lengths": lengths,
+            "lowest": lowest,
+            "pooled": pooled,
+            "summed": summed,
+        }
 
     module.serve = serve
     hist = rng.integers(0, 20, size=(64, 5)).astype(np.int64)
