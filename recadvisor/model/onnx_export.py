@@ -19,6 +19,15 @@ lookup tables. So :func:`export_onnx`
    arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``: opset 18), bit-exact; a
    cross of sparse or multi-valued columns first enumerates the kernel's Cartesian product per
    row in its order (:func:`_lower_sparse_cross`);
+   ``SegmentMax``/``SegmentMin`` (a
+   feature column's sequence length; tf2onnx's handler fails on integers and gives ``-inf``
+   for an empty segment) -> a ``TensorScatterMax``/``Min`` (ONNX ``ScatterND`` with a
+   reduction: opset 18), exact; ``SparseSegmentSum``/``SparseSegmentMean`` of float data (a
+   feature column's embedding combiner; tf2onnx sorts and deduplicates the ids with ``TopK``
+   and ``Unique``) -> a gather and a ``TensorScatterAdd`` (divided by the row count, at least
+   1); and a ``Reshape`` of ``x`` to its own dims is dropped (tf2onnx
+   would merge it, as ``Reshape(x, [0, 0, c])``, with the reshape that made ``x``, and the 0s
+   would then copy the wrong dims);
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
    keys), then cleans up what tf2onnx leaves (:mod:`recadvisor.model.onnx_optimize`);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
@@ -48,6 +57,7 @@ from recadvisor.model.edits import (
     add_const,
     add_gather,
     add_node,
+    canonical_tensor,
     protected_nodes,
     remove_if_unread,
     reserve_name,
@@ -56,7 +66,7 @@ from recadvisor.model.edits import (
 )
 from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
 from recadvisor.model.onnx_optimize import OnnxCleanupDict
-from recadvisor.model.queries import CROSS_OPS
+from recadvisor.model.queries import CROSS_OPS, static_shapes
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
@@ -832,6 +842,242 @@ def _lower_sparse_cross(graph_def: Any, node: Any, names: set[str]) -> None:
     _replace_cross_outputs(graph_def, node, out_indices, hashed, shape)
 
 
+@dataclass(frozen=True)
+class _SegmentLayout:
+    """Tensors of a sorted segment reduction: ``data``'s shape, the output's shape
+    ``[max(ids) + 1, *data.shape[1:]]``, the ids as ``[n, 1]`` int64 scatter indices, and the
+    segment count ``[1]``."""
+
+    data_shape: str
+    out_shape: str
+    where: str
+    count: str
+    row_shape: str
+
+
+def _segment_layout(
+    build: _NodeMaker, data: str, ids: str, ids_dtype: str, dtype: str
+) -> _SegmentLayout:
+    """Add the nodes of :class:`_SegmentLayout` (no ids give 0 segments, like TensorFlow)."""
+    const, op = build.const, build.op
+    i64 = "dtype:int64"
+    if ids_dtype != "int64":
+        ids = op("ids", "Cast", [ids], SrcT=f"dtype:{ids_dtype}", DstT=i64, Truncate=False)
+    axis0 = const("axis", 0, np.int32)
+    # max(ids) + 1 segments; the appended -1 makes it 0 when there are no ids
+    padded = op("padded", "ConcatV2", [ids, const("none", [-1], np.int64), axis0], T=i64, N=2)
+    top = op("top", "Max", [padded, axis0], T=i64, Tidx="dtype:int32", keep_dims=True)
+    count = op("count", "AddV2", [top, const("one", [1], np.int64)], T=i64)
+    shape = op("shape", "Shape", [data], T=f"dtype:{dtype}", out_type=i64)
+    # the dims after the first: Slice(shape, [1], [-1])
+    begin, size = const("begin", [1], np.int32), const("size", [-1], np.int32)
+    row = op("row_shape", "Slice", [shape, begin, size], T=i64, Index="dtype:int32")
+    out_shape = op("out_shape", "ConcatV2", [count, row, axis0], T=i64, N=2)
+    where = op("where", "ExpandDims", [ids, const("last", -1, np.int32)], T=i64, Tdim="dtype:int32")
+    return _SegmentLayout(shape, out_shape, where, count, row)
+
+
+def _float_data(node: Any) -> bool:
+    """Whether ``node``'s data type ``T`` is a float type (the mean divides)."""
+    return np.dtype(_dtype_name(node.attr["T"].type)).kind == "f"
+
+
+def _lower_sparse_segment(graph_def: Any, node: Any, names: set[str]) -> None:
+    """``SparseSegmentSum`` / ``SparseSegmentMean`` (a feature column's embedding combiner) as a
+    gather and a ``TensorScatterAdd`` (ONNX ``ScatterND`` reduction add), the mean divided by
+    the row count (at least 1: an empty segment gives 0, like TensorFlow). tf2onnx's own
+    handler sorts and deduplicates the ids (``TopK``, ``Unique``, a padded grid): most of a
+    sequence feature column's time at batch 256. Sums in the ids' order, like TensorFlow's
+    kernel up to float reassociation."""
+    tf = import_tf()
+    dtype = _dtype_name(node.attr["T"].type)
+    np_dtype = np.dtype(dtype)
+    build = _NodeMaker(graph_def, names, node.name)
+    const, op = build.const, build.op
+    data, indices, ids = node.input[0], node.input[1], node.input[2]
+    idx_dtype = _dtype_name(node.attr["Tidx"].type) if "Tidx" in node.attr else "int32"
+    seg_dtype = (
+        _dtype_name(node.attr["Tsegmentids"].type) if "Tsegmentids" in node.attr else "int32"
+    )
+    i64, t = "dtype:int64", f"dtype:{dtype}"
+    axis0 = const("gather_axis", 0, np.int32)
+    rows = op(
+        "rows",
+        "GatherV2",
+        [data, indices, axis0],
+        Tparams=t,
+        Tindices=f"dtype:{idx_dtype}",
+        Taxis="dtype:int32",
+        batch_dims=0,
+    )
+    layout = _segment_layout(build, rows, ids, seg_dtype, dtype)
+    zeros = op("zeros", "Fill", [layout.out_shape, const("zero", 0, np_dtype)], T=t, index_type=i64)
+    sums = op("sums", "TensorScatterAdd", [zeros, layout.where, rows], T=t, Tindices=i64)
+    if node.op == "SparseSegmentSum":
+        result_inputs, result_op = [sums], "Identity"
+    else:
+        n = op(
+            "n",
+            "Slice",
+            [layout.data_shape, const("b0", [0], np.int32), const("s1", [1], np.int32)],
+            T=i64,
+            Index="dtype:int32",
+        )
+        ones = op("ones", "Fill", [n, const("unit", 1, np_dtype)], T=t, index_type=i64)
+        none = op(
+            "none_counted",
+            "Fill",
+            [layout.count, const("nought", 0, np_dtype)],
+            T=t,
+            index_type=i64,
+        )
+        counts = op("counts", "TensorScatterAdd", [none, layout.where, ones], T=t, Tindices=i64)
+        denom = op("denom", "Maximum", [counts, const("floor", 1, np_dtype)], T=t)
+        # [S] -> [S, 1, ...]: one 1 per dim after the first
+        unit_dims = op("unit_dims", "OnesLike", [layout.row_shape], T=i64)
+        axis_last = const("concat_axis", 0, np.int32)
+        b_shape = op("denom_shape", "ConcatV2", [layout.count, unit_dims, axis_last], T=i64, N=2)
+        wide = op("denom_wide", "Reshape", [denom, b_shape], T=t, Tshape=i64)
+        result_inputs, result_op = [sums, wide], "RealDiv"
+    del node.input[:]
+    node.input.extend(result_inputs)
+    node.op = result_op
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = tf.dtypes.as_dtype(dtype).as_datatype_enum
+
+
+def _lower_segment_reduce(graph_def: Any, node: Any, names: set[str]) -> None:
+    """``SegmentMax`` / ``SegmentMin`` as a scatter with a max/min reduction (exact).
+
+    tf2onnx's own handler fails on integer data (``iinfo(...).min.tolist()``, so the op is
+    passed through and onnxruntime has no kernel) and gives ``-inf``/``+inf`` for an empty
+    segment where TensorFlow gives 0. With sorted ids ``s`` over ``data`` ``[n, ...]``:
+    ``out = TensorScatterMax(Fill([max(s) + 1, ...], lowest), s[:, None], data)`` (``highest``
+    and ``TensorScatterMin`` for SegmentMin; ``lowest`` is ``-inf`` for floats, so a segment of
+    ``-inf`` stays ``-inf``), and ``0`` where a scatter of ones marks the segment empty. No
+    ids (``n == 0``) give ``[0, ...]``, like TensorFlow. ONNX ``ScatterND`` with a max/min
+    reduction needs opset 18 (:data:`SEGMENT_OPSET`).
+    """
+    tf = import_tf()
+    dtype = _dtype_name(node.attr["T"].type)
+    np_dtype = np.dtype(dtype)
+    is_max = node.op == "SegmentMax"
+    if np_dtype.kind == "f":
+        start = -np.inf if is_max else np.inf
+    else:
+        limits = np.iinfo(np_dtype)
+        start = limits.min if is_max else limits.max
+    data, ids = node.input[0], node.input[1]
+    ids_dtype = _dtype_name(node.attr["Tindices"].type) if "Tindices" in node.attr else "int32"
+
+    build = _NodeMaker(graph_def, names, node.name)
+    const, op = build.const, build.op
+
+    i64, t = "dtype:int64", f"dtype:{dtype}"
+    layout = _segment_layout(build, data, ids, ids_dtype, dtype)
+    shape, out_shape, where = layout.data_shape, layout.out_shape, layout.where
+    scatter = "TensorScatterMax" if is_max else "TensorScatterMin"
+    start_fill = op(
+        "start", "Fill", [out_shape, const("lowest", start, np_dtype)], T=t, index_type=i64
+    )
+    reduced = op("reduced", scatter, [start_fill, where, data], T=t, Tindices=i64)
+    zeros = op("zeros", "Fill", [out_shape, const("zero", 0, np_dtype)], T=t, index_type=i64)
+    ones = op("ones", "Fill", [shape, const("unit", 1, np_dtype)], T=t, index_type=i64)
+    hits = op("hits", "TensorScatterMax", [zeros, where, ones], T=t, Tindices=i64)
+    filled = op("filled", "Greater", [hits, zeros], T=t)
+    del node.input[:]
+    node.input.extend([filled, reduced, zeros])
+    node.op = "SelectV2"
+    for attr in list(node.attr):
+        del node.attr[attr]
+    node.attr["T"].type = tf.dtypes.as_dtype(dtype).as_datatype_enum
+
+
+SEGMENT_LOWERINGS = frozenset({"SegmentMax", "SegmentMin"})
+SPARSE_SEGMENT_LOWERINGS = frozenset({"SparseSegmentSum", "SparseSegmentMean"})
+SEGMENT_OPSET = 18  # ScatterND with reduction max/min (add: 16)
+
+
+def _own_dim(graph: ModelGraph, tensor: str, x: str, position: int) -> bool:
+    """Whether ``tensor`` is ``Shape(x)[position]`` (a scalar ``StridedSlice`` of ``x``'s shape)."""
+    node = graph.nodes.get(node_name(tensor))
+    if node is None or node.op != "StridedSlice" or len(node.input) != 4:
+        return False
+    masks = [node.attr[m].i for m in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask")]
+    if node.attr["shrink_axis_mask"].i != 1 or any(masks):
+        return False
+    shape = graph.nodes.get(node_name(node.input[0]))
+    if shape is None or shape.op != "Shape" or canonical_tensor(shape.input[0]) != x:
+        return False
+    begin, end, stride = (resolve_const(graph, i) for i in node.input[1:])
+    if begin is None or end is None or stride is None:
+        return False
+    return (
+        begin.tolist() == [position] and end.tolist() == [position + 1] and stride.tolist() == [1]
+    )
+
+
+def _is_self_reshape(graph: ModelGraph, node: Any, shapes: Mapping[str, Any]) -> bool:
+    """Whether ``node`` is ``Reshape(x, Pack(x.shape[0], ..., c))``: x's own dims, in place.
+
+    Every packed dim but at most one is ``Shape(x)[i]`` at position ``i``, the other a constant
+    (equal to x's static dim there when that is known), and x's rank is the pack's length: a
+    reshape that succeeds is then a no-op (its element count pins the constant dim) unless x is
+    empty, where it would only relabel a zero-sized dim.
+    """
+    if node.op != "Reshape":
+        return False
+    x = canonical_tensor(node.input[0])
+    pack = graph.nodes.get(node_name(node.input[1]))
+    static = shapes.get(node_name(x)) if x.endswith(":0") else None
+    if pack is None or pack.op != "Pack" or pack.attr["axis"].i != 0 or static is None:
+        return False
+    dims = [i for i in pack.input if not i.startswith("^")]
+    if len(dims) != len(static):
+        return False
+    constant = [i for i, d in enumerate(dims) if not _own_dim(graph, d, x, i)]
+    if len(constant) > 1:
+        return False
+    for i in constant:
+        value = resolve_const(graph, dims[i])
+        if value is None or value.ndim != 0 or static[i] not in (None, int(value)):
+            return False
+    return True
+
+
+def _drop_self_reshapes(graph: ModelGraph, graph_def: Any) -> int:
+    """Turn every :func:`_is_self_reshape` node of ``graph_def`` into an ``Identity`` of its x.
+
+    tf2onnx rewrites such a reshape as ``Reshape(x, [0, 0, c])`` (0: copy x's dim) and its
+    back-to-back optimizer then merges it with a ``Reshape`` that made x, so the 0s copy the
+    dims of the tensor *before* that one (a feature column's sequence embedding
+    ``[N * T, D]`` -> ``[N, T, D]`` -> ``[N, T, D]`` fails in onnxruntime as a reshape of
+    ``[N * T, D]`` to ``[N * T, D, D]``). Dropping the no-op reshape first avoids it.
+
+    Returns:
+        Reshapes dropped.
+    """
+    candidates = [
+        n for n in graph_def.node if n.op == "Reshape" and graph.nodes.get(node_name(n.input[1]))
+    ]
+    if not any(graph.nodes[node_name(n.input[1])].op == "Pack" for n in candidates):
+        return 0
+    shapes = static_shapes(graph)
+    dropped = 0
+    for node in candidates:
+        if not _is_self_reshape(graph, graph.nodes[node.name], shapes):
+            continue
+        x = node.input[0]
+        del node.input[:]
+        node.input.append(x)
+        node.op = "Identity"
+        for attr in [a for a in node.attr if a != "T"]:
+            del node.attr[attr]
+        dropped += 1
+    return dropped
+
+
 def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     """``Bucketize``, integer-keyed lookup tables, ``Log1p``/``Expm1`` rewritten for tf2onnx.
 
@@ -855,6 +1101,12 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
         elif node.op in UNARY_LOWERINGS:
             lowered[node.op] += 1
             _lower_unary(gd, node, names)
+        elif node.op in SEGMENT_LOWERINGS:
+            lowered[node.op] += 1
+            _lower_segment_reduce(gd, node, names)
+        elif node.op in SPARSE_SEGMENT_LOWERINGS and _float_data(node):
+            lowered[node.op] += 1
+            _lower_sparse_segment(gd, node, names)
         elif node.op in CROSS_OPS and _lowerable_cross(node):
             if _one_value_cross(graph, graph.nodes[node.name]):
                 _lower_cross(gd, node, names)
@@ -871,6 +1123,9 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             kept = [i for i in node.input if node_name(i) not in table_refs]
             del node.input[:]
             node.input.extend(kept)
+    self_reshapes = _drop_self_reshapes(graph, gd)
+    if self_reshapes:
+        lowered["Reshape"] += self_reshapes
     crosses = {n.name for n in gd.node if n.op in CROSS_OPS and lowered.get(n.op)}
     remove_if_unread(gd, table_refs | crosses, protected_nodes(graph))
     present = {n.name for n in gd.node}
@@ -1012,6 +1267,10 @@ def export_onnx(
     tf2onnx, onnx, ort = _require_onnx()
     lowered_graph, lowered = lower_for_onnx(graph)
     lowered_crosses = any(op in CROSS_OPS for op in lowered)
+    min_opset = max(
+        CROSS_OPSET if lowered_crosses else 0,
+        SEGMENT_OPSET if (SEGMENT_LOWERINGS | SPARSE_SEGMENT_LOWERINGS) & set(lowered) else 0,
+    )
     gd, out_tensors = _with_named_outputs(lowered_graph)
     input_keys = list(graph.signature.inputs)
     onnx_keys = _drop_unread_inputs(gd, lowered_graph)
@@ -1027,7 +1286,7 @@ def export_onnx(
             name=graph.signature.key,
             input_names=[graph.input_tensors[k] for k in onnx_keys],
             output_names=[out_tensors[k] for k in output_keys],
-            opset=max(opset or 0, CROSS_OPSET) if lowered_crosses else opset,
+            opset=max(opset or 0, min_opset) if min_opset else opset,
             tensors_to_rename=rename,
         )
     except Exception as e:  # noqa: BLE001 - tf2onnx raises assorted types
@@ -1057,7 +1316,13 @@ def export_onnx(
     tf_out = GraphRunner(graph)({k: np.asarray(feeds[k]) for k in input_keys})
     model_inputs = [i.name for i in session.get_inputs()]
     ort_in = {k: v for k, v in ort_feeds(graph, feeds).items() if k in model_inputs}
-    ort_out = dict(zip(output_keys, session.run(output_keys, ort_in), strict=True))
+    try:
+        ort_out = dict(zip(output_keys, session.run(output_keys, ort_in), strict=True))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        raise ExportError(
+            f"the converted ONNX model fails on the sample rows in onnxruntime: "
+            f"{str(e).splitlines()[0]}; model.onnx not written"
+        ) from e
     checked = compare_outputs(tf_out, ort_out, tolerance, outputs=output_keys)
     for out in checked.outputs:
         if not out.shape_match:

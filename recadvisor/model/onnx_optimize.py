@@ -24,14 +24,30 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
 5. ``drop_noop_slices``: a ``Slice`` from 0 to the end with step 1 on every axis it names
    (tf2onnx writes one for ``x[:, :, None]``-style strided slices) is dropped, and an
    ``Unsqueeze`` followed by a ``Squeeze`` of the same axes cancels.
-6. ``matmul_add_to_gemm``: ``MatMul(A, W) + b`` with ``A`` of rank 2 and ``W``, ``b``
+6. ``tensordot_to_matmul``: a Keras ``Dense`` as tf2onnx writes ``tf.tensordot`` (``Reshape``
+   to ``[-1, K]``, ``MatMul``, ``Reshape`` back to a shape computed with ``Shape``, ``Cast``,
+   ``Gather``, ``Concat``, ``Cast``) becomes one ``MatMul`` (broadcast over the leading axes;
+   the same GEMM, exact): seven nodes less per dense layer, and a rank-2 input meets the next
+   pass.
+7. ``matmul_add_to_gemm``: ``MatMul(A, W) + b`` with ``A`` of rank 2 and ``W``, ``b``
    constants becomes one ``Gemm`` (onnxruntime then fuses a following ``Relu`` into it).
    onnxruntime does this itself only where its own shape inference proves the rank, which
    fails after a ``Concat`` of gathers. Float reassociation: the bias is added inside the GEMM.
-7. ``batched_dot_to_reduce``: Keras ``Dot(axes=1)`` of two ``[N, K]`` towers (``Unsqueeze``,
+8. ``batched_dot_to_reduce``: Keras ``Dot(axes=1)`` of two ``[N, K]`` towers (``Unsqueeze``,
    ``Unsqueeze``, a batch of N ``[1, K] x [K, 1]`` ``MatMul``s, ``Squeeze``) becomes
    ``ReduceSum(a * b, axis 1)``. Float reassociation.
-8. unused nodes and initializers are removed.
+9. ``outer_matmul_to_mul``: a ``MatMul`` whose contraction has length 1 (``[..., M, 1] x
+   [..., 1, N]``: xDeepFM's CIN outer products, ``D * N`` tiny GEMMs) becomes a broadcasting
+   ``Mul``. Exact (one product per output, no sum).
+10. ``int_bucketize_to_gather``: the lowered ``Bucketize`` of an integer input (``N * len(b)``
+    comparisons and a row count) becomes a gather over the bucket of every integer between the
+    boundaries, the input clipped to that range. Exact.
+11. ``drop_broadcast_tile``: a ``Tile`` that only feeds broadcasting arithmetic which would
+    repeat its input the same way (a ``[N, T, 1]`` mask tiled to ``[N, T, D]`` before a
+    ``Mul``) is bypassed. Exact.
+12. ``drop_unit_reduce``: a ``ReduceSum`` over axes of length 1 becomes a ``Squeeze`` (or
+    nothing with ``keepdims``). Exact.
+13. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -85,6 +101,8 @@ FLOAT_TYPES = frozenset({FLOAT, DOUBLE, FLOAT16})
 MAX_TABLE_COPY_BYTES = 16 << 20
 # a Slice end at or beyond this reads to the end of any axis tf2onnx writes it for
 SLICE_TO_END = 1 << 30
+# an integer Bucketize becomes a gather when its ids span at most this many values (4 MiB)
+MAX_BUCKET_REMAP = 1 << 20
 
 
 class OnnxCleanupDict(TypedDict):
@@ -170,15 +188,20 @@ class _GraphIndex:
             infos = [*self.graph.input, *self.graph.output]
         self.types: dict[str, int] = {}
         self.ranks: dict[str, int] = {}
+        self.dims: dict[str, tuple[int | None, ...]] = {}  # None: not known statically
         for info in infos:
             tensor = info.type.tensor_type
             if tensor.elem_type:
                 self.types[info.name] = tensor.elem_type
             if tensor.HasField("shape"):
                 self.ranks[info.name] = len(tensor.shape.dim)
+                self.dims[info.name] = tuple(
+                    d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim
+                )
         for name, init in self.initializers.items():
             self.types[name] = init.data_type
             self.ranks[name] = len(init.dims)
+            self.dims[name] = tuple(init.dims)
         for node in self.graph.node:
             if node.op_type == "Constant":
                 value = self.const(node.output[0])
@@ -504,6 +527,78 @@ def _is_full_slice(index: _GraphIndex, node: Any) -> bool:
     return steps is None or bool(np.all(steps == 1))
 
 
+def tensordot_to_matmul(model: Any) -> int:
+    """Keras ``Dense`` on a rank >= 2 input, as tf2onnx writes ``tf.tensordot``, -> ``MatMul``.
+
+    ``Reshape(MatMul(Reshape(x, [-1, K]), W), Concat(Gather(Shape(x), [0 .. r-2]), [U]))``
+    (with ``Cast``s on the shape) is ``MatMul(x, W)``: ONNX ``MatMul`` broadcasts a 2-D ``W``
+    over ``x``'s leading axes, and onnxruntime runs it as the same ``[rows, K] x [K, U]`` GEMM,
+    so it is exact. Seven nodes per dense layer go (DeepCTR's DNN and attention layers), and a
+    rank-2 ``x`` then meets :func:`matmul_add_to_gemm`. ``x``'s last axis must be known to be
+    ``K``.
+
+    Returns:
+        Dense layers rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _tensordot(index, node) if node.op_type == "Reshape" else None
+        if match is None:
+            return None
+        return [helper.make_node("MatMul", list(match), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _through_int_casts(index: _GraphIndex, name: str) -> str:
+    """Follow ``Cast`` nodes between integer types up from ``name`` (shape arithmetic)."""
+    cast = index.made_by(name, "Cast")
+    while cast is not None and index.types.get(cast.input[0]) in INTEGER_TYPES:
+        if _attr(cast, "to") not in INTEGER_TYPES:
+            break
+        name = cast.input[0]
+        cast = index.made_by(name, "Cast")
+    return name
+
+
+def _tensordot(index: _GraphIndex, reshape: Any) -> tuple[str, str] | None:
+    """(x, W) when ``reshape`` ends tf2onnx's ``tf.tensordot(x, W, 1)`` on a rank >= 2 ``x``."""
+    matmul = index.made_by(reshape.input[0], "MatMul")
+    if matmul is None or matmul.output[0] in index.outputs:
+        return None
+    if len(index.consumers.get(matmul.output[0], [])) != 1:
+        return None
+    flat, weight = index.made_by(matmul.input[0], "Reshape"), index.const(matmul.input[1])
+    if flat is None or weight is None or weight.ndim != 2:
+        return None
+    k, units = weight.shape
+    x = flat.input[0]
+    x_dims, flat_shape = index.dims.get(x), index.const(flat.input[1])
+    if x_dims is None or len(x_dims) < 2 or x_dims[-1] != k:
+        return None
+    if flat_shape is None or flat_shape.reshape(-1).tolist() != [-1, k]:
+        return None
+    concat = index.made_by(_through_int_casts(index, reshape.input[1]), "Concat")
+    if concat is None or int(_attr(concat, "axis", 0)) != 0 or len(concat.input) != 2:
+        return None
+    last = index.const(concat.input[1])
+    gather = index.made_by(_through_int_casts(index, concat.input[0]), "Gather")
+    if last is None or last.reshape(-1).tolist() != [units] or gather is None:
+        return None
+    kept = index.const(gather.input[1])
+    if int(_attr(gather, "axis", 0)) != 0 or kept is None:
+        return None
+    if kept.reshape(-1).tolist() != list(range(len(x_dims) - 1)):
+        return None
+    shape = index.made_by(_through_int_casts(index, gather.input[0]), "Shape")
+    if shape is None or shape.input[0] != x or shape.attribute:  # no start/end slicing
+        return None
+    return x, matmul.input[1]
+
+
 def matmul_add_to_gemm(model: Any) -> int:
     """``Add(MatMul(A, W), b)`` -> ``Gemm(A, W, b)`` for rank-2 ``A`` and constant ``W``, ``b``.
 
@@ -608,6 +703,237 @@ def _batched_dot(index: _GraphIndex, squeeze: Any) -> tuple[str, str, int] | Non
     return None
 
 
+def outer_matmul_to_mul(model: Any) -> int:
+    """``MatMul(A, B)`` with ``A [..., M, 1]`` and ``B [..., 1, N]`` -> ``Mul(A, B)`` (in place).
+
+    A product over a contraction of length 1 is an outer product: each output is one
+    ``a * b``, which a broadcasting ``Mul`` computes exactly (no sum, so no reassociation),
+    while onnxruntime runs the ``MatMul`` as one tiny GEMM per batch entry. xDeepFM's CIN
+    layer (``tf.matmul`` of ``D`` lists of ``[N, F, 1]`` and ``[N, 1, H]`` embedding columns)
+    is ``D * N`` such GEMMs, most of its time at batch 256. Both inputs must have rank >= 2
+    and the unit dimensions must be known statically (ONNX shape inference or constants).
+
+    Returns:
+        MatMuls rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type != "MatMul" or not _is_outer_product(index, *node.input):
+            return None
+        return [helper.make_node("Mul", list(node.input), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
+def _is_outer_product(index: _GraphIndex, a: str, b: str) -> bool:
+    """Whether ``MatMul(a, b)`` contracts over a dimension of length 1 (both ranks >= 2)."""
+    a_dims, b_dims = index.dims.get(a), index.dims.get(b)
+    if a_dims is None or b_dims is None or len(a_dims) < 2 or len(b_dims) < 2:
+        return False
+    return a_dims[-1] == 1 and b_dims[-2] == 1 and index.types.get(a) == index.types.get(b)
+
+
+def int_bucketize_to_gather(model: Any, max_span: int = MAX_BUCKET_REMAP) -> int:
+    """The lowered ``Bucketize`` of an integer input -> a gather over a remap vector (in place).
+
+    :func:`recadvisor.model.onnx_export.lower_for_onnx` writes ``Bucketize(x, b)`` as
+    ``ReduceSum(Cast(Unsqueeze(Cast(x, float), -1) >= b, int), -1)``: ``N * len(b)``
+    comparisons (875 boundaries on a DeepCTR ``numeric_as_string`` id: most of xDeepFM's
+    time at batch 256). When ``x`` is an integer (an id bucketized on the values seen in the
+    data), the bucket of every ``x`` between ``lo = ceil(min b) - 1`` (bucket 0) and
+    ``hi = ceil(max b)`` (bucket ``len(b)``) is precomputed, cast to float exactly like the
+    graph casts it, and the node becomes ``Gather(remap, Clip(x, lo, hi) - lo)``: exact, as
+    rounding to float is monotone, every ``x`` below ``lo`` falls in bucket 0 and every ``x``
+    above ``hi`` in the last. Refused when the span ``hi - lo + 1`` exceeds ``max_span``,
+    for non-finite boundaries, and for integer types other than int32/int64.
+
+    Returns:
+        Bucketizes rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _int_bucketize(index, node) if node.op_type == "ReduceSum" else None
+        if match is None:
+            return None
+        x, bounds, cmp_type, out_type = match
+        remap = _bucket_remap(bounds, index.types[x], cmp_type, out_type, max_span)
+        if remap is None:
+            return None
+        lo, hi, table = remap
+        x_dtype = _NUMPY_INTS[index.types[x]]
+        base = node.output[0]
+        names = {
+            key: _add_initializer(model, index, f"{base}/{key}", value)
+            for key, value in (
+                ("lo", np.array(lo, x_dtype)),
+                ("hi", np.array(hi, x_dtype)),
+                ("remap", table),
+            )
+        }
+        clipped, offset = (_fresh_name(index, f"{base}/{k}") for k in ("clipped", "offset"))
+        index.producer[clipped] = index.producer[offset] = node  # reserves the names
+        return [
+            helper.make_node("Clip", [x, names["lo"], names["hi"]], [clipped], name=clipped),
+            helper.make_node("Sub", [clipped, names["lo"]], [offset], name=offset),
+            helper.make_node("Gather", [names["remap"], offset], [base], name=node.name, axis=0),
+        ]
+
+    return _replace_nodes(model, rewrite)
+
+
+_NUMPY_INTS = {INT32: np.int32, INT64: np.int64}
+_NUMPY_FLOATS = {FLOAT: np.float32, DOUBLE: np.float64}
+
+
+def _last_axis(node: Any, index: _GraphIndex, rank: int | None) -> bool:
+    """Whether a ``ReduceSum``/``Unsqueeze`` names exactly the last axis of its output (for an
+    Unsqueeze) or input (for a ReduceSum) of rank ``rank``."""
+    if len(node.input) > 1 and node.input[1]:
+        axes = index.const(node.input[1])
+        values = axes.reshape(-1).tolist() if axes is not None else None
+    else:
+        values = _attr(node, "axes")
+        values = list(values) if values is not None else None
+    if values is None or len(values) != 1 or rank is None:
+        return False
+    return values[0] in (-1, rank - 1)
+
+
+def _int_bucketize(index: _GraphIndex, reduce: Any) -> tuple[str, np.ndarray, int, int] | None:
+    """(x, boundaries, compare type, output type) when ``reduce`` ends the lowered
+    ``Bucketize`` of an int32/int64 ``x``."""
+    if int(_attr(reduce, "keepdims", 1)) != 0:
+        return None
+    count = index.made_by(reduce.input[0], "Cast")
+    out_type = _attr(count, "to") if count is not None else None
+    if out_type not in _NUMPY_INTS:
+        return None
+    ge = index.made_by(count.input[0], "GreaterOrEqual")
+    if ge is None or len(index.consumers.get(ge.output[0], [])) != 1:
+        return None
+    unsqueeze, bounds = index.made_by(ge.input[0], "Unsqueeze"), index.const(ge.input[1])
+    if unsqueeze is None or bounds is None or bounds.ndim != 1 or not bounds.size:
+        return None
+    as_float = index.made_by(unsqueeze.input[0], "Cast")
+    if as_float is None:
+        return None
+    x, cmp_type = as_float.input[0], _attr(as_float, "to")
+    rank = index.ranks.get(x)
+    if index.types.get(x) not in _NUMPY_INTS or _NUMPY_FLOATS.get(cmp_type) != bounds.dtype:
+        return None
+    if rank is None or not _last_axis(unsqueeze, index, rank + 1):
+        return None
+    if not _last_axis(reduce, index, rank + 1):
+        return None
+    return x, bounds, cmp_type, out_type
+
+
+def _bucket_remap(
+    bounds: np.ndarray, x_type: int, cmp_type: int, out_type: int, max_span: int
+) -> tuple[int, int, np.ndarray] | None:
+    """(lo, hi, bucket of every integer in ``[lo, hi]``) or None (non-finite or too wide)."""
+    if not np.all(np.isfinite(bounds)):
+        return None
+    info = np.iinfo(_NUMPY_INTS[x_type])
+    lo = max(int(np.ceil(bounds.min())) - 1, int(info.min))
+    hi = min(int(np.ceil(bounds.max())), int(info.max))
+    if hi - lo + 1 > max_span:
+        return None
+    values = np.arange(lo, hi + 1, dtype=np.int64).astype(_NUMPY_INTS[x_type])
+    as_float = values.astype(_NUMPY_FLOATS[cmp_type])
+    table = np.sum(as_float[:, None] >= bounds[None, :], axis=1).astype(_NUMPY_INTS[out_type])
+    # clipping is exact only if everything below lo / above hi falls in the end buckets
+    if (lo > info.min and table[0] != 0) or (hi < info.max and table[-1] != bounds.size):
+        return None
+    return lo, hi, table
+
+
+BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
+
+
+def drop_broadcast_tile(model: Any) -> int:
+    """``Tile`` read only by broadcasting arithmetic that broadcasts it the same way: dropped.
+
+    ``Mul(Tile(m, [1, 1, D]), e)`` with ``m`` of shape ``[N, T, 1]`` and ``e`` of
+    ``[N, T, D]`` (a sequence mask tiled over the embedding width before a masked sum, as
+    DeepMatch's pooling writes it) is ``Mul(m, e)``: the broadcast repeats ``m`` exactly as the
+    tile did, without the ``[N, T, D]`` copy. Every tiled axis of ``m`` must have length 1 and
+    every reader's other operand that axis's tiled length, statically. Exact.
+
+    Returns:
+        Tiles bypassed.
+    """
+    index = _GraphIndex(model)
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "Tile" and _tile_is_broadcast(index, node):
+            count += _bypass(model, index, node, node.input[0])
+    return count
+
+
+def _tile_is_broadcast(index: _GraphIndex, tile: Any) -> bool:
+    """Whether every reader of ``tile`` broadcasts its input to the same shape."""
+    reps, dims = index.const(tile.input[1]), index.dims.get(tile.input[0])
+    readers = index.consumers.get(tile.output[0], [])
+    if reps is None or dims is None or reps.size != len(dims) or not readers:
+        return False
+    tiled = {axis: int(r) for axis, r in enumerate(reps.tolist()) if r != 1}
+    if any(dims[axis] != 1 for axis in tiled):
+        return False
+    for reader in readers:
+        if reader.op_type not in BROADCASTING_OPS or len(reader.input) != 2:
+            return False
+        if reader.input[0] == reader.input[1]:
+            return False
+        other = index.dims.get(reader.input[1 if reader.input[0] == tile.output[0] else 0])
+        if other is None or len(other) != len(dims):
+            return False
+        if any(other[axis] != times for axis, times in tiled.items()):
+            return False
+    return True
+
+
+def drop_unit_reduce(model: Any) -> int:
+    """``ReduceSum`` over axes of length 1 -> ``Squeeze`` of them (``keepdims=0``) or nothing.
+
+    The sum of one value is that value (``-0.0`` becomes ``0.0``, equal), so the reduction
+    (a pass over the batch, e.g. DeepMatch's sum over the single target item) only drops axes.
+    The axes must be constant and their lengths known to be 1. Exact.
+
+    Returns:
+        Reductions rewritten.
+    """
+    from onnx import helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        return 0
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type != "ReduceSum" or len(node.input) != 2:
+            return None
+        dims, axes = index.dims.get(node.input[0]), index.const(node.input[1])
+        if dims is None or axes is None or not axes.size:
+            return None
+        if any(dims[int(a) % len(dims)] != 1 for a in axes.reshape(-1).tolist()):
+            return None
+        if int(_attr(node, "keepdims", 1)):
+            if node.output[0] in index.outputs:
+                return None
+            _rewire(model, node.output[0], node.input[0])
+            return []
+        return [helper.make_node("Squeeze", list(node.input), list(node.output), name=node.name)]
+
+    return _replace_nodes(model, rewrite)
+
+
 def remove_unused(model: Any) -> int:
     """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
     unread initializers.
@@ -635,15 +961,20 @@ def remove_unused(model: Any) -> int:
 
 # the order matters: Where must exist before the index-wrap and mask matches, the mask match
 # needs the gather to read the raw ids (index wrap gone), and casts left unread by them are
-# folded or dropped after them
+# folded or dropped after them; a tensordot becomes a MatMul before MatMul + bias becomes Gemm
 PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("restore_where", restore_where),
     ("drop_index_wrap", drop_index_wrap),
     ("fold_gather_mask", fold_gather_mask),
     ("fold_casts", fold_casts),
     ("drop_noop_slices", drop_noop_slices),
+    ("tensordot_to_matmul", tensordot_to_matmul),
     ("matmul_add_to_gemm", matmul_add_to_gemm),
     ("batched_dot_to_reduce", batched_dot_to_reduce),
+    ("outer_matmul_to_mul", outer_matmul_to_mul),
+    ("int_bucketize_to_gather", int_bucketize_to_gather),
+    ("drop_broadcast_tile", drop_broadcast_tile),
+    ("drop_unit_reduce", drop_unit_reduce),
 )
 
 

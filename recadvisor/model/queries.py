@@ -16,6 +16,7 @@ the ONNX lowering (``model/`` imports neither ``rewrite/`` nor ``analysis/``; th
 * :func:`embedding_tables`: every constant read as the params of a gather, with each gather, its
   ids tensor, the inputs feeding it and the node that makes the ids (hash, lookup, input);
   :func:`rewritable_tables` narrows them to the tables a pass can edit in place.
+* :func:`static_shapes`: TensorFlow's static shape of every node's first output.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from recadvisor.model.graph import (
     source_through,
 )
 from recadvisor.tfimport import import_tf
+
+Shape = tuple[int | None, ...]
 
 # Ops that pass a tensor through unchanged (value and, for Identity, shape).
 IDENTITY_OPS = frozenset({"Identity", "Snapshot", "StopGradient", "PreventGradient"})
@@ -378,3 +381,21 @@ def describe_table(graph: ModelGraph, table: EmbeddingTable) -> str:
     return f"{graph.table_name(table.const)} [{shape}]" + (
         f" ({', '.join(feats)})" if feats else ""
     )
+
+
+def static_shapes(graph: ModelGraph) -> dict[str, Shape | None]:
+    """Static shape of every node's output 0 (``None`` when the rank is unknown).
+
+    The frozen graph is imported into a scratch ``tf.Graph``, whose shape inference reads the
+    placeholders' declared shapes and the constants.
+    """
+    tf = import_tf()
+    with tf.Graph().as_default() as scratch:
+        tf.graph_util.import_graph_def(graph.graph_def, name="")
+    shapes: dict[str, Shape | None] = {}
+    for op in scratch.get_operations():
+        if not op.outputs:
+            continue
+        shape = op.outputs[0].shape
+        shapes[op.name] = None if shape.rank is None else tuple(shape.as_list())
+    return shapes

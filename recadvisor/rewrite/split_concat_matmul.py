@@ -58,13 +58,12 @@ from recadvisor.model.edits import (
     rewire,
 )
 from recadvisor.model.graph import ModelGraph, canonical_tensor, is_control_input, node_name
+from recadvisor.model.queries import Shape, static_shapes
 from recadvisor.rewrite.base import EXACT, PassRefused, PassResult, RewriteContext, RewritePass
 from recadvisor.rewrite.drop_unused_inputs import drop_stale_colocation
-from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
 
-Shape = tuple[int | None, ...]
 _LINEAR_OPS = {"Sub": -1.0, "AddV2": 1.0, "Add": 1.0}
 _BROADCAST_OPS = frozenset({"BroadcastTo", "Tile"})
 _BIAS_OPS = frozenset({"AddV2", "Add", "BiasAdd"})
@@ -119,24 +118,6 @@ class _Split:
     out_shape: Shape
     width_before: int
     width_after: int
-
-
-def static_shapes(graph: ModelGraph) -> dict[str, Shape | None]:
-    """Static shape of every node's output 0 (``None`` when the rank is unknown).
-
-    The frozen graph is imported into a scratch ``tf.Graph``, whose shape inference reads the
-    placeholders' declared shapes and the constants.
-    """
-    tf = import_tf()
-    with tf.Graph().as_default() as scratch:
-        tf.graph_util.import_graph_def(graph.graph_def, name="")
-    shapes: dict[str, Shape | None] = {}
-    for op in scratch.get_operations():
-        if not op.outputs:
-            continue
-        shape = op.outputs[0].shape
-        shapes[op.name] = None if shape.rank is None else tuple(shape.as_list())
-    return shapes
 
 
 def _data_inputs(node: Any) -> list[str]:

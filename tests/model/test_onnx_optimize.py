@@ -347,3 +347,197 @@ def test_tensors_a_subgraph_reads_are_kept_and_not_bypassed() -> None:
     for flag in (True, False):
         feeds = {"x": x, "flag": np.array(flag)}
         np.testing.assert_array_equal(_run(cleaned, feeds)[0], x if flag else -x)
+
+
+def _outer_product(contraction: int | str) -> Any:
+    """A batch of ``[4, k] x [k, 3]`` MatMuls (xDeepFM's CIN with ``k = 1``)."""
+    return _model(
+        [helper.make_node("MatMul", ["a", "b"], ["ab"])],
+        [_vi("a", F, [2, "n", 4, contraction]), _vi("b", F, [2, "n", contraction, 3])],
+        [_vi("ab", F, [2, "n", 4, 3])],
+        {},
+    )
+
+
+def test_matmul_over_a_unit_contraction_becomes_an_exact_mul() -> None:
+    model = _outer_product(1)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"outer_matmul_to_mul": 1}
+    assert _ops(cleaned) == Counter({"Mul": 1})  # 0 MatMul left
+    rng = np.random.default_rng(0)
+    feeds = {
+        "a": rng.normal(size=(2, 5, 4, 1)).astype(np.float32),
+        "b": rng.normal(size=(2, 5, 1, 3)).astype(np.float32),
+    }
+    np.testing.assert_array_equal(_run(cleaned, feeds)[0], _run(model, feeds)[0])
+
+
+@pytest.mark.parametrize("contraction", [2, "k"])
+def test_matmul_over_a_longer_or_unknown_contraction_is_kept(contraction: int | str) -> None:
+    cleaned, result = optimize_onnx(_outer_product(contraction), strict=True)
+    assert result.rewrites == {} and _ops(cleaned) == Counter({"MatMul": 1})
+
+
+def _lowered_bucketize(bounds: np.ndarray, x_type: int = I64) -> Any:
+    """``Bucketize`` as onnx_export lowers it: the count of boundaries <= float(x)."""
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xf"], to=F),
+        helper.make_node("Unsqueeze", ["xf", "last"], ["x3"]),
+        helper.make_node("GreaterOrEqual", ["x3", "bounds"], ["ge"]),
+        helper.make_node("Cast", ["ge"], ["hits"], to=I32),
+        helper.make_node("ReduceSum", ["hits", "last"], ["bucket"], keepdims=0),
+    ]
+    return _model(
+        nodes,
+        [_vi("x", x_type, ["n", 1])],
+        [_vi("bucket", I32, ["n", 1])],
+        {"bounds": bounds.astype(np.float32), "last": np.array([-1], np.int64)},
+    )
+
+
+def test_integer_bucketize_becomes_a_gather_and_is_exact_everywhere() -> None:
+    bounds = np.array([-7.5, -2, 0, 0.5, 3, 3.25, 11, 1000])
+    model = _lowered_bucketize(bounds)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"int_bucketize_to_gather": 1}
+    ops = _ops(cleaned)
+    assert ops["GreaterOrEqual"] == 0 and ops["ReduceSum"] == 0 and ops["Gather"] == 1
+    edges = [-(2**63), -(2**40), -9, -8, -7, -3, -2, -1, 0, 1, 2, 3, 4, 10, 11, 12, 999, 1000]
+    x = np.array([*edges, 1001, 2**40, 2**63 - 1], np.int64).reshape(-1, 1)
+    got = _run(cleaned, {"x": x})[0]
+    np.testing.assert_array_equal(got, _run(model, {"x": x})[0])
+    np.testing.assert_array_equal(got[:, 0], np.searchsorted(bounds, x[:, 0], side="right"))
+
+
+def test_bucketize_of_a_float_or_over_a_wide_span_is_kept() -> None:
+    floats = _lowered_bucketize(np.array([0.5, 2.0]), x_type=F)
+    floats.graph.node[0].attribute[0].i = F  # Cast float -> float: x is no integer
+    wide = _lowered_bucketize(np.array([0, 5e6]))  # 5M ids: over the 1M-entry remap limit
+    for model in (floats, wide):
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert "int_bucketize_to_gather" not in result.rewrites
+        assert _ops(cleaned)["GreaterOrEqual"] == 1
+
+
+def _tensordot(x_shape: list[Any], free: list[int]) -> Any:
+    """tf2onnx's ``tf.tensordot(x, W, 1) + b`` (a Keras Dense on a rank-3 input)."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Cast", ["shape"], ["shape32"], to=I32),
+        helper.make_node("Gather", ["shape32", "free"], ["kept"], axis=0),
+        helper.make_node("Concat", ["kept", "units"], ["out_shape32"], axis=0),
+        helper.make_node("Cast", ["out_shape32"], ["out_shape"], to=I64),
+        helper.make_node("Reshape", ["x", "flat"], ["x2"]),
+        helper.make_node("MatMul", ["x2", "w"], ["xw"]),
+        helper.make_node("Reshape", ["xw", "out_shape"], ["y"]),
+        helper.make_node("Add", ["y", "b"], ["z"]),
+    ]
+    return _model(
+        nodes,
+        [_vi("x", F, x_shape)],
+        [_vi("z", F, [f"z{i}" for i in range(len(x_shape))])],
+        {
+            "free": np.array(free, np.int32),
+            "units": np.array([3], np.int32),
+            "flat": np.array([-1, 4], np.int64),
+            "w": rng.normal(size=(4, 3)).astype(np.float32),
+            "b": rng.normal(size=3).astype(np.float32),
+        },
+    )
+
+
+@pytest.mark.parametrize(("x_shape", "left"), [(["n", 5, 4], "MatMul"), (["n", 4], "Gemm")])
+def test_tensordot_becomes_one_matmul(x_shape: list[Any], left: str) -> None:
+    model = _tensordot(x_shape, free=list(range(len(x_shape) - 1)))
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites["tensordot_to_matmul"] == 1
+    ops = _ops(cleaned)  # 0 Reshape, Shape, Gather, Concat, Cast left
+    assert ops == (Counter({"MatMul": 1, "Add": 1}) if left == "MatMul" else Counter({"Gemm": 1}))
+    x = np.random.default_rng(2).normal(size=[6, *x_shape[1:]]).astype(np.float32)
+    np.testing.assert_allclose(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "free"), [(["n", 5, "k"], [0, 1]), (["n", 5, 4], [0]), (["n", 5, 4], [1, 0])]
+)
+def test_tensordot_with_unknown_depth_or_other_kept_axes_is_kept(
+    x_shape: list[Any], free: list[int]
+) -> None:
+    cleaned, result = optimize_onnx(_tensordot(x_shape, free), strict=True)
+    assert "tensordot_to_matmul" not in result.rewrites
+    assert _ops(cleaned)["Reshape"] == 2
+
+
+def _tiled_mask(other_width: int | str) -> Any:
+    """DeepMatch's masked sum: a [N, T, 1] mask tiled to the embedding width, then a Mul."""
+    nodes = [
+        helper.make_node("Tile", ["mask", "reps"], ["tiled"]),
+        helper.make_node("Mul", ["e", "tiled"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["pooled"], keepdims=0),
+    ]
+    return _model(
+        nodes,
+        [_vi("mask", F, ["n", 5, 1]), _vi("e", F, ["n", 5, other_width])],
+        [_vi("pooled", F, ["n", 4])],
+        {"reps": np.array([1, 1, 4], np.int64), "one": np.array([1], np.int64)},
+    )
+
+
+def test_tile_that_a_mul_broadcasts_anyway_is_dropped() -> None:
+    model = _tiled_mask(4)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"drop_broadcast_tile": 1}
+    assert _ops(cleaned)["Tile"] == 0
+    rng = np.random.default_rng(3)
+    feeds = {
+        "mask": (rng.random((6, 5, 1)) < 0.5).astype(np.float32),
+        "e": rng.normal(size=(6, 5, 4)).astype(np.float32),
+    }
+    np.testing.assert_array_equal(_run(cleaned, feeds)[0], _run(model, feeds)[0])
+
+
+def test_tile_whose_reader_does_not_broadcast_it_back_is_kept() -> None:
+    # e's width is not known to be 4: Mul(mask, e) could come out narrower than with the tile
+    cleaned, result = optimize_onnx(_tiled_mask("d"), strict=True)
+    assert "drop_broadcast_tile" not in result.rewrites and _ops(cleaned)["Tile"] == 1
+
+
+def _sum_over(axis_len: int, keepdims: int) -> Any:
+    return _model(
+        [helper.make_node("ReduceSum", ["x", "one"], ["s"], keepdims=keepdims)],
+        [_vi("x", F, ["n", axis_len, 3])],
+        [_vi("s", F, ["n", 1, 3] if keepdims else ["n", 3])],
+        {"one": np.array([1], np.int64)},
+    )
+
+
+def test_sum_over_a_unit_axis_becomes_a_squeeze() -> None:
+    model = _sum_over(1, keepdims=0)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"drop_unit_reduce": 1}
+    assert _ops(cleaned) == Counter({"Squeeze": 1})  # 0 ReduceSum left
+    x = np.random.default_rng(4).normal(size=(5, 1, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])
+
+
+def test_sum_over_a_longer_axis_or_into_a_graph_output_is_kept() -> None:
+    for model in (_sum_over(2, keepdims=0), _sum_over(1, keepdims=1)):
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert result.rewrites == {} and _ops(cleaned) == Counter({"ReduceSum": 1})
+
+
+def test_sum_over_a_unit_axis_with_keepdims_is_dropped() -> None:
+    model = _model(
+        [
+            helper.make_node("ReduceSum", ["x", "one"], ["s"], keepdims=1),
+            helper.make_node("Neg", ["s"], ["y"]),
+        ],
+        [_vi("x", F, ["n", 1, 3])],
+        [_vi("y", F, ["n", 1, 3])],
+        {"one": np.array([1], np.int64)},
+    )
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"drop_unit_reduce": 1} and _ops(cleaned) == Counter({"Neg": 1})
+    x = np.random.default_rng(5).normal(size=(4, 1, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])

@@ -13,8 +13,12 @@ is ``item_emb`` plus small noise (one id space, two tables). Outputs ``score`` (
 ``user_vec`` (user side only).
 
 ``int_lookup``: int64 codes looked up in an int64->int64 table, plus a declared string
-``request_id`` nothing reads. ``batch_reduce``: a user side
-summed over the batch (not row-wise).
+``request_id`` nothing reads. ``segment_history``: a padded id history ``hist`` [N,5] (``-1``
+pads, some rows all padding) made sparse like a feature column (``tf.where``): the sequence
+lengths by ``segment_max`` over the sorted row ids, a ``segment_min`` of negated values, the
+embeddings' ``sparse.segment_mean`` and ``sparse.segment_sum`` by row, and
+embeddings reshaped ``[N*5, 4]`` -> ``[N, 5, 4]`` and again to their own dims.
+``batch_reduce``: a user side summed over the batch (not row-wise).
 
 ``double_hash``: negative cases: ``user_id`` hashed into 100 and into 1000 buckets, ``age`` used
 both as a number and formatted as a string.
@@ -351,3 +355,48 @@ def _diff(a: Any, b: Any) -> float:
 def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     """Largest absolute difference over the outputs both dicts hold (strings: 0 or inf)."""
     return max(_diff(a[k], b[k]) for k in a if k in b)
+
+
+@cache
+def segment_history() -> ContractModel:
+    """Sorted segment reductions (``SegmentMax``/``SegmentMin``) and a reshape to own dims."""
+    tf = import_tf()
+    rng = np.random.default_rng(11)
+    module = tf.Module()
+    module.emb = tf.Variable(rng.normal(size=(20, 4)).astype(np.float32))
+    specs = {
+        "hist": tf.TensorSpec([None, None], tf.int64, name="hist"),  # T unknown
+        "x": tf.TensorSpec([None, 5], tf.float32, name="x"),
+    }
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        hist = f["hist"]
+        where = tf.where(hist >= 0)  # [nnz, 2], sorted by row
+        rows = where[:, 0]
+        lengths = tf.math.segment_max(where[:, 1] + 1, rows)  # a feature column's seq length
+        lowest = tf.math.segment_min(-tf.gather_nd(f["x"], where), rows)
+        pooled = tf.sparse.segment_mean(module.emb, tf.gather_nd(hist, where), rows)
+        summed = tf.sparse.segment_sum(module.emb, tf.gather_nd(hist, where), rows)
+        ids = tf.maximum(hist, 0)
+        e = tf.gather(module.emb, ids)  # [N, 5, 4]
+        flat = tf.gather(module.emb, tf.reshape(ids, [-1]))  # [N * 5, 4], not a Reshape
+        back = tf.reshape(flat, tf.concat([tf.shape(hist, out_type=tf.int32), [4]], 0))
+        again = tf.reshape(back, [tf.shape(back)[0], tf.shape(back)[1], 4])  # a no-op
+        swapped = tf.reshape(e, [tf.shape(e)[1], tf.shape(e)[0], 4])  # not a no-op
+        score = tf.sigmoid(tf.reduce_sum(again, [1, 2]) + tf.reduce_sum(swapped) * 1e-3)
+        return {
+            "score": score,
+            "lengths": lengths,
+            "lowest": lowest,
+            "pooled": pooled,
+            "summed": summed,
+        }
+
+    module.serve = serve
+    hist = rng.integers(0, 20, size=(64, 5)).astype(np.int64)
+    lengths = rng.integers(0, 6, size=64)
+    lengths[[3, 10, 11]] = 0  # empty segments between filled ones
+    hist[np.arange(5)[None, :] >= lengths[:, None]] = -1
+    feeds = {"hist": hist, "x": rng.normal(size=(64, 5)).astype(np.float32)}
+    return _finish(module, serve, "segment_history", feeds)

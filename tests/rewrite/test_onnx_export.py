@@ -28,6 +28,7 @@ from tests.rewrite.fixtures_contract import (
     hashing_ranker,
     int_lookup,
     max_abs_diff,
+    segment_history,
     two_tower,
 )
 from tests.rewrite.fixtures_patterns import int_sparse_cross
@@ -174,3 +175,59 @@ def test_sparse_and_multi_valued_crosses_are_lowered_entry_for_entry(tmp_path: P
     assert model.run_original(empty_rows)["pair_shape"].tolist() == [4, 0]
     assert model.run_original(f)["pair_shape"][1] == 6  # 3 codes x 2 levels
     assert 0 < len(model.run_original(shuffled)["client_values"]) < len(order) * 2
+
+
+def test_segment_reductions_and_self_reshape_export(tmp_path: Path) -> None:
+    """SegmentMax/SegmentMin have no working tf2onnx handler (integer data fails, an empty
+    segment gives -inf); a reshape to x's own dims, left alone, is merged by tf2onnx into the
+    reshape before it and fails in onnxruntime."""
+    model = segment_history()
+    result = export_onnx(model.graph, tmp_path / "seg.onnx", model.feeds)
+    assert result.lowered == {
+        "SegmentMax": 1,
+        "SegmentMin": 1,
+        "SparseSegmentMean": 1,
+        "SparseSegmentSum": 1,
+        "Reshape": 1,
+    }
+    assert result.max_abs_diff <= 1e-5 and result.opset >= 18
+    assert set(result.parity) == {"score", "lengths", "lowest", "pooled", "summed"}
+    assert not {"SegmentMax", "SegmentMin"} & set(result.onnx_ops)
+    assert not {"TopK", "Unique"} & set(result.onnx_ops)  # tf2onnx's sparse-segment handler
+
+
+def test_onnxruntime_failure_is_an_export_error(tmp_path: Path, monkeypatch) -> None:
+    """Without dropping the self-reshape, tf2onnx's reshape merge breaks the model: the export
+    says so (an ExportError, which rebuild records as a note) and writes nothing."""
+    import recadvisor.model.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "_drop_self_reshapes", lambda graph, graph_def: 0)
+    model = segment_history()
+    with pytest.raises(ExportError, match="fails on the sample rows"):
+        export_onnx(model.graph, tmp_path / "seg.onnx", model.feeds)
+    assert not (tmp_path / "seg.onnx").exists()
+
+
+def test_lowered_segment_reductions_match_tensorflow() -> None:
+    """Empty segments give 0 (row 3 has no ids), negative values stay, and a batch with no ids
+    gives no segments."""
+    model = segment_history()
+    lowered, counts = lower_for_onnx(model.graph)
+    assert counts["SegmentMax"] == 1 and counts["SegmentMin"] == 1
+    ops = lowered.op_counts()
+    assert not {"SegmentMax", "SegmentMin", "SparseSegmentMean", "SparseSegmentSum"} & set(ops)
+    packed = [
+        n
+        for n in lowered.graph_def.node
+        if n.op == "Reshape" and lowered.nodes[n.input[1].split(":")[0]].op == "Pack"
+    ]
+    assert counts["Reshape"] == 1 and len(packed) == 1  # the swapped dims stay a Reshape
+    run_lowered, run_graph = GraphRunner(lowered), GraphRunner(model.graph)
+    empty = {"hist": np.full((4, 5), -1, np.int64), "x": model.feeds["x"][:4]}
+    for feeds in (model.feeds, empty):
+        got, want = run_lowered(feeds), run_graph(feeds)
+        for key in want:  # shapes included (empty outputs too); max/min exact, sums to 1 ulp
+            np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]), rtol=1e-6)
+            assert np.shape(got[key]) == np.shape(want[key])
+    out = run_lowered(model.feeds)
+    assert np.asarray(out["lowest"])[3] == 0.0 and not np.asarray(out["pooled"])[3].any()
