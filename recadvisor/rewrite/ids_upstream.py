@@ -23,6 +23,16 @@ on it as params, ``StridedSlice``, ``Slice``, ``Tile``, ``Transpose``: the featu
   only non-negative numbers so that ONNX agrees) and a vocabulary of it reads a copy of its
   table keyed by the keys' ``Fingerprint64`` (its OOV buckets: ``Fingerprint64 mod n``; its
   ``LookupTableSizeV2`` becomes a constant);
+* a string split into tokens (``StringSplitV2``: ``tf.strings.split``, also through
+  ``RaggedTensorToSparse`` from ``.to_sparse()``) whose tokens are read as above (hashed, looked
+  up, with OOV buckets...) -> the input becomes the ``[N, K]`` matrix of its token ids, padded
+  with a reserved id (encoding ``string_split``: the client splits exactly like the op); the
+  graph rebuilds the split's sparse tensor from it (``Where(ids != pad)``, ``GatherNd``,
+  ``[N, most tokens in a row]``), bypassing a ``RaggedTensorToSparse`` of the split, and the
+  tokens' hash / lookup is removed as for any input (:func:`_token_graph`). Refused when the
+  raw string is read another way too (but its ``Shape``), is sliced or reshaped before the
+  split, the separator is not a constant, or the tokens are read as strings, crossed, or
+  compared with the padding;
 * for numeric inputs, ``AsString`` followed only by ``StringToHashBucketFast``, or grappler's
   fused ``_TensorToHashBucketFast`` -> the input becomes the int64 bucket id of the formatted
   number.
@@ -681,7 +691,11 @@ class _Split:
 
 
 def _split_of(
-    graph: ModelGraph, key: str, chain: set[str], terminals: list[tuple[str, int]]
+    graph: ModelGraph,
+    key: str,
+    chain: set[str],
+    shape_readers: set[str],
+    terminals: list[tuple[str, int]],
 ) -> str | None:
     """The ``StringSplitV2`` node that splits input ``key``, or None when none does.
 
@@ -699,10 +713,12 @@ def _split_of(
             f"{', '.join(others[:3]) or 'another StringSplitV2'}; only a string read by one "
             "split alone moves upstream"
         )
-    if any(graph.nodes[n].op not in IDENTITY_OPS for n in chain):
+    if any(graph.nodes[n].op not in IDENTITY_OPS for n in chain) or any(
+        graph.nodes[r].op not in ("Shape", "Size", "Rank") for r in shape_readers
+    ):
         raise InputRefused(
-            f"input '{key}' is reshaped or sliced before StringSplitV2 '{splits[0]}'; only a "
-            "rank-1 input split as it is moves upstream"
+            f"input '{key}' is reshaped or sliced before StringSplitV2 '{splits[0]}' (or its "
+            "shape is read by ShapeN); only a rank-1 input split as it is moves upstream"
         )
     sep = resolve_const(graph, graph.nodes[splits[0]].input[1])
     if sep is None or np.asarray(sep).size != 1:
@@ -812,6 +828,14 @@ def _token_graph(graph: ModelGraph, key: str, split_name: str) -> ModelGraph:
     dense_shape = name("dense_shape")
     add_node(gd, dense_shape, "Pack", [rows, width], T="dtype:int64", N=2, axis=0)
     outputs = (indices, values, dense_shape)
+    placeholder = graph.input_nodes[key]
+    chain, shape_readers, _ = walk_passthrough(graph, placeholder)
+    for reader in shape_readers:  # the shape of the [N] input is that of the [N] counts
+        node = by_name[reader]
+        for pos, inp in enumerate(node.input):
+            if node_name(inp) in chain | {placeholder}:
+                node.input[pos] = counts
+        node.attr["T"].type = tf_dtype_enum("int64")
     doomed = {split_name}
     for reader in graph.consumers.get(split_name, []):
         node = graph.nodes[reader]
@@ -954,7 +978,7 @@ def plan_input(graph: ModelGraph, key: str) -> _InputPlan | None:
     info = graph.signature.inputs[key]
     placeholder = graph.input_nodes[key]
     chain, shape_readers, terminals = walk_passthrough(graph, placeholder, VALUE_SELECTING_OPS)
-    split = _split_of(graph, key, chain, terminals)
+    split = _split_of(graph, key, chain, shape_readers, terminals)
     if split is not None:
         return _plan_split(graph, key, split)
     is_string = info.dtype == "string"
