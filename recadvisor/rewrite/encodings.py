@@ -31,7 +31,9 @@ original TensorFlow graph computed:
   its ``sep`` and ``maxsplit``); each token is encoded with the nested ``tokens`` encoding
   (``{"kind", "params"}``: a hash or a vocabulary, as above) and the row's ids are sent as one
   row of an ``[N, K]`` matrix (K: the most tokens in a row of the batch) padded with
-  ``pad_id``, an id the token encoding never produces.
+  ``pad_id``, an id the token encoding never produces. ``op: StringSplit`` (TF1's
+  ``tf.compat.v1.string_split``): ``sep`` is a set of delimiter bytes and ``skip_empty``
+  applies (:func:`split_string_v1`).
 
 ``reserved`` (any kind but ``fingerprint64``): raw values the model compares the input with
 (a padding ``""``, a mask token, a feature column's ignore value) -> the id sent for them instead,
@@ -566,16 +568,48 @@ def split_string(text: bytes, sep: bytes, maxsplit: int = -1) -> list[bytes]:
     return _split_whitespace(text, maxsplit)
 
 
+def split_string_v1(text: bytes, delimiter: bytes, skip_empty: bool = True) -> list[bytes]:
+    """One string split exactly like TensorFlow 1's ``StringSplit`` (``tf.compat.v1.string_split``).
+
+    Every byte of ``delimiter`` is a separator; an empty ``delimiter`` splits into single bytes;
+    ``skip_empty`` drops empty tokens; ``b""`` gives no token at all (even with
+    ``skip_empty=False``).
+
+    Args:
+        text: the string's bytes.
+        delimiter: the op's ``delimiter`` (a set of bytes; may be empty).
+        skip_empty: the op's ``skip_empty`` attribute.
+
+    Returns:
+        The tokens, in order.
+    """
+    if not text:
+        return []
+    if not delimiter:
+        return [text[i : i + 1] for i in range(len(text))]
+    first = delimiter[:1]
+    tokens = text.translate(bytes.maketrans(delimiter, first * len(delimiter))).split(first)
+    return [t for t in tokens if t] if skip_empty else tokens
+
+
 def split_strings(
-    values: Any, sep: bytes, maxsplit: int = -1, input_key: str = "input"
+    values: Any,
+    sep: bytes,
+    maxsplit: int = -1,
+    input_key: str = "input",
+    op: str = "StringSplitV2",
+    skip_empty: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A rank-1 batch of strings split like ``StringSplitV2``, as flat tokens and row lengths.
+    """A rank-1 batch of strings split like ``StringSplitV2`` (or TF1's ``StringSplit``), as
+    flat tokens and row lengths.
 
     Args:
         values: a rank-1 array-like of ``str``/``bytes`` (one string per row).
-        sep: the separator (empty: whitespace).
-        maxsplit: the op's ``maxsplit``.
+        sep: the separator (empty: whitespace); for ``StringSplit``, the set of delimiter bytes.
+        maxsplit: ``StringSplitV2``'s ``maxsplit``.
         input_key: named in error messages.
+        op: ``StringSplitV2`` (:func:`split_string`) or ``StringSplit`` (:func:`split_string_v1`).
+        skip_empty: ``StringSplit``'s ``skip_empty``.
 
     Returns:
         (an object array of every token as ``bytes``, row by row; an int64 array of the number
@@ -590,13 +624,19 @@ def split_strings(
             f"input '{input_key}' is split into tokens by the model and takes one string per "
             f"row; got shape {text.shape}"
         )
+    if op not in ("StringSplitV2", "StringSplit"):
+        raise PlanError(f"input '{input_key}': unknown split op '{op}'")
     cache: dict[bytes, list[bytes]] = {}
     tokens: list[bytes] = []
     lengths = np.empty(text.shape[0], dtype=np.int64)
     for row, value in enumerate(text):
         parts = cache.get(value)
         if parts is None:
-            parts = cache[value] = split_string(value, sep, maxsplit)
+            parts = cache[value] = (
+                split_string(value, sep, maxsplit)
+                if op == "StringSplitV2"
+                else split_string_v1(value, sep, skip_empty)
+            )
         tokens.extend(parts)
         lengths[row] = len(parts)
     flat = np.empty(len(tokens), dtype=object)
@@ -610,7 +650,14 @@ def _encode_string_split(value: Any, enc: InputEncoding) -> np.ndarray:
     last token of each row."""
     p = enc.params
     sep = str(p["sep"]).encode("utf-8", "surrogateescape")
-    flat, lengths = split_strings(value, sep, int(p.get("maxsplit", -1)), enc.input_key)
+    flat, lengths = split_strings(
+        value,
+        sep,
+        int(p.get("maxsplit", -1)),
+        enc.input_key,
+        str(p.get("op", "StringSplitV2")),
+        bool(p.get("skip_empty", True)),
+    )
     inner = p["tokens"]
     token_enc = InputEncoding(
         enc.input_key, str(inner["kind"]), "string", enc.target_dtype, dict(inner["params"])

@@ -24,8 +24,9 @@ on it as params, ``StridedSlice``, ``Slice``, ``Tile``, ``Transpose``: the featu
   table keyed by the keys' ``Fingerprint64`` (its OOV buckets: ``Fingerprint64 mod n``; its
   ``LookupTableSizeV2`` becomes a constant);
 * a string split into tokens (``StringSplitV2``: ``tf.strings.split``, also through
-  ``RaggedTensorToSparse`` from ``.to_sparse()``) whose tokens are read as above (hashed, looked
-  up, with OOV buckets...) -> the input becomes the ``[N, K]`` matrix of its token ids, padded
+  ``RaggedTensorToSparse`` from ``.to_sparse()``; TF1's ``StringSplit``:
+  ``tf.compat.v1.string_split``) whose tokens are read as above (hashed, looked up, with OOV
+  buckets...) -> the input becomes the ``[N, K]`` matrix of its token ids, padded
   with a reserved id (encoding ``string_split``: the client splits exactly like the op); the
   graph rebuilds the split's sparse tensor from it (``Where(ids != pad)``, ``GatherNd``,
   ``[N, most tokens in a row]``), bypassing a ``RaggedTensorToSparse`` of the split, and the
@@ -69,7 +70,13 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import STRING_OPS, ModelGraph, is_control_input, node_name
+from recadvisor.model.graph import (
+    STRING_OPS,
+    ModelGraph,
+    is_control_input,
+    node_name,
+    source_through,
+)
 from recadvisor.model.queries import (
     CROSS_OPS,
     IDENTITY_OPS,
@@ -106,7 +113,7 @@ from recadvisor.tfimport import import_tf
 log = logging.getLogger(__name__)
 
 HASH_OPS = frozenset({"StringToHashBucketFast"})
-SPLIT_OPS = frozenset({"StringSplitV2"})
+SPLIT_OPS = frozenset({"StringSplitV2", "StringSplit"})
 # the tokens' padding in the token graph (sent as a reserved id; never a real token in practice)
 SPLIT_PAD = b"\x00recadvisor:padding\x00"
 # ops of RaggedTensor.from_value_rowids between a split and RaggedTensorToSparse
@@ -203,9 +210,13 @@ class _InputPlan:
             f"; {_show(v)} is sent as {i}" for v, i in self.reserved.items() if i in self.restore
         )
         if self.split is not None:
+            sep = self.split.sep
+            if self.split.op == "StringSplit":
+                on = f"any byte of {_show(sep)}" if sep else "every byte"
+            else:
+                on = _show(sep) if sep else "whitespace"
             return (
-                f"{self.source_dtype} -> {self.target_dtype} [N, K] (split on "
-                f"{_show(self.split.sep) if self.split.sep else 'whitespace'}, each token: "
+                f"{self.source_dtype} -> {self.target_dtype} [N, K] (split on {on}, each token: "
                 f"{self.terminals[0].description}{reserved}; padded with "
                 f"{self.reserved[SPLIT_PAD]})"
             )
@@ -220,12 +231,16 @@ class _InputPlan:
             return InputEncoding(
                 self.key, self.kind, self.source_dtype, self.target_dtype, dict(self.params)
             )
-        params = {
+        params: dict[str, Any] = {
+            "op": self.split.op,
             "sep": self.split.sep.decode("utf-8", "surrogateescape"),
-            "maxsplit": self.split.maxsplit,
-            "pad_id": self.reserved[SPLIT_PAD],
-            "tokens": {"kind": self.kind, "params": dict(self.params)},
         }
+        if self.split.op == "StringSplit":
+            params["skip_empty"] = self.split.skip_empty
+        else:
+            params["maxsplit"] = self.split.maxsplit
+        params["pad_id"] = self.reserved[SPLIT_PAD]
+        params["tokens"] = {"kind": self.kind, "params": dict(self.params)}
         return InputEncoding(self.key, "string_split", self.source_dtype, self.target_dtype, params)
 
 
@@ -677,7 +692,7 @@ def _merge_fingerprint(key: str, planned: list[_Terminal]) -> list[_Terminal]:
 # --------------------------------------------------------------------------- split strings
 @dataclass(frozen=True)
 class _Split:
-    """A ``StringSplitV2`` of an input, moved to the client.
+    """A ``StringSplitV2`` (or ``StringSplit``) of an input, moved to the client.
 
     ``graph`` is the original graph with the input turned into the ``[N, K]`` matrix of its
     tokens (string, padded with :data:`SPLIT_PAD`) and the split's sparse outputs rebuilt from
@@ -685,8 +700,10 @@ class _Split:
     """
 
     node: str
+    op: str  # StringSplitV2, or TF1's StringSplit (sep: a set of bytes; skip_empty)
     sep: bytes
     maxsplit: int
+    skip_empty: bool
     graph: ModelGraph
 
 
@@ -697,7 +714,7 @@ def _split_of(
     shape_readers: set[str],
     terminals: list[tuple[str, int]],
 ) -> str | None:
-    """The ``StringSplitV2`` node that splits input ``key``, or None when none does.
+    """The ``StringSplitV2`` / ``StringSplit`` node that splits input ``key``, or None.
 
     Raises:
         InputRefused: the input is split and also read another way, through ops other than
@@ -706,25 +723,25 @@ def _split_of(
     splits = [r for r, pos in terminals if graph.nodes[r].op in SPLIT_OPS and pos == 0]
     if not splits:
         return None
+    op = graph.nodes[splits[0]].op
     others = sorted({f"{graph.nodes[r].op} '{r}'" for r, _ in terminals if r not in splits})
     if len(set(splits)) > 1 or others:
         raise InputRefused(
-            f"input '{key}' is split into tokens by StringSplitV2 and also read by "
-            f"{', '.join(others[:3]) or 'another StringSplitV2'}; only a string read by one "
+            f"input '{key}' is split into tokens by {op} and also read by "
+            f"{', '.join(others[:3]) or 'another split'}; only a string read by one "
             "split alone moves upstream"
         )
     if any(graph.nodes[n].op not in IDENTITY_OPS for n in chain) or any(
         graph.nodes[r].op not in ("Shape", "Size", "Rank") for r in shape_readers
     ):
         raise InputRefused(
-            f"input '{key}' is reshaped or sliced before StringSplitV2 '{splits[0]}' (or its "
+            f"input '{key}' is reshaped or sliced before {op} '{splits[0]}' (or its "
             "shape is read by ShapeN); only a rank-1 input split as it is moves upstream"
         )
     sep = resolve_const(graph, graph.nodes[splits[0]].input[1])
     if sep is None or np.asarray(sep).size != 1:
         raise InputRefused(
-            f"input '{key}' is split by StringSplitV2 '{splits[0]}' with a separator that is "
-            "not a constant"
+            f"input '{key}' is split by {op} '{splits[0]}' with a separator that is not a constant"
         )
     return splits[0]
 
@@ -854,7 +871,69 @@ def _token_graph(graph: ModelGraph, key: str, split_name: str) -> ModelGraph:
     inputs = dict(graph.signature.inputs)
     inputs[key] = TensorInfo(key, "string", (None, None))
     signature = SignatureSpec(graph.signature.key, inputs, dict(graph.signature.outputs))
-    return graph.replace(graph_def=gd, signature=signature)
+    return _bypass_same_shape_reshapes(
+        graph.replace(graph_def=gd, signature=signature), indices, dense_shape
+    )
+
+
+def _const_list(graph: ModelGraph, tensor: str) -> Any:
+    value = resolve_const(graph, tensor)
+    return None if value is None else np.asarray(value).tolist()
+
+
+def _dim_read(graph: ModelGraph, tensor: str, shape: str) -> int | None:
+    """Which element of the 2-element ``shape`` tensor ``tensor`` is: ``shape[k]`` by
+    ``GatherV2`` / ``StridedSlice`` (shrink), or ``Prod(Slice(shape, [0], [1]))``; else None."""
+    node = graph.nodes.get(source_through(graph.nodes, tensor, ("Identity", "Cast")))
+    if node is None or len(node.input) < 2:
+        return None
+    if node.op == "Prod" and _const_list(graph, node.input[1]) in (0, [0]):
+        part = graph.nodes.get(node_name(node.input[0]))
+        if part is None or part.op != "Slice" or len(part.input) < 3:
+            return None
+        begin, size = (_const_list(graph, i) for i in part.input[1:3])
+        same = canonical_tensor(part.input[0]) == canonical_tensor(shape)
+        return 0 if same and begin == [0] and size == [1] else None
+    if canonical_tensor(node.input[0]) != canonical_tensor(shape):
+        return None
+    if node.op == "GatherV2" and len(node.input) == 3:
+        k = _const_list(graph, node.input[1])
+        return k if isinstance(k, int) and _const_list(graph, node.input[2]) == 0 else None
+    if node.op == "StridedSlice" and node.attr["shrink_axis_mask"].i == 1:
+        begin, end, stride = (_const_list(graph, i) for i in node.input[1:4])
+        masks = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask")
+        if any(node.attr[m].i for m in masks) or stride != [1] or not begin or len(begin) != 1:
+            return None
+        return begin[0] if end == [begin[0] + 1] else None
+    return None
+
+
+def _bypass_same_shape_reshapes(graph: ModelGraph, indices: str, shape: str) -> ModelGraph:
+    """Bypass each ``SparseReshape`` of the rebuilt split to ``[prod(shape[:1]), shape[1]]``,
+    its own shape (``safe_embedding_lookup_sparse`` flattens the leading dimensions so): it
+    returns its input unchanged. Exact, fewer ops, and no ``[N, 0]`` reshape (a batch where no
+    row has a token) for tf2onnx, whose ``SparseReshape`` divides by the dimensions."""
+    same = []
+    for reader in graph.consumers.get(node_name(indices), []):
+        node = graph.nodes[reader]
+        if node.op != "SparseReshape" or [canonical_tensor(i) for i in node.input[:2]] != [
+            canonical_tensor(indices),
+            canonical_tensor(shape),
+        ]:
+            continue
+        pack = graph.nodes.get(source_through(graph.nodes, node.input[2], ("Identity", "Cast")))
+        if pack is None or pack.op != "Pack" or int(pack.attr["N"].i) != 2:
+            continue
+        if [_dim_read(graph, i, shape) for i in pack.input[:2]] == [0, 1]:
+            same.append(reader)
+    if not same:
+        return graph
+    gd = graph.copy_graph_def()
+    for reader in same:
+        rewire(gd, f"{reader}:0", indices)
+        rewire(gd, f"{reader}:1", shape)
+    remove_nodes(gd, same, protected_nodes(graph))
+    return graph.replace(graph_def=gd)
 
 
 def _plan_split(graph: ModelGraph, key: str, split: str) -> _InputPlan:
@@ -868,14 +947,17 @@ def _plan_split(graph: ModelGraph, key: str, split: str) -> _InputPlan:
     """
     node = graph.nodes[split]
     sep = _text(np.asarray(resolve_const(graph, node.input[1])).reshape(-1)[0])
-    info = _Split(split, sep, int(node.attr["maxsplit"].i), _token_graph(graph, key, split))
+    maxsplit = int(node.attr["maxsplit"].i) if "maxsplit" in node.attr else -1
+    skip_empty = bool(node.attr["skip_empty"].b) if "skip_empty" in node.attr else True
+    token_graph = _token_graph(graph, key, split)
+    info = _Split(split, node.op, sep, maxsplit, skip_empty, token_graph)
     try:
         plan = plan_input(info.graph, key)
     except InputRefused as e:
-        raise InputRefused(f"the tokens of StringSplitV2 '{split}': {e}") from e
+        raise InputRefused(f"the tokens of {node.op} '{split}': {e}") from e
     if plan is None:
         raise InputRefused(
-            f"input '{key}' is split into tokens by StringSplitV2 '{split}' but no token is "
+            f"input '{key}' is split into tokens by {node.op} '{split}' but no token is "
             "hashed or looked up"
         )
     return _as_split_plan(plan, info)
@@ -889,7 +971,7 @@ def _as_split_plan(plan: _InputPlan, split: _Split) -> _InputPlan:
 
     if plan.kind == "fingerprint64":
         raise InputRefused(
-            f"input '{plan.key}' is split by StringSplitV2 '{split.node}' and its tokens are "
+            f"input '{plan.key}' is split by {split.op} '{split.node}' and its tokens are "
             "crossed; a Fingerprint64 id leaves no value free for the padding"
         )
     if sum(c.value == SPLIT_PAD for c in plan.comparisons) != 1:
