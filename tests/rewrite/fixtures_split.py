@@ -10,6 +10,13 @@ buckets and sqrtn-pooled, and counted per row (``unsorted_segment_sum`` over
 ``tf.shape(words)[0]`` segments: a ``Shape`` reader of the split input); ``price`` dense. Two
 heads, ``score`` and ``logit``.
 
+``split_tokens_v1``: TF1's ``StringSplit`` (``tf.compat.v1.string_split``, a *set* of delimiter
+bytes): ``cats`` split on ``",;"`` (empty tokens skipped), looked up in a ``StaticHashTable`` whose
+default ``-1`` the pooling drops (``safe_embedding_lookup_sparse`` prunes ids below 0) and
+sum-pooled; ``spaced`` split on ``" "`` keeping empty tokens (``skip_empty=False``), hashed into
+20 buckets and mean-pooled. No other reader of the tokens, so a batch whose rows have no token
+(``""`` gives none here) pools to zeros through every runtime.
+
 ``split_refused``: the negative cases: ``notes`` split on ``","``, its tokens hashed and pooled
 *and* their lengths (``StringLength``) summed per row, a string use of the tokens that cannot
 move to the client; ``user`` split on ``"_"`` (tokens hashed) and also hashed whole; ``item``
@@ -39,6 +46,8 @@ TAGS = ["books", "music", "games", "toys"]
 TOKENS = [*TAGS, "", "garden", "ü日本", "x" * 60]
 # every row a tricky case first, then random joins
 TRICKY_TAGS = ["", "|", "||", "books", "a||b", "|games|", "games||music", "ü日本|books", "games|"]
+TRICKY_CATS = ["", ",", ";;", "books", ",books;", "games,;music", "ü日本;,", "a,,b;;c"]
+TRICKY_SPACED = ["", " ", "  ", "one", " lead", "trail ", "a  b", "a \tb"]
 TRICKY_WORDS = ["", " ", "  \t\n", "one", " lead", "trail ", "a  b", "a b c d e", "\x0bx\x0cy\rz"]
 N_ROWS = 48
 
@@ -64,6 +73,15 @@ def split_feeds(n_rows: int = N_ROWS, seed: int = 0, tricky: bool = True) -> dic
         "tags": _joined(rng, n_rows, ["|", "||"], TRICKY_TAGS if tricky else []),
         "words": _joined(rng, n_rows, [" ", "\t", "  ", " \n "], TRICKY_WORDS if tricky else []),
         "price": rng.normal(size=n_rows).astype(np.float32),
+    }
+
+
+def split_v1_feeds(n_rows: int = N_ROWS, seed: int = 2, tricky: bool = True) -> dict[str, Any]:
+    """Raw inputs for ``split_tokens_v1``."""
+    rng = np.random.default_rng(seed)
+    return {
+        "cats": _joined(rng, n_rows, [",", ";", ",;", ";;"], TRICKY_CATS if tricky else []),
+        "spaced": _joined(rng, n_rows, [" ", "  "], TRICKY_SPACED if tricky else []),
     }
 
 
@@ -156,6 +174,37 @@ def _build_tokens(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, tup
 def split_tokens() -> ContractModel:
     """Build (once) the split model described in the module docstring."""
     return _save_session("split_tokens", _build_tokens, split_feeds(), ("score", "logit"))
+
+
+def _build_tokens_v1(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, tuple]:
+    cats = v1.placeholder(tf.string, [None], name="cats")
+    spaced = v1.placeholder(tf.string, [None], name="spaced")
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(TAGS, np.arange(len(TAGS), dtype=np.int64)), -1
+    )
+    cat_tokens = v1.string_split(cats, delimiter=",;")
+    cat_ids = tf.SparseTensor(
+        cat_tokens.indices, table.lookup(cat_tokens.values), cat_tokens.dense_shape
+    )
+    cat_emb = _variable(v1, rng, "cat_emb", len(TAGS), 3)
+    cat_vec = tf.nn.safe_embedding_lookup_sparse(cat_emb, cat_ids, combiner="sum")
+    spaced_tokens = v1.string_split(spaced, delimiter=" ", skip_empty=False)
+    spaced_ids = tf.SparseTensor(
+        spaced_tokens.indices,
+        tf.strings.to_hash_bucket_fast(spaced_tokens.values, 20),
+        spaced_tokens.dense_shape,
+    )
+    spaced_emb = _variable(v1, rng, "spaced_emb", 20, 3)
+    spaced_vec = tf.nn.safe_embedding_lookup_sparse(spaced_emb, spaced_ids, combiner="mean")
+    x = tf.concat([cat_vec, spaced_vec], axis=1)
+    score = tf.sigmoid(tf.squeeze(tf.matmul(x, _variable(v1, rng, "w", 6, 1)), 1), name="score")
+    return {"cats": cats, "spaced": spaced}, (score,)
+
+
+@cache
+def split_tokens_v1() -> ContractModel:
+    """Build (once) the ``StringSplit`` model described in the module docstring."""
+    return _save_session("split_tokens_v1", _build_tokens_v1, split_v1_feeds(), ("score",))
 
 
 def _pooled_hash(v1: Any, tf: Any, rng: np.random.Generator, tokens: Any, name: str) -> Any:
