@@ -113,8 +113,15 @@ from recadvisor.tfimport import import_tf
 log = logging.getLogger(__name__)
 
 HASH_OPS = frozenset({"StringToHashBucketFast"})
+STRONG_HASH_OPS = frozenset({"StringToHashBucketStrong"})
+COMPARE_OPS = frozenset({"Equal", "NotEqual"})
+FIND_OPS = frozenset({"LookupTableFindV2", "LookupTableFind"})
+SELECT_OPS = frozenset({"SelectV2", "Select"})
+AS_STRING_ATTRS = ("precision", "scientific", "shortest", "width", "fill")
+# the largest constant sub-graph evaluated to read a compared value
+MAX_CONST_SUBGRAPH = 32
 SPLIT_OPS = frozenset({"StringSplitV2", "StringSplit"})
-# the tokens' padding in the token graph (sent as a reserved id; never a real token in practice)
+# the padding of the intermediate token graph (_token_graph); the client sends its reserved id
 SPLIT_PAD = b"\x00recadvisor:padding\x00"
 # ops of RaggedTensor.from_value_rowids between a split and RaggedTensorToSparse
 RAGGED_PARTITION_OPS = frozenset(
@@ -137,13 +144,6 @@ RAGGED_PARTITION_OPS = frozenset(
         "ConcatV2",
     }
 )
-STRONG_HASH_OPS = frozenset({"StringToHashBucketStrong"})
-COMPARE_OPS = frozenset({"Equal", "NotEqual"})
-FIND_OPS = frozenset({"LookupTableFindV2", "LookupTableFind"})
-SELECT_OPS = frozenset({"SelectV2", "Select"})
-AS_STRING_ATTRS = ("precision", "scientific", "shortest", "width", "fill")
-# the largest constant sub-graph evaluated to read a compared value
-MAX_CONST_SUBGRAPH = 32
 
 
 class InputRefused(Exception):
