@@ -142,6 +142,18 @@ def _variable(v1: Any, rng: np.random.Generator, name: str, *shape: int) -> Any:
     return v1.get_variable(name, initializer=(0.5 * rng.normal(size=shape)).astype(np.float32))
 
 
+def _pooled(
+    tf: Any, table: Any, tokens: Any, ids_of: Any, combiner: str = "mean"
+) -> tuple[Any, Any]:
+    """The tokens' ids (``ids_of(values)``) as a SparseTensor, and their pooled embeddings."""
+    ids = tf.SparseTensor(tokens.indices, ids_of(tokens.values), tokens.dense_shape)
+    return ids, tf.nn.safe_embedding_lookup_sparse(table, ids, combiner=combiner)
+
+
+def _hash(tf: Any, num_buckets: int) -> Any:
+    return lambda values: tf.strings.to_hash_bucket_fast(values, num_buckets)
+
+
 def _build_tokens(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, tuple]:
     tags = v1.placeholder(tf.string, [None], name="tags")
     words = v1.placeholder(tf.string, [None], name="words")
@@ -150,23 +162,17 @@ def _build_tokens(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, tup
         tf.lookup.KeyValueTensorInitializer(TAGS, np.arange(len(TAGS), dtype=np.int64)),
         num_oov_buckets=2,
     )
+    tag_emb = _variable(v1, rng, "tag_emb", len(TAGS) + 2, 3)
     tokens = tf.strings.split(tags, "|").to_sparse()
-    tag_ids = tf.SparseTensor(tokens.indices, table.lookup(tokens.values), tokens.dense_shape)
-    tag_emb = _variable(v1, rng, "tag_emb", len(TAGS) + 2, 4)
-    tag_vec = tf.nn.safe_embedding_lookup_sparse(tag_emb, tag_ids, combiner="mean")
+    _, tag_vec = _pooled(tf, tag_emb, tokens, table.lookup)
     word_tokens = v1.strings.split(words, maxsplit=2)  # whitespace, a SparseTensor
-    word_ids = tf.SparseTensor(
-        word_tokens.indices,
-        tf.strings.to_hash_bucket_fast(word_tokens.values, 40),
-        word_tokens.dense_shape,
-    )
     word_emb = _variable(v1, rng, "word_emb", 40, 3)
-    word_vec = tf.nn.safe_embedding_lookup_sparse(word_emb, word_ids, combiner="sqrtn")
+    word_ids, word_vec = _pooled(tf, word_emb, word_tokens, _hash(tf, 40), "sqrtn")
     n_words = tf.math.unsorted_segment_sum(
         tf.ones_like(word_ids.values, tf.float32), word_ids.indices[:, 0], tf.shape(words)[0]
     )
     x = tf.concat([tag_vec, word_vec, price[:, None], n_words[:, None]], axis=1)
-    logit = tf.squeeze(tf.matmul(x, _variable(v1, rng, "w", 9, 1)), 1, name="logit")
+    logit = tf.squeeze(tf.matmul(x, _variable(v1, rng, "w", 8, 1)), 1, name="logit")
     return {"tags": tags, "words": words, "price": price}, (tf.sigmoid(logit), logit)
 
 
@@ -182,20 +188,12 @@ def _build_tokens_v1(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, 
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(TAGS, np.arange(len(TAGS), dtype=np.int64)), -1
     )
-    cat_tokens = v1.string_split(cats, delimiter=",;")
-    cat_ids = tf.SparseTensor(
-        cat_tokens.indices, table.lookup(cat_tokens.values), cat_tokens.dense_shape
-    )
     cat_emb = _variable(v1, rng, "cat_emb", len(TAGS), 3)
-    cat_vec = tf.nn.safe_embedding_lookup_sparse(cat_emb, cat_ids, combiner="sum")
-    spaced_tokens = v1.string_split(spaced, delimiter=" ", skip_empty=False)
-    spaced_ids = tf.SparseTensor(
-        spaced_tokens.indices,
-        tf.strings.to_hash_bucket_fast(spaced_tokens.values, 20),
-        spaced_tokens.dense_shape,
-    )
+    cat_tokens = v1.string_split(cats, delimiter=",;")
+    _, cat_vec = _pooled(tf, cat_emb, cat_tokens, table.lookup, "sum")
     spaced_emb = _variable(v1, rng, "spaced_emb", 20, 3)
-    spaced_vec = tf.nn.safe_embedding_lookup_sparse(spaced_emb, spaced_ids, combiner="mean")
+    spaced_tokens = v1.string_split(spaced, delimiter=" ", skip_empty=False)
+    _, spaced_vec = _pooled(tf, spaced_emb, spaced_tokens, _hash(tf, 20))
     x = tf.concat([cat_vec, spaced_vec], axis=1)
     score = tf.sigmoid(tf.squeeze(tf.matmul(x, _variable(v1, rng, "w", 6, 1)), 1), name="score")
     return {"cats": cats, "spaced": spaced}, (score,)
@@ -207,13 +205,6 @@ def split_tokens_v1() -> ContractModel:
     return _save_session("split_tokens_v1", _build_tokens_v1, split_v1_feeds(), ("score",))
 
 
-def _pooled_hash(v1: Any, tf: Any, rng: np.random.Generator, tokens: Any, name: str) -> Any:
-    ids = tf.SparseTensor(
-        tokens.indices, tf.strings.to_hash_bucket_fast(tokens.values, 16), tokens.dense_shape
-    )
-    return tf.nn.safe_embedding_lookup_sparse(_variable(v1, rng, name, 16, 2), ids)
-
-
 def _build_refused(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, tuple]:
     notes = v1.placeholder(tf.string, [None], name="notes")
     user = v1.placeholder(tf.string, [None], name="user")
@@ -222,17 +213,12 @@ def _build_refused(v1: Any, tf: Any, rng: np.random.Generator) -> tuple[dict, tu
     lengths = tf.math.unsorted_segment_sum(
         tf.strings.length(note_tokens.values), note_tokens.indices[:, 0], tf.shape(notes)[0]
     )
-    whole = tf.gather(
-        _variable(v1, rng, "user_emb", 10, 2), tf.strings.to_hash_bucket_fast(user, 10)
-    )
-    item_vec = tf.gather(
-        _variable(v1, rng, "item_emb", 10, 2), tf.strings.to_hash_bucket_fast(item, 10)
-    )
+    embeddings = [_variable(v1, rng, f"emb_{k}", 16, 2) for k in range(4)]
     parts = [
-        _pooled_hash(v1, tf, rng, note_tokens, "note_emb"),
-        _pooled_hash(v1, tf, rng, v1.strings.split(user, "_"), "user_part_emb"),
-        whole,
-        item_vec,
+        _pooled(tf, embeddings[0], note_tokens, _hash(tf, 16))[1],
+        _pooled(tf, embeddings[1], v1.strings.split(user, "_"), _hash(tf, 16))[1],
+        tf.gather(embeddings[2], tf.strings.to_hash_bucket_fast(user, 16)),
+        tf.gather(embeddings[3], tf.strings.to_hash_bucket_fast(item, 16)),
         tf.cast(lengths, tf.float32)[:, None],
     ]
     score = tf.reduce_sum(tf.concat(parts, axis=1), axis=1, name="score")
