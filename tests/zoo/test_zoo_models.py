@@ -1,4 +1,5 @@
-"""describe, analyze and ``rebuild --preset safe`` (exact) on zoo models built by the libraries.
+"""describe, analyze, ``rebuild --preset safe`` (exact) and ``--preset fast`` (string-free,
+exact, exact ONNX) on zoo models built by the libraries.
 
 The subset covers a Keras 3 export (``StringLookup`` with a padding mask over a multi-valued
 history, ``IntegerLookup``, salted ``Hashing``, ``Discretization``, ``HashedCrossing``), a TF1
@@ -157,3 +158,33 @@ def test_rebuilt_model_answers_like_the_original_on_the_sample(zoo_safe) -> None
     assert rebuilt["parity_passed"]
     assert max(rebuilt["parity"].values()) <= EXACT
     assert set(rebuilt["parity"]) == EXPECTED[name]["outputs"]
+
+
+def test_rebuild_fast_is_string_free_and_exact_with_onnx(
+    zoo_case: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue #12's bar: ``fast`` moves every string out of the graph (tf1_session's ``"|"``
+    split tags included), is exact, and its ONNX export is exact; ``encode_inputs`` then gives
+    the rebuilt SavedModel the original's answers on the raw sample."""
+    from recadvisor.encode import encode_inputs
+    from recadvisor.model.freeze import freeze
+    from recadvisor.model.load import load_model
+    from recadvisor.model.runtime import GraphRunner
+
+    pytest.importorskip("tf2onnx")
+    name, folder = zoo_case
+    out = tmp_path_factory.mktemp(f"{name}-fast") / "rebuilt"
+    sample = folder / "sample.parquet"
+    result = api.rebuild(folder / "saved_model", out, preset="fast", data=sample, onnx=True)
+    assert result.passed
+    assert max(result.parity.max_abs_diff, result.export_parity.max_abs_diff) <= EXACT
+    free, why = _string_free(result.graph)
+    assert free, why
+    onnx = result.onnx or {}
+    assert onnx.get("exported") and onnx["max_abs_diff"] <= EXACT, onnx
+    loaded = load_model(folder / "saved_model")
+    raw = api.load_data(sample, loaded.spec).feeds
+    original = GraphRunner(freeze(loaded))(raw)
+    rebuilt = GraphRunner(freeze(load_model(out / "saved_model")))(encode_inputs(out, raw))
+    worst = max(float(np.max(np.abs(rebuilt[k] - original[k]))) for k in original)
+    assert worst <= EXACT
