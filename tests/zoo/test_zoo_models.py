@@ -1,4 +1,5 @@
-"""describe, analyze and ``rebuild --preset safe`` (exact) on zoo models built by the libraries.
+"""describe, analyze, ``rebuild --preset safe`` (exact) and ``--preset fast`` (string-free,
+exact, exact ONNX) on zoo models built by the libraries.
 
 The subset covers a Keras 3 export (``StringLookup`` with a padding mask over a multi-valued
 history, ``IntegerLookup``, salted ``Hashing``, ``Discretization``, ``HashedCrossing``), a TF1
@@ -159,11 +160,7 @@ def test_rebuilt_model_answers_like_the_original_on_the_sample(zoo_safe) -> None
     assert set(rebuilt["parity"]) == EXPECTED[name]["outputs"]
 
 
-#: The subset models whose ``fast`` rebuild is string-free and exports to ONNX.
-FAST_SUBSET = ("keras3_preprocessing", "deepctr_din")
-
-
-@pytest.fixture(scope="session", params=FAST_SUBSET)
+@pytest.fixture(scope="session", params=CI_SUBSET)
 def zoo_fast(request: pytest.FixtureRequest, zoo_model, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
     name = request.param
     folder = zoo_model(name)
