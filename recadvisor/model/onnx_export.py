@@ -357,13 +357,7 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     as_int = fresh("as_int")
     add_cast(graph_def, as_int, ge, "bool", "int32")
     # the Bucketize node itself becomes the Sum, so its readers need no rewiring
-    del node.input[:]
-    node.input.extend([as_int, axis_m1])
-    node.op = "Sum"
-    for attr in list(node.attr):
-        del node.attr[attr]
-    node.attr["T"].type = import_tf().int32.as_datatype_enum
-    node.attr["Tidx"].type = import_tf().int32.as_datatype_enum
+    _become(node, "Sum", [as_int, axis_m1], T="int32", Tidx="int32")
     node.attr["keep_dims"].b = False
 
 
@@ -375,14 +369,22 @@ def _table_value_dtype(table: Any) -> tuple[np.dtype, str]:
     return np.dtype(table.value_dtype), np.dtype(table.value_dtype).name
 
 
-def _become_select(node: Any, cond: str, found: str, default: str, dtype: str) -> None:
-    """Turn a lowered find op, in place, into ``SelectV2(cond, found, default)``."""
+def _become(node: Any, op: str, inputs: list[str], **dtypes: str) -> None:
+    """Turn ``node``, in place, into ``op(inputs)`` with only the given dtype attributes
+    (``T="float32"``); its readers need no rewiring."""
+    tf = import_tf()
     del node.input[:]
-    node.input.extend([cond, found, default])
-    node.op = "SelectV2"
+    node.input.extend(inputs)
+    node.op = op
     for attr in list(node.attr):
         del node.attr[attr]
-    node.attr["T"].type = import_tf().dtypes.as_dtype(dtype).as_datatype_enum
+    for attr, dtype in dtypes.items():
+        node.attr[attr].type = tf.dtypes.as_dtype(dtype).as_datatype_enum
+
+
+def _become_select(node: Any, cond: str, found: str, default: str, dtype: str) -> None:
+    """Turn a lowered find op, in place, into ``SelectV2(cond, found, default)``."""
+    _become(node, "SelectV2", [cond, found, default], T=dtype)
 
 
 def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
@@ -889,7 +891,6 @@ def _lower_sparse_segment(graph_def: Any, node: Any, names: set[str]) -> None:
     handler sorts and deduplicates the ids (``TopK``, ``Unique``, a padded grid): most of a
     sequence feature column's time at batch 256. Sums in the ids' order, like TensorFlow's
     kernel up to float reassociation."""
-    tf = import_tf()
     dtype = _dtype_name(node.attr["T"].type)
     np_dtype = np.dtype(dtype)
     build = _NodeMaker(graph_def, names, node.name)
@@ -939,12 +940,7 @@ def _lower_sparse_segment(graph_def: Any, node: Any, names: set[str]) -> None:
         b_shape = op("denom_shape", "ConcatV2", [layout.count, unit_dims, axis_last], T=i64, N=2)
         wide = op("denom_wide", "Reshape", [denom, b_shape], T=t, Tshape=i64)
         result_inputs, result_op = [sums, wide], "RealDiv"
-    del node.input[:]
-    node.input.extend(result_inputs)
-    node.op = result_op
-    for attr in list(node.attr):
-        del node.attr[attr]
-    node.attr["T"].type = tf.dtypes.as_dtype(dtype).as_datatype_enum
+    _become(node, result_op, result_inputs, T=dtype)
 
 
 def _lower_segment_reduce(graph_def: Any, node: Any, names: set[str]) -> None:
@@ -959,7 +955,6 @@ def _lower_segment_reduce(graph_def: Any, node: Any, names: set[str]) -> None:
     ids (``n == 0``) give ``[0, ...]``, like TensorFlow. ONNX ``ScatterND`` with a max/min
     reduction needs opset 18 (:data:`SEGMENT_OPSET`).
     """
-    tf = import_tf()
     dtype = _dtype_name(node.attr["T"].type)
     np_dtype = np.dtype(dtype)
     is_max = node.op == "SegmentMax"
@@ -986,17 +981,68 @@ def _lower_segment_reduce(graph_def: Any, node: Any, names: set[str]) -> None:
     ones = op("ones", "Fill", [shape, const("unit", 1, np_dtype)], T=t, index_type=i64)
     hits = op("hits", "TensorScatterMax", [zeros, where, ones], T=t, Tindices=i64)
     filled = op("filled", "Greater", [hits, zeros], T=t)
-    del node.input[:]
-    node.input.extend([filled, reduced, zeros])
-    node.op = "SelectV2"
-    for attr in list(node.attr):
-        del node.attr[attr]
-    node.attr["T"].type = tf.dtypes.as_dtype(dtype).as_datatype_enum
+    _become(node, "SelectV2", [filled, reduced, zeros], T=dtype)
+
+
+def _lower_unsorted_segment_sum(graph_def: Any, node: Any, names: set[str]) -> None:
+    """``UnsortedSegmentSum(data, ids, num_segments)`` as ``TensorScatterAdd`` into zeros of
+    shape ``[num_segments, *data.shape[rank(ids):]]``, with ``ids[..., None]`` as scatter
+    indices. A negative id drops its value in TensorFlow: its rows are zeroed and sent to
+    segment 0. tf2onnx's own handler sizes its output with ``ReduceMax(Unique(ids))``, which
+    is negative when ``ids`` is empty (a batch where no row has a token)."""
+    dtype = _dtype_name(node.attr["T"].type)
+    np_dtype = np.dtype(dtype)
+    ids_dtype = _dtype_name(node.attr["Tindices"].type)
+    n_dtype = _dtype_name(node.attr["Tnumsegments"].type)
+    make = _NodeMaker(graph_def, names, node.name)
+    const, op = make.const, make.op
+    i64, t = "dtype:int64", f"dtype:{dtype}"
+    data, ids, num = node.input[0], node.input[1], node.input[2]
+    if ids_dtype != "int64":
+        ids = op("ids", "Cast", [ids], SrcT=f"dtype:{ids_dtype}", DstT=i64, Truncate=False)
+    if n_dtype != "int64":
+        num = op("num", "Cast", [num], SrcT=f"dtype:{n_dtype}", DstT=i64, Truncate=False)
+    axis0 = const("axis0", 0, np.int32)
+    zero_id = const("zero_id", 0, np.int64)
+    kept = op("kept", "GreaterEqual", [ids, zero_id], T=i64)
+    safe_ids = op("safe_ids", "SelectV2", [kept, ids, op("id0", "ZerosLike", [ids], T=i64)], T=i64)
+    # data's dims after the ids' dims, and the kept mask widened to data's rank
+    data_shape = op("data_shape", "Shape", [data], T=t, out_type=i64)
+    ids_shape = op("ids_shape", "Shape", [ids], T=i64, out_type=i64)
+    ids_rank = op("ids_rank", "Size", [ids_shape], T=i64, out_type="dtype:int32")
+    begin = op(
+        "begin",
+        "Reshape",
+        [ids_rank, const("vec", [1], np.int32)],
+        T="dtype:int32",
+        Tshape="dtype:int32",
+    )
+    row = op(
+        "row_shape",
+        "Slice",
+        [data_shape, begin, const("rest", [-1], np.int32)],
+        T=i64,
+        Index="dtype:int32",
+    )
+    units = op("units", "OnesLike", [row], T=i64)
+    mask_shape = op("mask_shape", "ConcatV2", [ids_shape, units, axis0], T=i64, N=2)
+    mask = op("mask", "Cast", [kept], SrcT="dtype:bool", DstT=t, Truncate=False)
+    wide = op("mask_wide", "Reshape", [mask, mask_shape], T=t, Tshape=i64)
+    updates = op("updates", "Mul", [data, wide], T=t)
+    count = op("count", "Reshape", [num, const("one", [1], np.int32)], T=i64, Tshape="dtype:int32")
+    out_shape = op("out_shape", "ConcatV2", [count, row, axis0], T=i64, N=2)
+    zeros = op("zeros", "Fill", [out_shape, const("zero", 0, np_dtype)], T=t, index_type=i64)
+    where = op(
+        "where", "ExpandDims", [safe_ids, const("last", -1, np.int32)], T=i64, Tdim="dtype:int32"
+    )
+    _become(node, "TensorScatterAdd", [zeros, where, updates], T=dtype, Tindices="int64")
 
 
 SEGMENT_LOWERINGS = frozenset({"SegmentMax", "SegmentMin"})
 SPARSE_SEGMENT_LOWERINGS = frozenset({"SparseSegmentSum", "SparseSegmentMean"})
 SEGMENT_OPSET = 18  # ScatterND with reduction max/min (add: 16)
+#: Lowerings that write ONNX ScatterND with a reduction (they need SEGMENT_OPSET).
+SCATTER_LOWERINGS = SEGMENT_LOWERINGS | SPARSE_SEGMENT_LOWERINGS | {"UnsortedSegmentSum"}
 
 
 def _own_dim(graph: ModelGraph, tensor: str, x: str, position: int) -> bool:
@@ -1107,6 +1153,9 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
         elif node.op in SPARSE_SEGMENT_LOWERINGS and _float_data(node):
             lowered[node.op] += 1
             _lower_sparse_segment(gd, node, names)
+        elif node.op == "UnsortedSegmentSum":
+            lowered[node.op] += 1
+            _lower_unsorted_segment_sum(gd, node, names)
         elif node.op in CROSS_OPS and _lowerable_cross(node):
             if _one_value_cross(graph, graph.nodes[node.name]):
                 _lower_cross(gd, node, names)
@@ -1269,7 +1318,7 @@ def export_onnx(
     lowered_crosses = any(op in CROSS_OPS for op in lowered)
     min_opset = max(
         CROSS_OPSET if lowered_crosses else 0,
-        SEGMENT_OPSET if (SEGMENT_LOWERINGS | SPARSE_SEGMENT_LOWERINGS) & set(lowered) else 0,
+        SEGMENT_OPSET if SCATTER_LOWERINGS & set(lowered) else 0,
     )
     gd, out_tensors = _with_named_outputs(lowered_graph)
     input_keys = list(graph.signature.inputs)
