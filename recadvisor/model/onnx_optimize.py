@@ -52,7 +52,10 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
 14. ``conv1x1_to_matmul``: a 1x1 ``Conv`` of a ``Transpose`` whose channels are the source's
     last axis becomes ``Transpose(MatMul(source, W^T) + B)``: one GEMM instead of onnxruntime's
     blocked-layout reorders around a convolution (xDeepFM's CIN). Float reassociation.
-15. unused nodes and initializers are removed.
+15. ``split_stack_to_transpose``: a ``Split`` into unit pieces stacked again by ``Unsqueeze``
+    + ``Concat`` on a new first axis (a ``tf.matmul`` of Python lists: xDeepFM's CIN) becomes
+    one ``Transpose`` and one ``Unsqueeze``. Exact.
+16. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -987,6 +990,68 @@ def _pointwise_conv(index: _GraphIndex, conv: Any) -> tuple[str, list[int], np.n
     return transpose.input[0], perm, weight
 
 
+def split_stack_to_transpose(model: Any) -> int:
+    """``Concat([Unsqueeze(s, 0) for s in Split(x, axis=a)], 0)`` with unit pieces ->
+    ``Unsqueeze(Transpose(x, [a, 0, .., a-1, a+1, ..]), a + 1)`` (in place).
+
+    ``tf.matmul`` of two Python lists of tensors (xDeepFM's CIN splits each ``[N, F, D]``
+    layer into ``D`` columns and stacks them) reaches ONNX as a ``Split`` into ``D`` pieces,
+    ``D`` ``Unsqueeze`` nodes and a ``Concat``; that stack is the input with the split axis
+    moved to the front (and kept as a unit axis). Exact: values are only moved.
+
+    Returns:
+        Stacks rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _split_stack(index, node) if node.op_type == "Concat" else None
+        if match is None:
+            return None
+        x, axis, rank = match
+        perm = [axis, *(i for i in range(rank) if i != axis)]
+        moved = _fresh_name(index, f"{node.output[0]}/moved")
+        index.producer[moved] = node  # reserves the name
+        unit = _add_initializer(model, index, f"{node.output[0]}/axis", np.array([axis + 1]))
+        return [
+            helper.make_node("Transpose", [x], [moved], name=moved, perm=perm),
+            helper.make_node("Unsqueeze", [moved, unit], list(node.output), name=node.name),
+        ]
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return _replace_nodes(model, rewrite) if opset >= 13 else 0
+
+
+def _split_stack(index: _GraphIndex, concat: Any) -> tuple[str, int, int] | None:
+    """(x, split axis, rank of x) when ``concat`` stacks every unit piece of one ``Split``."""
+    if int(_attr(concat, "axis", 0)) != 0 or len(concat.input) < 2:
+        return None
+    pieces = []
+    for name in concat.input:
+        unsqueeze = index.made_by(name, "Unsqueeze")
+        if unsqueeze is None or len(unsqueeze.input) != 2:
+            return None
+        axes = index.const(unsqueeze.input[1])
+        if axes is None or axes.reshape(-1).tolist() != [0]:
+            return None
+        if len(index.consumers.get(name, [])) != 1 or name in index.outputs:
+            return None
+        pieces.append(unsqueeze.input[0])
+    split = index.producer.get(pieces[0])
+    if split is None or split.op_type != "Split" or list(split.output) != pieces:
+        return None
+    x = split.input[0]
+    dims = index.dims.get(x)
+    if dims is None:
+        return None
+    axis = int(_attr(split, "axis", 0)) % len(dims)
+    if dims[axis] != len(pieces):  # one piece per index: every piece has length 1
+        return None
+    return x, axis, len(dims)
+
+
 BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
 
 
@@ -1110,6 +1175,7 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("drop_unit_reduce", drop_unit_reduce),
     ("fold_conv_channel_bias", fold_conv_channel_bias),
     ("conv1x1_to_matmul", conv1x1_to_matmul),
+    ("split_stack_to_transpose", split_stack_to_transpose),
 )
 
 

@@ -587,3 +587,34 @@ def test_strided_conv_and_a_bias_along_the_width_are_kept() -> None:
     cleaned, result = optimize_onnx(_cin_conv(bias_shape=(1, 1, 3)), strict=True)
     assert result.rewrites == {"conv1x1_to_matmul": 1}  # a bias per position is no Conv bias
     assert _ops(cleaned)["Add"] == 1
+
+
+def _stacked_columns(pieces: int, stack_axis: int = 0) -> Any:
+    """DeepCTR's CIN: ``tf.split(x, D, 2)`` stacked again by a list ``tf.matmul``."""
+    outs = [f"col{i}" for i in range(pieces)]
+    nodes = [helper.make_node("Split", ["x", "sizes"], outs, axis=2)]
+    nodes += [helper.make_node("Unsqueeze", [o, "zero"], [f"{o}_1"]) for o in outs]
+    nodes.append(helper.make_node("Concat", [f"{o}_1" for o in outs], ["y"], axis=stack_axis))
+    return _model(
+        nodes,
+        [_vi("x", F, ["n", 3, 4])],
+        [_vi("y", F, ["a", "n", 3, "b"])],
+        {"sizes": np.array([4 // pieces] * pieces, np.int64), "zero": np.array([0], np.int64)},
+    )
+
+
+def test_split_into_columns_and_stacked_becomes_a_transpose() -> None:
+    model = _stacked_columns(4)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"split_stack_to_transpose": 1}
+    assert _ops(cleaned) == Counter({"Transpose": 1, "Unsqueeze": 1})  # 0 Split, 0 Concat left
+    x = np.random.default_rng(8).normal(size=(5, 3, 4)).astype(np.float32)
+    got = _run(cleaned, {"x": x})[0]
+    assert got.shape == (4, 5, 3, 1)
+    np.testing.assert_array_equal(got, _run(model, {"x": x})[0])
+
+
+def test_split_into_wider_pieces_or_stacked_on_another_axis_is_kept() -> None:
+    for model in (_stacked_columns(2), _stacked_columns(4, stack_axis=3)):
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert result.rewrites == {} and _ops(cleaned)["Split"] == 1
