@@ -11,9 +11,7 @@ Finding -> pass:
 
 ==========================  =========================================================
 numeric_as_string           numeric_bucketize (exact-in-range, same signature)
-string_op (string inputs)   ids_upstream (exact, inputs become int64 ids) for the inputs the
-                            pass's own matcher accepts; the others get an
-                            ``ids_upstream_refused`` suggestion with its reason
+string_op (string inputs)   ids_upstream (exact, inputs become int64 ids)
 duplicate_feature           merge_duplicates (exact) when the duplicate is mergeable
 shared_embedding_candidate  share_embeddings (lossy, gated)
 large_embedding             prune_embedding_rows / reduce_embedding_dim /
@@ -23,6 +21,11 @@ per_request_feature         per_request_dedup (exact, one request row: never ena
 unused_input                drop_unused_inputs (exact, same signature)
 unsafe_op                   none: re-export the model without the op
 ==========================  =========================================================
+
+An exact suggestion names only the targets its pass's own matcher accepts
+(:mod:`recadvisor.rewrite.matchers`: ``ids_upstream``, ``merge_duplicates``,
+``drop_unused_inputs``); each refused target gets a ``<pass>_refused`` suggestion (no pass,
+``retrain``) whose message gives the matcher's reason.
 
 :func:`build_plan` starts from :func:`recadvisor.plan.preset_plan` and fills each pass's entry
 with the suggestions' parameters and a comment. A pass stays enabled only when the preset allows
@@ -35,6 +38,7 @@ in the comment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -226,7 +230,8 @@ class _Advisor:
         self.graph = graph
         self.attribution = attribution
         self.bs = _reference_batch(attribution, profile)
-        self.upstream_verdicts: dict[str, str | None] = {}
+        self.verdicts: dict[tuple[str, str], str | None] = {}
+        self.pass_view: ModelGraph | None = None
 
     def share(self, by_batch: dict[int, float], fallback: float | None = None) -> float | None:
         if self.bs is not None and self.bs in by_batch:
@@ -317,22 +322,76 @@ class _Advisor:
             )
         ]
 
-    def ids_upstream_verdict(self, key: str) -> str | None:
-        """Why ``ids_upstream`` cannot move input ``key`` upstream (``None``: it can).
+    def refused_targets(self, pass_name: str, targets: Sequence[str]) -> dict[str, str] | None:
+        """Which of ``targets`` the pass's own matcher refuses, with its reasons.
 
-        Asks the pass's own matcher (:func:`recadvisor.rewrite.ids_upstream.plan_input`), so an
-        exact suggestion is made only for inputs the rebuild will rewrite.
+        Asks :func:`recadvisor.rewrite.matchers.refusals` on the graph as the pass will see it
+        (once per pass and target), so an exact suggestion is made only for targets the rebuild
+        will rewrite.
+
+        Returns:
+            Target -> reason for the refused ones (empty: all accepted); None when the pass has
+            no matcher.
         """
-        from recadvisor.rewrite.ids_upstream import InputRefused, plan_input
+        from recadvisor.rewrite.matchers import MATCHERS, pipeline_view, refusals
 
-        if key not in self.upstream_verdicts:
-            try:
-                plan = plan_input(self.graph, key)
-                verdict = None if plan is not None else f"nothing hashes or looks up `{key}`"
-            except InputRefused as e:
-                verdict = str(e)
-            self.upstream_verdicts[key] = verdict
-        return self.upstream_verdicts[key]
+        if pass_name not in MATCHERS:
+            return None
+        if self.pass_view is None:
+            self.pass_view = pipeline_view(self.graph)
+        todo = [t for t in targets if (pass_name, t) not in self.verdicts]
+        if todo:
+            found = refusals(pass_name, self.pass_view, todo) or {}
+            self.verdicts.update({(pass_name, t): found.get(t) for t in todo})
+        return {t: why for t in targets if (why := self.verdicts[(pass_name, t)]) is not None}
+
+    def refused_suggestion(self, s: Suggestion, target: str, why: str) -> Suggestion:
+        """``<pass>_refused``: the rebuild will not do ``s`` for ``target`` (the matcher's
+        reason), so it is left to retraining."""
+        return dataclasses.replace(
+            s,
+            kind=f"{s.pass_name}_refused",
+            targets=(target,),
+            pass_name=None,
+            params={},
+            exactness=RETRAIN,
+            expected_time_share=None,
+            expected_time_share_by_batch={},
+            expected_bytes_saved=None,
+            message=(
+                f"{s.pass_name} cannot rewrite `{target}` in the rebuild ({why}): make the "
+                "change when retraining"
+            ),
+        )
+
+    def agree_with_passes(self, suggestions: Sequence[Suggestion]) -> list[Suggestion]:
+        """Keep an exact suggestion only for the targets its pass's matcher accepts.
+
+        Refused targets leave the suggestion (and its ``targets_param`` list) and each gets a
+        :meth:`refused_suggestion`; a suggestion left with no target is dropped.
+        """
+        from recadvisor.rewrite.matchers import MATCHERS
+
+        out: list[Suggestion] = []
+        for s in suggestions:
+            refused = (
+                self.refused_targets(s.pass_name, s.targets)
+                if s.pass_name is not None and s.exactness == EXACT
+                else None
+            )
+            if not refused:
+                out.append(s)
+                continue
+            out.extend(self.refused_suggestion(s, t, why) for t, why in refused.items())
+            accepted = tuple(t for t in s.targets if t not in refused)
+            if not accepted:
+                continue
+            key = MATCHERS[s.pass_name].targets_param
+            params = dict(s.params)
+            if key is not None:
+                params[key] = [t for t in params.get(key, []) if t not in refused]
+            out.append(dataclasses.replace(s, targets=accepted, params=params))
+        return out
 
     def string_op(self, f: Finding) -> list[Suggestion]:
         string_inputs = [
@@ -346,27 +405,21 @@ class _Advisor:
         ev = f.evidence
         by_batch = _shares(f)
         share = self.share(by_batch, ev.get("time_share"))
-        refused = {x: self.ids_upstream_verdict(x) for x in string_inputs}
-        accepted = [x for x in string_inputs if refused[x] is None]
-        out = [
-            self.suggest(
-                f,
-                kind="ids_upstream_refused",
-                targets=(x,),
-                pass_name=None,
-                exactness=RETRAIN,
-                changes_contract=True,
-                message=(
-                    f"the ids of `{x}` cannot be computed upstream by the rebuild ({why}): "
-                    "compute them in the input pipeline when retraining"
-                ),
-                training_side=(
-                    f"# compute the ids of `{x}` in the feature pipeline and feed int64 ids"
-                ),
-            )
-            for x, why in refused.items()
-            if why is not None
-        ]
+        refused = self.refused_targets("ids_upstream", string_inputs) or {}
+        accepted = [x for x in string_inputs if x not in refused]
+        upstream = self.suggest(
+            f,
+            kind="ids_upstream",
+            targets=tuple(string_inputs),
+            pass_name="ids_upstream",
+            exactness=EXACT,
+            changes_contract=True,
+            message="",
+            training_side=(
+                "# compute the ids in the feature pipeline and feed int64 ids to the model"
+            ),
+        )
+        out = [self.refused_suggestion(upstream, x, why) for x, why in refused.items()]
         if not accepted:
             return out
         buckets = ev.get("num_buckets") or []
@@ -739,6 +792,7 @@ def advise(
         handler = handlers.get(finding.kind)
         if handler is not None:
             suggestions.extend(handler(finding))
+    suggestions = advisor.agree_with_passes(suggestions)
     ranked = sorted(
         suggestions,
         key=lambda s: (

@@ -13,23 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from recadvisor.model.graph import (
-    GATHER_OPS,
-    STRING_OPS,
-    TABLE_OPS,
-    LookupTableDict,
-    ModelGraph,
-    node_name,
-    source_through,
-)
+from recadvisor.model.graph import STRING_OPS, TABLE_OPS, LookupTableDict, ModelGraph, node_name
 from recadvisor.model.load import LoadedModel
+from recadvisor.model.queries import embedding_tables
 from recadvisor.model.spec import TensorDict
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
-
-# ops that pass a tensor through unchanged (used to find the table behind a gather)
-PASS_THROUGH_OPS = frozenset({"Identity", "ReadVariableOp", "Snapshot", "StopGradient"})
 
 
 class VariableDict(TypedDict):
@@ -239,35 +229,22 @@ def read_variables(model_dir: str | Path) -> list[VariableInfo]:
 
 
 def find_embedding_tables(graph: ModelGraph) -> list[EmbeddingTableInfo]:
-    """Constants of rank 2 used as the params (input 0) of a gather-like op."""
-    tf = import_tf()
-    users: dict[str, list[str]] = {}
-    for node in graph.graph_def.node:
-        if node.op in GATHER_OPS and node.input:
-            src = source_through(graph.nodes, node.input[0], PASS_THROUGH_OPS, limit=32)
-            if graph.nodes.get(src) is not None and graph.nodes[src].op == "Const":
-                users.setdefault(src, []).append(node.name)
-    tables = []
-    for src, gathers in users.items():
-        tensor = graph.nodes[src].attr["value"].tensor
-        dims = [d.size for d in tensor.tensor_shape.dim]
-        if len(dims) != 2:
-            continue
-        feats: set[str] = set()
-        for g in gathers:
-            feats |= graph.features_of_node.get(g, frozenset())
-        tables.append(
-            EmbeddingTableInfo(
-                node=src,
-                variable=graph.variable_names.get(src, src),
-                rows=int(dims[0]),
-                dim=int(dims[1]),
-                dtype=tf.dtypes.as_dtype(tensor.dtype).name,
-                bytes=graph.const_bytes(src),
-                gathers=tuple(sorted(gathers)),
-                features=tuple(sorted(feats)),
-            )
+    """Constants of rank 2 read as the params of gather-like ops (the graph layer's
+    :func:`~recadvisor.model.queries.embedding_tables`), largest first."""
+    tables = [
+        EmbeddingTableInfo(
+            node=t.const,
+            variable=graph.variable_names.get(t.const, t.const),
+            rows=t.shape[0],
+            dim=t.shape[1],
+            dtype=t.dtype,
+            bytes=t.nbytes,
+            gathers=t.gathers,
+            features=t.features,
         )
+        for t in embedding_tables(graph).values()
+        if len(t.shape) == 2
+    ]
     return sorted(tables, key=lambda t: -t.bytes)
 
 

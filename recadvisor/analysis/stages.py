@@ -27,7 +27,7 @@ from recadvisor.model.graph import (
     is_control_input,
     node_name,
 )
-from recadvisor.model.queries import CROSS_OPS
+from recadvisor.model.queries import CROSS_OPS, READ_THROUGH_OPS
 
 STRING_LOOKUP = "string/lookup"
 EMBEDDING_GATHER = "embedding gather"
@@ -40,17 +40,8 @@ STAGES: tuple[str, ...] = (STRING_LOOKUP, EMBEDDING_GATHER, DENSE_MLP, OTHER)
 FEATURE_CROSS_OPS = CROSS_OPS
 # Turning raw values into ids: hashing, vocabulary tables, bucketizing, crossing.
 _ID_OPS = frozenset({"Bucketize", "_TensorToHashBucketFast"}) | FEATURE_CROSS_OPS
-# Embedding reads beyond the plain gathers the graph module lists.
-_EXTRA_GATHER_OPS = frozenset(
-    {
-        "ResourceGather",
-        "ResourceGatherNd",
-        "SparseSegmentSumWithNumSegments",
-        "SparseSegmentMeanWithNumSegments",
-        "SparseSegmentSqrtNWithNumSegments",
-        "_MklEmbeddingBag",
-    }
-)
+# Embedding reads beyond the gathers the graph module lists: oneDNN's fused kernel.
+_EXTRA_GATHER_OPS = frozenset({"_MklEmbeddingBag"})
 # Ops that do the heavy lifting of a dense layer (the "head" of a Grappler fusion).
 DENSE_HEAD_OPS = frozenset(
     {
@@ -98,7 +89,6 @@ _DENSE_OTHER_OPS = frozenset(
 _DENSE_OPS = DENSE_HEAD_OPS | DENSE_TAIL_OPS | _DENSE_OTHER_OPS
 _ADD_OPS = frozenset({"Add", "AddV2"})
 _EQUALITY_OPS = frozenset({"Equal", "NotEqual"})
-_PASS_THROUGH_OPS = frozenset({"Identity", "IdentityN", "ReadVariableOp", "Snapshot"})
 _DT_STRING = 7  # tensorflow DataType enum value of tf.string
 
 
@@ -149,7 +139,7 @@ def _weight_rank(graph: ModelGraph, tensor: str) -> int | None:
             if node.attr["dtype"].type == 20:  # DT_RESOURCE: a variable handle, rank unknown
                 return 2
             return None if shape.unknown_rank else len(shape.dim)
-        if node.op not in _PASS_THROUGH_OPS or not node.input:
+        if node.op not in READ_THROUGH_OPS or not node.input:
             return None
         name = node_name(node.input[0])
     return None

@@ -1,8 +1,8 @@
 """Editing a frozen ``GraphDef``: names, constants, nodes, rewiring, deletion with cascade.
 
-The one place graph edits live: the rewrite passes (through ``rewrite/table_surgery.py``, which
-re-exports these) and the ONNX lowering use them. Functions that edit take a ``GraphDef`` copy
-(``ModelGraph.copy_graph_def()``); nothing here mutates a :class:`ModelGraph`.
+The one place graph edits live: the rewrite passes and the ONNX lowering use them. Functions
+that edit take a ``GraphDef`` copy (``ModelGraph.copy_graph_def()``); nothing here mutates a
+:class:`ModelGraph`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import RewriteError
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name, source_through
+from recadvisor.model.graph import (
+    ModelGraph,
+    canonical_tensor,
+    is_control_input,
+    node_name,
+    source_through,
+)
 from recadvisor.model.queries import IDENTITY_OPS
 from recadvisor.tfimport import import_tf
-
-
-def canonical_tensor(name: str) -> str:
-    """``node`` -> ``node:0``; ``node:1`` stays (control inputs are not tensors)."""
-    head, sep, tail = name.rpartition(":")
-    return name if sep and tail.isdigit() else name + ":0"
 
 
 def input_tensor(name: str) -> str:
@@ -286,3 +286,36 @@ def add_cast(graph_def: Any, name: str, x: str, src_dtype: str, dst_dtype: str) 
         DstT=f"dtype:{dst_dtype}",
         Truncate=False,
     )
+
+
+def add_table_consts(
+    graph_def: Any, names: set[str], prefix: str, arrays: Mapping[str, np.ndarray]
+) -> tuple[list[str], str]:
+    """Append one ``Const`` per array and an int32 axis-0 ``Const`` for the gathers reading them.
+
+    Args:
+        graph_def: the GraphDef to append to.
+        names: node names in use; the new names are added.
+        prefix: the new nodes are named ``prefix/<key>`` and ``prefix/axis`` (made unique).
+        arrays: name suffix -> value, in the order the nodes are appended.
+
+    Returns:
+        (the new Const names in the order of ``arrays``, the axis Const name).
+    """
+    const_names = [unique_name(names, f"{prefix}/{suffix}") for suffix in arrays]
+    axis = unique_name(names, f"{prefix}/axis")
+    names.update((*const_names, axis))
+    for name, value in zip(const_names, arrays.values(), strict=True):
+        add_const(graph_def, name, value)
+    add_const(graph_def, axis, np.array(0, np.int32))
+    return const_names, axis
+
+
+def set_gather_params(graph_def: Any, gather_name: str, new_params: str, params_dtype: str) -> None:
+    """Point a gather at a new params tensor of dtype ``params_dtype``."""
+    for n in graph_def.node:
+        if n.name == gather_name:
+            n.input[0] = input_tensor(new_params)
+            n.attr["Tparams"].type = tf_dtype_enum(params_dtype)
+            return
+    raise RewriteError(f"internal: gather '{gather_name}' not found")

@@ -52,9 +52,13 @@ GATHER_OPS = frozenset(
         "Gather",
         "ResourceGather",
         "GatherNd",
+        "ResourceGatherNd",
         "SparseSegmentSum",
         "SparseSegmentMean",
         "SparseSegmentSqrtN",
+        "SparseSegmentSumWithNumSegments",
+        "SparseSegmentMeanWithNumSegments",
+        "SparseSegmentSqrtNWithNumSegments",
         "EmbeddingLookupSparse",
     }
 )
@@ -112,6 +116,12 @@ def node_name(tensor_or_input: str) -> str:
     name = tensor_or_input[1:] if tensor_or_input.startswith("^") else tensor_or_input
     head, sep, tail = name.rpartition(":")
     return head if sep and tail.isdigit() else name
+
+
+def canonical_tensor(name: str) -> str:
+    """``node`` -> ``node:0``; ``node:1`` stays (control inputs are not tensors)."""
+    head, sep, tail = name.rpartition(":")
+    return name if sep and tail.isdigit() else name + ":0"
 
 
 def is_control_input(inp: str) -> bool:

@@ -13,10 +13,13 @@ lookup tables. So :func:`export_onnx`
    holes, read the table's default), or, for sparse keys (64-bit ids, ``Fingerprint64`` keys;
    up to 16384 keys), a match of the ids against every key (``Equal`` + ``ArgMax`` + gather,
    the default where none matches), ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
-   / ``Exp(x)-1``, and a hashed cross of one-value int64 columns (``SparseCross`` from Keras
-   ``HashedCrossing`` after ``ids_upstream`` sent its strings as ``Fingerprint64`` ids) -> the
-   kernel's ``FingerprintCat64`` chain in uint64 arithmetic (``Mul``, ``BitwiseXor``,
-   ``RightShift``, ``FloorMod``: opset 18), bit-exact; ``SegmentMax``/``SegmentMin`` (a
+   / ``Exp(x)-1``, and a hashed cross of int64 columns (``SparseCross`` from Keras
+   ``HashedCrossing`` or feature columns' ``crossed_column`` after ``ids_upstream`` sent its
+   strings as ``Fingerprint64`` ids) -> the kernel's ``FingerprintCat64`` chain in uint64
+   arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``: opset 18), bit-exact; a
+   cross of sparse or multi-valued columns first enumerates the kernel's Cartesian product per
+   row in its order (:func:`_lower_sparse_cross`);
+   ``SegmentMax``/``SegmentMin`` (a
    feature column's sequence length; tf2onnx's handler fails on integers and gives ``-inf``
    for an empty segment) -> a ``TensorScatterMax``/``Min`` (ONNX ``ScatterND`` with a
    reduction: opset 18), exact; ``SparseSegmentSum``/``SparseSegmentMean`` of float data (a
@@ -81,8 +84,8 @@ STRING_CARRIERS = frozenset(
 )
 CROSS_MUL = 0xC6A4A7935BD1E995  # FingerprintCat64's multiplier (tensorflow/core/platform)
 CROSS_FIX = (
-    "no ONNX equivalent for this cross (sparse or multi-valued columns, string columns or a "
-    "strong hash): keep serving it with TensorFlow"
+    "no ONNX equivalent for this cross (a string output, a strong hash or a "
+    "SparseCrossHashed/SparseCrossV2 op): keep serving it with TensorFlow"
 )
 STRING_FIX = "enable ids_upstream in the plan (preset fast) to move string hashing/lookups out"
 TYPE_ATTRS = (
@@ -211,7 +214,7 @@ def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
         return False
     if not table.key_dtype.startswith(("int", "uint")) or table.values.ndim != 1:
         return False
-    if table.value_dtype in ("string", "resource", "variant"):
+    if table.value_dtype in ("resource", "variant"):
         return False
     if table.size == 0:
         return resolve_const(graph, find.input[2]) is not None
@@ -230,14 +233,18 @@ def _one_value_column(graph: ModelGraph, tensor: str) -> bool:
     return shape is not None and len(shape) == 2 and shape[1] == 1
 
 
-def _lowerable_cross(graph: ModelGraph, node: Any) -> bool:
-    """A hashed ``SparseCross`` of dense ``[N, 1]`` int64 columns only."""
+def _lowerable_cross(node: Any) -> bool:
+    """A hashed ``SparseCross`` whose columns (sparse or dense, any width) are all int64."""
     if node.op != "SparseCross" or not node.attr["hashed_output"].b:
         return False
-    if node.attr["sparse_types"].list.type:
-        return False
+    types = [*node.attr["sparse_types"].list.type, *node.attr["dense_types"].list.type]
     int64 = import_tf().int64.as_datatype_enum
-    if any(t != int64 for t in node.attr["dense_types"].list.type):
+    return bool(types) and all(t == int64 for t in types)
+
+
+def _one_value_cross(graph: ModelGraph, node: Any) -> bool:
+    """A cross of dense ``[N, 1]`` signature inputs only (one value per row: no grid needed)."""
+    if node.attr["sparse_types"].list.type:
         return False
     return all(_one_value_column(graph, i) for i in node.input if not i.startswith("^"))
 
@@ -280,10 +287,10 @@ def find_onnx_blockers(graph: ModelGraph) -> list[OnnxBlocker]:
         elif node.op in STRING_OPS:
             found.setdefault(node.op, []).append(node.name)
             fixes.setdefault(node.op, STRING_FIX)
-        elif node.op in CROSS_OPS and not _lowerable_cross(graph, node):
+        elif node.op in CROSS_OPS and not _lowerable_cross(node):
             found.setdefault(node.op, []).append(node.name)
-            string_enum_list = node.attr["dense_types"].list.type or []
-            fixes.setdefault(node.op, STRING_FIX if string_enum in string_enum_list else CROSS_FIX)
+            types = [*node.attr["sparse_types"].list.type, *node.attr["dense_types"].list.type]
+            fixes.setdefault(node.op, STRING_FIX if string_enum in types else CROSS_FIX)
         elif node.name in input_nodes and node.attr["dtype"].type == string_enum:
             if graph.consumers.get(node.name):  # an unread string input is a valid ONNX input
                 found.setdefault("string input", []).append(node.name)
@@ -360,7 +367,15 @@ def _lower_bucketize(graph_def: Any, node: Any, names: set[str]) -> None:
     node.attr["keep_dims"].b = False
 
 
-def _become_select(node: Any, cond: str, found: str, default: str, dtype: np.dtype) -> None:
+def _table_value_dtype(table: Any) -> tuple[np.dtype, str]:
+    """The numpy dtype that holds a table's values and its TensorFlow dtype name (string
+    values, as in an inverse ``StringLookup`` on a retrieval output, are numpy objects)."""
+    if table.value_dtype == "string":
+        return np.dtype(object), "string"
+    return np.dtype(table.value_dtype), np.dtype(table.value_dtype).name
+
+
+def _become_select(node: Any, cond: str, found: str, default: str, dtype: str) -> None:
     """Turn a lowered find op, in place, into ``SelectV2(cond, found, default)``."""
     del node.input[:]
     node.input.extend([cond, found, default])
@@ -375,7 +390,7 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
     ids with every key, ``ArgMax`` of the matches, a gather of the values, the default where
     nothing matched."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
-    value_dtype = np.dtype(table.value_dtype)
+    value_dtype, value_tf = _table_value_dtype(table)
     x, default_tensor = node.input[1], node.input[2]
 
     def fresh(suffix: str) -> str:
@@ -415,8 +430,8 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
         output_type="dtype:int64",
     )
     gathered = fresh("gather")
-    add_gather(graph_def, gathered, values, index, value_dtype.name, "int64", axis)
-    _become_select(node, found, gathered, default_tensor, value_dtype)
+    add_gather(graph_def, gathered, values, index, value_tf, "int64", axis)
+    _become_select(node, found, gathered, default_tensor, value_tf)
 
 
 def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
@@ -427,12 +442,12 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
         return
     base = node.name
     key_dtype = table.key_dtype
-    value_dtype = np.dtype(table.value_dtype)
+    value_dtype, value_tf = _table_value_dtype(table)
     keys = table.keys.astype(np.int64)
     kmin = int(keys.min()) if keys.size else 0
     span = (int(keys.max()) - kmin + 1) if keys.size else 1
     default = resolve_const(graph, node.input[2])
-    remap = np.zeros(span, dtype=value_dtype)
+    remap = np.full(span, b"" if value_tf == "string" else 0, dtype=value_dtype)
     if default is not None:
         remap[:] = np.asarray(default).astype(value_dtype)
     remap[keys - kmin] = table.values.astype(value_dtype)
@@ -466,8 +481,8 @@ def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) 
     safe = fresh("clip")
     add_node(graph_def, safe, "Minimum", [low, consts["last"]], T="dtype:int64")
     found = fresh("gather")
-    add_gather(graph_def, found, remap_name, safe, value_dtype.name, "int64", axis)
-    _become_select(node, inside, found, default_tensor, value_dtype)
+    add_gather(graph_def, found, remap_name, safe, value_tf, "int64", axis)
+    _become_select(node, inside, found, default_tensor, value_tf)
 
 
 def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
@@ -510,104 +525,321 @@ def _lower_one_hot(graph_def: Any, node: Any, names: set[str]) -> None:
     node.input[0] = safe
 
 
-def _lower_cross(graph_def: Any, node: Any, names: set[str]) -> None:
-    """A hashed ``SparseCross`` of ``[N, 1]`` int64 columns as uint64 arithmetic (bit-exact).
+class _NodeMaker:
+    """Adds nodes named ``{base}/onnx_{suffix}`` to a GraphDef (one lowered node's helpers)."""
+
+    def __init__(self, graph_def: Any, names: set[str], base: str) -> None:
+        self.graph_def, self.names, self.base = graph_def, names, base
+
+    def fresh(self, suffix: str) -> str:
+        """A new node name under the base."""
+        return reserve_name(self.names, f"{self.base}/onnx_{suffix}")
+
+    def const(self, suffix: str, value: Any, dtype: Any) -> str:
+        """A ``Const`` holding ``value`` as ``dtype``."""
+        name = self.fresh(suffix)
+        add_const(self.graph_def, name, np.array(value, dtype))
+        return name
+
+    def op(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
+        """A node of type ``kind`` (``attrs`` as :func:`add_node` takes them)."""
+        name = self.fresh(suffix)
+        add_node(self.graph_def, name, kind, inputs, **attrs)
+        return name
+
+    def i64(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
+        """An int64 node with a ``T`` attribute (``Add``, ``Gather``'s params, ...)."""
+        return self.op(suffix, kind, inputs, T="dtype:int64", **attrs)
+
+    def cumsum(self, suffix: str, x: str, exclusive: bool) -> str:
+        """The running sum of an int64 vector (``exclusive``: of the entries before each)."""
+        axis = self.const("axis0", 0, np.int32)
+        return self.i64(
+            suffix, "Cumsum", [x, axis], Tidx="dtype:int32", exclusive=exclusive, reverse=False
+        )
+
+
+def _cross_hash(make: _NodeMaker, node: Any, columns: list[str]) -> str:
+    """The hashed cross values of aligned flat int64 columns (one value each per output entry).
 
     TensorFlow's kernel: ``h = hash_key``; per column ``h = FingerprintCat64(h, value)``;
-    the value is ``h mod num_buckets`` (``mod INT64_MAX`` without buckets). One value per row,
-    so the sparse output is ``indices [[i, 0]]``, ``shape [N, 1]``.
+    the value is ``h mod num_buckets`` (``mod INT64_MAX`` without buckets), computed here in
+    uint64 arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``), bit-exact.
     """
-    base = node.name
-
-    def fresh(suffix: str) -> str:
-        return reserve_name(names, f"{base}/onnx_{suffix}")
-
-    def const(suffix: str, value: Any, dtype: Any) -> str:
-        name = fresh(suffix)
-        add_const(graph_def, name, np.array(value, dtype))
-        return name
-
-    def op(suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
-        name = fresh(suffix)
-        add_node(graph_def, name, kind, inputs, **attrs)
-        return name
-
     u64 = "dtype:uint64"
-    mul = const("mul", CROSS_MUL, np.uint64)
-    shift = const("shift", 47, np.uint64)
-    flat = const("flat", [-1], np.int32)
+    mul = make.const("mul", CROSS_MUL, np.uint64)
+    shift = make.const("shift", 47, np.uint64)
 
     def shift_mix(x: str) -> str:
-        return op("xor", "BitwiseXor", [x, op("shr", "RightShift", [x, shift], T=u64)], T=u64)
+        shifted = make.op("shr", "RightShift", [x, shift], T=u64)
+        return make.op("xor", "BitwiseXor", [x, shifted], T=u64)
 
     def times(x: str) -> str:
-        return op("mul", "Mul", [x, mul], T=u64)
+        return make.op("mul", "Mul", [x, mul], T=u64)
 
-    columns = [i for i in node.input if not i.startswith("^")]
-    first = op("flat", "Reshape", [columns[0], flat], T="dtype:int64", Tshape="dtype:int32")
-    h = op(
+    def unsigned(x: str) -> str:
+        return make.op("u", "Cast", [x], SrcT="dtype:int64", DstT=u64, Truncate=False)
+
+    key = make.const("key", int(node.attr["hash_key"].i) & ((1 << 64) - 1), np.uint64)
+    h = make.op(
         "seed",
         "BitwiseXor",
-        [
-            op(
-                "zeros",
-                "ZerosLike",
-                [op("u", "Cast", [first], SrcT="dtype:int64", DstT=u64)],
-                T=u64,
-            ),
-            const("key", int(node.attr["hash_key"].i) & ((1 << 64) - 1), np.uint64),
-        ],
+        [make.op("zeros", "ZerosLike", [unsigned(columns[0])], T=u64), key],
         T=u64,
     )
     for column in columns:
-        flat_col = op("flat", "Reshape", [column, flat], T="dtype:int64", Tshape="dtype:int32")
-        value = op("u", "Cast", [flat_col], SrcT="dtype:int64", DstT=u64, Truncate=False)
-        mixed = times(shift_mix(times(value)))
-        r = op("xor", "BitwiseXor", [op("xor", "BitwiseXor", [h, mul], T=u64), mixed], T=u64)
+        mixed = times(shift_mix(times(unsigned(column))))
+        r = make.op(
+            "xor", "BitwiseXor", [make.op("xor", "BitwiseXor", [h, mul], T=u64), mixed], T=u64
+        )
         h = shift_mix(times(shift_mix(times(r))))
     buckets = int(node.attr["num_buckets"].i) or (1 << 63) - 1
-    bucket = op("mod", "FloorMod", [h, const("buckets", buckets, np.uint64)], T=u64)
-    values = op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
-    rows = op("rows", "Shape", [values], T="dtype:int64", out_type="dtype:int64")
-    n = op(
-        "n",
+    bucket = make.op("mod", "FloorMod", [h, make.const("buckets", buckets, np.uint64)], T=u64)
+    return make.op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
+
+
+def _slice(make: _NodeMaker, suffix: str, vector: str, begin: int, end: int) -> str:
+    """``vector[begin:end]`` of an int64 vector (``end`` may count from the end)."""
+    return make.i64(
+        suffix,
         "StridedSlice",
-        [rows, const("b", [0], np.int32), const("e", [1], np.int32), const("s", [1], np.int32)],
-        T="dtype:int64",
+        [
+            vector,
+            make.const("b", [begin], np.int32),
+            make.const("e", [end], np.int32),
+            make.const("s", [1], np.int32),
+        ],
         Index="dtype:int32",
-        shrink_axis_mask=1,
+        shrink_axis_mask=0,
         begin_mask=0,
         end_mask=0,
         ellipsis_mask=0,
         new_axis_mask=0,
     )
-    zero, one = const("zero", 0, np.int64), const("one", 1, np.int64)
-    row_ids = op("range", "Range", [zero, n, one], Tidx="dtype:int64")
-    cols = op("cols", "ZerosLike", [row_ids], T="dtype:int64")
-    indices = op("indices", "Pack", [row_ids, cols], T="dtype:int64", N=2, axis=1)
-    shape = op("shape", "Pack", [n, one], T="dtype:int64", N=2, axis=0)
+
+
+def _element(make: _NodeMaker, suffix: str, vector: str, index: int) -> str:
+    """``vector[index]`` of an int64 vector, as a scalar."""
+    return make.i64(
+        suffix,
+        "Squeeze",
+        [_slice(make, f"{suffix}_slice", vector, index, index + 1)],
+        squeeze_dims=[0],
+    )
+
+
+def _shape_of(make: _NodeMaker, x: str) -> str:
+    return make.op("shape_of", "Shape", [x], T="dtype:int64", out_type="dtype:int64")
+
+
+def _replace_cross_outputs(
+    graph_def: Any, node: Any, indices: str, values: str, shape: str
+) -> None:
     for out, tensor in ((0, indices), (1, values), (2, shape)):
-        rewire(graph_def, f"{base}:{out}", tensor)
-    rewire(graph_def, base, indices)
+        rewire(graph_def, f"{node.name}:{out}", tensor)
+    rewire(graph_def, node.name, indices)
 
 
-class _NodeBuilder:
-    """Adds the nodes of one lowering to a GraphDef, named ``<base>/onnx_<suffix>``."""
+def _lower_cross(graph_def: Any, node: Any, names: set[str]) -> None:
+    """A hashed ``SparseCross`` of ``[N, 1]`` int64 columns as uint64 arithmetic (bit-exact).
 
-    def __init__(self, graph_def: Any, names: set[str], base: str) -> None:
-        self.graph_def, self.names, self.base = graph_def, names, base
+    One value per row, so the sparse output is ``indices [[i, 0]]``, ``shape [N, 1]``.
+    """
+    make = _NodeMaker(graph_def, names, node.name)
+    flat = make.const("flat", [-1], np.int32)
+    columns = [
+        make.i64("flat", "Reshape", [column, flat], Tshape="dtype:int32")
+        for column in node.input
+        if not column.startswith("^")
+    ]
+    values = _cross_hash(make, node, columns)
+    n = _element(make, "n", _shape_of(make, values), 0)
+    zero, one = make.const("zero", 0, np.int64), make.const("one", 1, np.int64)
+    row_ids = make.op("range", "Range", [zero, n, one], Tidx="dtype:int64")
+    cols = make.i64("cols", "ZerosLike", [row_ids])
+    indices = make.i64("indices", "Pack", [row_ids, cols], N=2, axis=1)
+    shape = make.i64("shape", "Pack", [n, one], N=2, axis=0)
+    _replace_cross_outputs(graph_def, node, indices, values, shape)
 
-    def const(self, suffix: str, value: Any, dtype: Any) -> str:
-        """A ``Const`` holding ``np.array(value, dtype)``; returns its name."""
-        name = reserve_name(self.names, f"{self.base}/onnx_{suffix}")
-        add_const(self.graph_def, name, np.array(value, dtype))
-        return name
 
-    def op(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
-        """A ``kind`` node (attrs as :func:`add_node` takes them); returns its name."""
-        name = reserve_name(self.names, f"{self.base}/onnx_{suffix}")
-        add_node(self.graph_def, name, kind, inputs, **attrs)
-        return name
+@dataclass(frozen=True)
+class _CrossColumn:
+    """One column of a cross, per batch row: its value count, where its values start, values."""
+
+    counts: str  # [N] int64
+    starts: str  # [N] int64
+    values: str  # [nnz] int64
+
+
+def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: str) -> _CrossColumn:
+    """A sparse column's per-row value counts, as the kernel reads them.
+
+    The kernel walks the rows ``0..N-1`` once and takes, for each, the run of entries at the
+    current position whose row it is: it reads the longest prefix of the entries whose rows
+    are in ``[0, N)`` and do not decrease (all of them in row-major order, as ``Where`` gives
+    them), a row's values then being ``values[start(b) .. start(b) + count(b))``. Here: the
+    entries past the first out-of-order or out-of-range one are masked out, the counts are a
+    ``TensorScatterAdd`` of the kept entries at their rows, the starts their exclusive sum.
+    """
+    rows = make.op(
+        "rows",
+        "GatherV2",
+        [indices, make.const("zero", 0, np.int32), make.const("axis1", 1, np.int32)],
+        Tparams="dtype:int64",
+        Tindices="dtype:int32",
+        Taxis="dtype:int32",
+        batch_dims=0,
+    )
+
+    axis0 = make.const("axis0", 0, np.int32)
+    previous = make.op(
+        "previous",
+        "ConcatV2",
+        [_slice(make, "first", rows, 0, 1), _slice(make, "but_last", rows, 0, -1), axis0],
+        T="dtype:int64",
+        Tidx="dtype:int32",
+        N=2,
+    )
+    zero = make.const("zero", 0, np.int64)
+    wrong = [
+        make.i64("below", "Less", [rows, zero]),
+        make.i64("beyond", "GreaterEqual", [rows, n]),
+        make.i64("decreasing", "Less", [rows, previous]),
+    ]
+    stop = make.op("stop", "LogicalOr", [make.op("out", "LogicalOr", wrong[:2]), wrong[2]])
+    stops = make.op("stops", "Cast", [stop], SrcT="dtype:bool", DstT="dtype:int64", Truncate=False)
+    seen = make.cumsum("seen", stops, exclusive=False)
+    kept = make.i64("kept", "Equal", [seen, zero], incompatible_shape_error=True)
+    ones = make.op("ones", "Cast", [kept], SrcT="dtype:bool", DstT="dtype:int64", Truncate=False)
+    at = make.op(
+        "at",
+        "ExpandDims",
+        [
+            make.i64("safe_rows", "SelectV2", [kept, rows, make.i64("zeros", "ZerosLike", [rows])]),
+            make.const("last", -1, np.int32),
+        ],
+        T="dtype:int64",
+        Tdim="dtype:int32",
+    )
+    counts = make.op(
+        "counts", "TensorScatterAdd", [zeros, at, ones], T="dtype:int64", Tindices="dtype:int64"
+    )
+    return _CrossColumn(counts, make.cumsum("starts", counts, exclusive=True), values)
+
+
+def _dense_column(make: _NodeMaker, dense: str, row_ids: str) -> _CrossColumn:
+    """A dense ``[N, W]`` column: ``W`` values in every row, row-major."""
+    width = _element(make, "width", _shape_of(make, dense), 1)
+    counts = make.i64("counts", "AddV2", [make.i64("zeros", "ZerosLike", [row_ids]), width])
+    starts = make.i64("starts", "Mul", [row_ids, width])
+    flat = make.i64(
+        "flat", "Reshape", [dense, make.const("flat", [-1], np.int32)], Tshape="dtype:int32"
+    )
+    return _CrossColumn(counts, starts, flat)
+
+
+def _lower_sparse_cross(graph_def: Any, node: Any, names: set[str]) -> None:
+    """A hashed ``SparseCross`` of sparse and/or dense int64 columns of any width (bit-exact).
+
+    The kernel's columns are the sparse ones, then the dense ones; row ``b`` of the output holds
+    the Cartesian product of the row's values in every column (the last column varying
+    fastest), none when a column has no value in the row; the output's shape is ``[N, the
+    largest product]`` with ``N`` the first column's batch size. Lowered as a grid: per column
+    ``j < count(b)`` over ``[N, max count_1, ..., max count_K]``, its ``Where`` (row-major, so in
+    the kernel's order) gives ``(b, j_1..j_K)``; column ``i``'s value is
+    ``values_i[start_i(b) + j_i]``, the entry's position in its row the mixed-radix number of
+    ``(j_1..j_K)`` over the row's counts. The grid holds ``N * prod(max counts)`` booleans.
+    """
+    make = _NodeMaker(graph_def, names, node.name)
+    n_sparse = len(node.attr["sparse_types"].list.type)
+    inputs = [i for i in node.input if not i.startswith("^")]
+    indices, values = inputs[:n_sparse], inputs[n_sparse : 2 * n_sparse]
+    shapes, dense = inputs[2 * n_sparse : 3 * n_sparse], inputs[3 * n_sparse :]
+    n = _element(make, "n", shapes[0] if shapes else _shape_of(make, dense[0]), 0)
+    zero, one = make.const("zero", 0, np.int64), make.const("one", 1, np.int64)
+    row_ids = make.op("range", "Range", [zero, n, one], Tidx="dtype:int64")
+    zeros = make.i64("zeros", "ZerosLike", [row_ids])
+    columns = [_sparse_column(make, i, v, n, zeros) for i, v in zip(indices, values, strict=True)]
+    columns += [_dense_column(make, d, row_ids) for d in dense]
+    k = len(columns)
+    axis0 = make.const("axis0", 0, np.int32)
+    valid = ""
+    for i, column in enumerate(columns):
+        widest = make.i64(
+            "max",
+            "Maximum",
+            [
+                make.op(
+                    "widest",
+                    "Max",
+                    [column.counts, axis0],
+                    T="dtype:int64",
+                    Tidx="dtype:int32",
+                    keep_dims=False,
+                ),
+                zero,
+            ],
+        )
+        steps = make.op("steps", "Range", [zero, widest, one], Tidx="dtype:int64")
+        grid = [1] * (k + 1)
+        grid[i + 1] = -1
+        j = make.i64(
+            "j", "Reshape", [steps, make.const("grid", grid, np.int32)], Tshape="dtype:int32"
+        )
+        per_row = make.i64(
+            "per_row",
+            "Reshape",
+            [column.counts, make.const("rows", [-1] + [1] * k, np.int32)],
+            Tshape="dtype:int32",
+        )
+        inside = make.i64("inside", "Less", [j, per_row])
+        valid = make.op("valid", "LogicalAnd", [valid, inside]) if valid else inside
+    coords = make.op("coords", "Where", [valid], T="dtype:bool")
+    axis1 = make.const("axis1", 1, np.int32)
+
+    def gather(suffix: str, params: str, at: str, axis: str = axis0, index: str = "int64") -> str:
+        return make.op(
+            suffix,
+            "GatherV2",
+            [params, at, axis],
+            Tparams="dtype:int64",
+            Tindices=f"dtype:{index}",
+            Taxis="dtype:int32",
+            batch_dims=0,
+        )
+
+    rows = gather("b", coords, make.const("col0", 0, np.int32), axis1, "int32")
+    crossed, position, product = [], "", ""
+    for i, column in enumerate(columns):
+        j = gather("j", coords, make.const("col", i + 1, np.int32), axis1, "int32")
+        at = make.i64("at", "AddV2", [gather("start", column.starts, rows), j])
+        crossed.append(gather("value", column.values, at))
+        count = gather("count", column.counts, rows)
+        position = (
+            make.i64("pos", "AddV2", [make.i64("pos", "Mul", [position, count]), j])
+            if position
+            else j
+        )
+        product = make.i64("product", "Mul", [product, column.counts]) if product else column.counts
+    hashed = _cross_hash(make, node, crossed)
+    out_indices = make.i64("indices", "Pack", [rows, position], N=2, axis=1)
+    width = make.i64(
+        "width",
+        "Maximum",
+        [
+            make.op(
+                "largest",
+                "Max",
+                [product, axis0],
+                T="dtype:int64",
+                Tidx="dtype:int32",
+                keep_dims=False,
+            ),
+            zero,
+        ],
+    )
+    shape = make.i64("shape", "Pack", [n, width], N=2, axis=0)
+    _replace_cross_outputs(graph_def, node, out_indices, hashed, shape)
 
 
 @dataclass(frozen=True)
@@ -624,7 +856,7 @@ class _SegmentLayout:
 
 
 def _segment_layout(
-    build: _NodeBuilder, data: str, ids: str, ids_dtype: str, dtype: str
+    build: _NodeMaker, data: str, ids: str, ids_dtype: str, dtype: str
 ) -> _SegmentLayout:
     """Add the nodes of :class:`_SegmentLayout` (no ids give 0 segments, like TensorFlow)."""
     const, op = build.const, build.op
@@ -660,7 +892,7 @@ def _lower_sparse_segment(graph_def: Any, node: Any, names: set[str]) -> None:
     tf = import_tf()
     dtype = _dtype_name(node.attr["T"].type)
     np_dtype = np.dtype(dtype)
-    build = _NodeBuilder(graph_def, names, node.name)
+    build = _NodeMaker(graph_def, names, node.name)
     const, op = build.const, build.op
     data, indices, ids = node.input[0], node.input[1], node.input[2]
     idx_dtype = _dtype_name(node.attr["Tidx"].type) if "Tidx" in node.attr else "int32"
@@ -739,7 +971,7 @@ def _lower_segment_reduce(graph_def: Any, node: Any, names: set[str]) -> None:
     data, ids = node.input[0], node.input[1]
     ids_dtype = _dtype_name(node.attr["Tindices"].type) if "Tindices" in node.attr else "int32"
 
-    build = _NodeBuilder(graph_def, names, node.name)
+    build = _NodeMaker(graph_def, names, node.name)
     const, op = build.const, build.op
 
     i64, t = "dtype:int64", f"dtype:{dtype}"
@@ -875,8 +1107,11 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
         elif node.op in SPARSE_SEGMENT_LOWERINGS and _float_data(node):
             lowered[node.op] += 1
             _lower_sparse_segment(gd, node, names)
-        elif node.op in CROSS_OPS and _lowerable_cross(graph, graph.nodes[node.name]):
-            _lower_cross(gd, node, names)
+        elif node.op in CROSS_OPS and _lowerable_cross(node):
+            if _one_value_cross(graph, graph.nodes[node.name]):
+                _lower_cross(gd, node, names)
+            else:
+                _lower_sparse_cross(gd, node, names)
             lowered[node.op] += 1
         elif node.op in ("LookupTableFindV2",) and _lowerable_table(graph, graph.nodes[node.name]):
             table_refs.add(node_name(node.input[0]))

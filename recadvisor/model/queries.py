@@ -10,17 +10,31 @@ the ONNX lowering (``model/`` imports neither ``rewrite/`` nor ``analysis/``; th
 * :data:`VALUE_PRESERVING_OPS` / :data:`ID_PRESERVING_OPS`: followed when tracing a tensor back
   to the node that produced its values (ids back to their hash or lookup);
 * :data:`CROSS_OPS`: hashed feature crosses;
+* :data:`READ_THROUGH_OPS`: what stands between a weight and its readers in a frozen graph;
 * :func:`walk_passthrough` (input -> the readers that end its pass-through chain, i.e. the
   transforms that turn it into ids), :func:`walk_data_edges`, :func:`input_subgraph`;
+* :func:`embedding_tables`: every constant read as the params of a gather, with each gather, its
+  ids tensor, the inputs feeding it and the node that makes the ids (hash, lookup, input);
+  :func:`rewritable_tables` narrows them to the tables a pass can edit in place.
 * :func:`static_shapes`: TensorFlow's static shape of every node's first output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+import numpy as np
+
+from recadvisor.model.graph import (
+    GATHER_OPS,
+    ModelGraph,
+    canonical_tensor,
+    is_control_input,
+    node_name,
+    source_through,
+)
 from recadvisor.tfimport import import_tf
 
 Shape = tuple[int | None, ...]
@@ -50,6 +64,13 @@ ID_PRESERVING_OPS = (
 )
 # Hashed feature crosses (Keras HashedCrossing, feature columns' crossed_column).
 CROSS_OPS = frozenset({"SparseCross", "SparseCrossHashed", "SparseCrossV2"})
+# Ops between a weight (variable or frozen Const) and its readers that change nothing, not even
+# the shape: a gather reading a table through only these can be pointed at a new table.
+READ_THROUGH_OPS = IDENTITY_OPS | frozenset({"IdentityN", "ReadVariableOp"})
+# Gathers whose indices are row numbers of their params along axis 0 (when ``axis`` is 0).
+ROW_GATHER_OPS = frozenset({"GatherV2", "Gather", "ResourceGather"})
+# Dtypes of the tables the rewrite passes edit in place (int8: a quantized table).
+REWRITABLE_TABLE_DTYPES = frozenset({"float32", "float16", "float64", "int8"})
 
 
 def walk_data_edges(
@@ -143,6 +164,223 @@ def input_subgraph(graph: ModelGraph, key: str) -> set[str]:
         Node names, the input's placeholder included.
     """
     return {name for name, feats in graph.features_of_node.items() if key in feats}
+
+
+def trace_back(
+    graph: ModelGraph, tensor: str, through: frozenset[str] = VALUE_PRESERVING_OPS
+) -> str:
+    """Follow a tensor up through ``through`` ops (first data input) to the node making its values.
+
+    Args:
+        graph: the graph.
+        tensor: a tensor (or node) name.
+        through: op types to walk through.
+
+    Returns:
+        The first node that is not one of ``through`` (or a missing node's name).
+    """
+    return source_through(graph.nodes, tensor, through)
+
+
+def gather_axis(graph: ModelGraph, gather: Any) -> int | None:
+    """The constant axis a gather-like node reads its params along (None: not a row gather).
+
+    ``Gather``, ``ResourceGather`` and the sparse segment reductions read rows (0); ``GatherNd``
+    reads index tuples (None); ``GatherV2`` reads along its ``axis`` input when it is a constant
+    and ``batch_dims`` is 0.
+    """
+    if gather.op in ("GatherNd", "ResourceGatherNd"):
+        return None
+    if gather.op != "GatherV2":
+        return 0
+    if gather.attr["batch_dims"].i != 0:
+        return None
+    inputs = [i for i in gather.input if not is_control_input(i)]
+    if len(inputs) < 3:
+        return 0
+    src = graph.nodes.get(trace_back(graph, inputs[2]))
+    if src is None or src.op != "Const":
+        return None
+    axis = np.asarray(import_tf().make_ndarray(src.attr["value"].tensor)).reshape(-1)
+    return int(axis[0]) if axis.size == 1 else None
+
+
+@dataclass(frozen=True)
+class TableGather:
+    """One gather reading an embedding table.
+
+    Attributes:
+        node: the gather node.
+        op: its op type.
+        indices: its ids tensor (``node:k``).
+        axis: the axis it reads along (:func:`gather_axis`; 0 for row reads).
+        direct: it reads the table through :data:`READ_THROUGH_OPS` only (no Reshape or Cast).
+        features: signature inputs in the ids' ancestry.
+        id_source: the node that makes the ids (a hash, a lookup, a cross or the input itself),
+            found by walking back from ``indices`` through :data:`ID_PRESERVING_OPS`.
+    """
+
+    node: str
+    op: str
+    indices: str
+    axis: int | None
+    direct: bool
+    features: frozenset[str]
+    id_source: str
+
+
+@dataclass(frozen=True)
+class EmbeddingTable:
+    """A ``Const`` read as the params of gathers (through value-preserving ops).
+
+    Attributes:
+        const: the Const node name.
+        shape: its shape (rows, dim...).
+        dtype: its numpy dtype name.
+        nbytes: size of its values.
+        reads: the gathers reading it, by node name.
+        other_readers: (reader, input position) of the uses that are not a gather's params.
+        reaches_output: the table's value (or a reshape of it) is a signature output.
+    """
+
+    const: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    reads: tuple[TableGather, ...]
+    other_readers: tuple[tuple[str, int], ...] = ()
+    reaches_output: bool = False
+
+    @property
+    def gathers(self) -> tuple[str, ...]:
+        """The gather node names, sorted."""
+        return tuple(g.node for g in self.reads)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Signature inputs whose ids index this table, sorted."""
+        return tuple(sorted(frozenset().union(*(g.features for g in self.reads))))
+
+    @property
+    def rewritable(self) -> bool:
+        """Whether passes may replace the table in place: rank >= 2, a float (or int8) dtype,
+        read only by direct row gathers along axis 0 and never an output."""
+        return (
+            len(self.shape) >= 2
+            and self.dtype in REWRITABLE_TABLE_DTYPES
+            and not self.other_readers
+            and not self.reaches_output
+            and all(g.direct and g.op in ROW_GATHER_OPS and g.axis == 0 for g in self.reads)
+        )
+
+
+def _const_dtype(node: Any) -> str:
+    try:
+        return import_tf().dtypes.as_dtype(node.attr["dtype"].type).name
+    except TypeError:
+        return "unknown"
+
+
+def _table_of(graph: ModelGraph, const: str, gathers: list[str]) -> EmbeddingTable:
+    """The :class:`EmbeddingTable` of ``const``, read as params by ``gathers`` (graph order)."""
+    node = graph.nodes[const]
+    reads = []
+    for name in sorted(gathers):
+        gather = graph.nodes[name]
+        chain = []
+        current = node_name(gather.input[0])
+        while current != const:
+            chain.append(graph.nodes[current].op)
+            current = node_name(graph.nodes[current].input[0])
+        indices = gather.input[1]
+        reads.append(
+            TableGather(
+                node=name,
+                op=gather.op,
+                indices=canonical_tensor(indices),
+                axis=gather_axis(graph, gather),
+                direct=all(op in READ_THROUGH_OPS for op in chain),
+                features=graph.features_of_node.get(node_name(indices), frozenset()),
+                id_source=trace_back(graph, indices, ID_PRESERVING_OPS),
+            )
+        )
+    seen, stopped = walk_data_edges(
+        graph, const, lambda n, pos, _inp: pos == 0 and n.op in VALUE_PRESERVING_OPS
+    )
+    others = tuple(
+        (reader, pos) for reader, pos, _ in stopped if not (pos == 0 and reader in gathers)
+    )
+    tensor = node.attr["value"].tensor
+    shape = tuple(int(d.size) for d in tensor.tensor_shape.dim)
+    return EmbeddingTable(
+        const=const,
+        shape=shape,
+        dtype=_const_dtype(node),
+        nbytes=graph.const_bytes(const),
+        reads=tuple(reads),
+        other_readers=others,
+        reaches_output=bool(set(graph.output_nodes.values()) & seen),
+    )
+
+
+def embedding_tables(graph: ModelGraph) -> dict[str, EmbeddingTable]:
+    """Every ``Const`` read as the params of a gather-like op (:data:`GATHER_OPS`).
+
+    The params are followed up through :data:`VALUE_PRESERVING_OPS`; whatever the rank or dtype
+    (callers filter: the inventory lists rank-2 tables, the detectors float tables of rank 1 or
+    2, the passes :attr:`EmbeddingTable.rewritable` ones). Memoized on the graph object like its
+    ``cached_property`` index (a ``graph.replace(...)`` copy starts without it).
+
+    Args:
+        graph: the graph.
+
+    Returns:
+        Const node name -> :class:`EmbeddingTable`, in the order their first gather appears.
+    """
+    key = "_recadvisor_embedding_tables"
+    cached = graph.__dict__.get(key)
+    if cached is not None:
+        return cached
+    readers: dict[str, list[str]] = {}
+    for node in graph.graph_def.node:
+        data = [i for i in node.input if not is_control_input(i)]
+        if node.op not in GATHER_OPS or len(data) < 2:
+            continue
+        src = trace_back(graph, data[0])
+        if src in graph.nodes and graph.nodes[src].op == "Const":
+            readers.setdefault(src, []).append(node.name)
+    tables = {const: _table_of(graph, const, gathers) for const, gathers in readers.items()}
+    graph.__dict__[key] = tables
+    return tables
+
+
+def rewritable_tables(graph: ModelGraph, min_rows: int = 2) -> dict[str, EmbeddingTable]:
+    """The :attr:`EmbeddingTable.rewritable` tables of at least ``min_rows`` rows, graph order.
+
+    Args:
+        graph: the graph to search.
+        min_rows: smallest table considered.
+
+    Returns:
+        Const node name -> :class:`EmbeddingTable`.
+    """
+    found = embedding_tables(graph)
+    return {
+        node.name: found[node.name]
+        for node in graph.graph_def.node
+        if node.name in found
+        and found[node.name].rewritable
+        and found[node.name].shape[0] >= min_rows
+    }
+
+
+def describe_table(graph: ModelGraph, table: EmbeddingTable) -> str:
+    """``name [rows x dim] (features)`` for notes and messages (the variable's name)."""
+    feats = table.features
+    shape = "x".join(str(d) for d in table.shape)
+    return f"{graph.table_name(table.const)} [{shape}]" + (
+        f" ({', '.join(feats)})" if feats else ""
+    )
 
 
 def static_shapes(graph: ModelGraph) -> dict[str, Shape | None]:

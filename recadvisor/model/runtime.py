@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import ExportError
-from recadvisor.model.graph import ModelGraph
+from recadvisor.model.graph import ModelGraph, canonical_tensor
 from recadvisor.output import atomic_output_dir
 from recadvisor.tfimport import import_tf
 
@@ -298,3 +298,25 @@ def run_loaded(
         for k in spec_inputs
     }
     return {k: v.numpy() for k, v in function(**kwargs).items()}
+
+
+def probe_tensors(
+    graph: ModelGraph, tensors: Iterable[str], feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Run ``graph`` on ``feeds`` and return the values of intermediate ``tensors``.
+
+    Args:
+        graph: the graph.
+        tensors: tensor names (``node:k``).
+        feeds: inputs in the graph's contract.
+
+    Returns:
+        tensor name -> numpy value.
+    """
+    names = [canonical_tensor(t) for t in dict.fromkeys(tensors)]
+    if not names:
+        return {}
+    keys = {f"probe_{i}": t for i, t in enumerate(names)}
+    probe = graph.replace(output_tensors=dict(keys))
+    outs = GraphRunner(probe)({k: feeds[k] for k in graph.signature.inputs})
+    return {keys[k]: v for k, v in outs.items()}

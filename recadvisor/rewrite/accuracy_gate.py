@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from recadvisor.model.edits import protected_nodes, remove_if_unread
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import LOSSY, PassRefused, RewriteContext, RewritePass
-from recadvisor.rewrite.table_surgery import protected_nodes, remove_if_unread
 from recadvisor.verify import auc_changes, compare_outputs
 
 log = logging.getLogger(__name__)

@@ -155,3 +155,28 @@ class ParameterlessPass(RewritePass):
         """
         if params:
             raise ValueError(f"{self.name} takes no params, got {sorted(params)}")
+
+
+def fallback_row(
+    table: np.ndarray, how: str, pass_name: str, mean_of: np.ndarray | None = None
+) -> np.ndarray:
+    """The one row that ids outside a rewritten (smaller) table read.
+
+    Args:
+        table: the original table.
+        how: ``zeros``, or ``mean`` (of ``mean_of`` when it has rows, else of the whole table).
+        pass_name: for the refusal message.
+        mean_of: the rows to average, e.g. the rows a pruning pass dropped.
+
+    Returns:
+        One row (shape ``table.shape[1:]``, the table's dtype).
+
+    Raises:
+        PassRefused: ``how`` is neither ``mean`` nor ``zeros``.
+    """
+    if how == "zeros":
+        return np.zeros(table.shape[1:], table.dtype)
+    if how == "mean":
+        rows = mean_of if mean_of is not None and mean_of.shape[0] else table
+        return rows.mean(axis=0).astype(table.dtype)
+    raise PassRefused(f"{pass_name}: fallback must be 'mean' or 'zeros', got '{how}'")

@@ -17,7 +17,7 @@ Exactness: exact (outputs are computed by the very same nodes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,12 @@ def remove_dead_nodes(graph: ModelGraph, **changes: Any) -> DeadNodeRemoval:
 def unread_inputs(graph: ModelGraph) -> list[str]:
     """Signature input keys whose placeholder nothing reads."""
     return sorted(k for k, node in graph.input_nodes.items() if not graph.consumers.get(node))
+
+
+def refusals(graph: ModelGraph, targets: Sequence[str]) -> dict[str, str]:
+    """The pass's matcher: inputs of ``targets`` that stay read once dead nodes are removed."""
+    unread = set(unread_inputs(remove_dead_nodes(graph).graph))
+    return {t: "a signature output still depends on it" for t in targets if t not in unread}
 
 
 class DropUnusedInputsPass(ParameterlessPass):

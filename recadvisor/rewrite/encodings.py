@@ -26,6 +26,14 @@ original TensorFlow graph computed:
 * ``bucketize``: TensorFlow's ``Bucketize``: the number of boundaries ``<=`` the value, compared
   in float32 (its boundaries are a float32 attribute).
 * ``broadcast``: a per-request input given once: every row must be equal and one row is sent.
+* ``string_split``: a string the model splits into tokens (``tf.strings.split``,
+  ``StringSplitV2``) is split here instead (:func:`split_string`, bit for bit like the op with
+  its ``sep`` and ``maxsplit``); each token is encoded with the nested ``tokens`` encoding
+  (``{"kind", "params"}``: a hash or a vocabulary, as above) and the row's ids are sent as one
+  row of an ``[N, K]`` matrix (K: the most tokens in a row of the batch) padded with
+  ``pad_id``, an id the token encoding never produces. ``op: StringSplit`` (TF1's
+  ``tf.compat.v1.string_split``): ``sep`` is a set of delimiter bytes and ``skip_empty``
+  applies (:func:`split_string_v1`).
 
 ``reserved`` (any kind but ``fingerprint64``): raw values the model compares the input with
 (a padding ``""``, a mask token, a feature column's ignore value) -> the id sent for them instead,
@@ -511,6 +519,156 @@ def bucketize(values: Any, boundaries: Sequence[float], dtype: str = "float32") 
     return idx.astype(np.int32)
 
 
+# --------------------------------------------------------------------------- string split
+_WHITESPACE = frozenset(b" \t\n\v\f\r")  # what TensorFlow's whitespace split skips (ASCII)
+
+
+def _split_whitespace(text: bytes, maxsplit: int) -> list[bytes]:
+    """Runs of ASCII whitespace separate tokens; no empty token, except the remainder kept
+    once ``maxsplit`` tokens are taken (even when it is empty, as TensorFlow does)."""
+    tokens: list[bytes] = []
+    n, i = len(text), 0
+    while i < n and text[i] in _WHITESPACE:
+        i += 1
+    while i < n:
+        j = i
+        while j < n and text[j] not in _WHITESPACE:
+            j += 1
+        tokens.append(text[i:j])
+        while j < n and text[j] in _WHITESPACE:
+            j += 1
+        i = j
+        if 0 < maxsplit == len(tokens):
+            tokens.append(text[i:])
+            break
+    return tokens
+
+
+def split_string(text: bytes, sep: bytes, maxsplit: int = -1) -> list[bytes]:
+    """One string split exactly like TensorFlow's ``StringSplitV2`` (``tf.strings.split``).
+
+    With a non-empty ``sep``, consecutive separators delimit empty tokens and ``b""`` gives one
+    empty token (Python's ``bytes.split(sep)``). With an empty ``sep``, runs of ASCII whitespace
+    separate tokens and empty tokens are dropped (``b""`` gives none). ``maxsplit > 0`` stops
+    after that many splits and keeps the rest as the last token (with an empty ``sep`` this
+    remainder is kept even when it is empty); ``maxsplit == 0`` keeps the whole string.
+
+    Args:
+        text: the string's bytes.
+        sep: the op's ``sep`` (bytes; may be empty).
+        maxsplit: the op's ``maxsplit`` attribute (negative: no limit).
+
+    Returns:
+        The tokens, in order.
+    """
+    if maxsplit == 0:
+        return [text]
+    if sep:
+        return text.split(sep, maxsplit if maxsplit > 0 else -1)
+    return _split_whitespace(text, maxsplit)
+
+
+def split_string_v1(text: bytes, delimiter: bytes, skip_empty: bool = True) -> list[bytes]:
+    """One string split exactly like TensorFlow 1's ``StringSplit`` (``tf.compat.v1.string_split``).
+
+    Every byte of ``delimiter`` is a separator; an empty ``delimiter`` splits into single bytes;
+    ``skip_empty`` drops empty tokens; ``b""`` gives no token at all (even with
+    ``skip_empty=False``).
+
+    Args:
+        text: the string's bytes.
+        delimiter: the op's ``delimiter`` (a set of bytes; may be empty).
+        skip_empty: the op's ``skip_empty`` attribute.
+
+    Returns:
+        The tokens, in order.
+    """
+    if not text:
+        return []
+    if not delimiter:
+        return [text[i : i + 1] for i in range(len(text))]
+    first = delimiter[:1]
+    tokens = text.translate(bytes.maketrans(delimiter, first * len(delimiter))).split(first)
+    return [t for t in tokens if t] if skip_empty else tokens
+
+
+def split_strings(
+    values: Any,
+    sep: bytes,
+    maxsplit: int = -1,
+    input_key: str = "input",
+    op: str = "StringSplitV2",
+    skip_empty: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A rank-1 batch of strings split like ``StringSplitV2`` (or TF1's ``StringSplit``), as
+    flat tokens and row lengths.
+
+    Args:
+        values: a rank-1 array-like of ``str``/``bytes`` (one string per row).
+        sep: the separator (empty: whitespace); for ``StringSplit``, the set of delimiter bytes.
+        maxsplit: ``StringSplitV2``'s ``maxsplit``.
+        input_key: named in error messages.
+        op: ``StringSplitV2`` (:func:`split_string`) or ``StringSplit`` (:func:`split_string_v1`).
+        skip_empty: ``StringSplit``'s ``skip_empty``.
+
+    Returns:
+        (an object array of every token as ``bytes``, row by row; an int64 array of the number
+        of tokens of each row).
+
+    Raises:
+        DataError: the values are not one string per row.
+    """
+    text = to_bytes_array(values, input_key)
+    if text.ndim != 1:
+        raise DataError(
+            f"input '{input_key}' is split into tokens by the model and takes one string per "
+            f"row; got shape {text.shape}"
+        )
+    if op not in ("StringSplitV2", "StringSplit"):
+        raise PlanError(f"input '{input_key}': unknown split op '{op}'")
+    cache: dict[bytes, list[bytes]] = {}
+    tokens: list[bytes] = []
+    lengths = np.empty(text.shape[0], dtype=np.int64)
+    for row, value in enumerate(text):
+        parts = cache.get(value)
+        if parts is None:
+            parts = cache[value] = (
+                split_string(value, sep, maxsplit)
+                if op == "StringSplitV2"
+                else split_string_v1(value, sep, skip_empty)
+            )
+        tokens.extend(parts)
+        lengths[row] = len(parts)
+    flat = np.empty(len(tokens), dtype=object)
+    flat[:] = tokens
+    return flat, lengths
+
+
+def _encode_string_split(value: Any, enc: InputEncoding) -> np.ndarray:
+    """``string_split``: split each row, encode the tokens with the nested ``tokens`` encoding
+    and lay them out as an ``[N, K]`` matrix (K: the most tokens in a row), ``pad_id`` after the
+    last token of each row."""
+    p = enc.params
+    sep = str(p["sep"]).encode("utf-8", "surrogateescape")
+    flat, lengths = split_strings(
+        value,
+        sep,
+        int(p.get("maxsplit", -1)),
+        enc.input_key,
+        str(p.get("op", "StringSplitV2")),
+        bool(p.get("skip_empty", True)),
+    )
+    inner = p["tokens"]
+    token_enc = InputEncoding(
+        enc.input_key, str(inner["kind"]), "string", enc.target_dtype, dict(inner["params"])
+    )
+    ids = np.asarray(_apply_one(token_enc, flat)).reshape(-1)
+    width = int(lengths.max()) if lengths.size else 0
+    out = np.full((lengths.shape[0], width), int(p["pad_id"]), dtype=np.dtype(enc.target_dtype))
+    out[np.arange(width)[None, :] < lengths[:, None]] = ids  # row-major, like the split
+    return out
+
+
 # --------------------------------------------------------------------------- encodings
 def _vocabulary_keys(params: Mapping[str, Any]) -> list[Any]:
     keys = list(params["keys"])
@@ -625,6 +783,8 @@ def _apply_one(enc: InputEncoding, value: Any) -> np.ndarray:
         return out.astype(np.dtype(enc.target_dtype))
     if enc.kind == "broadcast":
         return _encode_broadcast(value, enc)
+    if enc.kind == "string_split":
+        return _encode_string_split(value, enc)
     raise PlanError(
         f"unknown encoding kind '{enc.kind}' for input '{enc.input_key}'; known: "
         f"{', '.join(ENCODING_KINDS)}"
@@ -639,6 +799,7 @@ ENCODING_KINDS = (
     "vocabulary",
     "bucketize",
     "broadcast",
+    "string_split",
 )
 
 

@@ -23,6 +23,17 @@ on it as params, ``StridedSlice``, ``Slice``, ``Tile``, ``Transpose``: the featu
   only non-negative numbers so that ONNX agrees) and a vocabulary of it reads a copy of its
   table keyed by the keys' ``Fingerprint64`` (its OOV buckets: ``Fingerprint64 mod n``; its
   ``LookupTableSizeV2`` becomes a constant);
+* a string split into tokens (``StringSplitV2``: ``tf.strings.split``, also through
+  ``RaggedTensorToSparse`` from ``.to_sparse()``; TF1's ``StringSplit``:
+  ``tf.compat.v1.string_split``) whose tokens are read as above (hashed, looked up, with OOV
+  buckets...) -> the input becomes the ``[N, K]`` matrix of its token ids, padded
+  with a reserved id (encoding ``string_split``: the client splits exactly like the op); the
+  graph rebuilds the split's sparse tensor from it (``Where(ids != pad)``, ``GatherNd``,
+  ``[N, most tokens in a row]``), bypassing a ``RaggedTensorToSparse`` of the split, and the
+  tokens' hash / lookup is removed as for any input (:func:`_token_graph`). Refused when the
+  raw string is read another way too (but its ``Shape``), is sliced or reshaped before the
+  split, the separator is not a constant, or the tokens are read as strings, crossed, or
+  compared with the padding;
 * for numeric inputs, ``AsString`` followed only by ``StringToHashBucketFast``, or grappler's
   fused ``_TensorToHashBucketFast`` -> the input becomes the int64 bucket id of the formatted
   number.
@@ -59,22 +70,10 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import STRING_OPS, ModelGraph, node_name
-from recadvisor.model.queries import CROSS_OPS, VALUE_SELECTING_OPS, walk_passthrough
-from recadvisor.model.spec import SignatureSpec, TensorInfo
-from recadvisor.rewrite.base import (
-    EXACT,
-    InputEncoding,
-    PassRefused,
-    PassResult,
-    RewriteContext,
-    RewritePass,
-)
-from recadvisor.rewrite.encodings import as_int64, fingerprint64, siphash24
-from recadvisor.rewrite.table_surgery import (
+from recadvisor.model.edits import (
+    add_cast,
     add_const,
     add_node,
-    canonical_tensor,
     protected_nodes,
     remove_if_unread,
     remove_nodes,
@@ -85,6 +84,30 @@ from recadvisor.rewrite.table_surgery import (
     tf_dtype_enum,
     unique_name,
 )
+from recadvisor.model.graph import (
+    STRING_OPS,
+    ModelGraph,
+    canonical_tensor,
+    is_control_input,
+    node_name,
+    source_through,
+)
+from recadvisor.model.queries import (
+    CROSS_OPS,
+    IDENTITY_OPS,
+    VALUE_SELECTING_OPS,
+    walk_passthrough,
+)
+from recadvisor.model.spec import SignatureSpec, TensorInfo
+from recadvisor.rewrite.base import (
+    EXACT,
+    InputEncoding,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+    RewritePass,
+)
+from recadvisor.rewrite.encodings import as_int64, fingerprint64, siphash24
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
@@ -97,6 +120,30 @@ SELECT_OPS = frozenset({"SelectV2", "Select"})
 AS_STRING_ATTRS = ("precision", "scientific", "shortest", "width", "fill")
 # the largest constant sub-graph evaluated to read a compared value
 MAX_CONST_SUBGRAPH = 32
+SPLIT_OPS = frozenset({"StringSplitV2", "StringSplit"})
+# the padding of the intermediate token graph (_token_graph); the client sends its reserved id
+SPLIT_PAD = b"\x00recadvisor:padding\x00"
+# ops of RaggedTensor.from_value_rowids between a split and RaggedTensorToSparse
+RAGGED_PARTITION_OPS = frozenset(
+    {
+        "Identity",
+        "StridedSlice",
+        "Cast",
+        "Size",
+        "Shape",
+        "Max",
+        "Reshape",
+        "Greater",
+        "AddV2",
+        "Mul",
+        "Maximum",
+        "Minimum",
+        "DenseBincount",
+        "Bincount",
+        "Cumsum",
+        "ConcatV2",
+    }
+)
 
 
 class InputRefused(Exception):
@@ -155,16 +202,46 @@ class _InputPlan:
     comparisons: list[_Comparison] = field(default_factory=list)
     reserved: dict[Any, int] = field(default_factory=dict)  # constant -> id sent for it
     restore: dict[int, int] = field(default_factory=dict)  # reserved id -> original id
+    split: _Split | None = None  # the input is split into tokens; the plan is for the tokens
 
     def describe(self) -> str:
         """``string -> int64 (StringToHashBucketFast(100); '' is sent as -1)``."""
         reserved = "".join(
             f"; {_show(v)} is sent as {i}" for v, i in self.reserved.items() if i in self.restore
         )
+        if self.split is not None:
+            sep = self.split.sep
+            if self.split.op == "StringSplit":
+                on = f"any byte of {_show(sep)}" if sep else "every byte"
+            else:
+                on = _show(sep) if sep else "whitespace"
+            return (
+                f"{self.source_dtype} -> {self.target_dtype} [N, K] (split on {on}, each token: "
+                f"{self.terminals[0].description}{reserved}; padded with "
+                f"{self.reserved[SPLIT_PAD]})"
+            )
         return (
             f"{self.source_dtype} -> {self.target_dtype} "
             f"({self.terminals[0].description}{reserved})"
         )
+
+    def encoding(self) -> InputEncoding:
+        """The contract entry: the ids' encoding, inside a ``string_split`` one for a split."""
+        if self.split is None:
+            return InputEncoding(
+                self.key, self.kind, self.source_dtype, self.target_dtype, dict(self.params)
+            )
+        params: dict[str, Any] = {
+            "op": self.split.op,
+            "sep": self.split.sep.decode("utf-8", "surrogateescape"),
+        }
+        if self.split.op == "StringSplit":
+            params["skip_empty"] = self.split.skip_empty
+        else:
+            params["maxsplit"] = self.split.maxsplit
+        params["pad_id"] = self.reserved[SPLIT_PAD]
+        params["tokens"] = {"kind": self.kind, "params": dict(self.params)}
+        return InputEncoding(self.key, "string_split", self.source_dtype, self.target_dtype, params)
 
 
 def _show(value: Any) -> str:
@@ -612,6 +689,338 @@ def _merge_fingerprint(key: str, planned: list[_Terminal]) -> list[_Terminal]:
     return merged
 
 
+# --------------------------------------------------------------------------- split strings
+@dataclass(frozen=True)
+class _Split:
+    """A ``StringSplitV2`` (or ``StringSplit``) of an input, moved to the client.
+
+    ``graph`` is the original graph with the input turned into the ``[N, K]`` matrix of its
+    tokens (string, padded with :data:`SPLIT_PAD`) and the split's sparse outputs rebuilt from
+    it (:func:`_token_graph`); the input's plan is made on that graph.
+    """
+
+    node: str
+    op: str  # StringSplitV2, or TF1's StringSplit (sep: a set of bytes; skip_empty)
+    sep: bytes
+    maxsplit: int
+    skip_empty: bool
+    graph: ModelGraph
+
+
+def _split_of(
+    graph: ModelGraph,
+    key: str,
+    chain: set[str],
+    shape_readers: set[str],
+    terminals: list[tuple[str, int]],
+) -> str | None:
+    """The ``StringSplitV2`` / ``StringSplit`` node that splits input ``key``, or None.
+
+    Raises:
+        InputRefused: the input is split and also read another way, through ops other than
+            ``Identity``, or with a separator that is not a constant.
+    """
+    splits = [r for r, pos in terminals if graph.nodes[r].op in SPLIT_OPS and pos == 0]
+    if not splits:
+        return None
+    op = graph.nodes[splits[0]].op
+    others = sorted({f"{graph.nodes[r].op} '{r}'" for r, _ in terminals if r not in splits})
+    if len(set(splits)) > 1 or others:
+        raise InputRefused(
+            f"input '{key}' is split into tokens by {op} and also read by "
+            f"{', '.join(others[:3]) or 'another split'}; only a string read by one "
+            "split alone moves upstream"
+        )
+    if any(graph.nodes[n].op not in IDENTITY_OPS for n in chain) or any(
+        graph.nodes[r].op not in ("Shape", "Size", "Rank") for r in shape_readers
+    ):
+        raise InputRefused(
+            f"input '{key}' is reshaped or sliced before {op} '{splits[0]}' (or its "
+            "shape is read by ShapeN); only a rank-1 input split as it is moves upstream"
+        )
+    sep = resolve_const(graph, graph.nodes[splits[0]].input[1])
+    if sep is None or np.asarray(sep).size != 1:
+        raise InputRefused(
+            f"input '{key}' is split by {op} '{splits[0]}' with a separator that is not a constant"
+        )
+    return splits[0]
+
+
+def _from_split(graph: ModelGraph, tensor: str, split: str) -> bool:
+    """Whether ``tensor`` is computed from ``split``'s indices and shape (and constants) only,
+    by the ops of ``RaggedTensor.from_value_rowids`` (the row partition of
+    ``tf.strings.split``'s ragged result)."""
+    seen: set[str] = set()
+    frontier = [node_name(tensor)]
+    reached = False
+    while frontier:
+        name = frontier.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = graph.nodes[name]
+        if node.op == "Const":
+            continue
+        if node.op not in RAGGED_PARTITION_OPS:
+            return False
+        for inp in node.input:
+            if is_control_input(inp):
+                continue
+            if node_name(inp) == split:
+                if canonical_tensor(inp) not in (f"{split}:0", f"{split}:2"):
+                    return False
+                reached = True
+            else:
+                frontier.append(node_name(inp))
+    return reached
+
+
+def _token_graph(graph: ModelGraph, key: str, split_name: str) -> ModelGraph:
+    """Input ``key`` becomes its ``[N, K]`` string token matrix and the split is rebuilt from it.
+
+    ``indices = Where(tokens != pad)`` (row-major, like the op), ``values =
+    GatherNd(tokens, indices)``, ``dense_shape = [N, max tokens in a row]`` (0 for no token).
+    A ``RaggedTensorToSparse`` of ``tf.strings.split``'s ragged result (values: the split's,
+    row partition: from its indices and shape) yields those same three tensors, so it and its
+    row partition are bypassed. The pad is compared with the tokens and so becomes a reserved
+    id when the tokens' plan is made.
+    """
+    gd = graph.copy_graph_def()
+    names = {n.name for n in gd.node}
+    by_name = {n.name: n for n in gd.node}
+    split = by_name[split_name]
+    tokens = split.input[0]
+    shape = by_name[graph.input_nodes[key]].attr["shape"].shape
+    shape.unknown_rank = False
+    del shape.dim[:]
+    shape.dim.add(size=-1)
+    shape.dim.add(size=-1)
+    base = f"{split_name}/from_tokens"
+
+    def name(suffix: str) -> str:
+        return reserve_name(names, f"{base}/{suffix}")
+
+    def const(suffix: str, value: np.ndarray) -> str:
+        node = name(suffix)
+        add_const(gd, node, value)
+        return node
+
+    pad = const("pad", np.array(SPLIT_PAD, dtype=object))
+    mask = name("is_token")
+    add_node(gd, mask, "NotEqual", [tokens, pad], T="dtype:string", incompatible_shape_error=True)
+    indices = name("indices")
+    add_node(gd, indices, "Where", [mask], T="dtype:bool")
+    values = name("values")
+    add_node(
+        gd, values, "GatherNd", [tokens, indices], Tparams="dtype:string", Tindices="dtype:int64"
+    )
+    counts, as_int = name("tokens_per_row"), name("is_token_int")
+    add_cast(gd, as_int, mask, "bool", "int64")
+    add_node(
+        gd,
+        counts,
+        "Sum",
+        [as_int, const("row_axis", np.array(1, np.int32))],
+        T="dtype:int64",
+        Tidx="dtype:int32",
+        keep_dims=False,
+    )
+    with_zero = name("tokens_per_row_and_zero")
+    axis0 = const("axis", np.array(0, np.int32))
+    add_node(
+        gd,
+        with_zero,
+        "ConcatV2",
+        [counts, const("zero", np.zeros([1], np.int64)), axis0],
+        T="dtype:int64",
+        Tidx="dtype:int32",
+        N=2,
+    )
+    width = name("width")
+    add_node(
+        gd, width, "Max", [with_zero, axis0], T="dtype:int64", Tidx="dtype:int32", keep_dims=False
+    )
+    rows = name("rows")
+    add_node(gd, rows, "Size", [counts], T="dtype:int64", out_type="dtype:int64")
+    dense_shape = name("dense_shape")
+    add_node(gd, dense_shape, "Pack", [rows, width], T="dtype:int64", N=2, axis=0)
+    outputs = (indices, values, dense_shape)
+    placeholder = graph.input_nodes[key]
+    chain, shape_readers, _ = walk_passthrough(graph, placeholder)
+    for reader in shape_readers:  # the shape of the [N] input is that of the [N] counts
+        node = by_name[reader]
+        for pos, inp in enumerate(node.input):
+            if node_name(inp) in chain | {placeholder}:
+                node.input[pos] = counts
+        node.attr["T"].type = tf_dtype_enum("int64")
+    doomed = {split_name}
+    for reader in graph.consumers.get(split_name, []):
+        node = graph.nodes[reader]
+        if (
+            node.op == "RaggedTensorToSparse"
+            and node.attr["RAGGED_RANK"].i == 1
+            and canonical_tensor(node.input[1]) == f"{split_name}:1"
+            and _from_split(graph, node.input[0], split_name)
+        ):
+            for k, tensor in enumerate(outputs):
+                rewire(gd, f"{reader}:{k}", tensor)
+            doomed.add(reader)
+    for k, tensor in enumerate(outputs):
+        rewire(gd, f"{split_name}:{k}", tensor)
+    remove_nodes(gd, doomed, protected_nodes(graph))
+    inputs = dict(graph.signature.inputs)
+    inputs[key] = TensorInfo(key, "string", (None, None))
+    signature = SignatureSpec(graph.signature.key, inputs, dict(graph.signature.outputs))
+    return _bypass_same_shape_reshapes(
+        graph.replace(graph_def=gd, signature=signature), indices, dense_shape
+    )
+
+
+def _const_list(graph: ModelGraph, tensor: str) -> Any:
+    value = resolve_const(graph, tensor)
+    return None if value is None else np.asarray(value).tolist()
+
+
+def _dim_read(graph: ModelGraph, tensor: str, shape: str) -> int | None:
+    """Which element of the 2-element ``shape`` tensor ``tensor`` is: ``shape[k]`` by
+    ``GatherV2`` / ``StridedSlice`` (shrink), or ``Prod(Slice(shape, [0], [1]))``; else None."""
+    node = graph.nodes.get(source_through(graph.nodes, tensor, ("Identity", "Cast")))
+    if node is None or len(node.input) < 2:
+        return None
+    if node.op == "Prod" and _const_list(graph, node.input[1]) in (0, [0]):
+        part = graph.nodes.get(node_name(node.input[0]))
+        if part is None or part.op != "Slice" or len(part.input) < 3:
+            return None
+        begin, size = (_const_list(graph, i) for i in part.input[1:3])
+        same = canonical_tensor(part.input[0]) == canonical_tensor(shape)
+        return 0 if same and begin == [0] and size == [1] else None
+    if canonical_tensor(node.input[0]) != canonical_tensor(shape):
+        return None
+    if node.op == "GatherV2" and len(node.input) == 3:
+        k = _const_list(graph, node.input[1])
+        return k if isinstance(k, int) and _const_list(graph, node.input[2]) == 0 else None
+    if node.op == "StridedSlice" and node.attr["shrink_axis_mask"].i == 1:
+        begin, end, stride = (_const_list(graph, i) for i in node.input[1:4])
+        masks = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask")
+        if any(node.attr[m].i for m in masks) or stride != [1] or not begin or len(begin) != 1:
+            return None
+        return begin[0] if end == [begin[0] + 1] else None
+    return None
+
+
+def _bypass_same_shape_reshapes(graph: ModelGraph, indices: str, shape: str) -> ModelGraph:
+    """Bypass each ``SparseReshape`` of the rebuilt split to ``[prod(shape[:1]), shape[1]]``,
+    its own shape (``safe_embedding_lookup_sparse`` flattens the leading dimensions so): it
+    returns its input unchanged. Exact, fewer ops, and no ``[N, 0]`` reshape (a batch where no
+    row has a token) for tf2onnx, whose ``SparseReshape`` divides by the dimensions."""
+    same = []
+    for reader in graph.consumers.get(node_name(indices), []):
+        node = graph.nodes[reader]
+        if node.op != "SparseReshape" or [canonical_tensor(i) for i in node.input[:2]] != [
+            canonical_tensor(indices),
+            canonical_tensor(shape),
+        ]:
+            continue
+        pack = graph.nodes.get(source_through(graph.nodes, node.input[2], ("Identity", "Cast")))
+        if pack is None or pack.op != "Pack" or int(pack.attr["N"].i) != 2:
+            continue
+        if [_dim_read(graph, i, shape) for i in pack.input[:2]] == [0, 1]:
+            same.append(reader)
+    if not same:
+        return graph
+    gd = graph.copy_graph_def()
+    for reader in same:
+        rewire(gd, f"{reader}:0", indices)
+        rewire(gd, f"{reader}:1", shape)
+    remove_nodes(gd, same, protected_nodes(graph))
+    return graph.replace(graph_def=gd)
+
+
+def _plan_split(graph: ModelGraph, key: str, split: str) -> _InputPlan:
+    """Plan a split input: the plan of its token matrix (see :func:`_token_graph`), whose ids
+    the client sends padded with a reserved id.
+
+    Raises:
+        InputRefused: the tokens are not hashed or looked up, are read another way, are crossed
+            (a ``Fingerprint64`` id has no spare value for the pad), or are compared with the
+            pad.
+    """
+    node = graph.nodes[split]
+    sep = _text(np.asarray(resolve_const(graph, node.input[1])).reshape(-1)[0])
+    maxsplit = int(node.attr["maxsplit"].i) if "maxsplit" in node.attr else -1
+    skip_empty = bool(node.attr["skip_empty"].b) if "skip_empty" in node.attr else True
+    token_graph = _token_graph(graph, key, split)
+    info = _Split(split, node.op, sep, maxsplit, skip_empty, token_graph)
+    try:
+        plan = plan_input(info.graph, key)
+    except InputRefused as e:
+        raise InputRefused(f"the tokens of {node.op} '{split}': {e}") from e
+    if plan is None:
+        raise InputRefused(
+            f"input '{key}' is split into tokens by {node.op} '{split}' but no token is "
+            "hashed or looked up"
+        )
+    return _as_split_plan(plan, info)
+
+
+def _as_split_plan(plan: _InputPlan, split: _Split) -> _InputPlan:
+    """A token plan as the split input's plan: the pad is sent as its reserved id and never
+    reaches the hash / lookup readers (the token values are gathered where ids != pad), so it
+    needs no restoring select."""
+    import dataclasses
+
+    if plan.kind == "fingerprint64":
+        raise InputRefused(
+            f"input '{plan.key}' is split by {split.op} '{split.node}' and its tokens are "
+            "crossed; a Fingerprint64 id leaves no value free for the padding"
+        )
+    if sum(c.value == SPLIT_PAD for c in plan.comparisons) != 1:
+        raise InputRefused(f"input '{plan.key}': its tokens are compared with the padding value")
+    pad_id = plan.reserved[SPLIT_PAD]
+    params = dict(plan.params)
+    reserved = {k: v for k, v in (params.pop("reserved", None) or {}).items() if v != pad_id}
+    if reserved:
+        params["reserved"] = reserved
+    restore = {rid: v for rid, v in plan.restore.items() if rid != pad_id}
+    return dataclasses.replace(plan, params=params, restore=restore, split=split)
+
+
+def _plan_inputs(
+    graph: ModelGraph, keys: list[str]
+) -> tuple[ModelGraph, list[_InputPlan], list[str]]:
+    """Plan each input; a split input turns the graph into its token graph first.
+
+    Returns:
+        (the graph the plans are made on: ``graph`` with every accepted split input as its
+        token matrix; the plans; the refusal reasons).
+    """
+    work = graph
+    plans: list[_InputPlan] = []
+    refused: list[str] = []
+    for key in keys:
+        try:
+            plan = plan_input(work, key)
+        except InputRefused as e:
+            refused.append(str(e))
+            continue
+        if plan is not None:
+            if plan.split is not None:
+                work = plan.split.graph
+            plans.append(plan)
+    if work is graph:
+        return work, plans, refused
+    replanned = []
+    for plan in plans:  # node names hold, but each plan must see the final graph
+        try:
+            again = plan_input(work, plan.key)
+        except InputRefused as e:
+            raise PassRefused(f"ids_upstream: planning '{plan.key}' again failed: {e}") from e
+        if again is None:
+            raise PassRefused(f"ids_upstream: input '{plan.key}' vanished from the token graph")
+        replanned.append(again if plan.split is None else _as_split_plan(again, plan.split))
+    return work, replanned, refused
+
+
 def _reserve(
     plan_kind: str, first: _Terminal, comparisons: list[_Comparison]
 ) -> tuple[dict[Any, int], dict[int, int]]:
@@ -651,6 +1060,9 @@ def plan_input(graph: ModelGraph, key: str) -> _InputPlan | None:
     info = graph.signature.inputs[key]
     placeholder = graph.input_nodes[key]
     chain, shape_readers, terminals = walk_passthrough(graph, placeholder, VALUE_SELECTING_OPS)
+    split = _split_of(graph, key, chain, shape_readers, terminals)
+    if split is not None:
+        return _plan_split(graph, key, split)
     is_string = info.dtype == "string"
     is_numeric = info.dtype.startswith(("int", "uint", "float", "bfloat")) or info.dtype == "bool"
     if not terminals or not (is_string or is_numeric):
@@ -870,24 +1282,18 @@ class IdsUpstreamPass(RewritePass):
         only = set(params.get("inputs") or [])
         exclude = set(params.get("exclude") or [])
         numeric = bool(params.get("numeric", True))
-        plans: list[_InputPlan] = []
-        refused: list[str] = []
-        for key, info in graph.signature.inputs.items():
-            if (only and key not in only) or key in exclude:
-                continue
-            if info.dtype != "string" and not numeric:
-                continue
-            try:
-                plan = plan_input(graph, key)
-            except InputRefused as e:
-                refused.append(str(e))
-                continue
-            if plan is not None:
-                plans.append(plan)
+        keys = [
+            key
+            for key, info in graph.signature.inputs.items()
+            if not ((only and key not in only) or key in exclude)
+            and (info.dtype == "string" or numeric)
+        ]
+        work, plans, refused = _plan_inputs(graph, keys)
         if not plans:
             reason = "; ".join(refused) if refused else "no input is hashed or looked up in a table"
             raise PassRefused(f"ids_upstream: nothing to move upstream: {reason}")
 
+        original, graph = graph, work  # the rewrite edits the graph where splits are tokens
         gd = graph.copy_graph_def()
         by_name = {n.name: n for n in gd.node}
         doomed: set[str] = set()
@@ -930,11 +1336,7 @@ class IdsUpstreamPass(RewritePass):
                         cross.attr["internal_type"].type = tf_dtype_enum("int64")
             info = graph.signature.inputs[plan.key]
             new_inputs[plan.key] = TensorInfo(plan.key, plan.target_dtype, info.shape)
-            encodings.append(
-                InputEncoding(
-                    plan.key, plan.kind, plan.source_dtype, plan.target_dtype, dict(plan.params)
-                )
-            )
+            encodings.append(plan.encoding())
             notes.append(f"{plan.key}: {plan.describe()}; compute with recadvisor encode")
         removed = remove_nodes(gd, doomed, protected_nodes(graph))
         removed |= remove_if_unread(gd, old_consts - removed, protected_nodes(graph))
@@ -943,16 +1345,16 @@ class IdsUpstreamPass(RewritePass):
         new_graph = graph.replace(
             graph_def=gd, signature=signature, tables={**surviving_tables(graph, gd), **new_tables}
         )
-        before_ops, after_ops = graph.op_counts(), new_graph.op_counts()
+        before_ops, after_ops = original.op_counts(), new_graph.op_counts()
         stats = {
             "inputs_changed": [p.key for p in plans],
             "inputs_refused": len(refused),
             "nodes_removed": len(removed),
-            "nodes_before": len(graph.graph_def.node),
+            "nodes_before": len(original.graph_def.node),
             "nodes_after": len(gd.node),
             "string_ops_before": sum(c for op, c in before_ops.items() if op in STRING_OPS),
             "string_ops_after": sum(c for op, c in after_ops.items() if op in STRING_OPS),
-            "tables_removed": len(graph.tables) - len(new_graph.tables),
+            "tables_removed": len(original.tables) - len(new_graph.tables),
         }
         log.info(
             "ids_upstream: %d inputs moved upstream, %d nodes removed", len(plans), len(removed)

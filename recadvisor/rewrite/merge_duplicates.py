@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+from recadvisor.model.graph import TABLE_OPS, ModelGraph, is_control_input, node_name
+from recadvisor.model.queries import embedding_tables
 from recadvisor.rewrite.base import (
     EXACT,
     ParameterlessPass,
@@ -86,6 +87,76 @@ def _rename(inp: str, canonical: Mapping[str, str]) -> str:
     return canonical[src] + inp[len(src) :]
 
 
+def find_duplicates(graph: ModelGraph) -> dict[str, str]:
+    """The pass's matcher: each node, constant or table it would merge -> the twin it keeps.
+
+    Args:
+        graph: the frozen graph.
+
+    Returns:
+        Duplicate name -> kept name (empty: the pass refuses).
+    """
+    protected = set(graph.output_nodes.values()) | set(graph.input_nodes.values())
+    canonical: dict[str, str] = {}  # duplicate node -> kept node
+    seen: dict[str, str] = {}  # key -> kept node
+    for name, table in sorted(graph.tables.items()):
+        key = f"table|{table.content_digest()}"
+        if key in seen and name not in protected:
+            canonical[name] = seen[key]
+        else:
+            seen.setdefault(key, name)
+    side_effects: dict[str, bool] = {}
+    order = graph.topological_order()
+    position = {n: i for i, n in enumerate(order)}
+    for name in order:
+        node = graph.nodes[name]
+        if name in graph.tables or node.op in ("Placeholder", "PlaceholderWithDefault"):
+            continue
+        if node.op in CONTROL_FLOW_OPS:
+            continue
+        if node.op not in side_effects:
+            side_effects[node.op] = is_side_effecting(node.op)
+        if side_effects[node.op]:
+            continue
+        # a node read before it is placed is in a cycle: leave it alone
+        if any(position.get(node_name(i), -1) > position[name] for i in node.input):
+            continue
+        key = _node_key(node, canonical)
+        if key in seen and name not in protected:
+            canonical[name] = seen[key]
+        else:
+            seen.setdefault(key, name)
+    return canonical
+
+
+def merged_targets(graph: ModelGraph, canonical: Mapping[str, str]) -> list[str]:
+    """What the merge acts on, as the advice names it: the signature inputs the merged nodes
+    depend on, and the merged lookup tables and embedding tables (both twins) with the inputs
+    their readers depend on."""
+    embeddings = embedding_tables(graph)
+    readers: dict[str, set[str]] = {name: set(t.features) for name, t in embeddings.items()}
+    for node in graph.graph_def.node:
+        table = graph.table_of_node(node.name) if node.op in TABLE_OPS else None
+        if table is not None:
+            readers.setdefault(table, set()).update(graph.features_of_node[node.name])
+    names: set[str] = set()
+    feats: set[str] = set()
+    for dup, kept in canonical.items():
+        feats |= graph.features_of_node.get(dup, frozenset())
+        if dup in graph.tables or dup in embeddings:
+            names |= {dup, kept}
+            feats |= readers.get(dup, set()) | readers.get(kept, set())
+    return sorted(names | feats)
+
+
+def refusals(graph: ModelGraph, targets: Sequence[str]) -> dict[str, str]:
+    """Targets (inputs, tables) no merge of :func:`find_duplicates` acts on, with the reason."""
+    merged = set(merged_targets(graph, find_duplicates(graph)))
+    return {
+        t: "no duplicated node, constant or table computes it" for t in targets if t not in merged
+    }
+
+
 class MergeDuplicatesPass(ParameterlessPass):
     """Merge identical tables, constants and nodes."""
 
@@ -97,36 +168,7 @@ class MergeDuplicatesPass(ParameterlessPass):
         self, graph: ModelGraph, params: Mapping[str, Any], context: RewriteContext
     ) -> PassResult:
         """Merge duplicates; raise :class:`PassRefused` when there are none."""
-        protected = set(graph.output_nodes.values()) | set(graph.input_nodes.values())
-        canonical: dict[str, str] = {}  # duplicate node -> kept node
-        seen: dict[str, str] = {}  # key -> kept node
-        for name, table in sorted(graph.tables.items()):
-            key = f"table|{table.content_digest()}"
-            if key in seen and name not in protected:
-                canonical[name] = seen[key]
-            else:
-                seen.setdefault(key, name)
-        side_effects: dict[str, bool] = {}
-        order = graph.topological_order()
-        position = {n: i for i, n in enumerate(order)}
-        for name in order:
-            node = graph.nodes[name]
-            if name in graph.tables or node.op in ("Placeholder", "PlaceholderWithDefault"):
-                continue
-            if node.op in CONTROL_FLOW_OPS:
-                continue
-            if node.op not in side_effects:
-                side_effects[node.op] = is_side_effecting(node.op)
-            if side_effects[node.op]:
-                continue
-            # a node read before it is placed is in a cycle: leave it alone
-            if any(position.get(node_name(i), -1) > position[name] for i in node.input):
-                continue
-            key = _node_key(node, canonical)
-            if key in seen and name not in protected:
-                canonical[name] = seen[key]
-            else:
-                seen.setdefault(key, name)
+        canonical = find_duplicates(graph)
         if not canonical:
             raise PassRefused("no duplicated nodes, constants or tables")
 
@@ -155,6 +197,7 @@ class MergeDuplicatesPass(ParameterlessPass):
             "merged_by_op": dict(merged_by_op.most_common()),
             "tables_merged": len(tables_merged),
             "const_bytes_saved": const_bytes,
+            "targets": merged_targets(graph, canonical),
         }
         notes = []
         hashed = merged_by_op.get("StringToHashBucketFast", 0) + merged_by_op.get(

@@ -36,32 +36,29 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import STRING_OPS, ModelGraph
-from recadvisor.rewrite.base import (
-    EXACT_IN_RANGE,
-    PassRefused,
-    PassResult,
-    RewriteContext,
-    RewritePass,
-)
-from recadvisor.rewrite.encodings import format_as_string, hash_bucket
-from recadvisor.rewrite.table_surgery import (
-    GATHER_V2_OPS,
-    SLICE_OPS,
+from recadvisor.model.edits import (
     add_const,
     add_node,
     const_array,
     dtype_name,
-    fallback_row,
-    gather_axis,
     protected_nodes,
     remove_nodes,
     reserve_name,
     rewire,
     source_through_identity,
     tf_dtype_enum,
-    walk_passthrough,
 )
+from recadvisor.model.graph import STRING_OPS, ModelGraph
+from recadvisor.model.queries import ROW_GATHER_OPS, SLICE_OPS, gather_axis, walk_passthrough
+from recadvisor.rewrite.base import (
+    EXACT_IN_RANGE,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+    RewritePass,
+    fallback_row,
+)
+from recadvisor.rewrite.encodings import format_as_string, hash_bucket
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +122,7 @@ def _hash_readers(graph: ModelGraph, hash_node: str) -> tuple[list[str], list[st
     gathers: list[str] = []
     for reader, pos in terminals:
         node = graph.nodes[reader]
-        if node.op not in GATHER_V2_OPS or pos != 1 or gather_axis(graph, node) != 0:
+        if node.op not in ROW_GATHER_OPS or pos != 1 or gather_axis(graph, node) != 0:
             raise SiteRefused(f"the ids of '{hash_node}' are read by {node.op} '{reader}'")
         table = graph.nodes.get(source_through_identity(graph, node.input[0]))
         if table is None or table.op != "Const":

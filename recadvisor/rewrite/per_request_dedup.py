@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.model.runtime import GraphRunner
+from recadvisor.model.edits import add_const, add_node, reserve_name
+from recadvisor.model.graph import ModelGraph, canonical_tensor, is_control_input, node_name
+from recadvisor.model.runtime import GraphRunner, probe_tensors
 from recadvisor.model.spec import SignatureSpec, TensorInfo
 from recadvisor.rewrite.base import (
     EXACT,
@@ -47,13 +48,6 @@ from recadvisor.rewrite.base import (
     RewritePass,
 )
 from recadvisor.rewrite.encodings import encode_feeds, one_request_feeds
-from recadvisor.rewrite.table_surgery import (
-    add_const,
-    add_node,
-    canonical_tensor,
-    probe_tensors,
-    reserve_name,
-)
 
 log = logging.getLogger(__name__)
 

@@ -30,23 +30,27 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import ModelGraph
-from recadvisor.rewrite.base import LOSSY, PassRefused, PassResult, RewriteContext, RewritePass
-from recadvisor.rewrite.table_surgery import (
+from recadvisor.model.edits import (
     add_gather,
     add_table_consts,
-    canonical_tensor,
     const_array,
-    describe_table,
     dtype_name,
-    fallback_row,
-    find_embedding_tables,
-    probe_tensors,
     protected_nodes,
     remove_if_unread,
     reserve_name,
     set_gather_params,
     tf_dtype_enum,
+)
+from recadvisor.model.graph import ModelGraph, canonical_tensor
+from recadvisor.model.queries import describe_table, rewritable_tables
+from recadvisor.model.runtime import probe_tensors
+from recadvisor.rewrite.base import (
+    LOSSY,
+    PassRefused,
+    PassResult,
+    RewriteContext,
+    RewritePass,
+    fallback_row,
 )
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,7 @@ class PruneEmbeddingRowsPass(RewritePass):
         wanted = params.get("tables")
         tables = [
             t
-            for t in find_embedding_tables(graph, min_rows=min_rows).values()
+            for t in rewritable_tables(graph, min_rows=min_rows).values()
             if not wanted or graph.names_table(wanted, t.const)
         ]
         if not tables:

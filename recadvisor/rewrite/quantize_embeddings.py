@@ -31,25 +31,23 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import ModelGraph
-from recadvisor.rewrite.accuracy_gate import GatedTablePass
-from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
-from recadvisor.rewrite.table_surgery import (
-    EmbeddingTable,
+from recadvisor.model.edits import (
     add_cast,
     add_const,
     add_gather,
     add_node,
     add_table_consts,
     const_array,
-    describe_table,
     dtype_name,
-    find_embedding_tables,
     reserve_name,
     rewire,
     set_gather_params,
     unique_name,
 )
+from recadvisor.model.graph import ModelGraph
+from recadvisor.model.queries import EmbeddingTable, describe_table, rewritable_tables
+from recadvisor.rewrite.accuracy_gate import GatedTablePass
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ def quantize_int8(table: np.ndarray, scale_dtype: str = "float16") -> tuple[np.n
 
 
 def _select_tables(graph: ModelGraph, params: Mapping[str, Any]) -> list[EmbeddingTable]:
-    tables = find_embedding_tables(graph)
+    tables = rewritable_tables(graph)
     wanted = params.get("tables")
     min_bytes = int(params.get("min_bytes", 0))
     chosen = [

@@ -31,24 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.rewrite.accuracy_gate import GatedTablePass
-from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
-from recadvisor.rewrite.table_surgery import (
-    IDENTITY_OPS,
-    EmbeddingTable,
+from recadvisor.model.edits import (
     add_const,
     add_node,
-    canonical_tensor,
     const_array,
-    describe_table,
-    find_embedding_tables,
-    probe_tensors,
     reserve_name,
     resolve_const,
     rewire,
     set_gather_params,
 )
+from recadvisor.model.graph import ModelGraph, canonical_tensor, is_control_input, node_name
+from recadvisor.model.queries import IDENTITY_OPS, EmbeddingTable, describe_table, rewritable_tables
+from recadvisor.model.runtime import probe_tensors
+from recadvisor.rewrite.accuracy_gate import GatedTablePass
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +138,7 @@ class ReduceEmbeddingDimPass(GatedTablePass):
         wanted = params.get("tables")
         candidates = [
             t
-            for t in find_embedding_tables(graph).values()
+            for t in rewritable_tables(graph).values()
             if len(t.shape) == 2
             and t.shape[1] >= 2
             and t.dtype.startswith("float")

@@ -34,25 +34,25 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import ModelGraph, node_name
-from recadvisor.rewrite.accuracy_gate import GatedTablePass
-from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
-from recadvisor.rewrite.table_surgery import (
-    IDENTITY_OPS,
-    RESHAPE_OPS,
-    EmbeddingTable,
+from recadvisor.model.edits import (
     add_const,
-    canonical_tensor,
     const_array,
-    describe_table,
     dtype_name,
-    find_embedding_tables,
-    probe_tensors,
     reserve_name,
     resolve_const,
     set_gather_params,
-    table_features,
 )
+from recadvisor.model.graph import ModelGraph, canonical_tensor, node_name
+from recadvisor.model.queries import (
+    IDENTITY_OPS,
+    RESHAPE_OPS,
+    EmbeddingTable,
+    describe_table,
+    rewritable_tables,
+)
+from recadvisor.model.runtime import probe_tensors
+from recadvisor.rewrite.accuracy_gate import GatedTablePass
+from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _group_by_features(
     for group in groups:
         members: list[EmbeddingTable] = []
         for feature in group:
-            found = [t for t in tables if feature in table_features(graph, t)]
+            found = [t for t in tables if feature in t.features]
             if len(found) != 1:
                 raise PassRefused(
                     f"share_embeddings: feature '{feature}' reads {len(found)} embedding tables; "
@@ -198,7 +198,7 @@ class ShareEmbeddingsPass(GatedTablePass):
         """
         if not context.feeds:
             raise PassRefused("share_embeddings needs sample data (--data) to be gated")
-        tables = list(find_embedding_tables(graph).values())
+        tables = list(rewritable_tables(graph).values())
         keep = str(params.get("keep", "mean"))
         if params.get("features"):
             groups = _group_by_features(graph, tables, params["features"])
@@ -234,11 +234,7 @@ class ShareEmbeddingsPass(GatedTablePass):
             if keep == "mean":
                 shared = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
             else:
-                chosen = [
-                    a
-                    for t, a in zip(group, arrays, strict=True)
-                    if keep in table_features(graph, t)
-                ]
+                chosen = [a for t, a in zip(group, arrays, strict=True) if keep in t.features]
                 if not chosen:
                     raise PassRefused(
                         f"share_embeddings: keep='{keep}' names no feature of the group "

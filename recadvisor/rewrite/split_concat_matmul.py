@@ -48,20 +48,19 @@ from typing import Any
 import numpy as np
 
 from recadvisor.errors import PlanError
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.model.queries import Shape, static_shapes
-from recadvisor.rewrite.base import EXACT, PassRefused, PassResult, RewriteContext, RewritePass
-from recadvisor.rewrite.drop_unused_inputs import drop_stale_colocation
-from recadvisor.rewrite.table_surgery import (
+from recadvisor.model.edits import (
     add_const,
     add_node,
-    canonical_tensor,
     protected_nodes,
     remove_nodes,
     reserve_name,
     resolve_const,
     rewire,
 )
+from recadvisor.model.graph import ModelGraph, canonical_tensor, is_control_input, node_name
+from recadvisor.model.queries import Shape, static_shapes
+from recadvisor.rewrite.base import EXACT, PassRefused, PassResult, RewriteContext, RewritePass
+from recadvisor.rewrite.drop_unused_inputs import drop_stale_colocation
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,11 @@ from recadvisor.analysis.detectors.graph_patterns import (
     find_table_lookups,
     input_key_of_node,
 )
+from recadvisor.model.edits import resolve_const
 from recadvisor.model.graph import ModelGraph
 from recadvisor.rewrite.base import InputEncoding
 from recadvisor.rewrite.encodings import encode_feeds
 from recadvisor.rewrite.ids_upstream import _as_string_attrs
-from recadvisor.rewrite.table_surgery import resolve_const
 
 log = logging.getLogger(__name__)
 

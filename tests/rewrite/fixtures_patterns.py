@@ -281,6 +281,46 @@ def retrieval_top_k() -> ContractModel:
 
 
 @cache
+def retrieval_inverse_lookup() -> ContractModel:
+    """A retrieval index whose top-K positions go through int64 -> string tables on the way out,
+    as Keras-RS does with an inverse ``StringLookup``: ``item_ids`` reads a dense table (keys
+    0..19, one missing so the default shows), ``item_codes`` a table of sparse 64-bit keys."""
+    tf = import_tf()
+    rng = np.random.default_rng(8)
+    module = tf.Module()
+    module.user = tf.Variable(rng.normal(size=(50, 4)).astype(np.float32))
+    module.items = tf.Variable(rng.normal(size=(20, 4)).astype(np.float32))
+    dense_keys = tf.constant([k for k in range(20) if k != 7], tf.int64)
+    dense_values = tf.constant([f"item_{k}" for k in range(20) if k != 7])
+    module.names = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(dense_keys, dense_values), default_value="[UNK]"
+    )
+    sparse_keys = tf.constant([k * 1_000_003_017 for k in range(20)], tf.int64)
+    sparse_values = tf.constant([f"code_{k}" for k in range(20)])
+    module.codes = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(sparse_keys, sparse_values), default_value=""
+    )
+    specs = {"user_id": tf.TensorSpec([None], tf.string, name="user_id")}
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        user = tf.gather(module.user, tf.strings.to_hash_bucket_fast(f["user_id"], 50))
+        scores, top = tf.math.top_k(tf.matmul(user, module.items, transpose_b=True), k=5)
+        top = tf.cast(top, tf.int64)
+        return {
+            "scores": scores,
+            "item_ids": module.names.lookup(top),
+            "item_codes": module.codes.lookup(top * 1_000_003_017),
+        }
+
+    module.serve = serve
+    path = _TMP / "retrieval_inverse_lookup"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    feeds = {"user_id": _strings(np.random.default_rng(9), (N_ROWS,), POOL)}
+    return _finish(path, feeds)
+
+
+@cache
 def keras3_salted_cross() -> ContractModel:
     """Build (once) the negative Keras 3 model described in the module docstring."""
     import_tf()
@@ -297,3 +337,264 @@ def keras3_salted_cross() -> ContractModel:
     keras.Model(ins, out).export(str(path), format="tf_saved_model", verbose=False)
     rng = np.random.default_rng(8)
     return _finish(path, {k: _strings(rng, (N_ROWS, 1), POOL) for k in ins})
+
+
+AGE_BOUNDARIES = [18, 30, 50]
+
+
+def multi_valued_cross_feeds(n_rows: int = N_ROWS, seed: int = 9) -> dict[str, np.ndarray]:
+    """Raw inputs for ``feature_multi_valued_cross``: 0 to 3 non-pad ``tags`` a row."""
+    rng = np.random.default_rng(seed)
+    tags = _strings(rng, (n_rows, 3), [*CATS, "", "", "other", "ü日本"])
+    tags[:4] = ""  # rows with no tag: no crossed value at all
+    tags[4] = ["books", "music", "games"]
+    return {
+        "tags": tags,
+        "words": _strings(rng, (n_rows, 2), POOL),
+        "age": rng.choice([5, 18, 29, 30, 64, -1], (n_rows, 1)).astype(np.int64),
+    }
+
+
+@cache
+def feature_multi_valued_cross() -> ContractModel:
+    """Crosses over multi-valued columns (tf-keras ``DenseFeatures``): ``crossed_column`` of a
+    ``[N,3]`` vocabulary column (``""`` ignored: sparse, 0 to 3 values a row) with a bucketized
+    ``age`` (an indicator), and of a raw ``[N,2]`` string key (a dense column) with the same
+    bucketized ``age`` (an embedding: the cross output read by a sparse combiner)."""
+    tf = import_tf()
+    fc = tf.feature_column
+    age = fc.bucketized_column(fc.numeric_column("age", dtype=tf.int64), AGE_BOUNDARIES)
+    tags = fc.categorical_column_with_vocabulary_list("tags", CATS)
+    columns = [
+        fc.indicator_column(fc.crossed_column([tags, age], hash_bucket_size=20)),
+        fc.embedding_column(fc.crossed_column(["words", age], hash_bucket_size=16), 3),
+        fc.indicator_column(age),
+    ]
+    specs = {"tags": (3, tf.string), "words": (2, tf.string), "age": (1, tf.int64)}
+    return _finish(
+        _save_tf_keras(columns, specs, "feature_multi_valued_cross"), multi_valued_cross_feeds()
+    )
+
+
+def _sparse_from_padded(tf: Any, x: Any, pad: Any) -> Any:
+    """The values of ``x`` other than ``pad`` as a SparseTensor (feature columns' path)."""
+    indices = tf.where(tf.not_equal(x, pad))
+    return tf.SparseTensor(indices, tf.gather_nd(x, indices), tf.shape(x, out_type=tf.int64))
+
+
+@cache
+def raw_sparse_cross(hashed: bool = True) -> ContractModel:
+    """``tf.sparse.cross_hashed`` written out, its three parts the outputs: a sparse string
+    column (``tags`` [N,3] without ``""``), a sparse int64 column (``codes`` [N,2] without -1)
+    and a dense int64 column (``level`` [N,2]); plus a score. ``hashed=False``: the negative
+    case, ``tf.sparse.cross`` (string crosses, ``SparseCrossV2``)."""
+    tf = import_tf()
+    module = tf.Module()
+    module.emb = tf.Variable(np.random.default_rng(10).normal(size=(40, 2)).astype(np.float32))
+    specs = {
+        "tags": tf.TensorSpec([None, 3], tf.string, name="tags"),
+        "codes": tf.TensorSpec([None, 2], tf.int64, name="codes"),
+        "level": tf.TensorSpec([None, 2], tf.int64, name="level"),
+    }
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        columns = [
+            _sparse_from_padded(tf, f["tags"], ""),
+            _sparse_from_padded(tf, f["codes"], tf.constant(-1, tf.int64)),
+            f["level"],
+        ]
+        if not hashed:
+            crossed = tf.sparse.cross(columns)
+            ids = tf.strings.to_hash_bucket_fast(crossed.values, 40)
+            return {"n": tf.size(ids), "score": tf.reduce_sum(tf.gather(module.emb, ids))}
+        crossed = tf.sparse.cross_hashed(columns, num_buckets=40, hash_key=7)
+        ids = tf.SparseTensor(crossed.indices, crossed.values, crossed.dense_shape)
+        pooled = tf.nn.safe_embedding_lookup_sparse(module.emb, ids, combiner="mean")
+        return {
+            "indices": crossed.indices,
+            "values": crossed.values,
+            "dense_shape": crossed.dense_shape,
+            "score": tf.reduce_sum(pooled, axis=1),
+        }
+
+    module.serve = serve
+    path = _TMP / f"raw_sparse_cross_{'hashed' if hashed else 'strings'}"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    rng = np.random.default_rng(11)
+    tags = _strings(rng, (N_ROWS, 3), [*POOL, "", ""])
+    tags[:3] = ""  # empty rows
+    codes = rng.choice([-1, -1, 0, 5, 2**40, -7], (N_ROWS, 2)).astype(np.int64)
+    level = rng.choice([0, 1, 2, -5, 2**62], (N_ROWS, 2)).astype(np.int64)
+    return _finish(path, {"tags": tags, "codes": codes, "level": level})
+
+
+@cache
+def int_sparse_cross() -> ContractModel:
+    """Hashed crosses of int64 columns only, their parts the outputs: ``pair`` = a sparse
+    ``codes`` [N,3] (-1 dropped: 0 to 3 values a row) x a dense ``level`` [N,2], without
+    buckets (``mod INT64_MAX``); ``single`` = ``codes`` alone into 10 buckets; ``client`` = a
+    sparse column the client sends (``ids_indices``, ``ids_values``, ``ids_shape``: maybe not
+    in row-major order) x ``level``."""
+    tf = import_tf()
+    module = tf.Module()
+    specs = {
+        "codes": tf.TensorSpec([None, 3], tf.int64, name="codes"),
+        "level": tf.TensorSpec([None, 2], tf.int64, name="level"),
+        "ids_indices": tf.TensorSpec([None, 2], tf.int64, name="ids_indices"),
+        "ids_values": tf.TensorSpec([None], tf.int64, name="ids_values"),
+        "ids_shape": tf.TensorSpec([2], tf.int64, name="ids_shape"),
+    }
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        codes = _sparse_from_padded(tf, f["codes"], tf.constant(-1, tf.int64))
+        pair = tf.sparse.cross_hashed([codes, f["level"]], num_buckets=0, hash_key=3)
+        single = tf.sparse.cross_hashed([codes], num_buckets=10)
+        sent = tf.SparseTensor(f["ids_indices"], f["ids_values"], f["ids_shape"])
+        client = tf.sparse.cross_hashed([sent, f["level"]], num_buckets=50)
+        out = {}
+        for name, crossed in (("pair", pair), ("single", single), ("client", client)):
+            out[f"{name}_indices"] = crossed.indices
+            out[f"{name}_values"] = crossed.values
+            out[f"{name}_shape"] = crossed.dense_shape
+        return out
+
+    module.serve = serve
+    path = _TMP / "int_sparse_cross"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    rng = np.random.default_rng(12)
+    codes = rng.choice([-1, -1, 0, 5, 2**40, -7, 2**63 - 1], (N_ROWS, 3)).astype(np.int64)
+    codes[:2] = -1
+    level = rng.choice([0, 1, -5, 2**62], (N_ROWS, 2)).astype(np.int64)
+    rows, slots = np.nonzero(codes != -1)  # the codes as a sparse tensor, in row-major order
+    sent = {
+        "ids_indices": np.stack([rows, slots], axis=1).astype(np.int64),
+        "ids_values": codes[rows, slots],
+        "ids_shape": np.array(codes.shape, np.int64),
+    }
+    return _finish(path, {"codes": codes, "level": level, **sent})
+
+
+def sparse_cross_feeds(n_rows: int = N_ROWS, seed: int = 10) -> dict[str, np.ndarray]:
+    """Raw inputs for ``feature_sparse_cross``: histories with empty slots (gaps too), rows with
+    no value at all, out-of-vocabulary items, ages and prices across every bucket."""
+    rng = np.random.default_rng(seed)
+    hist = _strings(rng, (n_rows, 4), [*ITEMS[:6], "", "", "zzz", "ü日本"])
+    hist[:4] = ""  # no history: no cross for these rows
+    hist[4] = ["item_1", "", "item_2", ""]  # gaps between values
+    return {
+        "hist": hist,
+        "tags": _strings(rng, (n_rows, 3), POOL),
+        "city": _strings(rng, (n_rows, 1), ["paris", "oslo", "", "ü日本"]),
+        "age": rng.integers(0, 90, (n_rows, 1)).astype(np.int64),
+        "prices": rng.uniform(0.0, 100.0, (n_rows, 2)).astype(np.float32),
+    }
+
+
+@cache
+def feature_sparse_cross() -> ContractModel:
+    """``crossed_column`` over sparse columns (tf-keras ``DenseFeatures``): a multi-valued
+    ``[N, 4]`` vocabulary column (``hist``, ``""`` ignored, 2 OOV buckets) x a bucketized
+    ``age`` (indicator); the raw ``[N, 3]`` ``tags`` x a bucketized ``[N, 2]`` ``prices``
+    (embedding, mean); ``city`` x ``hist`` x ``age`` (three columns, indicator)."""
+    tf = import_tf()
+    fc = tf.feature_column
+    hist = fc.categorical_column_with_vocabulary_list("hist", ITEMS[:8], num_oov_buckets=2)
+    age = fc.bucketized_column(fc.numeric_column("age", dtype=tf.int64), [18, 30, 50])
+    prices = fc.bucketized_column(fc.numeric_column("prices", shape=(2,)), [10.0, 50.0])
+    columns = [
+        fc.indicator_column(fc.crossed_column([hist, age], hash_bucket_size=20)),
+        fc.embedding_column(fc.crossed_column(["tags", prices], hash_bucket_size=16), 3),
+        fc.indicator_column(fc.crossed_column(["city", hist, age], hash_bucket_size=24)),
+        fc.indicator_column(age),
+    ]
+    specs = {
+        "hist": (4, tf.string),
+        "tags": (3, tf.string),
+        "city": (1, tf.string),
+        "age": (1, tf.int64),
+        "prices": (2, tf.float32),
+    }
+    path = _save_tf_keras(columns, specs, "feature_sparse_cross")
+    return _finish(path, sparse_cross_feeds())
+
+
+def _cross_outputs_model(name: str, specs: dict[str, Any], cross: Any) -> Path:
+    """Save a ``tf.Module`` whose signature returns the hashed cross ``cross(features)`` as
+    ``indices`` / ``values`` / ``dense_shape`` plus a ``score`` read through an embedding."""
+    tf = import_tf()
+    module = tf.Module()
+    module.emb = tf.Variable(np.random.default_rng(9).normal(size=(50, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        sp = cross(f)
+        ids = tf.sparse.to_dense(sp, default_value=-1)
+        rows = tf.gather(module.emb, tf.maximum(ids, 0)) * tf.cast(ids >= 0, tf.float32)[..., None]
+        return {
+            "indices": sp.indices,
+            "values": sp.values,
+            "dense_shape": sp.dense_shape,
+            "score": tf.reduce_sum(rows, axis=[1, 2]),
+        }
+
+    module.serve = serve
+    path = _TMP / name
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    return path
+
+
+@cache
+def sparse_string_cross() -> ContractModel:
+    """A hand-written hashed cross whose outputs are the signature's: ``hist`` ``[N, 4]``
+    strings made sparse like ``to_sparse_input`` (``Where(hist != "")``, ``GatherNd``) x
+    ``shop`` ``[N, 1]`` int64 x ``day`` ``[N, 2]`` int64 (a dense multi-valued column)."""
+    tf = import_tf()
+    specs = {
+        "hist": tf.TensorSpec([None, 4], tf.string, name="hist"),
+        "shop": tf.TensorSpec([None, 1], tf.int64, name="shop"),
+        "day": tf.TensorSpec([None, 2], tf.int64, name="day"),
+    }
+
+    def cross(f: dict) -> Any:
+        x = f["hist"]
+        where = tf.where(tf.not_equal(x, ""))
+        sp = tf.SparseTensor(where, tf.gather_nd(x, where), tf.shape(x, out_type=tf.int64))
+        return tf.sparse.cross_hashed([sp, f["shop"], f["day"]], num_buckets=50, hash_key=77)
+
+    rng = np.random.default_rng(11)
+    hist = _strings(rng, (N_ROWS, 4), ["", "", "a", "b", "ü日本", "x" * 40])
+    hist[:3] = ""
+    feeds = {
+        "hist": hist,
+        "shop": rng.choice([3, -1, 2**40, 0], (N_ROWS, 1)).astype(np.int64),
+        "day": rng.integers(-3, 7, (N_ROWS, 2)).astype(np.int64),
+    }
+    return _finish(_cross_outputs_model("sparse_string_cross", specs, cross), feeds)
+
+
+@cache
+def client_sparse_cross() -> ContractModel:
+    """The negative case: the client sends a sparse column itself (``ids_indices`` ``[nnz, 2]``,
+    ``ids_values``, ``ids_shape``) and it is crossed with ``shop``: nothing proves its
+    indices are in row-major order, which the cross's output order depends on."""
+    tf = import_tf()
+    specs = {
+        "ids_indices": tf.TensorSpec([None, 2], tf.int64, name="ids_indices"),
+        "ids_values": tf.TensorSpec([None], tf.int64, name="ids_values"),
+        "ids_shape": tf.TensorSpec([2], tf.int64, name="ids_shape"),
+        "shop": tf.TensorSpec([None, 1], tf.int64, name="shop"),
+    }
+
+    def cross(f: dict) -> Any:
+        sp = tf.SparseTensor(f["ids_indices"], f["ids_values"], f["ids_shape"])
+        return tf.sparse.cross_hashed([sp, f["shop"]], num_buckets=50)
+
+    feeds = {
+        "ids_indices": np.array([[0, 0], [0, 1], [2, 0]], np.int64),
+        "ids_values": np.array([4, 9, 4], np.int64),
+        "ids_shape": np.array([3, 2], np.int64),
+        "shop": np.array([[1], [2], [3]], np.int64),
+    }
+    return _finish(_cross_outputs_model("client_sparse_cross", specs, cross), feeds)

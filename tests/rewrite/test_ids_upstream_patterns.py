@@ -22,7 +22,7 @@ from recadvisor.model.load import load_model
 from recadvisor.model.onnx_export import OnnxExportResult, export_onnx, find_onnx_blockers
 from recadvisor.model.runtime import GraphRunner, export_saved_model, run_loaded
 from recadvisor.plan import PRESET_PASSES
-from recadvisor.rewrite.base import PassResult
+from recadvisor.rewrite.base import PassRefused, PassResult
 from recadvisor.rewrite.encodings import encode_feeds
 from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
 from recadvisor.rewrite.pipeline import run_pipeline
@@ -34,9 +34,13 @@ from tests.rewrite.fixtures_patterns import (
     feature_columns,
     feature_cross,
     feature_cross_oov,
+    feature_multi_valued_cross,
     keras3_feeds,
     keras3_patterns,
     keras3_salted_cross,
+    multi_valued_cross_feeds,
+    raw_sparse_cross,
+    retrieval_inverse_lookup,
     retrieval_top_k,
 )
 
@@ -291,3 +295,74 @@ def test_string_outputs_stay_strings_in_onnx(tmp_path: Path) -> None:
     onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:7]})
     assert onnx.parity["output_2"] == 0.0  # every top-K id string equal
     assert onnx.onnx_ops["Gather"] >= 2
+
+
+def test_string_output_tables_are_lowered_in_onnx(tmp_path: Path) -> None:
+    """int64 -> string tables on the outputs (a Keras-RS inverse ``StringLookup``) are not
+    blockers: the string-free graph keeps them and the ONNX export turns them into gathers over
+    a string constant, the dense one through a remap and the 64-bit-keyed one through a key
+    match; every id string (the table default included) equals TensorFlow's."""
+    model = retrieval_inverse_lookup()
+    result = _upstream(model)
+    assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
+    assert find_onnx_blockers(result.graph) == []
+    onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:9]})
+    assert onnx.lowered == {"LookupTableFindV2": 2}
+    assert onnx.parity["item_ids"] == 0.0 and onnx.parity["item_codes"] == 0.0
+    served = model.run_original(model.feeds)["item_ids"]
+    assert b"[UNK]" in set(np.asarray(served).ravel().tolist())  # key 7 reads the default
+
+
+def test_crossed_multi_valued_columns(tmp_path: Path) -> None:
+    """Feature-column crosses of a [N,3] vocabulary column (0 to 3 values a row, the sparse
+    path) and of a raw [N,2] string key (dense) with a bucketized column: string-free, exact in
+    the graph, the SavedModel and ONNX (the crosses lowered, not left to TensorFlow)."""
+    model = feature_multi_valued_cross()
+    result = _upstream(model)
+    enc = {e.input_key: e for e in result.encodings}
+    assert {k: e.kind for k, e in enc.items()} == {"tags": "vocabulary", "words": "fingerprint64"}
+    assert enc["tags"].params["reserved"] == {"": -2}  # the ignore value, not the default -1
+    _string_free(result.graph)
+    assert result.graph.op_counts()["SparseCross"] == 2
+    assert find_onnx_blockers(result.graph) == []
+    onnx = _check_everywhere(model, result, tmp_path, multi_valued_cross_feeds(40, seed=13))
+    assert onnx.lowered["SparseCross"] == 2 and "SparseCross" not in onnx.onnx_ops
+
+
+def test_sparse_string_cross_matches_tensorflow_entry_for_entry(tmp_path: Path) -> None:
+    """``tf.sparse.cross_hashed`` of a sparse string column (``""`` dropped), a sparse int64
+    column and a dense one: the string column is sent as Fingerprint64 ids, ``""`` as its
+    fingerprint; the cross's indices, values and dense shape (outputs) are equal to the
+    original's, in order, from the rebuilt graph and from onnxruntime, empty rows included."""
+    from recadvisor.bench import OnnxRunner
+
+    model = raw_sparse_cross()
+    result = _upstream(model)
+    (enc,) = result.encodings
+    assert (enc.input_key, enc.kind, enc.params) == ("tags", "fingerprint64", {"compared": [""]})
+    _string_free(result.graph)
+    onnx = _check_everywhere(model, result, tmp_path, {k: v[::-1] for k, v in model.feeds.items()})
+    assert onnx.lowered == {"SparseCross": 1}
+    runner = OnnxRunner(tmp_path / "model.onnx")
+    empty = {k: v[:3] for k, v in model.feeds.items()}  # rows without a tag: nothing crossed
+    runs = [
+        (model.feeds, runner.run(runner.prepare(encode_feeds(result.encodings, model.feeds)))),
+        # (onnxruntime cannot run this batch: tf2onnx's SparseReshape divides by the [3, 0]
+        # shape's product in safe_embedding_lookup_sparse)
+        (empty, GraphRunner(result.graph)(encode_feeds(result.encodings, empty))),
+    ]
+    for feeds, got in runs:
+        original = model.run_original(feeds)
+        for key in ("indices", "values", "dense_shape"):
+            assert np.array_equal(np.asarray(got[key]), original[key]), key
+    assert model.run_original(empty)["dense_shape"].tolist() == [3, 0]
+
+
+def test_string_valued_cross_is_refused() -> None:
+    """``tf.sparse.cross`` makes strings (``SparseCrossV2``): the input stays a string, with
+    the reason, and ONNX export names the cross."""
+    model = raw_sparse_cross(hashed=False)
+    with pytest.raises(PassRefused, match="crossed into strings by SparseCrossV2"):
+        _upstream(model)
+    blockers = {b.op: b for b in find_onnx_blockers(model.graph)}
+    assert "tags" in blockers["SparseCrossV2"].inputs

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recadvisor.model.edits import const_array
+from recadvisor.model.queries import rewritable_tables
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.base import PassRefused, PassResult
 from recadvisor.rewrite.encodings import encode_feeds
 from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
 from recadvisor.rewrite.numeric_bucketize import NumericBucketizePass
-from recadvisor.rewrite.table_surgery import const_array, find_embedding_tables
 from tests.rewrite.fixtures_contract import (
     ContractModel,
     cast_ids,
@@ -38,7 +39,7 @@ def _with_ages(model: ContractModel, ages: list[int]) -> dict[str, np.ndarray]:
 
 
 def _age_rows(graph) -> int:
-    tables = find_embedding_tables(graph)
+    tables = rewritable_tables(graph)
     [age] = [t for t in tables.values() if t.shape[1] == 4 and t.shape[0] != 6]
     return age.shape[0]
 
@@ -91,7 +92,7 @@ def test_fallback_row_outside_the_range(hranker: ContractModel) -> None:
     inside = _with_ages(hranker, [18, 55, 70])
     assert max_abs_diff(runner(inside), hranker.run_original(inside)) <= 1e-5
     # every bucket outside 18..70 reads an all-zero row
-    tables = find_embedding_tables(result.graph)
+    tables = rewritable_tables(result.graph)
     [age] = [t for t in tables.values() if t.shape[1] == 4 and t.shape[0] != 6]
     table = const_array(result.graph.nodes[age.const])
     assert np.all(table[0] == 0) and np.all(table[-1] == 0)

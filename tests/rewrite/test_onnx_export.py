@@ -31,6 +31,7 @@ from tests.rewrite.fixtures_contract import (
     segment_history,
     two_tower,
 )
+from tests.rewrite.fixtures_patterns import int_sparse_cross
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,44 @@ def test_ort_feeds_use_object_str_arrays(hranker: ContractModel) -> None:
     assert converted["user_id"].dtype == object
     assert isinstance(converted["user_id"][0], str) and converted["user_id"][0] == "u1"
     assert converted["price"].dtype == np.float32
+
+
+@pytest.mark.slow  # a saved model and a tf2onnx conversion (~10-20 s)
+def test_sparse_and_multi_valued_crosses_are_lowered_entry_for_entry(tmp_path: Path) -> None:
+    """Hashed crosses of a sparse column (0 to 3 values a row) and a dense [N,2] one, of one
+    column, and of a sparse column the client sends: the lowered graph and onnxruntime give
+    TensorFlow's indices, values and dense shape exactly, in order (also for empty rows, an
+    empty batch, and client indices out of row-major order, which the kernel reads only up
+    to the first one out of order)."""
+    from recadvisor.bench import OnnxRunner
+
+    model = int_sparse_cross()
+    assert find_onnx_blockers(model.graph) == []
+    lowered, counts = lower_for_onnx(model.graph)
+    assert counts == {"SparseCross": 3} and "SparseCross" not in lowered.op_counts()
+    result = export_onnx(model.graph, tmp_path / "m.onnx", model.feeds)
+    assert result.max_abs_diff == 0.0
+    runner = OnnxRunner(tmp_path / "m.onnx")
+    f = model.feeds
+    empty_rows = {
+        "codes": np.full((4, 3), -1, np.int64),
+        "level": f["level"][:4],
+        "ids_indices": np.zeros((0, 2), np.int64),
+        "ids_values": np.zeros(0, np.int64),
+        "ids_shape": np.array([4, 3], np.int64),
+    }
+    no_rows = {**{k: v[:0] for k, v in f.items()}, "ids_shape": np.array([0, 3], np.int64)}
+    order = np.random.default_rng(0).permutation(len(f["ids_values"]))
+    order[: len(order) // 2] = np.sort(order[: len(order) // 2])  # a sorted run, then not
+    shuffled = {**f, "ids_indices": f["ids_indices"][order], "ids_values": f["ids_values"][order]}
+    for feeds in (f, empty_rows, no_rows, shuffled):
+        original = model.run_original(feeds)
+        for got in (GraphRunner(lowered)(feeds), runner.run(runner.prepare(feeds))):
+            for key, value in original.items():
+                assert np.array_equal(np.asarray(got[key]), value), key
+    assert model.run_original(empty_rows)["pair_shape"].tolist() == [4, 0]
+    assert model.run_original(f)["pair_shape"][1] == 6  # 3 codes x 2 levels
+    assert 0 < len(model.run_original(shuffled)["client_values"]) < len(order) * 2
 
 
 def test_segment_reductions_and_self_reshape_export(tmp_path: Path) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recadvisor.model.runtime import GraphRunner
+from recadvisor.model.edits import const_array
+from recadvisor.model.queries import rewritable_tables
+from recadvisor.model.runtime import GraphRunner, probe_tensors
 from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 from recadvisor.rewrite.encodings import hash_bucket
 from recadvisor.rewrite.prune_embedding_rows import PruneEmbeddingRowsPass
-from recadvisor.rewrite.table_surgery import const_array, find_embedding_tables, probe_tensors
 from tests.rewrite.fixtures_contract import (
     ContractModel,
     hashing_ranker,
@@ -29,7 +30,7 @@ def pruned(hranker: ContractModel) -> PassResult:
 
 
 def _user_table(graph):
-    return next(t for t in find_embedding_tables(graph).values() if t.shape[1] == 8)
+    return next(t for t in rewritable_tables(graph).values() if t.shape[1] == 8)
 
 
 def test_exact_on_the_sample(hranker: ContractModel, pruned: PassResult) -> None:
@@ -49,7 +50,7 @@ def test_rows_kept_are_the_ids_the_graph_hashed(hranker: ContractModel, pruned: 
     assert pruned.stats["table_bytes_after"] < pruned.stats["table_bytes_before"] / 3
     assert "(user_id): 1000 ->" in " ".join(pruned.notes)
     # the category table (6 rows) is below min_rows and stays
-    assert any(t.shape == (6, 4) for t in find_embedding_tables(pruned.graph).values())
+    assert any(t.shape == (6, 4) for t in rewritable_tables(pruned.graph).values())
 
 
 def test_unseen_ids_read_the_mean_of_the_pruned_rows(

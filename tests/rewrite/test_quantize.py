@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recadvisor.model.queries import rewritable_tables
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 from recadvisor.rewrite.quantize_embeddings import QuantizeEmbeddingsPass, quantize_int8
-from recadvisor.rewrite.table_surgery import find_embedding_tables
 from tests.rewrite.fixtures_contract import ContractModel, hashing_ranker, max_abs_diff
 
 
@@ -34,7 +34,7 @@ def int8(hranker: ContractModel, context: RewriteContext) -> PassResult:
 
 def test_fp16_halves_table_bytes(hranker: ContractModel, fp16: PassResult) -> None:
     assert fp16.stats["table_bytes_after"] * 2 == fp16.stats["table_bytes_before"]
-    tables = find_embedding_tables(fp16.graph)
+    tables = rewritable_tables(fp16.graph)
     assert len(tables) == 4 and {t.dtype for t in tables.values()} == {"float16"}
     assert fp16.graph.op_counts()["Cast"] == 4  # one dequantizing cast per gather
     diff = max_abs_diff(GraphRunner(fp16.graph)(hranker.feeds), hranker.run_original(hranker.feeds))
@@ -47,7 +47,7 @@ def test_int8_is_under_0_3x_with_per_row_scale(hranker: ContractModel, int8: Pas
     [item] = [d for d in per_table.values() if d["shape"] == [500, 16]]
     assert item["bytes_after"] <= 0.3 * item["bytes_before"]
     assert int8.stats["size_ratio"] <= 0.3
-    tables = find_embedding_tables(int8.graph).values()
+    tables = rewritable_tables(int8.graph).values()
     assert {t.dtype for t in tables if t.shape[1] > 1} == {"int8"}
     assert {t.dtype for t in tables if t.shape[1] == 1} == {"float16"}  # the per-row scales
     ops = int8.graph.op_counts()

@@ -20,11 +20,10 @@ from recadvisor.encode import encode_inputs
 from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.load import load_model
-from recadvisor.model.runtime import GraphRunner, run_loaded
+from recadvisor.model.runtime import GraphRunner, probe_tensors, run_loaded
 from recadvisor.plan import PlanEntry, preset_plan, save_plan
 from recadvisor.rebuild import RebuildResult, rebuild
 from recadvisor.rewrite.encodings import broadcast_inputs, one_request_feeds
-from recadvisor.rewrite.table_surgery import probe_tensors
 from recadvisor.samples import SampleResult, build_sample
 from recadvisor.tfimport import import_tf
 

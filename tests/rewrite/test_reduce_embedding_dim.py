@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from recadvisor.model.edits import resolve_const
+from recadvisor.model.queries import rewritable_tables
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.base import PassRefused, PassResult
 from recadvisor.rewrite.reduce_embedding_dim import ReduceEmbeddingDimPass
-from recadvisor.rewrite.table_surgery import find_embedding_tables, resolve_const
 from tests.rewrite.fixtures_contract import ContractModel, hashing_ranker, max_abs_diff, two_tower
 
 
@@ -31,7 +32,7 @@ def test_low_rank_table_drops_to_its_rank(hranker: ContractModel, reduced: PassR
     assert stats["dims_before"] == 16 and stats["dims_after"] == 3
     assert stats["energy_kept"] >= 0.99
     assert stats["projection"] == ["folded into StatefulPartitionedCall/MatMul"]
-    assert any(t.shape == (500, 3) for t in find_embedding_tables(reduced.graph).values())
+    assert any(t.shape == (500, 3) for t in rewritable_tables(reduced.graph).values())
     # the dense layer got narrower: 33 inputs -> 33 - 16 + 3
     assert _first_kernel_rows(hranker.graph) == 33
     assert _first_kernel_rows(reduced.graph) == 20

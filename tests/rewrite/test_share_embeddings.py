@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from recadvisor.model.queries import rewritable_tables
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.rewrite.base import PassRefused, PassResult, RewriteContext
 from recadvisor.rewrite.encodings import encode_feeds
 from recadvisor.rewrite.ids_upstream import IdsUpstreamPass
 from recadvisor.rewrite.share_embeddings import ShareEmbeddingsPass, id_space
-from recadvisor.rewrite.table_surgery import find_embedding_tables
 from tests.rewrite.fixtures_contract import ContractModel, hashing_ranker, max_abs_diff, two_tower
 
 
@@ -33,8 +33,8 @@ def test_detects_items_and_item_history(tower: ContractModel, shared: PassResult
     assert len(group["tables"]) == 2
     assert any("(hist_item_id)" in t for t in group["tables"])
     assert any("(item_id)" in t for t in group["tables"])
-    before = find_embedding_tables(tower.graph)
-    after = find_embedding_tables(shared.graph)
+    before = rewritable_tables(tower.graph)
+    after = rewritable_tables(shared.graph)
     assert len(after) == len(before) - 1
     assert shared.stats["bytes_saved"] == 500 * 8 * 4
     spaces = {

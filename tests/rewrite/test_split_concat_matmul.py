@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from recadvisor.errors import PlanError
+from recadvisor.model.edits import source_through_identity
 from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import ModelGraph
 from recadvisor.model.load import load_model
@@ -29,7 +30,6 @@ from recadvisor.rewrite import split_concat_matmul
 from recadvisor.rewrite.base import PassRefused, RewriteContext
 from recadvisor.rewrite.pipeline import run_pipeline
 from recadvisor.rewrite.split_concat_matmul import SplitConcatMatMulPass
-from recadvisor.rewrite.table_surgery import source_through_identity
 from recadvisor.tfimport import import_tf
 
 N_ROWS, HISTORY, DIM, HIDDEN = 64, 5, 4, 6

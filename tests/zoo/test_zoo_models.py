@@ -1,4 +1,5 @@
-"""describe, analyze and ``rebuild --preset safe`` (exact) on zoo models built by the libraries.
+"""describe, analyze, ``rebuild --preset safe`` (exact) and ``--preset fast`` (string-free,
+exact, exact ONNX) on zoo models built by the libraries.
 
 The subset covers a Keras 3 export (``StringLookup`` with a padding mask over a multi-valued
 history, ``IntegerLookup``, salted ``Hashing``, ``Discretization``, ``HashedCrossing``), a TF1
@@ -157,3 +158,42 @@ def test_rebuilt_model_answers_like_the_original_on_the_sample(zoo_safe) -> None
     assert rebuilt["parity_passed"]
     assert max(rebuilt["parity"].values()) <= EXACT
     assert set(rebuilt["parity"]) == EXPECTED[name]["outputs"]
+
+
+@pytest.fixture(scope="session", params=CI_SUBSET)
+def zoo_fast(request: pytest.FixtureRequest, zoo_model, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    name = request.param
+    folder = zoo_model(name)
+    out = tmp_path_factory.mktemp(f"{name}-fast") / "rebuilt"
+    result = api.rebuild(
+        folder / "saved_model", out, preset="fast", data=folder / "sample.parquet", onnx=True
+    )
+    return name, folder, out, result
+
+
+def test_rebuild_fast_is_string_free_and_exact_on_raw_rows(zoo_fast) -> None:  # noqa: ANN001
+    """``fast`` moves every string op out of the library's graph; the client-side encoder
+    (``recadvisor.encode_inputs``) plus the rebuilt SavedModel, and plus its ONNX file, answer
+    like the original on raw sample rows."""
+    from recadvisor.bench import OnnxRunner
+    from recadvisor.encode import encode_inputs
+    from recadvisor.model.load import load_model
+    from recadvisor.model.runtime import run_loaded
+    from recadvisor.verify import compare_outputs
+
+    name, folder, out, result = zoo_fast
+    assert result.passed
+    free, why = _string_free(result.graph)
+    assert free, why
+    assert (out / "model.onnx").is_file(), result.to_dict()["notes"]
+    assert result.to_dict()["onnx"]["max_abs_diff"] <= EXACT
+    original = load_model(folder / "saved_model")
+    feeds = api.load_data(folder / "sample.parquet", original.spec).feeds
+    raw = {k: v[-40:] for k, v in feeds.items()}
+    expected = run_loaded(original.function, original.spec.inputs, raw)
+    encoded = encode_inputs(out, raw)
+    rebuilt = load_model(out / "saved_model")
+    served = run_loaded(rebuilt.function, rebuilt.spec.inputs, encoded)
+    assert compare_outputs(expected, served).max_abs_diff <= EXACT
+    onnx = OnnxRunner(out / "model.onnx")
+    assert compare_outputs(expected, onnx.run(onnx.prepare(encoded))).max_abs_diff <= EXACT

@@ -7,9 +7,9 @@ rows the data actually hits.
 
 Tracing rules: walking from a tensor back to "its" signature input follows the first data input
 through ops that keep the values (``Identity``, ``Reshape``, ``Squeeze``, ``ExpandDims``,
-``Cast``...). An embedding table is a float ``Const`` of rank 1 or 2 read (through ``Identity``
-nodes) as the params of a gather-like op; its ids come from a hash op, a vocabulary lookup or
-an integer input.
+``Cast``...: :func:`recadvisor.model.queries.trace_back`). The embedding tables are the graph
+layer's (:func:`recadvisor.model.queries.embedding_tables`), kept when float and of rank 1 or 2;
+their ids come from a hash op, a vocabulary lookup or an integer input.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from recadvisor.model.graph import ModelGraph, is_control_input, node_name
-from recadvisor.model.queries import ID_PRESERVING_OPS, VALUE_PRESERVING_OPS
+from recadvisor.model.graph import ModelGraph, canonical_tensor, is_control_input, node_name
+from recadvisor.model.queries import VALUE_PRESERVING_OPS, embedding_tables, trace_back
 from recadvisor.tfimport import import_tf
 
 log = logging.getLogger(__name__)
@@ -37,56 +37,12 @@ HASH_OPS = frozenset(
     }
 )
 LOOKUP_FIND_OPS = frozenset({"LookupTableFindV2", "LookupTableFind"})
-# gather-like op -> index of its params input and of its indices input
-GATHER_INPUTS: dict[str, tuple[int, int]] = {
-    "GatherV2": (0, 1),
-    "Gather": (0, 1),
-    "ResourceGather": (0, 1),
-    "GatherNd": (0, 1),
-    "SparseSegmentSum": (0, 1),
-    "SparseSegmentMean": (0, 1),
-    "SparseSegmentSqrtN": (0, 1),
-    "SparseSegmentSumWithNumSegments": (0, 1),
-    "SparseSegmentMeanWithNumSegments": (0, 1),
-    "SparseSegmentSqrtNWithNumSegments": (0, 1),
-}
 FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 
 
 def data_inputs(node: Any) -> list[str]:
     """The data (non-control) input tensor names of a NodeDef."""
     return [i for i in node.input if not is_control_input(i)]
-
-
-def normalize_tensor(name: str) -> str:
-    """``node`` -> ``node:0``; other tensor names unchanged."""
-    head, sep, tail = name.rpartition(":")
-    return name if sep and tail.isdigit() else f"{name}:0"
-
-
-def trace_back(
-    graph: ModelGraph, tensor: str, through: frozenset[str] = VALUE_PRESERVING_OPS
-) -> str:
-    """Follow a tensor back through value-preserving ops to the node that produces its values.
-
-    Args:
-        graph: the graph.
-        tensor: a tensor (or node) name.
-        through: op types to walk through (their first data input).
-
-    Returns:
-        The name of the first node that is not one of ``through`` (or a missing node's name).
-    """
-    name = node_name(tensor)
-    for _ in range(256):
-        node = graph.nodes.get(name)
-        if node is None or node.op not in through:
-            return name
-        inputs = data_inputs(node)
-        if not inputs:
-            return name
-        name = node_name(inputs[0])
-    return name
 
 
 def input_key_of_node(graph: ModelGraph, name: str) -> str | None:
@@ -313,88 +269,62 @@ class EmbeddingTable:
         }
 
 
-def _gather_axis_is_zero(graph: ModelGraph, node: Any) -> bool:
-    if node.op not in ("GatherV2",):
-        return node.op != "GatherNd"
-    if "batch_dims" in node.attr and node.attr["batch_dims"].i != 0:
-        return False
-    inputs = data_inputs(node)
-    if len(inputs) < 3:
-        return True
-    axis_node = graph.nodes.get(trace_back(graph, inputs[2]))
-    if axis_node is None or axis_node.op != "Const":
-        return False
-    tf = import_tf()
-    return int(np.asarray(tf.make_ndarray(axis_node.attr["value"].tensor)).reshape(-1)[0]) == 0
-
-
-def _id_source(
-    graph: ModelGraph, indices: str, hashes: dict[str, HashOp], lookups: dict[str, TableLookup]
-) -> tuple[str, str, int | None, str | None]:
-    src = trace_back(graph, indices, ID_PRESERVING_OPS)
+def _id_kind(
+    src: str, graph: ModelGraph, hashes: dict[str, HashOp], lookups: dict[str, TableLookup]
+) -> tuple[str, int | None, str | None]:
+    """(kind, bucket count, vocabulary digest) of the node making a gather's ids."""
     if src in hashes:
-        return src, "hash", hashes[src].num_buckets, None
+        return "hash", hashes[src].num_buckets, None
     if src in lookups:
-        return src, "vocabulary", None, lookups[src].digest
+        return "vocabulary", None, lookups[src].digest
     if input_key_of_node(graph, src) is not None:
-        return src, "input", None, None
-    return src, "other", None, None
+        return "input", None, None
+    return "other", None, None
 
 
 def find_embedding_tables(graph: ModelGraph) -> list[EmbeddingTable]:
-    """Float constants of rank 1 or 2 read as the params of gather-like ops, largest first.
+    """Float tables of rank 1 or 2 among the graph layer's
+    :func:`~recadvisor.model.queries.embedding_tables`, largest first, each gather's ids
+    classified (hash, vocabulary, input).
 
     The result is memoized on the graph object (like its ``cached_property`` index), since
     several detectors ask for it; a ``graph.replace(...)`` copy starts without it.
     """
-    key = "_recadvisor_embedding_tables"
+    key = "_recadvisor_detector_tables"
     cached = graph.__dict__.get(key)
     if cached is not None:
         return cached
-    tf = import_tf()
     hashes = {h.node: h for h in find_hash_ops(graph)}
     lookups = {t.node: t for t in find_table_lookups(graph)}
-    uses: dict[str, list[GatherUse]] = {}
-    for node in graph.graph_def.node:
-        positions = GATHER_INPUTS.get(node.op)
-        inputs = data_inputs(node)
-        if positions is None or len(inputs) <= max(positions):
-            continue
-        params = trace_back(graph, inputs[positions[0]])
-        const = graph.nodes.get(params)
-        if const is None or const.op != "Const":
-            continue
-        indices = normalize_tensor(inputs[positions[1]])
-        src, kind, buckets, digest = _id_source(graph, indices, hashes, lookups)
-        uses.setdefault(params, []).append(
-            GatherUse(
-                node=node.name,
-                op=node.op,
-                indices=indices,
-                features=graph.features_of_node.get(node_name(indices), frozenset()),
-                id_source=src,
-                id_kind=kind,
-                num_buckets=buckets,
-                vocabulary_digest=digest,
-                rows_evaluable=_gather_axis_is_zero(graph, node),
-            )
-        )
     tables = []
-    for name, table_uses in uses.items():
-        tensor = graph.nodes[name].attr["value"].tensor
-        dims = [int(d.size) for d in tensor.tensor_shape.dim]
-        dtype = tf.dtypes.as_dtype(tensor.dtype).name
-        if dtype not in FLOAT_DTYPES or len(dims) not in (1, 2):
+    for table in embedding_tables(graph).values():
+        if table.dtype not in FLOAT_DTYPES or len(table.shape) not in (1, 2):
             continue
+        uses = []
+        for read in table.reads:
+            kind, buckets, digest = _id_kind(read.id_source, graph, hashes, lookups)
+            uses.append(
+                GatherUse(
+                    node=read.node,
+                    op=read.op,
+                    indices=read.indices,
+                    features=read.features,
+                    id_source=read.id_source,
+                    id_kind=kind,
+                    num_buckets=buckets,
+                    vocabulary_digest=digest,
+                    rows_evaluable=read.axis == 0,
+                )
+            )
         tables.append(
             EmbeddingTable(
-                node=name,
-                variable=graph.variable_names.get(name, name),
-                rows=dims[0],
-                dim=dims[1] if len(dims) == 2 else 1,
-                dtype=dtype,
-                bytes=graph.const_bytes(name),
-                uses=tuple(sorted(table_uses, key=lambda u: u.node)),
+                node=table.const,
+                variable=graph.variable_names.get(table.const, table.const),
+                rows=table.shape[0],
+                dim=table.shape[1] if len(table.shape) == 2 else 1,
+                dtype=table.dtype,
+                bytes=table.nbytes,
+                uses=tuple(uses),
             )
         )
     counts: dict[str, int] = {}
@@ -434,7 +364,7 @@ def subgraph_for(graph: ModelGraph, tensors: Mapping[str, str]) -> ModelGraph:
         new.input.extend(data_inputs(node))
     return graph.replace(
         graph_def=graph_def,
-        output_tensors={alias: normalize_tensor(t) for alias, t in tensors.items()},
+        output_tensors={alias: canonical_tensor(t) for alias, t in tensors.items()},
         tables={k: v for k, v in graph.tables.items() if k in keep},
     )
 
@@ -456,7 +386,7 @@ def evaluate_tensors(
 
     if not tensors:
         return {}
-    aliases = {f"value_{i}": normalize_tensor(t) for i, t in enumerate(tensors)}
+    aliases = {f"value_{i}": canonical_tensor(t) for i, t in enumerate(tensors)}
     runner = GraphRunner(subgraph_for(graph, aliases))
     out = runner(feeds)
     return {aliases[a]: out[a] for a in aliases}
@@ -488,7 +418,7 @@ def gather_ids(
         try:
             values = evaluate_tensors(graph, sorted(set(wanted.values())), feeds)
             result = {
-                node: np.unique(np.asarray(values[normalize_tensor(t)]).reshape(-1))
+                node: np.unique(np.asarray(values[canonical_tensor(t)]).reshape(-1))
                 for node, t in wanted.items()
             }
         except Exception as e:  # noqa: BLE001 - evidence only; detectors go on without it

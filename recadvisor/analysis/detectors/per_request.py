@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from recadvisor.analysis.detectors.graph_patterns import GATHER_INPUTS, HASH_OPS, LOOKUP_FIND_OPS
+from recadvisor.analysis.detectors.graph_patterns import HASH_OPS, LOOKUP_FIND_OPS
 from recadvisor.analysis.findings import (
     INFO,
     LOW,
@@ -40,7 +40,7 @@ from recadvisor.analysis.findings import (
     make_finding,
     share_text,
 )
-from recadvisor.model.graph import STRING_OPS, ModelGraph, is_control_input, node_name
+from recadvisor.model.graph import GATHER_OPS, STRING_OPS, ModelGraph, is_control_input, node_name
 
 NAME = "per_request"
 REQUEST = "request"
@@ -49,7 +49,7 @@ UNKNOWN = "unknown"
 
 # a request-side sub-graph is worth deduplicating only if it does one of these
 WORTHWHILE_OPS = (
-    frozenset(GATHER_INPUTS)
+    GATHER_OPS
     | HASH_OPS
     | LOOKUP_FIND_OPS
     | STRING_OPS
