@@ -435,6 +435,14 @@ def _fresh_name(index: _GraphIndex, base: str) -> str:
     return name
 
 
+def _new_output(index: _GraphIndex, base: str, node: Any) -> str:
+    """A fresh tensor name for an output the rewrite of ``node`` adds, reserved at once (so the
+    next name made in the same pass differs)."""
+    name = _fresh_name(index, base)
+    index.producer[name] = node
+    return name
+
+
 def _gather_mask(index: _GraphIndex, where: Any) -> tuple[Any, np.ndarray, int, Any] | None:
     """(gather, table, k, v) when ``where`` is ``Where(Not(Equal(i, k)), Gather(T, i), v)``."""
     cond, picked, other = where.input
@@ -671,8 +679,7 @@ def batched_dot_to_reduce(model: Any) -> int:
         a, b, keepdims = match
         if not axes:
             axes.append(_add_initializer(model, index, "onnx_cleanup/axis_1", np.array([1])))
-        product = _fresh_name(index, f"{node.output[0]}/product")
-        index.producer[product] = node  # reserves the name
+        product = _new_output(index, f"{node.output[0]}/product", node)
         out = list(node.output)
         return [
             helper.make_node("Mul", [a, b], [product], name=f"{node.name}/product"),
@@ -784,8 +791,7 @@ def int_bucketize_to_gather(model: Any, max_span: int = MAX_BUCKET_REMAP) -> int
                 ("remap", table),
             )
         }
-        clipped, offset = (_fresh_name(index, f"{base}/{k}") for k in ("clipped", "offset"))
-        index.producer[clipped] = index.producer[offset] = node  # reserves the names
+        clipped, offset = (_new_output(index, f"{base}/{k}", node) for k in ("clipped", "offset"))
         return [
             helper.make_node("Clip", [x, names["lo"], names["hi"]], [clipped], name=clipped),
             helper.make_node("Sub", [clipped, names["lo"]], [offset], name=offset),
@@ -948,12 +954,10 @@ def conv1x1_to_matmul(model: Any) -> int:
         out = node.output[0]
         kernel = weight.reshape(weight.shape[0], -1).T.copy()
         w_name = _add_initializer(model, index, f"{out}/weight_t", kernel)
-        product = _fresh_name(index, f"{out}/matmul")
-        index.producer[product] = node  # reserves the name
+        product = _new_output(index, f"{out}/matmul", node)
         nodes = [helper.make_node("MatMul", [source, w_name], [product], name=product)]
         if len(node.input) > 2 and node.input[2]:
-            biased = _fresh_name(index, f"{out}/bias_add")
-            index.producer[biased] = node
+            biased = _new_output(index, f"{out}/bias_add", node)
             nodes.append(helper.make_node("Add", [product, node.input[2]], [biased], name=biased))
             product = biased
         nodes.append(helper.make_node("Transpose", [product], [out], name=node.name, perm=perm))
@@ -1012,8 +1016,7 @@ def split_stack_to_transpose(model: Any) -> int:
             return None
         x, axis, rank = match
         perm = [axis, *(i for i in range(rank) if i != axis)]
-        moved = _fresh_name(index, f"{node.output[0]}/moved")
-        index.producer[moved] = node  # reserves the name
+        moved = _new_output(index, f"{node.output[0]}/moved", node)
         unit = _add_initializer(model, index, f"{node.output[0]}/axis", np.array([axis + 1]))
         return [
             helper.make_node("Transpose", [x], [moved], name=moved, perm=perm),
