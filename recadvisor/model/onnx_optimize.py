@@ -47,7 +47,15 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
     ``Mul``) is bypassed. Exact.
 12. ``drop_unit_reduce``: a ``ReduceSum`` over axes of length 1 becomes a ``Squeeze`` (or
     nothing with ``keepdims``). Exact.
-13. unused nodes and initializers are removed.
+13. ``fold_conv_channel_bias``: ``Add(Squeeze(Conv), b)`` with a per-channel constant ``b``
+    (tf2onnx's ``conv1d`` + ``BiasAdd``) becomes the Conv's own bias. Exact.
+14. ``conv1x1_to_matmul``: a 1x1 ``Conv`` of a ``Transpose`` whose channels are the source's
+    last axis becomes ``Transpose(MatMul(source, W^T) + B)``: one GEMM instead of onnxruntime's
+    blocked-layout reorders around a convolution (xDeepFM's CIN). Float reassociation.
+15. ``split_stack_to_transpose``: a ``Split`` into unit pieces stacked again by ``Unsqueeze``
+    + ``Concat`` on a new first axis (a ``tf.matmul`` of Python lists: xDeepFM's CIN) becomes
+    one ``Transpose`` and one ``Unsqueeze``. Exact.
+16. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -427,6 +435,14 @@ def _fresh_name(index: _GraphIndex, base: str) -> str:
     return name
 
 
+def _new_output(index: _GraphIndex, base: str, node: Any) -> str:
+    """A fresh tensor name for an output the rewrite of ``node`` adds, reserved at once (so the
+    next name made in the same pass differs)."""
+    name = _fresh_name(index, base)
+    index.producer[name] = node
+    return name
+
+
 def _gather_mask(index: _GraphIndex, where: Any) -> tuple[Any, np.ndarray, int, Any] | None:
     """(gather, table, k, v) when ``where`` is ``Where(Not(Equal(i, k)), Gather(T, i), v)``."""
     cond, picked, other = where.input
@@ -663,8 +679,7 @@ def batched_dot_to_reduce(model: Any) -> int:
         a, b, keepdims = match
         if not axes:
             axes.append(_add_initializer(model, index, "onnx_cleanup/axis_1", np.array([1])))
-        product = _fresh_name(index, f"{node.output[0]}/product")
-        index.producer[product] = node  # reserves the name
+        product = _new_output(index, f"{node.output[0]}/product", node)
         out = list(node.output)
         return [
             helper.make_node("Mul", [a, b], [product], name=f"{node.name}/product"),
@@ -776,8 +791,7 @@ def int_bucketize_to_gather(model: Any, max_span: int = MAX_BUCKET_REMAP) -> int
                 ("remap", table),
             )
         }
-        clipped, offset = (_fresh_name(index, f"{base}/{k}") for k in ("clipped", "offset"))
-        index.producer[clipped] = index.producer[offset] = node  # reserves the names
+        clipped, offset = (_new_output(index, f"{base}/{k}", node) for k in ("clipped", "offset"))
         return [
             helper.make_node("Clip", [x, names["lo"], names["hi"]], [clipped], name=clipped),
             helper.make_node("Sub", [clipped, names["lo"]], [offset], name=offset),
@@ -852,6 +866,193 @@ def _bucket_remap(
     if (lo > info.min and table[0] != 0) or (hi < info.max and table[-1] != bounds.size):
         return None
     return lo, hi, table
+
+
+def fold_conv_channel_bias(model: Any) -> int:
+    """``Add(Squeeze(Conv(X, W)), b)`` with ``b`` constant but along the channels -> the Conv's
+    own bias input (in place).
+
+    tf2onnx writes a TensorFlow ``conv1d`` + ``BiasAdd`` as ``Conv``, a ``Squeeze`` of the
+    height axis and an ``Add`` of a ``[1, C, 1]`` constant (xDeepFM's CIN): a pass over the
+    batch with a middle-axis broadcast. As the Conv's bias it is added to each output as the
+    ``Add`` did (exact), and :func:`conv1x1_to_matmul` carries it along.
+
+    Returns:
+        Biases folded.
+    """
+    index = _GraphIndex(model)
+    count = 0
+    for node in model.graph.node:
+        match = _conv_channel_bias(index, node) if node.op_type == "Add" else None
+        if match is None:
+            continue
+        conv, squeezed, bias = match
+        if not _bypass(model, index, node, squeezed):
+            continue
+        values = index.const(bias)
+        channels = index.const(conv.input[1]).shape[0]
+        vector = np.broadcast_to(values.reshape(-1), (channels,)).astype(values.dtype)
+        conv.input.append(_add_initializer(model, index, f"{conv.output[0]}/bias", vector))
+        count += 1
+    return count
+
+
+def _conv_channel_bias(index: _GraphIndex, add: Any) -> tuple[Any, str, str] | None:
+    """(conv, squeezed tensor, bias tensor) when ``add`` adds a per-channel constant to
+    ``Squeeze(Conv)``."""
+    if len(add.input) != 2:
+        return None
+    for k in (0, 1):
+        squeeze, bias = index.made_by(add.input[k], "Squeeze"), add.input[1 - k]
+        values = index.const(bias)
+        if squeeze is None or values is None or len(squeeze.input) != 2:
+            continue
+        conv = index.made_by(squeeze.input[0], "Conv")
+        weight = index.const(conv.input[1]) if conv is not None else None
+        axes = index.const(squeeze.input[1])
+        if weight is None or len(conv.input) != 2 or axes is None:
+            continue
+        if any(len(index.consumers.get(t, [])) != 1 for t in (conv.output[0], squeeze.output[0])):
+            continue
+        rank = weight.ndim - len(axes.reshape(-1))  # the Squeeze output's rank
+        if any(int(a) % weight.ndim < 2 for a in axes.reshape(-1).tolist()):
+            continue  # the batch and channel axes must stay in place
+        if values.ndim > rank or values.dtype != weight.dtype:
+            continue
+        full = values.reshape((1,) * (rank - values.ndim) + values.shape)
+        if any(d != 1 for i, d in enumerate(full.shape) if i != 1):
+            continue
+        if full.shape[1] not in (1, weight.shape[0]):
+            continue
+        return conv, squeeze.output[0], bias
+    return None
+
+
+def conv1x1_to_matmul(model: Any) -> int:
+    """``Conv(Transpose(Z, p), W)`` with a 1x1 kernel and channels from ``Z``'s last axis ->
+    ``Transpose(MatMul(Z, W^T) + B, p)`` (in place).
+
+    A 1x1 convolution is a product over the channels. When its input is a transpose whose
+    channel axis is the source's last one (tf2onnx's NHWC -> NCHW transpose of a ``conv1d``),
+    one GEMM on the untransposed source computes it; onnxruntime instead converts the Conv's
+    input and output to its blocked layout (``ReorderInput``/``ReorderOutput``) around a
+    convolution kernel. Only the smaller output is transposed. Stride, dilation 1, no padding,
+    one group. Float reassociation (the channel sum may be ordered differently).
+
+    Returns:
+        Convolutions rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _pointwise_conv(index, node) if node.op_type == "Conv" else None
+        if match is None:
+            return None
+        source, perm, weight = match
+        out = node.output[0]
+        kernel = weight.reshape(weight.shape[0], -1).T.copy()
+        w_name = _add_initializer(model, index, f"{out}/weight_t", kernel)
+        product = _new_output(index, f"{out}/matmul", node)
+        nodes = [helper.make_node("MatMul", [source, w_name], [product], name=product)]
+        if len(node.input) > 2 and node.input[2]:
+            biased = _new_output(index, f"{out}/bias_add", node)
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [biased], name=biased))
+            product = biased
+        nodes.append(helper.make_node("Transpose", [product], [out], name=node.name, perm=perm))
+        return nodes
+
+    return _replace_nodes(model, rewrite)
+
+
+def _pointwise_conv(index: _GraphIndex, conv: Any) -> tuple[str, list[int], np.ndarray] | None:
+    """(Z, perm, W) when ``conv`` is a plain 1x1 convolution of ``Transpose(Z, perm)`` whose
+    channel axis is ``Z``'s last."""
+    weight = index.const(conv.input[1])
+    transpose = index.made_by(conv.input[0], "Transpose")
+    if weight is None or transpose is None or weight.ndim < 3:
+        return None
+    if any(d != 1 for d in weight.shape[2:]) or index.types.get(conv.input[0]) != FLOAT:
+        return None
+    if int(_attr(conv, "group", 1)) != 1:
+        return None
+    if _attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+        return None
+    for name in ("strides", "dilations"):
+        if any(int(v) != 1 for v in _attr(conv, name, None) or ()):
+            return None
+    if any(int(v) != 0 for v in _attr(conv, "pads", None) or ()):
+        return None
+    perm = [int(p) for p in _attr(transpose, "perm", None) or ()]
+    if len(perm) != weight.ndim or perm[1] != len(perm) - 1:
+        return None
+    if len(index.consumers.get(transpose.output[0], [])) != 1:
+        return None
+    if len(conv.input) > 2 and conv.input[2] and index.const(conv.input[2]) is None:
+        return None
+    return transpose.input[0], perm, weight
+
+
+def split_stack_to_transpose(model: Any) -> int:
+    """``Concat([Unsqueeze(s, 0) for s in Split(x, axis=a)], 0)`` with unit pieces ->
+    ``Unsqueeze(Transpose(x, [a, 0, .., a-1, a+1, ..]), a + 1)`` (in place).
+
+    ``tf.matmul`` of two Python lists of tensors (xDeepFM's CIN splits each ``[N, F, D]``
+    layer into ``D`` columns and stacks them) reaches ONNX as a ``Split`` into ``D`` pieces,
+    ``D`` ``Unsqueeze`` nodes and a ``Concat``; that stack is the input with the split axis
+    moved to the front (and kept as a unit axis). Exact: values are only moved.
+
+    Returns:
+        Stacks rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        match = _split_stack(index, node) if node.op_type == "Concat" else None
+        if match is None:
+            return None
+        x, axis, rank = match
+        perm = [axis, *(i for i in range(rank) if i != axis)]
+        moved = _new_output(index, f"{node.output[0]}/moved", node)
+        unit = _add_initializer(model, index, f"{node.output[0]}/axis", np.array([axis + 1]))
+        return [
+            helper.make_node("Transpose", [x], [moved], name=moved, perm=perm),
+            helper.make_node("Unsqueeze", [moved, unit], list(node.output), name=node.name),
+        ]
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return _replace_nodes(model, rewrite) if opset >= 13 else 0
+
+
+def _split_stack(index: _GraphIndex, concat: Any) -> tuple[str, int, int] | None:
+    """(x, split axis, rank of x) when ``concat`` stacks every unit piece of one ``Split``."""
+    if int(_attr(concat, "axis", 0)) != 0 or len(concat.input) < 2:
+        return None
+    pieces = []
+    for name in concat.input:
+        unsqueeze = index.made_by(name, "Unsqueeze")
+        if unsqueeze is None or len(unsqueeze.input) != 2:
+            return None
+        axes = index.const(unsqueeze.input[1])
+        if axes is None or axes.reshape(-1).tolist() != [0]:
+            return None
+        if len(index.consumers.get(name, [])) != 1 or name in index.outputs:
+            return None
+        pieces.append(unsqueeze.input[0])
+    split = index.producer.get(pieces[0])
+    if split is None or split.op_type != "Split" or list(split.output) != pieces:
+        return None
+    x = split.input[0]
+    dims = index.dims.get(x)
+    if dims is None:
+        return None
+    axis = int(_attr(split, "axis", 0)) % len(dims)
+    if dims[axis] != len(pieces):  # one piece per index: every piece has length 1
+        return None
+    return x, axis, len(dims)
 
 
 BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
@@ -975,6 +1176,9 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("int_bucketize_to_gather", int_bucketize_to_gather),
     ("drop_broadcast_tile", drop_broadcast_tile),
     ("drop_unit_reduce", drop_unit_reduce),
+    ("fold_conv_channel_bias", fold_conv_channel_bias),
+    ("conv1x1_to_matmul", conv1x1_to_matmul),
+    ("split_stack_to_transpose", split_stack_to_transpose),
 )
 
 

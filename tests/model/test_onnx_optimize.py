@@ -541,3 +541,80 @@ def test_sum_over_a_unit_axis_with_keepdims_is_dropped() -> None:
     assert result.rewrites == {"drop_unit_reduce": 1} and _ops(cleaned) == Counter({"Neg": 1})
     x = np.random.default_rng(5).normal(size=(4, 1, 3)).astype(np.float32)
     np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])
+
+
+def _cin_conv(bias_shape: tuple[int, ...] = (1, 4, 1), strides: int = 1) -> Any:
+    """tf2onnx's conv1d + BiasAdd in xDeepFM's CIN: a [D, N, C] tensor read as NCHW through a
+    Transpose, a 1x1 Conv, a Squeeze of the height axis and a [1, C_out, 1] bias Add."""
+    rng = np.random.default_rng(6)
+    nodes = [
+        helper.make_node("Unsqueeze", ["r", "zero"], ["z"]),
+        helper.make_node("Transpose", ["z"], ["nchw"], perm=[2, 3, 0, 1]),
+        helper.make_node(
+            "Conv", ["nchw", "w"], ["conv"], kernel_shape=[1, 1], strides=[1, strides]
+        ),
+        helper.make_node("Squeeze", ["conv", "two"], ["squeezed"]),
+        helper.make_node("Add", ["squeezed", "b"], ["biased"]),
+        helper.make_node("Relu", ["biased"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [_vi("r", F, [3, "n", 6])],
+        [_vi("y", F, ["n", 4, "w_out"])],
+        {
+            "zero": np.array([0], np.int64),
+            "two": np.array([2], np.int64),
+            "w": rng.normal(size=(4, 6, 1, 1)).astype(np.float32),
+            "b": rng.normal(size=bias_shape).astype(np.float32),
+        },
+    )
+
+
+def test_pointwise_conv_with_its_bias_becomes_a_matmul() -> None:
+    model = _cin_conv()
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"fold_conv_channel_bias": 1, "conv1x1_to_matmul": 1}
+    ops = _ops(cleaned)
+    assert ops["Conv"] == 0 and ops["MatMul"] == 1 and ops["Transpose"] == 1
+    r = np.random.default_rng(7).normal(size=(3, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(_run(cleaned, {"r": r})[0], _run(model, {"r": r})[0], atol=1e-6)
+
+
+def test_strided_conv_and_a_bias_along_the_width_are_kept() -> None:
+    cleaned, result = optimize_onnx(_cin_conv(strides=2), strict=True)
+    assert result.rewrites == {"fold_conv_channel_bias": 1}  # the bias still folds
+    assert _ops(cleaned)["Conv"] == 1
+    cleaned, result = optimize_onnx(_cin_conv(bias_shape=(1, 1, 3)), strict=True)
+    assert result.rewrites == {"conv1x1_to_matmul": 1}  # a bias per position is no Conv bias
+    assert _ops(cleaned)["Add"] == 1
+
+
+def _stacked_columns(pieces: int, stack_axis: int = 0) -> Any:
+    """DeepCTR's CIN: ``tf.split(x, D, 2)`` stacked again by a list ``tf.matmul``."""
+    outs = [f"col{i}" for i in range(pieces)]
+    nodes = [helper.make_node("Split", ["x", "sizes"], outs, axis=2)]
+    nodes += [helper.make_node("Unsqueeze", [o, "zero"], [f"{o}_1"]) for o in outs]
+    nodes.append(helper.make_node("Concat", [f"{o}_1" for o in outs], ["y"], axis=stack_axis))
+    return _model(
+        nodes,
+        [_vi("x", F, ["n", 3, 4])],
+        [_vi("y", F, ["a", "n", 3, "b"])],
+        {"sizes": np.array([4 // pieces] * pieces, np.int64), "zero": np.array([0], np.int64)},
+    )
+
+
+def test_split_into_columns_and_stacked_becomes_a_transpose() -> None:
+    model = _stacked_columns(4)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"split_stack_to_transpose": 1}
+    assert _ops(cleaned) == Counter({"Transpose": 1, "Unsqueeze": 1})  # 0 Split, 0 Concat left
+    x = np.random.default_rng(8).normal(size=(5, 3, 4)).astype(np.float32)
+    got = _run(cleaned, {"x": x})[0]
+    assert got.shape == (4, 5, 3, 1)
+    np.testing.assert_array_equal(got, _run(model, {"x": x})[0])
+
+
+def test_split_into_wider_pieces_or_stacked_on_another_axis_is_kept() -> None:
+    for model in (_stacked_columns(2), _stacked_columns(4, stack_axis=3)):
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert result.rewrites == {} and _ops(cleaned)["Split"] == 1
