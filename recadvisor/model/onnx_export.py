@@ -225,11 +225,17 @@ def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
     return span == table.size or resolve_const(graph, find.input[2]) is not None
 
 
-def _one_value_column(graph: ModelGraph, tensor: str) -> bool:
-    """Whether ``tensor`` is a signature input of shape ``[N, 1]`` (through Identity nodes)."""
+def _input_shape(graph: ModelGraph, tensor: str) -> tuple[int | None, ...] | None:
+    """The signature shape of ``tensor`` when it is a signature input (through Identity
+    nodes), else None."""
     src = source_through(graph.nodes, tensor, ("Identity",))
     key = next((k for k, v in graph.input_nodes.items() if v == src), None)
-    shape = graph.signature.inputs[key].shape if key is not None else None
+    return graph.signature.inputs[key].shape if key is not None else None
+
+
+def _one_value_column(graph: ModelGraph, tensor: str) -> bool:
+    """Whether ``tensor`` is a signature input of shape ``[N, 1]`` (through Identity nodes)."""
+    shape = _input_shape(graph, tensor)
     return shape is not None and len(shape) == 2 and shape[1] == 1
 
 
@@ -525,6 +531,114 @@ def _lower_one_hot(graph_def: Any, node: Any, names: set[str]) -> None:
     safe = reserve_name(names, f"{node.name}/onnx_indices")
     add_node(graph_def, safe, "SelectV2", [negative, depth, idx], T=f"dtype:{dtype}")
     node.input[0] = safe
+
+
+def _through_identity(graph: ModelGraph, tensor: str) -> str:
+    """``tensor`` as ``node:i``, followed up through Identity nodes."""
+    current = canonical_tensor(tensor)
+    for _ in range(64):
+        node = graph.nodes.get(node_name(current))
+        if node is None or node.op != "Identity" or not node.input:
+            break
+        current = canonical_tensor(node.input[0])
+    return current
+
+
+def _shape_length(graph: ModelGraph, tensor: str) -> int | None:
+    """How many dimensions the shape vector ``tensor`` holds, when the graph says: ``Shape`` of
+    a signature input of known rank, a cross's ``dense_shape`` (2), a constant."""
+    source = _through_identity(graph, tensor)
+    node = graph.nodes.get(node_name(source))
+    if node is None:
+        return None
+    if node.op in CROSS_OPS:
+        return 2 if source.endswith(":2") else None
+    if node.op == "Shape":
+        shape = _input_shape(graph, node.input[0])
+        return len(shape) if shape is not None else None
+    value = resolve_const(graph, source)
+    return None if value is None else int(np.asarray(value).size)
+
+
+def _const_list(graph: ModelGraph, tensor: str) -> list[int] | None:
+    value = resolve_const(graph, tensor)
+    return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _keeps_2d_shape(graph: ModelGraph, node: Any) -> bool:
+    """Whether ``SparseReshape(indices, shape, new_shape)`` maps a 2-D shape onto itself:
+    ``new_shape = [prod(shape[0:1]), shape[1]]``, as ``safe_embedding_lookup_sparse`` writes it
+    for 2-D ids (every embedding column's ids)."""
+    shape = _through_identity(graph, node.input[1])
+    pack = graph.nodes.get(node_name(_through_identity(graph, node.input[2])))
+    if _shape_length(graph, shape) != 2 or pack is None or pack.op != "Pack":
+        return False
+    parts = [graph.nodes.get(node_name(_through_identity(graph, i))) for i in pack.input]
+    if len(parts) != 2 or pack.attr["axis"].i != 0 or None in parts:
+        return False
+    prod, gather = parts
+    if prod.op != "Prod" or prod.attr["keep_dims"].b or gather.op != "GatherV2":
+        return False
+    head = graph.nodes.get(node_name(_through_identity(graph, prod.input[0])))
+    return (
+        head is not None
+        and head.op == "Slice"
+        and _through_identity(graph, head.input[0]) == shape
+        and _const_list(graph, head.input[1]) == [0]
+        and _const_list(graph, head.input[2]) == [1]
+        and _const_list(graph, prod.input[1]) in ([0], [-1])
+        and _through_identity(graph, gather.input[0]) == shape
+        and _const_list(graph, gather.input[1]) == [1]
+        and _const_list(graph, gather.input[2]) == [0]
+    )
+
+
+def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> bool:
+    """``SparseReshape`` without tf2onnx's division by its dimensions (exact).
+
+    tf2onnx's ``SparseReshape`` divides by the product of the dimensions (to infer a ``-1`` and
+    to split the flat indices), so onnxruntime stops ("Integer division by zero") on a shape
+    holding a 0: ``safe_embedding_lookup_sparse`` reshapes the ids of an embedding column, and
+    over a crossed column their width is 0 in a batch where no row has a crossed value (a
+    one-row request with an empty multi-valued feature), over any column in an empty batch.
+
+    A reshape of a 2-D shape onto itself (see :func:`_keeps_2d_shape`) is dropped: its readers
+    read its inputs (and ~20 ONNX nodes go). Any other keeps the node with the zero dimensions
+    of both shapes raised to 1: a shape with a zero dimension holds no entry, so the (empty)
+    output indices stay as they are, and nothing changes where no dimension is 0; its output
+    shape is computed beside it, ``new_shape`` with a ``-1`` set to ``prod(shape) / prod(the
+    other dimensions)``.
+
+    Returns:
+        True when the node was dropped (nothing reads it any more).
+    """
+    if _keeps_2d_shape(graph, graph.nodes[node.name]):
+        for out, tensor in ((0, node.input[0]), (1, node.input[1])):
+            rewire(graph_def, f"{node.name}:{out}", tensor)
+        rewire(graph_def, node.name, node.input[0])
+        return True
+    make = _NodeMaker(graph_def, names, node.name)
+    shape, new_shape = node.input[1], node.input[2]
+    one, zero = make.const("one", 1, np.int64), make.const("zero", 0, np.int64)
+    axis0 = make.const("axis0", 0, np.int32)
+
+    def prod(suffix: str, x: str) -> str:
+        return make.op(
+            suffix, "Prod", [x, axis0], T="dtype:int64", Tidx="dtype:int32", keep_dims=False
+        )
+
+    inferred = make.i64("inferred", "Less", [new_shape, zero])
+    known = make.i64(
+        "known", "SelectV2", [inferred, make.i64("ones", "OnesLike", [new_shape]), new_shape]
+    )
+    known_size = make.i64("known_size", "Maximum", [prod("known_prod", known), one])
+    missing = make.i64("missing", "FloorDiv", [prod("size", shape), known_size])
+    output_shape = make.i64("output_shape", "SelectV2", [inferred, missing, new_shape])
+    rewire(graph_def, f"{node.name}:1", output_shape)
+    raised_new = make.i64("raised_new_shape", "Maximum", [new_shape, one])
+    node.input[1] = make.i64("raised_shape", "Maximum", [shape, one])
+    node.input[2] = make.i64("raised", "SelectV2", [inferred, new_shape, raised_new])
+    return False
 
 
 class _NodeMaker:
@@ -1137,6 +1251,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     names = {n.name for n in gd.node}
     lowered: Counter[str] = Counter()
     table_refs: set[str] = set()
+    unread: set[str] = set()  # nodes whose readers were moved to their inputs
     for node in list(gd.node):
         if node.op == "Bucketize":
             _lower_bucketize(gd, node, names)
@@ -1144,6 +1259,10 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
         elif node.op == "OneHot":
             _lower_one_hot(gd, node, names)
             lowered["OneHot"] += 1
+        elif node.op == "SparseReshape":
+            if _lower_sparse_reshape(graph, gd, node, names):
+                unread.add(node.name)
+            lowered["SparseReshape"] += 1
         elif node.op in UNARY_LOWERINGS:
             lowered[node.op] += 1
             _lower_unary(gd, node, names)
@@ -1176,7 +1295,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     if self_reshapes:
         lowered["Reshape"] += self_reshapes
     crosses = {n.name for n in gd.node if n.op in CROSS_OPS and lowered.get(n.op)}
-    remove_if_unread(gd, table_refs | crosses, protected_nodes(graph))
+    remove_if_unread(gd, table_refs | crosses | unread, protected_nodes(graph))
     present = {n.name for n in gd.node}
     tables = {k: v for k, v in graph.tables.items() if k in present}
     return graph.replace(graph_def=gd, tables=tables), dict(lowered)
