@@ -25,9 +25,12 @@ lookup tables. So :func:`export_onnx`
    reduction: opset 18), exact; ``SparseSegmentSum``/``SparseSegmentMean`` of float data (a
    feature column's embedding combiner; tf2onnx sorts and deduplicates the ids with ``TopK``
    and ``Unique``) -> a gather and a ``TensorScatterAdd`` (divided by the row count, at least
-   1); and a ``Reshape`` of ``x`` to its own dims is dropped (tf2onnx
+   1); a ``Reshape`` of ``x`` to its own dims is dropped (tf2onnx
    would merge it, as ``Reshape(x, [0, 0, c])``, with the reshape that made ``x``, and the 0s
-   would then copy the wrong dims);
+   would then copy the wrong dims); and ``SparseReshape``, which tf2onnx writes as divisions
+   by the shapes' dimensions, is dropped where it maps a 2-D shape onto itself (every
+   embedding column's ids) and otherwise fed shapes without zeros
+   (:func:`_lower_sparse_reshape`), so an empty crossed column does not stop onnxruntime;
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
    keys), then cleans up what tf2onnx leaves (:mod:`recadvisor.model.onnx_optimize`);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
