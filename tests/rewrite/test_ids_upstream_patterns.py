@@ -29,7 +29,9 @@ from recadvisor.rewrite.pipeline import run_pipeline
 from recadvisor.tfimport import import_tf
 from tests.rewrite.fixtures_contract import ContractModel, max_abs_diff
 from tests.rewrite.fixtures_patterns import (
+    bucketized_crosses_feeds,
     deepctr_hash,
+    feature_bucketized_crosses,
     feature_column_feeds,
     feature_columns,
     feature_cross,
@@ -328,6 +330,32 @@ def test_crossed_multi_valued_columns(tmp_path: Path) -> None:
     assert find_onnx_blockers(result.graph) == []
     onnx = _check_everywhere(model, result, tmp_path, multi_valued_cross_feeds(40, seed=13))
     assert onnx.lowered["SparseCross"] == 2 and "SparseCross" not in onnx.onnx_ops
+
+
+def test_three_column_and_two_bucket_crosses(tmp_path: Path) -> None:
+    """``city`` x ``hist`` x ``age`` (a dense column after two sparse ones), ``tags`` [N,3] x a
+    bucketized ``prices`` [N,2] (two bucket ids a row) into an embedding, ``hist`` x ``age``:
+    string-free and exact everywhere, also for a one-row request with no history (its crosses
+    with ``hist`` are empty: ``[1, 0]``)."""
+    from recadvisor.bench import OnnxRunner
+
+    model = feature_bucketized_crosses()
+    result = _upstream(model)
+    assert {e.input_key: e.kind for e in result.encodings} == {
+        "hist": "vocabulary",
+        "tags": "fingerprint64",
+        "city": "fingerprint64",
+    }
+    _string_free(result.graph)
+    assert result.graph.op_counts()["SparseCross"] == 3
+    onnx = _check_everywhere(model, result, tmp_path, bucketized_crosses_feeds(40, seed=14))
+    assert onnx.lowered["SparseCross"] == 3 and "SparseCross" not in onnx.onnx_ops
+    runner = OnnxRunner(tmp_path / "model.onnx")
+    request = {k: v[5:6].copy() for k, v in bucketized_crosses_feeds(8, seed=15).items()}
+    request["hist"][:] = ""
+    encoded = encode_feeds(result.encodings, request)
+    original = model.run_original(request)
+    assert max_abs_diff(runner.run(runner.prepare(encoded)), original) <= 1e-5
 
 
 def test_sparse_string_cross_matches_tensorflow_entry_for_entry(tmp_path: Path) -> None:
