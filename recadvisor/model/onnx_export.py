@@ -69,7 +69,12 @@ from recadvisor.model.edits import (
 )
 from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
 from recadvisor.model.onnx_optimize import OnnxCleanupDict
-from recadvisor.model.queries import CROSS_OPS, static_shapes
+from recadvisor.model.queries import (
+    CROSS_OPS,
+    sparse_reshape_to_own_2d,
+    static_shapes,
+    tensor_through,
+)
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
@@ -536,21 +541,10 @@ def _lower_one_hot(graph_def: Any, node: Any, names: set[str]) -> None:
     node.input[0] = safe
 
 
-def _through_identity(graph: ModelGraph, tensor: str) -> str:
-    """``tensor`` as ``node:i``, followed up through Identity nodes."""
-    current = canonical_tensor(tensor)
-    for _ in range(64):
-        node = graph.nodes.get(node_name(current))
-        if node is None or node.op != "Identity" or not node.input:
-            break
-        current = canonical_tensor(node.input[0])
-    return current
-
-
 def _shape_length(graph: ModelGraph, tensor: str) -> int | None:
     """How many dimensions the shape vector ``tensor`` holds, when the graph says: ``Shape`` of
     a signature input of known rank, a cross's ``dense_shape`` (2), a constant."""
-    source = _through_identity(graph, tensor)
+    source = tensor_through(graph, tensor)
     node = graph.nodes.get(node_name(source))
     if node is None:
         return None
@@ -563,39 +557,6 @@ def _shape_length(graph: ModelGraph, tensor: str) -> int | None:
     return None if value is None else int(np.asarray(value).size)
 
 
-def _const_list(graph: ModelGraph, tensor: str) -> list[int] | None:
-    value = resolve_const(graph, tensor)
-    return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
-
-
-def _keeps_2d_shape(graph: ModelGraph, node: Any) -> bool:
-    """Whether ``SparseReshape(indices, shape, new_shape)`` maps a 2-D shape onto itself:
-    ``new_shape = [prod(shape[0:1]), shape[1]]``, as ``safe_embedding_lookup_sparse`` writes it
-    for 2-D ids (every embedding column's ids)."""
-    shape = _through_identity(graph, node.input[1])
-    pack = graph.nodes.get(node_name(_through_identity(graph, node.input[2])))
-    if _shape_length(graph, shape) != 2 or pack is None or pack.op != "Pack":
-        return False
-    parts = [graph.nodes.get(node_name(_through_identity(graph, i))) for i in pack.input]
-    if len(parts) != 2 or pack.attr["axis"].i != 0 or None in parts:
-        return False
-    prod, gather = parts
-    if prod.op != "Prod" or prod.attr["keep_dims"].b or gather.op != "GatherV2":
-        return False
-    head = graph.nodes.get(node_name(_through_identity(graph, prod.input[0])))
-    return (
-        head is not None
-        and head.op == "Slice"
-        and _through_identity(graph, head.input[0]) == shape
-        and _const_list(graph, head.input[1]) == [0]
-        and _const_list(graph, head.input[2]) == [1]
-        and _const_list(graph, prod.input[1]) in ([0], [-1])
-        and _through_identity(graph, gather.input[0]) == shape
-        and _const_list(graph, gather.input[1]) == [1]
-        and _const_list(graph, gather.input[2]) == [0]
-    )
-
-
 def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> bool:
     """``SparseReshape`` without tf2onnx's division by its dimensions (exact).
 
@@ -605,17 +566,19 @@ def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: s
     over a crossed column their width is 0 in a batch where no row has a crossed value (a
     one-row request with an empty multi-valued feature), over any column in an empty batch.
 
-    A reshape of a 2-D shape onto itself (see :func:`_keeps_2d_shape`) is dropped: its readers
-    read its inputs (and ~20 ONNX nodes go). Any other keeps the node with the zero dimensions
-    of both shapes raised to 1: a shape with a zero dimension holds no entry, so the (empty)
-    output indices stay as they are, and nothing changes where no dimension is 0; its output
-    shape is computed beside it, ``new_shape`` with a ``-1`` set to ``prod(shape) / prod(the
-    other dimensions)``.
+    A reshape of 2-D ids onto their own shape (``safe_embedding_lookup_sparse``'s, see
+    :func:`~recadvisor.model.queries.sparse_reshape_to_own_2d`, the shape's length known) is
+    dropped: its readers read its inputs (and ~20 ONNX nodes go). Any other keeps the node with
+    the zero dimensions of both shapes raised to 1: a shape with a zero dimension holds no
+    entry, so the (empty) output indices stay as they are, and nothing changes where no
+    dimension is 0; its output shape is computed beside it, ``new_shape`` with a ``-1`` set to
+    ``prod(shape) / prod(the other dimensions)``.
 
     Returns:
         True when the node was dropped (nothing reads it any more).
     """
-    if _keeps_2d_shape(graph, graph.nodes[node.name]):
+    original = graph.nodes[node.name]
+    if sparse_reshape_to_own_2d(graph, original) and _shape_length(graph, original.input[1]) == 2:
         for out, tensor in ((0, node.input[0]), (1, node.input[1])):
             rewire(graph_def, f"{node.name}:{out}", tensor)
         rewire(graph_def, node.name, node.input[0])
