@@ -25,9 +25,12 @@ lookup tables. So :func:`export_onnx`
    reduction: opset 18), exact; ``SparseSegmentSum``/``SparseSegmentMean`` of float data (a
    feature column's embedding combiner; tf2onnx sorts and deduplicates the ids with ``TopK``
    and ``Unique``) -> a gather and a ``TensorScatterAdd`` (divided by the row count, at least
-   1); and a ``Reshape`` of ``x`` to its own dims is dropped (tf2onnx
+   1); a ``Reshape`` of ``x`` to its own dims is dropped (tf2onnx
    would merge it, as ``Reshape(x, [0, 0, c])``, with the reshape that made ``x``, and the 0s
-   would then copy the wrong dims);
+   would then copy the wrong dims); and ``SparseReshape``, which tf2onnx writes as divisions
+   by the shapes' dimensions, is dropped where it maps a 2-D shape onto itself (every
+   embedding column's ids) and otherwise fed shapes without zeros
+   (:func:`_lower_sparse_reshape`), so an empty crossed column does not stop onnxruntime;
 3. converts with ``tf2onnx.convert.from_graph_def`` (inputs and outputs named by their signature
    keys), then cleans up what tf2onnx leaves (:mod:`recadvisor.model.onnx_optimize`);
 4. runs the original graph (TensorFlow) and the ONNX model (onnxruntime) on the sample feeds and
@@ -66,7 +69,12 @@ from recadvisor.model.edits import (
 )
 from recadvisor.model.graph import STRING_OPS, TABLE_OPS, ModelGraph, node_name, source_through
 from recadvisor.model.onnx_optimize import OnnxCleanupDict
-from recadvisor.model.queries import CROSS_OPS, static_shapes
+from recadvisor.model.queries import (
+    CROSS_OPS,
+    sparse_reshape_to_own_2d,
+    static_shapes,
+    tensor_through,
+)
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
@@ -225,11 +233,17 @@ def _lowerable_table(graph: ModelGraph, find: Any) -> bool:
     return span == table.size or resolve_const(graph, find.input[2]) is not None
 
 
-def _one_value_column(graph: ModelGraph, tensor: str) -> bool:
-    """Whether ``tensor`` is a signature input of shape ``[N, 1]`` (through Identity nodes)."""
+def _input_shape(graph: ModelGraph, tensor: str) -> tuple[int | None, ...] | None:
+    """The signature shape of ``tensor`` when it is a signature input (through Identity
+    nodes), else None."""
     src = source_through(graph.nodes, tensor, ("Identity",))
     key = next((k for k, v in graph.input_nodes.items() if v == src), None)
-    shape = graph.signature.inputs[key].shape if key is not None else None
+    return graph.signature.inputs[key].shape if key is not None else None
+
+
+def _one_value_column(graph: ModelGraph, tensor: str) -> bool:
+    """Whether ``tensor`` is a signature input of shape ``[N, 1]`` (through Identity nodes)."""
+    shape = _input_shape(graph, tensor)
     return shape is not None and len(shape) == 2 and shape[1] == 1
 
 
@@ -525,6 +539,72 @@ def _lower_one_hot(graph_def: Any, node: Any, names: set[str]) -> None:
     safe = reserve_name(names, f"{node.name}/onnx_indices")
     add_node(graph_def, safe, "SelectV2", [negative, depth, idx], T=f"dtype:{dtype}")
     node.input[0] = safe
+
+
+def _shape_length(graph: ModelGraph, tensor: str) -> int | None:
+    """How many dimensions the shape vector ``tensor`` holds, when the graph says: ``Shape`` of
+    a signature input of known rank, a cross's ``dense_shape`` (2), a constant."""
+    source = tensor_through(graph, tensor)
+    node = graph.nodes.get(node_name(source))
+    if node is None:
+        return None
+    if node.op in CROSS_OPS:
+        return 2 if source.endswith(":2") else None
+    if node.op == "Shape":
+        shape = _input_shape(graph, node.input[0])
+        return len(shape) if shape is not None else None
+    value = resolve_const(graph, source)
+    return None if value is None else int(np.asarray(value).size)
+
+
+def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> bool:
+    """``SparseReshape`` without tf2onnx's division by its dimensions (exact).
+
+    tf2onnx's ``SparseReshape`` divides by the product of the dimensions (to infer a ``-1`` and
+    to split the flat indices), so onnxruntime stops ("Integer division by zero") on a shape
+    holding a 0: ``safe_embedding_lookup_sparse`` reshapes the ids of an embedding column, and
+    over a crossed column their width is 0 in a batch where no row has a crossed value (a
+    one-row request with an empty multi-valued feature), over any column in an empty batch.
+
+    A reshape of 2-D ids onto their own shape (``safe_embedding_lookup_sparse``'s, see
+    :func:`~recadvisor.model.queries.sparse_reshape_to_own_2d`, the shape's length known) is
+    dropped: its readers read its inputs (and ~20 ONNX nodes go). Any other keeps the node with
+    the zero dimensions of both shapes raised to 1: a shape with a zero dimension holds no
+    entry, so the (empty) output indices stay as they are, and nothing changes where no
+    dimension is 0; its output shape is computed beside it, ``new_shape`` with a ``-1`` set to
+    ``prod(shape) / prod(the other dimensions)``.
+
+    Returns:
+        True when the node was dropped (nothing reads it any more).
+    """
+    original = graph.nodes[node.name]
+    if sparse_reshape_to_own_2d(graph, original) and _shape_length(graph, original.input[1]) == 2:
+        for out, tensor in ((0, node.input[0]), (1, node.input[1])):
+            rewire(graph_def, f"{node.name}:{out}", tensor)
+        rewire(graph_def, node.name, node.input[0])
+        return True
+    make = _NodeMaker(graph_def, names, node.name)
+    shape, new_shape = node.input[1], node.input[2]
+    one, zero = make.const("one", 1, np.int64), make.const("zero", 0, np.int64)
+    axis0 = make.const("axis0", 0, np.int32)
+
+    def prod(suffix: str, x: str) -> str:
+        return make.op(
+            suffix, "Prod", [x, axis0], T="dtype:int64", Tidx="dtype:int32", keep_dims=False
+        )
+
+    inferred = make.i64("inferred", "Less", [new_shape, zero])
+    known = make.i64(
+        "known", "SelectV2", [inferred, make.i64("ones", "OnesLike", [new_shape]), new_shape]
+    )
+    known_size = make.i64("known_size", "Maximum", [prod("known_prod", known), one])
+    missing = make.i64("missing", "FloorDiv", [prod("size", shape), known_size])
+    output_shape = make.i64("output_shape", "SelectV2", [inferred, missing, new_shape])
+    rewire(graph_def, f"{node.name}:1", output_shape)
+    raised_new = make.i64("raised_new_shape", "Maximum", [new_shape, one])
+    node.input[1] = make.i64("raised_shape", "Maximum", [shape, one])
+    node.input[2] = make.i64("raised", "SelectV2", [inferred, new_shape, raised_new])
+    return False
 
 
 class _NodeMaker:
@@ -1137,6 +1217,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     names = {n.name for n in gd.node}
     lowered: Counter[str] = Counter()
     table_refs: set[str] = set()
+    unread: set[str] = set()  # nodes whose readers were moved to their inputs
     for node in list(gd.node):
         if node.op == "Bucketize":
             _lower_bucketize(gd, node, names)
@@ -1144,6 +1225,10 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
         elif node.op == "OneHot":
             _lower_one_hot(gd, node, names)
             lowered["OneHot"] += 1
+        elif node.op == "SparseReshape":
+            if _lower_sparse_reshape(graph, gd, node, names):
+                unread.add(node.name)
+            lowered["SparseReshape"] += 1
         elif node.op in UNARY_LOWERINGS:
             lowered[node.op] += 1
             _lower_unary(gd, node, names)
@@ -1176,7 +1261,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     if self_reshapes:
         lowered["Reshape"] += self_reshapes
     crosses = {n.name for n in gd.node if n.op in CROSS_OPS and lowered.get(n.op)}
-    remove_if_unread(gd, table_refs | crosses, protected_nodes(graph))
+    remove_if_unread(gd, table_refs | crosses | unread, protected_nodes(graph))
     present = {n.name for n in gd.node}
     tables = {k: v for k, v in graph.tables.items() if k in present}
     return graph.replace(graph_def=gd, tables=tables), dict(lowered)

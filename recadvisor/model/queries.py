@@ -16,7 +16,9 @@ the ONNX lowering (``model/`` imports neither ``rewrite/`` nor ``analysis/``; th
 * :func:`embedding_tables`: every constant read as the params of a gather, with each gather, its
   ids tensor, the inputs feeding it and the node that makes the ids (hash, lookup, input);
   :func:`rewritable_tables` narrows them to the tables a pass can edit in place.
-* :func:`static_shapes`: TensorFlow's static shape of every node's first output.
+* :func:`static_shapes`: TensorFlow's static shape of every node's first output;
+  :func:`shape_element` / :func:`sparse_reshape_to_own_2d`: which element of a shape vector a
+  scalar reads, and a ``SparseReshape`` of 2-D ids onto their own shape.
 """
 
 from __future__ import annotations
@@ -203,6 +205,80 @@ def gather_axis(graph: ModelGraph, gather: Any) -> int | None:
         return None
     axis = np.asarray(import_tf().make_ndarray(src.attr["value"].tensor)).reshape(-1)
     return int(axis[0]) if axis.size == 1 else None
+
+
+def _const_value(graph: ModelGraph, tensor: str) -> np.ndarray | None:
+    """A constant's value (through Identity), else None."""
+    src = graph.nodes.get(trace_back(graph, tensor, IDENTITY_OPS))
+    if src is None or src.op != "Const":
+        return None
+    return np.asarray(import_tf().make_ndarray(src.attr["value"].tensor))
+
+
+def _const_ints(graph: ModelGraph, tensor: str) -> list[int] | None:
+    """A constant integer tensor's values as a flat list, else None."""
+    value = _const_value(graph, tensor)
+    if value is None or value.dtype.kind not in "iu":
+        return None
+    return [int(v) for v in value.reshape(-1)]
+
+
+def tensor_through(graph: ModelGraph, tensor: str, through: frozenset[str] = IDENTITY_OPS) -> str:
+    """``tensor`` as ``node:i``, followed up through ``through`` ops' first input (unlike
+    :func:`trace_back`, the output index is kept)."""
+    current = canonical_tensor(tensor)
+    for _ in range(256):
+        node = graph.nodes.get(node_name(current))
+        if node is None or node.op not in through or not node.input:
+            break
+        current = canonical_tensor(node.input[0])
+    return current
+
+
+def shape_element(graph: ModelGraph, tensor: str, shape: str) -> int | None:
+    """Which element of the shape vector ``shape`` the scalar ``tensor`` is (through Identity
+    and Cast): ``shape[k]`` by ``GatherV2`` or a shrinking ``StridedSlice``, or element 0 as
+    ``Prod(Slice(shape, [0], [1]))``; else None."""
+    through = IDENTITY_OPS | {"Cast"}
+    shape = tensor_through(graph, shape, through)
+    node = graph.nodes.get(node_name(tensor_through(graph, tensor, through)))
+    if node is None or len(node.input) < 2:
+        return None
+    if node.op == "Prod" and _const_ints(graph, node.input[1]) == [0]:
+        part = graph.nodes.get(node_name(tensor_through(graph, node.input[0], through)))
+        if part is None or part.op != "Slice" or len(part.input) < 3:
+            return None
+        begin, size = (_const_ints(graph, i) for i in part.input[1:3])
+        same = tensor_through(graph, part.input[0], through) == shape
+        return 0 if same and begin == [0] and size == [1] and not node.attr["keep_dims"].b else None
+    if tensor_through(graph, node.input[0], through) != shape:
+        return None
+    if node.op == "GatherV2" and len(node.input) >= 3:
+        k = _const_value(graph, node.input[1])
+        scalar = k is not None and k.ndim == 0 and k.dtype.kind in "iu"
+        if not scalar or node.attr["batch_dims"].i != 0 or _const_ints(graph, node.input[2]) != [0]:
+            return None
+        return int(k)
+    if node.op == "StridedSlice" and node.attr["shrink_axis_mask"].i == 1:
+        begin, end, stride = (_const_ints(graph, i) for i in node.input[1:4])
+        masks = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask")
+        if any(node.attr[m].i for m in masks) or stride != [1] or not begin or len(begin) != 1:
+            return None
+        return begin[0] if end == [begin[0] + 1] else None
+    return None
+
+
+def sparse_reshape_to_own_2d(graph: ModelGraph, node: Any) -> bool:
+    """Whether ``SparseReshape(indices, shape, new_shape)`` has ``new_shape = [shape[0],
+    shape[1]]``, each read from its own ``shape`` input (:func:`shape_element`), as
+    ``safe_embedding_lookup_sparse`` flattens the leading dimensions of 2-D ids: when ``shape``
+    has two elements, it returns its inputs unchanged."""
+    if node.op != "SparseReshape" or len(node.input) < 3:
+        return False
+    pack = graph.nodes.get(node_name(tensor_through(graph, node.input[2], IDENTITY_OPS | {"Cast"})))
+    if pack is None or pack.op != "Pack" or int(pack.attr["N"].i) != 2:
+        return False
+    return [shape_element(graph, i, node.input[1]) for i in pack.input[:2]] == [0, 1]
 
 
 @dataclass(frozen=True)

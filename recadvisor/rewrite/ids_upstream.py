@@ -90,12 +90,12 @@ from recadvisor.model.graph import (
     canonical_tensor,
     is_control_input,
     node_name,
-    source_through,
 )
 from recadvisor.model.queries import (
     CROSS_OPS,
     IDENTITY_OPS,
     VALUE_SELECTING_OPS,
+    sparse_reshape_to_own_2d,
     walk_passthrough,
 )
 from recadvisor.model.spec import SignatureSpec, TensorInfo
@@ -876,38 +876,6 @@ def _token_graph(graph: ModelGraph, key: str, split_name: str) -> ModelGraph:
     )
 
 
-def _const_list(graph: ModelGraph, tensor: str) -> Any:
-    value = resolve_const(graph, tensor)
-    return None if value is None else np.asarray(value).tolist()
-
-
-def _dim_read(graph: ModelGraph, tensor: str, shape: str) -> int | None:
-    """Which element of the 2-element ``shape`` tensor ``tensor`` is: ``shape[k]`` by
-    ``GatherV2`` / ``StridedSlice`` (shrink), or ``Prod(Slice(shape, [0], [1]))``; else None."""
-    node = graph.nodes.get(source_through(graph.nodes, tensor, ("Identity", "Cast")))
-    if node is None or len(node.input) < 2:
-        return None
-    if node.op == "Prod" and _const_list(graph, node.input[1]) in (0, [0]):
-        part = graph.nodes.get(node_name(node.input[0]))
-        if part is None or part.op != "Slice" or len(part.input) < 3:
-            return None
-        begin, size = (_const_list(graph, i) for i in part.input[1:3])
-        same = canonical_tensor(part.input[0]) == canonical_tensor(shape)
-        return 0 if same and begin == [0] and size == [1] else None
-    if canonical_tensor(node.input[0]) != canonical_tensor(shape):
-        return None
-    if node.op == "GatherV2" and len(node.input) == 3:
-        k = _const_list(graph, node.input[1])
-        return k if isinstance(k, int) and _const_list(graph, node.input[2]) == 0 else None
-    if node.op == "StridedSlice" and node.attr["shrink_axis_mask"].i == 1:
-        begin, end, stride = (_const_list(graph, i) for i in node.input[1:4])
-        masks = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask")
-        if any(node.attr[m].i for m in masks) or stride != [1] or not begin or len(begin) != 1:
-            return None
-        return begin[0] if end == [begin[0] + 1] else None
-    return None
-
-
 def _bypass_same_shape_reshapes(graph: ModelGraph, indices: str, shape: str) -> ModelGraph:
     """Bypass each ``SparseReshape`` of the rebuilt split to ``[prod(shape[:1]), shape[1]]``,
     its own shape (``safe_embedding_lookup_sparse`` flattens the leading dimensions so): it
@@ -921,10 +889,7 @@ def _bypass_same_shape_reshapes(graph: ModelGraph, indices: str, shape: str) -> 
             canonical_tensor(shape),
         ]:
             continue
-        pack = graph.nodes.get(source_through(graph.nodes, node.input[2], ("Identity", "Cast")))
-        if pack is None or pack.op != "Pack" or int(pack.attr["N"].i) != 2:
-            continue
-        if [_dim_read(graph, i, shape) for i in pack.input[:2]] == [0, 1]:
+        if sparse_reshape_to_own_2d(graph, node):
             same.append(reader)
     if not same:
         return graph

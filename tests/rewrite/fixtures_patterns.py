@@ -476,9 +476,9 @@ def int_sparse_cross() -> ContractModel:
     return _finish(path, {"codes": codes, "level": level, **sent})
 
 
-def sparse_cross_feeds(n_rows: int = N_ROWS, seed: int = 10) -> dict[str, np.ndarray]:
-    """Raw inputs for ``feature_sparse_cross``: histories with empty slots (gaps too), rows with
-    no value at all, out-of-vocabulary items, ages and prices across every bucket."""
+def bucketized_crosses_feeds(n_rows: int = N_ROWS, seed: int = 10) -> dict[str, np.ndarray]:
+    """Raw inputs for ``feature_bucketized_crosses``: histories with empty slots (gaps too),
+    rows with no value at all, out-of-vocabulary items, ages and prices across every bucket."""
     rng = np.random.default_rng(seed)
     hist = _strings(rng, (n_rows, 4), [*ITEMS[:6], "", "", "zzz", "ü日本"])
     hist[:4] = ""  # no history: no cross for these rows
@@ -493,11 +493,12 @@ def sparse_cross_feeds(n_rows: int = N_ROWS, seed: int = 10) -> dict[str, np.nda
 
 
 @cache
-def feature_sparse_cross() -> ContractModel:
-    """``crossed_column`` over sparse columns (tf-keras ``DenseFeatures``): a multi-valued
+def feature_bucketized_crosses() -> ContractModel:
+    """``crossed_column`` over bucketized columns (tf-keras ``DenseFeatures``): a multi-valued
     ``[N, 4]`` vocabulary column (``hist``, ``""`` ignored, 2 OOV buckets) x a bucketized
-    ``age`` (indicator); the raw ``[N, 3]`` ``tags`` x a bucketized ``[N, 2]`` ``prices``
-    (embedding, mean); ``city`` x ``hist`` x ``age`` (three columns, indicator)."""
+    ``age`` (indicator); the raw ``[N, 3]`` ``tags`` x a bucketized ``[N, 2]`` ``prices`` (two
+    buckets a row, the tiled bucketized indices; embedding, mean); ``city`` x ``hist`` x
+    ``age`` (three columns, one dense, indicator)."""
     tf = import_tf()
     fc = tf.feature_column
     hist = fc.categorical_column_with_vocabulary_list("hist", ITEMS[:8], num_oov_buckets=2)
@@ -516,85 +517,5 @@ def feature_sparse_cross() -> ContractModel:
         "age": (1, tf.int64),
         "prices": (2, tf.float32),
     }
-    path = _save_tf_keras(columns, specs, "feature_sparse_cross")
-    return _finish(path, sparse_cross_feeds())
-
-
-def _cross_outputs_model(name: str, specs: dict[str, Any], cross: Any) -> Path:
-    """Save a ``tf.Module`` whose signature returns the hashed cross ``cross(features)`` as
-    ``indices`` / ``values`` / ``dense_shape`` plus a ``score`` read through an embedding."""
-    tf = import_tf()
-    module = tf.Module()
-    module.emb = tf.Variable(np.random.default_rng(9).normal(size=(50, 2)).astype(np.float32))
-
-    @tf.function(input_signature=[specs])
-    def serve(f: dict) -> dict:
-        sp = cross(f)
-        ids = tf.sparse.to_dense(sp, default_value=-1)
-        rows = tf.gather(module.emb, tf.maximum(ids, 0)) * tf.cast(ids >= 0, tf.float32)[..., None]
-        return {
-            "indices": sp.indices,
-            "values": sp.values,
-            "dense_shape": sp.dense_shape,
-            "score": tf.reduce_sum(rows, axis=[1, 2]),
-        }
-
-    module.serve = serve
-    path = _TMP / name
-    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
-    return path
-
-
-@cache
-def sparse_string_cross() -> ContractModel:
-    """A hand-written hashed cross whose outputs are the signature's: ``hist`` ``[N, 4]``
-    strings made sparse like ``to_sparse_input`` (``Where(hist != "")``, ``GatherNd``) x
-    ``shop`` ``[N, 1]`` int64 x ``day`` ``[N, 2]`` int64 (a dense multi-valued column)."""
-    tf = import_tf()
-    specs = {
-        "hist": tf.TensorSpec([None, 4], tf.string, name="hist"),
-        "shop": tf.TensorSpec([None, 1], tf.int64, name="shop"),
-        "day": tf.TensorSpec([None, 2], tf.int64, name="day"),
-    }
-
-    def cross(f: dict) -> Any:
-        x = f["hist"]
-        where = tf.where(tf.not_equal(x, ""))
-        sp = tf.SparseTensor(where, tf.gather_nd(x, where), tf.shape(x, out_type=tf.int64))
-        return tf.sparse.cross_hashed([sp, f["shop"], f["day"]], num_buckets=50, hash_key=77)
-
-    rng = np.random.default_rng(11)
-    hist = _strings(rng, (N_ROWS, 4), ["", "", "a", "b", "ü日本", "x" * 40])
-    hist[:3] = ""
-    feeds = {
-        "hist": hist,
-        "shop": rng.choice([3, -1, 2**40, 0], (N_ROWS, 1)).astype(np.int64),
-        "day": rng.integers(-3, 7, (N_ROWS, 2)).astype(np.int64),
-    }
-    return _finish(_cross_outputs_model("sparse_string_cross", specs, cross), feeds)
-
-
-@cache
-def client_sparse_cross() -> ContractModel:
-    """The negative case: the client sends a sparse column itself (``ids_indices`` ``[nnz, 2]``,
-    ``ids_values``, ``ids_shape``) and it is crossed with ``shop``: nothing proves its
-    indices are in row-major order, which the cross's output order depends on."""
-    tf = import_tf()
-    specs = {
-        "ids_indices": tf.TensorSpec([None, 2], tf.int64, name="ids_indices"),
-        "ids_values": tf.TensorSpec([None], tf.int64, name="ids_values"),
-        "ids_shape": tf.TensorSpec([2], tf.int64, name="ids_shape"),
-        "shop": tf.TensorSpec([None, 1], tf.int64, name="shop"),
-    }
-
-    def cross(f: dict) -> Any:
-        sp = tf.SparseTensor(f["ids_indices"], f["ids_values"], f["ids_shape"])
-        return tf.sparse.cross_hashed([sp, f["shop"]], num_buckets=50)
-
-    feeds = {
-        "ids_indices": np.array([[0, 0], [0, 1], [2, 0]], np.int64),
-        "ids_values": np.array([4, 9, 4], np.int64),
-        "ids_shape": np.array([3, 2], np.int64),
-        "shop": np.array([[1], [2], [3]], np.int64),
-    }
-    return _finish(_cross_outputs_model("client_sparse_cross", specs, cross), feeds)
+    path = _save_tf_keras(columns, specs, "feature_bucketized_crosses")
+    return _finish(path, bucketized_crosses_feeds())

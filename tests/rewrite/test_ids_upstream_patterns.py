@@ -29,7 +29,9 @@ from recadvisor.rewrite.pipeline import run_pipeline
 from recadvisor.tfimport import import_tf
 from tests.rewrite.fixtures_contract import ContractModel, max_abs_diff
 from tests.rewrite.fixtures_patterns import (
+    bucketized_crosses_feeds,
     deepctr_hash,
+    feature_bucketized_crosses,
     feature_column_feeds,
     feature_columns,
     feature_cross,
@@ -330,6 +332,32 @@ def test_crossed_multi_valued_columns(tmp_path: Path) -> None:
     assert onnx.lowered["SparseCross"] == 2 and "SparseCross" not in onnx.onnx_ops
 
 
+def test_three_column_and_two_bucket_crosses(tmp_path: Path) -> None:
+    """``city`` x ``hist`` x ``age`` (a dense column after two sparse ones), ``tags`` [N,3] x a
+    bucketized ``prices`` [N,2] (two bucket ids a row) into an embedding, ``hist`` x ``age``:
+    string-free and exact everywhere, also for a one-row request with no history (its crosses
+    with ``hist`` are empty: ``[1, 0]``)."""
+    from recadvisor.bench import OnnxRunner
+
+    model = feature_bucketized_crosses()
+    result = _upstream(model)
+    assert {e.input_key: e.kind for e in result.encodings} == {
+        "hist": "vocabulary",
+        "tags": "fingerprint64",
+        "city": "fingerprint64",
+    }
+    _string_free(result.graph)
+    assert result.graph.op_counts()["SparseCross"] == 3
+    onnx = _check_everywhere(model, result, tmp_path, bucketized_crosses_feeds(40, seed=14))
+    assert onnx.lowered["SparseCross"] == 3 and "SparseCross" not in onnx.onnx_ops
+    runner = OnnxRunner(tmp_path / "model.onnx")
+    request = {k: v[5:6].copy() for k, v in bucketized_crosses_feeds(8, seed=15).items()}
+    request["hist"][:] = ""
+    encoded = encode_feeds(result.encodings, request)
+    original = model.run_original(request)
+    assert max_abs_diff(runner.run(runner.prepare(encoded)), original) <= 1e-5
+
+
 def test_sparse_string_cross_matches_tensorflow_entry_for_entry(tmp_path: Path) -> None:
     """``tf.sparse.cross_hashed`` of a sparse string column (``""`` dropped), a sparse int64
     column and a dense one: the string column is sent as Fingerprint64 ids, ``""`` as its
@@ -346,16 +374,13 @@ def test_sparse_string_cross_matches_tensorflow_entry_for_entry(tmp_path: Path) 
     assert onnx.lowered["SparseCross"] == 1
     runner = OnnxRunner(tmp_path / "model.onnx")
     empty = {k: v[:3] for k, v in model.feeds.items()}  # rows without a tag: nothing crossed
-    runs = [
-        (model.feeds, runner.run(runner.prepare(encode_feeds(result.encodings, model.feeds)))),
-        # (onnxruntime cannot run this batch: tf2onnx's SparseReshape divides by the [3, 0]
-        # shape's product in safe_embedding_lookup_sparse)
-        (empty, GraphRunner(result.graph)(encode_feeds(result.encodings, empty))),
-    ]
-    for feeds, got in runs:
+    for feeds in (model.feeds, empty):  # the [3, 0] cross: see test_onnx_sparse_reshape
         original = model.run_original(feeds)
-        for key in ("indices", "values", "dense_shape"):
-            assert np.array_equal(np.asarray(got[key]), original[key]), key
+        encoded = encode_feeds(result.encodings, feeds)
+        for got in (GraphRunner(result.graph)(encoded), runner.run(runner.prepare(encoded))):
+            for key in ("indices", "values", "dense_shape"):
+                assert np.array_equal(np.asarray(got[key]), original[key]), key
+            assert np.allclose(np.asarray(got["score"]), original["score"], atol=1e-6)
     assert model.run_original(empty)["dense_shape"].tolist() == [3, 0]
 
 
