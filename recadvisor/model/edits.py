@@ -319,3 +319,37 @@ def set_gather_params(graph_def: Any, gather_name: str, new_params: str, params_
             n.attr["Tparams"].type = tf_dtype_enum(params_dtype)
             return
     raise RewriteError(f"internal: gather '{gather_name}' not found")
+
+
+class NodeMaker:
+    """Adds nodes named ``{base}/onnx_{suffix}`` to a GraphDef (one lowered node's helpers)."""
+
+    def __init__(self, graph_def: Any, names: set[str], base: str) -> None:
+        self.graph_def, self.names, self.base = graph_def, names, base
+
+    def fresh(self, suffix: str) -> str:
+        """A new node name under the base."""
+        return reserve_name(self.names, f"{self.base}/onnx_{suffix}")
+
+    def const(self, suffix: str, value: Any, dtype: Any) -> str:
+        """A ``Const`` holding ``value`` as ``dtype``."""
+        name = self.fresh(suffix)
+        add_const(self.graph_def, name, np.array(value, dtype))
+        return name
+
+    def op(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
+        """A node of type ``kind`` (``attrs`` as :func:`add_node` takes them)."""
+        name = self.fresh(suffix)
+        add_node(self.graph_def, name, kind, inputs, **attrs)
+        return name
+
+    def i64(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
+        """An int64 node with a ``T`` attribute (``Add``, ``Gather``'s params, ...)."""
+        return self.op(suffix, kind, inputs, T="dtype:int64", **attrs)
+
+    def cumsum(self, suffix: str, x: str, exclusive: bool) -> str:
+        """The running sum of an int64 vector (``exclusive``: of the entries before each)."""
+        axis = self.const("axis0", 0, np.int32)
+        return self.i64(
+            suffix, "Cumsum", [x, axis], Tidx="dtype:int32", exclusive=exclusive, reverse=False
+        )

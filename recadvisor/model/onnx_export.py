@@ -19,7 +19,9 @@ lookup tables. So :func:`export_onnx`
    arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``: opset 18), bit-exact; a
    cross of sparse or multi-valued columns first enumerates the kernel's Cartesian product per
    row in its order (:func:`_lower_sparse_cross`);
-   ``SegmentMax``/``SegmentMin`` (a
+   an embedding column's sparse pooling (``SparseFillEmptyRows``, ``SparseSegmentMean``...
+   over ids taken from a dense tensor) -> a dense masked reduction
+   (:mod:`recadvisor.model.sparse_pooling`); ``SegmentMax``/``SegmentMin`` (a
    feature column's sequence length; tf2onnx's handler fails on integers and gives ``-inf``
    for an empty segment) -> a ``TensorScatterMax``/``Min`` (ONNX ``ScatterND`` with a
    reduction: opset 18), exact; ``SparseSegmentSum``/``SparseSegmentMean`` of float data (a
@@ -56,6 +58,7 @@ import numpy as np
 
 from recadvisor.errors import ExportError, OutputExistsError
 from recadvisor.model.edits import (
+    NodeMaker,
     add_cast,
     add_const,
     add_gather,
@@ -76,6 +79,7 @@ from recadvisor.model.queries import (
     tensor_through,
 )
 from recadvisor.model.runtime import GraphRunner
+from recadvisor.model.sparse_pooling import fuse_sparse_poolings
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
 
@@ -583,7 +587,7 @@ def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: s
             rewire(graph_def, f"{node.name}:{out}", tensor)
         rewire(graph_def, node.name, node.input[0])
         return True
-    make = _NodeMaker(graph_def, names, node.name)
+    make = NodeMaker(graph_def, names, node.name)
     shape, new_shape = node.input[1], node.input[2]
     one, zero = make.const("one", 1, np.int64), make.const("zero", 0, np.int64)
     axis0 = make.const("axis0", 0, np.int32)
@@ -607,41 +611,7 @@ def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: s
     return False
 
 
-class _NodeMaker:
-    """Adds nodes named ``{base}/onnx_{suffix}`` to a GraphDef (one lowered node's helpers)."""
-
-    def __init__(self, graph_def: Any, names: set[str], base: str) -> None:
-        self.graph_def, self.names, self.base = graph_def, names, base
-
-    def fresh(self, suffix: str) -> str:
-        """A new node name under the base."""
-        return reserve_name(self.names, f"{self.base}/onnx_{suffix}")
-
-    def const(self, suffix: str, value: Any, dtype: Any) -> str:
-        """A ``Const`` holding ``value`` as ``dtype``."""
-        name = self.fresh(suffix)
-        add_const(self.graph_def, name, np.array(value, dtype))
-        return name
-
-    def op(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
-        """A node of type ``kind`` (``attrs`` as :func:`add_node` takes them)."""
-        name = self.fresh(suffix)
-        add_node(self.graph_def, name, kind, inputs, **attrs)
-        return name
-
-    def i64(self, suffix: str, kind: str, inputs: list[str], **attrs: Any) -> str:
-        """An int64 node with a ``T`` attribute (``Add``, ``Gather``'s params, ...)."""
-        return self.op(suffix, kind, inputs, T="dtype:int64", **attrs)
-
-    def cumsum(self, suffix: str, x: str, exclusive: bool) -> str:
-        """The running sum of an int64 vector (``exclusive``: of the entries before each)."""
-        axis = self.const("axis0", 0, np.int32)
-        return self.i64(
-            suffix, "Cumsum", [x, axis], Tidx="dtype:int32", exclusive=exclusive, reverse=False
-        )
-
-
-def _cross_hash(make: _NodeMaker, node: Any, columns: list[str]) -> str:
+def _cross_hash(make: NodeMaker, node: Any, columns: list[str]) -> str:
     """The hashed cross values of aligned flat int64 columns (one value each per output entry).
 
     TensorFlow's kernel: ``h = hash_key``; per column ``h = FingerprintCat64(h, value)``;
@@ -680,7 +650,7 @@ def _cross_hash(make: _NodeMaker, node: Any, columns: list[str]) -> str:
     return make.op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
 
 
-def _slice(make: _NodeMaker, suffix: str, vector: str, begin: int, end: int) -> str:
+def _slice(make: NodeMaker, suffix: str, vector: str, begin: int, end: int) -> str:
     """``vector[begin:end]`` of an int64 vector (``end`` may count from the end)."""
     return make.i64(
         suffix,
@@ -700,7 +670,7 @@ def _slice(make: _NodeMaker, suffix: str, vector: str, begin: int, end: int) -> 
     )
 
 
-def _element(make: _NodeMaker, suffix: str, vector: str, index: int) -> str:
+def _element(make: NodeMaker, suffix: str, vector: str, index: int) -> str:
     """``vector[index]`` of an int64 vector, as a scalar."""
     return make.i64(
         suffix,
@@ -710,7 +680,7 @@ def _element(make: _NodeMaker, suffix: str, vector: str, index: int) -> str:
     )
 
 
-def _shape_of(make: _NodeMaker, x: str) -> str:
+def _shape_of(make: NodeMaker, x: str) -> str:
     return make.op("shape_of", "Shape", [x], T="dtype:int64", out_type="dtype:int64")
 
 
@@ -727,7 +697,7 @@ def _lower_cross(graph_def: Any, node: Any, names: set[str]) -> None:
 
     One value per row, so the sparse output is ``indices [[i, 0]]``, ``shape [N, 1]``.
     """
-    make = _NodeMaker(graph_def, names, node.name)
+    make = NodeMaker(graph_def, names, node.name)
     flat = make.const("flat", [-1], np.int32)
     columns = [
         make.i64("flat", "Reshape", [column, flat], Tshape="dtype:int32")
@@ -753,7 +723,7 @@ class _CrossColumn:
     values: str  # [nnz] int64
 
 
-def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: str) -> _CrossColumn:
+def _sparse_column(make: NodeMaker, indices: str, values: str, n: str, zeros: str) -> _CrossColumn:
     """A sparse column's per-row value counts, as the kernel reads them.
 
     The kernel walks the rows ``0..N-1`` once and takes, for each, the run of entries at the
@@ -809,7 +779,7 @@ def _sparse_column(make: _NodeMaker, indices: str, values: str, n: str, zeros: s
     return _CrossColumn(counts, make.cumsum("starts", counts, exclusive=True), values)
 
 
-def _dense_column(make: _NodeMaker, dense: str, row_ids: str) -> _CrossColumn:
+def _dense_column(make: NodeMaker, dense: str, row_ids: str) -> _CrossColumn:
     """A dense ``[N, W]`` column: ``W`` values in every row, row-major."""
     width = _element(make, "width", _shape_of(make, dense), 1)
     counts = make.i64("counts", "AddV2", [make.i64("zeros", "ZerosLike", [row_ids]), width])
@@ -832,7 +802,7 @@ def _lower_sparse_cross(graph_def: Any, node: Any, names: set[str]) -> None:
     ``values_i[start_i(b) + j_i]``, the entry's position in its row the mixed-radix number of
     ``(j_1..j_K)`` over the row's counts. The grid holds ``N * prod(max counts)`` booleans.
     """
-    make = _NodeMaker(graph_def, names, node.name)
+    make = NodeMaker(graph_def, names, node.name)
     n_sparse = len(node.attr["sparse_types"].list.type)
     inputs = [i for i in node.input if not i.startswith("^")]
     indices, values = inputs[:n_sparse], inputs[n_sparse : 2 * n_sparse]
@@ -938,7 +908,7 @@ class _SegmentLayout:
 
 
 def _segment_layout(
-    build: _NodeMaker, data: str, ids: str, ids_dtype: str, dtype: str
+    build: NodeMaker, data: str, ids: str, ids_dtype: str, dtype: str
 ) -> _SegmentLayout:
     """Add the nodes of :class:`_SegmentLayout` (no ids give 0 segments, like TensorFlow)."""
     const, op = build.const, build.op
@@ -973,7 +943,7 @@ def _lower_sparse_segment(graph_def: Any, node: Any, names: set[str]) -> None:
     kernel up to float reassociation."""
     dtype = _dtype_name(node.attr["T"].type)
     np_dtype = np.dtype(dtype)
-    build = _NodeMaker(graph_def, names, node.name)
+    build = NodeMaker(graph_def, names, node.name)
     const, op = build.const, build.op
     data, indices, ids = node.input[0], node.input[1], node.input[2]
     idx_dtype = _dtype_name(node.attr["Tidx"].type) if "Tidx" in node.attr else "int32"
@@ -1046,7 +1016,7 @@ def _lower_segment_reduce(graph_def: Any, node: Any, names: set[str]) -> None:
     data, ids = node.input[0], node.input[1]
     ids_dtype = _dtype_name(node.attr["Tindices"].type) if "Tindices" in node.attr else "int32"
 
-    build = _NodeMaker(graph_def, names, node.name)
+    build = NodeMaker(graph_def, names, node.name)
     const, op = build.const, build.op
 
     i64, t = "dtype:int64", f"dtype:{dtype}"
@@ -1074,7 +1044,7 @@ def _lower_unsorted_segment_sum(graph_def: Any, node: Any, names: set[str]) -> N
     np_dtype = np.dtype(dtype)
     ids_dtype = _dtype_name(node.attr["Tindices"].type)
     n_dtype = _dtype_name(node.attr["Tnumsegments"].type)
-    make = _NodeMaker(graph_def, names, node.name)
+    make = NodeMaker(graph_def, names, node.name)
     const, op = make.const, make.op
     i64, t = "dtype:int64", f"dtype:{dtype}"
     data, ids, num = node.input[0], node.input[1], node.input[2]
@@ -1213,9 +1183,12 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     Returns:
         (the lowered graph, op type -> nodes lowered).
     """
+    lowered: Counter[str] = Counter()
+    graph, fused = fuse_sparse_poolings(graph)
+    if fused:
+        lowered["SparseSegmentPooling"] = fused
     gd = graph.copy_graph_def()
     names = {n.name for n in gd.node}
-    lowered: Counter[str] = Counter()
     table_refs: set[str] = set()
     unread: set[str] = set()  # nodes whose readers were moved to their inputs
     for node in list(gd.node):

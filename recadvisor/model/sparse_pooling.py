@@ -1,0 +1,573 @@
+"""Feature-column embedding pooling as a dense masked reduction (an ONNX lowering).
+
+Every feature column's ``embedding_column`` (and ``tf.nn.safe_embedding_lookup_sparse`` in
+TF1 code) pools ids that ``to_sparse_input`` took from a dense tensor ``x``::
+
+    indices = Where(NotEqual(x, ignore));  values = f(GatherNd(x, indices))
+    SparseReshape(...) onto [R, C]              # R rows of C consecutive entries of x
+    keep = Where(values >= 0)                   # _prune_invalid_ids
+    ids, rows, empty = SparseFillEmptyRows(indices[keep], values[keep], [R, C], 0)
+    pooled = SparseSegmentMean(params, ids, rows[:, 0])    # Sum / SqrtN; maybe via Unique
+    out = Select(empty, 0, pooled)
+
+where ``f`` is the ids' element-wise transforms (a hash's ``mod``, a lowered vocabulary or
+integer table, a mask sentinel mapped back). Entry by entry that is the dense masked reduction
+
+    valid = NotEqual(x, ignore) & (f(x) >= 0)
+    rows = Gather(params, where(valid, f(x), 0)) * valid[..., None]
+    out = Reshape(Sum(rows, C axes) / max(Sum(valid, C axes), 1), [-1, D])
+
+(``sqrt`` of the count for SqrtN, no division for Sum; an empty row sums to 0, as the
+``Select`` makes it), with the C axes the trailing axes of ``x`` whose product is ``C``. The
+reshapes are followed symbolically (each dimension a product of ``x``'s axes), so ``[N, K]``
+ids pooled per row (``C = K``) and a sequence column's ``[N, T]`` ids reshaped to ``[N, T, 1]``
+then ``[N * T, 1]`` (``C = 1``: no reduction) are both recognised. tf2onnx turns the sparse form
+into ~65 ONNX nodes per column (``NonZero``, ``GatherND``, ``ScatterND``, the fill's padding
+and sorting); the dense form is ~12, and the same sums up to float reassociation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recadvisor.model.edits import (
+    NodeMaker,
+    canonical_tensor,
+    protected_nodes,
+    remove_if_unread,
+    resolve_const,
+    rewire,
+)
+from recadvisor.model.graph import ModelGraph, is_control_input, node_name
+from recadvisor.model.queries import IDENTITY_OPS, static_shapes, tensor_through
+
+POOLING_OPS = frozenset({"SparseSegmentSum", "SparseSegmentMean", "SparseSegmentSqrtN"})
+# Element-wise ops an id transform may use between GatherNd(x, indices) and the pooled ids
+# (scalar constants beside them broadcast the same way over [M] values and over x).
+ELEMENTWISE_ID_OPS = frozenset(
+    {
+        "Identity",
+        "Cast",
+        "Equal",
+        "NotEqual",
+        "Less",
+        "LessEqual",
+        "Greater",
+        "GreaterEqual",
+        "SelectV2",
+        "Add",
+        "AddV2",
+        "Sub",
+        "Mul",
+        "FloorMod",
+        "FloorDiv",
+        "Minimum",
+        "Maximum",
+        "Neg",
+        "Abs",
+        "LogicalAnd",
+        "LogicalOr",
+        "LogicalNot",
+        "BitwiseAnd",
+        "BitwiseOr",
+        "BitwiseXor",
+        "LeftShift",
+        "RightShift",
+        "Bucketize",
+    }
+)
+TABLE_FIND = "LookupTableFindV2"
+_THROUGH = IDENTITY_OPS | {"Cast"}
+
+# One dimension of a shape vector, symbolically: (constant factor, x's axes multiplied in).
+_Dim = tuple[int, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class SparsePooling:
+    """One ``safe_embedding_lookup_sparse`` over ids taken from a dense tensor.
+
+    Attributes:
+        select: the ``Select`` node whose output is the pooled ``[R, D]`` tensor.
+        combiner: ``SparseSegmentSum``, ``SparseSegmentMean`` or ``SparseSegmentSqrtN``.
+        params: the embedding table tensor (``[V, D]``).
+        dim: ``D``.
+        float_dtype: the table's dtype name.
+        ids_dtype: the ids' dtype name.
+        mask: ``NotEqual(x, ignore)``, the entries ``to_sparse_input`` kept.
+        x: the dense ids tensor.
+        gather_nd: the ``GatherNd(x, Where(mask))`` node.
+        values: the pooled ids before pruning (``f(GatherNd(...))``).
+        chain: the nodes of ``f``, in graph order.
+        pooled_axes: the axes of ``x`` pooled into one row (empty: one entry per row).
+    """
+
+    select: str
+    combiner: str
+    params: str
+    dim: int
+    float_dtype: str
+    ids_dtype: str
+    mask: str
+    x: str
+    gather_nd: str
+    values: str
+    chain: tuple[str, ...]
+    pooled_axes: tuple[int, ...]
+
+
+def _dtype(node: Any, attr: str) -> str:
+    from recadvisor.tfimport import import_tf
+
+    return import_tf().dtypes.as_dtype(node.attr[attr].type).name
+
+
+def _times(a: _Dim, b: _Dim) -> _Dim:
+    return a[0] * b[0], tuple(sorted(a[1] + b[1]))
+
+
+def _const_ints(graph: ModelGraph, tensor: str) -> np.ndarray | None:
+    value = resolve_const(graph, tensor)
+    if value is None or value.dtype.kind not in "iu":
+        return None
+    return np.asarray(value).astype(np.int64)
+
+
+class _ShapeAlgebra:
+    """Evaluates small shape computations (``Shape``, slices, ``Prod``, ``Pack``...) as
+    products of ``x``'s axes. A vector is a list of dims, a scalar one dim."""
+
+    def __init__(self, graph: ModelGraph, x: str, rank: int) -> None:
+        self.graph, self.x, self.rank = graph, x, rank
+        self.known: dict[str, list[_Dim]] = {}
+
+    def vector(self, tensor: str) -> list[_Dim] | None:
+        value = self.value(tensor)
+        return value if isinstance(value, list) else None
+
+    def value(self, tensor: str, depth: int = 0) -> list[_Dim] | _Dim | None:  # noqa: C901, PLR0911, PLR0912
+        tensor = tensor_through(self.graph, tensor, _THROUGH)
+        if tensor in self.known:
+            return self.known[tensor]
+        node = self.graph.nodes.get(node_name(tensor))
+        if node is None or depth > 32 or not tensor.endswith(":0"):
+            return None
+        ints = _const_ints(self.graph, tensor)
+        if ints is not None:
+            if ints.ndim == 0:
+                return int(ints), ()
+            return [(int(v), ()) for v in ints.ravel()] if ints.ndim == 1 else None
+        args = [i for i in node.input if not is_control_input(i)]
+        if node.op == "Shape":
+            if canonical_tensor(tensor_through(self.graph, args[0])) != self.x:
+                return None
+            return [(1, (axis,)) for axis in range(self.rank)]
+        if node.op == "Pack":
+            parts = [self.value(i, depth + 1) for i in args]
+            if node.attr["axis"].i != 0 or not all(isinstance(p, tuple) for p in parts):
+                return None
+            return list(parts)  # type: ignore[arg-type]
+        if node.op == "ConcatV2":
+            pieces = [self.value(i, depth + 1) for i in args[:-1]]
+            if not all(isinstance(p, list) for p in pieces):
+                return None
+            return [d for p in pieces for d in p]  # type: ignore[union-attr]
+        source = self.value(args[0], depth + 1) if args else None
+        if not isinstance(source, list):
+            return None
+        if node.op == "Prod":
+            axis = _const_ints(self.graph, args[1])
+            if axis is None or axis.ravel().tolist() != [0]:
+                return None
+            product: _Dim = (1, ())
+            for d in source:
+                product = _times(product, d)
+            return [product] if node.attr["keep_dims"].b else product
+        if node.op == "GatherV2":
+            index, axis = _const_ints(self.graph, args[1]), _const_ints(self.graph, args[2])
+            if index is None or axis is None or int(axis) != 0 or node.attr["batch_dims"].i:
+                return None
+            picked = [source[int(i)] for i in index.ravel() if -len(source) <= i < len(source)]
+            if len(picked) != index.size:
+                return None
+            return picked[0] if index.ndim == 0 else picked
+        if node.op == "Slice":
+            begin, size = _const_ints(self.graph, args[1]), _const_ints(self.graph, args[2])
+            if begin is None or size is None or begin.size != 1 or size.size != 1:
+                return None
+            start = int(begin[0])
+            stop = len(source) if int(size[0]) < 0 else start + int(size[0])
+            return source[start:stop] if 0 <= start <= stop <= len(source) else None
+        if node.op == "StridedSlice":
+            return self._strided(node, args, source)
+        return None
+
+    def _strided(self, node: Any, args: list[str], source: list[_Dim]) -> list[_Dim] | _Dim | None:
+        begin, end, stride = (_const_ints(self.graph, i) for i in args[1:4])
+        if begin is None or end is None or stride is None or begin.size != 1 or stride[0] != 1:
+            return None
+        if node.attr["ellipsis_mask"].i or node.attr["new_axis_mask"].i:
+            return None
+        n = len(source)
+        start = 0 if node.attr["begin_mask"].i & 1 else int(begin[0])
+        start = start + n if start < 0 else start
+        if node.attr["shrink_axis_mask"].i & 1:
+            return source[start] if 0 <= start < n else None
+        stop = n if node.attr["end_mask"].i & 1 else int(end[0])
+        stop = stop + n if stop < 0 else stop
+        return source[start:stop] if 0 <= start <= stop <= n else None
+
+    def reshaped(self, shape: list[_Dim], new_shape: list[_Dim]) -> list[_Dim] | None:
+        """``SparseReshape``'s output shape: ``new_shape`` with a ``-1`` inferred."""
+        total: _Dim = (1, ())
+        for d in shape:
+            total = _times(total, d)
+        inferred = [i for i, d in enumerate(new_shape) if d == (-1, ())]
+        if len(inferred) > 1 or any(d[0] < 0 for i, d in enumerate(new_shape) if i not in inferred):
+            return None
+        if not inferred:
+            return new_shape
+        known: _Dim = (1, ())
+        for i, d in enumerate(new_shape):
+            if i != inferred[0]:
+                known = _times(known, d)
+        rest = list(total[1])
+        for axis in known[1]:
+            if axis not in rest:
+                return None
+            rest.remove(axis)
+        if known[0] == 0 or total[0] % known[0]:
+            return None
+        out = list(new_shape)
+        out[inferred[0]] = (total[0] // known[0], tuple(rest))
+        return out
+
+
+def _node(graph: ModelGraph, tensor: str, op: str | frozenset[str]) -> Any:
+    node = graph.nodes.get(node_name(tensor_through(graph, tensor)))
+    ops = frozenset({op}) if isinstance(op, str) else op
+    return node if node is not None and node.op in ops else None
+
+
+def _is_zero(graph: ModelGraph, tensor: str) -> bool:
+    value = resolve_const(graph, tensor)
+    return value is not None and value.size == 1 and float(value.ravel()[0]) == 0.0
+
+
+def _row_ids(graph: ModelGraph, tensor: str, fill: str) -> bool:
+    """Whether ``tensor`` is ``fill_indices[:, 0]`` (a shrinking ``StridedSlice``)."""
+    node = _node(graph, tensor, "StridedSlice")
+    if node is None or canonical_tensor(node.input[0]) != f"{fill}:0":
+        return False
+    begin, end, stride = (_const_ints(graph, i) for i in node.input[1:4])
+    if begin is None or end is None or stride is None:
+        return False
+    shrink = node.attr["shrink_axis_mask"].i
+    column0 = begin.tolist() == [0, 0] and end.tolist() == [0, 1] and stride.tolist() == [1, 1]
+    other_masks = node.attr["ellipsis_mask"].i or node.attr["new_axis_mask"].i
+    return column0 and shrink == 2 and not other_masks and node.attr["begin_mask"].i & 1 == 1
+
+
+def _pooled_params(graph: ModelGraph, segment: Any, fill: str) -> str | None:
+    """The table a pooling reads at the fill's ids: directly, or through ``Unique`` and a
+    gather of the unique rows (``embedding_lookup_sparse`` on a variable)."""
+    ids = canonical_tensor(tensor_through(graph, segment.input[1]))
+    if ids == f"{fill}:1":
+        return segment.input[0]
+    unique = graph.nodes.get(node_name(ids))
+    if unique is None or unique.op != "Unique" or not ids.endswith(":1"):
+        return None
+    if canonical_tensor(tensor_through(graph, unique.input[0])) != f"{fill}:1":
+        return None
+    gather = _node(graph, segment.input[0], "GatherV2")
+    if gather is None or canonical_tensor(tensor_through(graph, gather.input[1])) != (
+        f"{unique.name}:0"
+    ):
+        return None
+    axis = _const_ints(graph, gather.input[2])
+    return gather.input[0] if axis is not None and int(axis) == 0 else None
+
+
+def _select_reader(graph: ModelGraph, fill: Any) -> tuple[Any, Any] | None:
+    """The ``Select(Tile(Reshape(empty_rows)), ZerosLike(pooled), pooled)`` after a fill, and
+    the pooling node."""
+    for reshape_name in graph.consumers.get(fill.name, []):
+        reshape = graph.nodes[reshape_name]
+        if reshape.op != "Reshape" or canonical_tensor(reshape.input[0]) != f"{fill.name}:2":
+            continue
+        for tile_name in graph.consumers.get(reshape_name, []):
+            tile = graph.nodes[tile_name]
+            if tile.op != "Tile":
+                continue
+            for select_name in graph.consumers.get(tile_name, []):
+                select = graph.nodes[select_name]
+                if select.op not in ("Select", "SelectV2") or node_name(select.input[0]) != (
+                    tile_name
+                ):
+                    continue
+                segment = _node(graph, select.input[2], POOLING_OPS)
+                zeros = _node(graph, select.input[1], "ZerosLike")
+                if segment is None or zeros is None:
+                    continue
+                if node_name(tensor_through(graph, zeros.input[0])) != segment.name:
+                    continue
+                if _row_ids(graph, segment.input[2], fill.name):
+                    return select, segment
+    return None
+
+
+def _sparse_origin(
+    graph: ModelGraph, indices: str, shape: str
+) -> tuple[Any, list[Any], str] | None:
+    """Follow ``(indices, shape)`` back through ``SparseReshape`` nodes to
+    ``(Where(mask), Shape(x))``: (the mask node, the reshapes outer first, x)."""
+    reshapes: list[Any] = []
+    for _ in range(8):
+        node = graph.nodes.get(node_name(tensor_through(graph, indices)))
+        if node is None:
+            return None
+        if node.op == "SparseReshape":
+            same = canonical_tensor(tensor_through(graph, shape, _THROUGH)) == f"{node.name}:1"
+            if not same or canonical_tensor(tensor_through(graph, indices)) != f"{node.name}:0":
+                return None
+            reshapes.append(node)
+            indices, shape = node.input[0], node.input[1]
+            continue
+        if node.op != "Where":
+            return None
+        mask = _node(graph, node.input[0], "NotEqual")
+        shape_node = _node(graph, tensor_through(graph, shape, _THROUGH), "Shape")
+        if mask is None or shape_node is None:
+            return None
+        x = canonical_tensor(tensor_through(graph, mask.input[0]))
+        ignore = resolve_const(graph, mask.input[1])
+        if ignore is None or ignore.size != 1:
+            return None
+        if canonical_tensor(tensor_through(graph, shape_node.input[0])) != x:
+            return None
+        return mask, reshapes[::-1], x
+    return None
+
+
+def _id_chain(graph: ModelGraph, gather_nd: str, values: str) -> list[str] | None:
+    """The element-wise nodes from ``GatherNd``'s output to ``values`` (graph order), or None
+    when anything else is on the way or beside it (only scalar constants, and a table's
+    handle and constant default, may feed it from outside)."""
+    target = node_name(values)
+    if canonical_tensor(values) == f"{gather_nd}:0":
+        return []
+    ahead = graph.ancestors([target], control=False)
+    chain: set[str] = set()
+    frontier = [gather_nd]
+    while frontier:
+        current = frontier.pop()
+        for reader in graph.consumers.get(current, []):
+            if reader in ahead and reader not in chain:
+                chain.add(reader)
+                frontier.append(reader)
+    if target not in chain or not values.endswith(":0"):
+        return None
+    inside = chain | {gather_nd}
+    for name in chain:
+        node = graph.nodes[name]
+        if node.op not in ELEMENTWISE_ID_OPS and node.op != TABLE_FIND:
+            return None
+        for pos, inp in enumerate(node.input):
+            if is_control_input(inp):
+                continue
+            if node_name(inp) in inside:
+                if not canonical_tensor(inp).endswith(":0"):
+                    return None
+                continue
+            if node.op == TABLE_FIND and pos == 0:
+                continue  # the table handle
+            value = resolve_const(graph, inp)
+            if value is None or value.size != 1 or value.ndim > 1:
+                return None
+    order = {name: i for i, name in enumerate(graph.topological_order())}
+    return sorted(chain, key=order.__getitem__)
+
+
+def _match(graph: ModelGraph, fill: Any, ranks: dict[str, int | None]) -> SparsePooling | None:
+    if len(fill.input) < 4 or not _is_zero(graph, fill.input[3]):
+        return None
+    index_gather = _node(graph, fill.input[0], "GatherV2")
+    value_gather = _node(graph, fill.input[1], "GatherV2")
+    if index_gather is None or value_gather is None:
+        return None
+    keep = canonical_tensor(tensor_through(graph, index_gather.input[1]))
+    if canonical_tensor(tensor_through(graph, value_gather.input[1])) != keep:
+        return None
+    if not all(_is_zero(graph, g.input[2]) for g in (index_gather, value_gather)):
+        return None
+    values = canonical_tensor(tensor_through(graph, value_gather.input[0]))
+    flat = _node(graph, keep, "Reshape")
+    where = _node(graph, flat.input[0], "Where") if flat is not None else None
+    nonneg = _node(graph, where.input[0], "GreaterEqual") if where is not None else None
+    if nonneg is None or canonical_tensor(tensor_through(graph, nonneg.input[0])) != values:
+        return None
+    if not _is_zero(graph, nonneg.input[1]):
+        return None
+    reader = _select_reader(graph, fill)
+    origin = _sparse_origin(graph, index_gather.input[0], fill.input[2])
+    if reader is None or origin is None:
+        return None
+    select, segment = reader
+    mask, reshapes, x = origin
+    params = _pooled_params(graph, segment, fill.name)
+    rank = ranks.get(node_name(x)) if x.endswith(":0") else None
+    if params is None or not rank:
+        return None
+    algebra = _ShapeAlgebra(graph, x, rank)
+    shape: list[_Dim] | None = [(1, (axis,)) for axis in range(rank)]
+    for reshape in reshapes:
+        new_shape = algebra.vector(reshape.input[2])
+        shape = algebra.reshaped(shape, new_shape) if new_shape is not None else None
+        if shape is None:
+            return None
+        algebra.known[f"{reshape.name}:1"] = shape
+    if shape is None or len(shape) != 2 or any(d[0] != 1 for d in shape):
+        return None
+    rows, columns = shape[0][1], shape[1][1]
+    split = len(rows)
+    if rows != tuple(range(split)) or columns != tuple(range(split, rank)):
+        return None
+    gather_nd = _gather_nd_of(graph, x, mask)
+    chain = _id_chain(graph, gather_nd, values) if gather_nd is not None else None
+    dim = _table_dim(graph, params)
+    if gather_nd is None or chain is None or dim is None:
+        return None
+    return SparsePooling(
+        select=select.name,
+        combiner=segment.op,
+        params=params,
+        dim=dim,
+        float_dtype=_dtype(segment, "T"),
+        ids_dtype=_dtype(fill, "T"),
+        mask=f"{mask.name}:0",
+        x=x,
+        gather_nd=gather_nd,
+        values=values,
+        chain=tuple(chain),
+        pooled_axes=columns,
+    )
+
+
+def _gather_nd_of(graph: ModelGraph, x: str, mask: Any) -> str | None:
+    """The ``GatherNd(x, Where(mask))`` node (``to_sparse_input``'s values)."""
+    for where_name in graph.consumers.get(mask.name, []):
+        if graph.nodes[where_name].op != "Where":
+            continue
+        for reader in graph.consumers.get(where_name, []):
+            node = graph.nodes[reader]
+            if node.op != "GatherNd":
+                continue
+            if canonical_tensor(tensor_through(graph, node.input[0])) != x:
+                continue
+            if canonical_tensor(node.input[1]) == f"{where_name}:0":
+                return node.name
+    return None
+
+
+def _table_dim(graph: ModelGraph, params: str) -> int | None:
+    """``D`` of a ``[V, D]`` constant table (through identities)."""
+    value = graph.nodes.get(node_name(tensor_through(graph, params)))
+    if value is None or value.op != "Const":
+        return None
+    dims = [d.size for d in value.attr["value"].tensor.tensor_shape.dim]
+    return dims[1] if len(dims) == 2 and dims[1] > 0 else None
+
+
+def find_sparse_poolings(graph: ModelGraph) -> list[SparsePooling]:
+    """Every embedding pooling of ``graph`` the dense form can replace (see the module doc)."""
+    fills = [n for n in graph.graph_def.node if n.op == "SparseFillEmptyRows"]
+    if not fills:
+        return []
+    shapes = static_shapes(graph)
+    ranks: dict[str, int | None] = {k: (None if v is None else len(v)) for k, v in shapes.items()}
+    found = []
+    for fill in fills:
+        match = _match(graph, fill, ranks)
+        if match is not None:
+            found.append(match)
+    return found
+
+
+def _clone_chain(make: NodeMaker, graph: ModelGraph, pooling: SparsePooling) -> str:
+    """Copy ``f`` (the ids' transforms) onto the dense ids; returns the dense ``f(x)``."""
+    mapped = {f"{pooling.gather_nd}:0": pooling.x}
+    for name in pooling.chain:
+        original = graph.nodes[name]
+        copy = make.graph_def.node.add()
+        copy.CopyFrom(original)
+        copy.name = make.fresh("dense_" + name.rsplit("/", 1)[-1])
+        for pos, inp in enumerate(copy.input):
+            if not is_control_input(inp):
+                copy.input[pos] = mapped.get(canonical_tensor(inp), inp)
+        mapped[f"{name}:0"] = copy.name
+    return mapped[pooling.values]
+
+
+def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
+    """Replace each pooling :func:`find_sparse_poolings` finds by its dense form; its readers
+    read the new ``[R, D]`` tensor, and the sparse nodes only it needed go, with the control
+    edges an output ``NoOp`` kept to them (a variable gather's).
+
+    Returns:
+        (the new graph, poolings replaced).
+    """
+    graph_def = graph.copy_graph_def()
+    names = {n.name for n in graph_def.node}
+    fused: list[str] = []
+    for pooling in find_sparse_poolings(graph):
+        make = NodeMaker(graph_def, names, pooling.select)
+        t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
+        i32 = "dtype:int32"
+        dense_ids = _clone_chain(make, graph, pooling)
+        zero_id = make.const("zero_id", 0, np.dtype(pooling.ids_dtype))
+        nonneg = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
+        valid = make.op("valid", "LogicalAnd", [pooling.mask, nonneg])
+        safe = make.op("safe_ids", "SelectV2", [valid, dense_ids, zero_id], T=ids)
+        rows = make.op(
+            "rows",
+            "GatherV2",
+            [pooling.params, safe, make.const("axis0", 0, np.int32)],
+            Tparams=t,
+            Tindices=ids,
+            Taxis=i32,
+            batch_dims=0,
+        )
+        weight = make.op("weight", "Cast", [valid], SrcT="dtype:bool", DstT=t, Truncate=False)
+        last = make.const("last", -1, np.int32)
+        column = make.op("weight_col", "ExpandDims", [weight, last], T=t, Tdim=i32)
+        pooled = make.op("masked", "Mul", [rows, column], T=t)
+        if pooling.pooled_axes:
+            axes = make.const("pooled_axes", list(pooling.pooled_axes), np.int32)
+            pooled = make.op("sums", "Sum", [pooled, axes], T=t, Tidx=i32, keep_dims=False)
+            if pooling.combiner != "SparseSegmentSum":
+                count = make.op("count", "Sum", [weight, axes], T=t, Tidx=i32, keep_dims=False)
+                one = make.const("one", 1, np.dtype(pooling.float_dtype))
+                denom = make.op("denom", "Maximum", [count, one], T=t)
+                if pooling.combiner == "SparseSegmentSqrtN":
+                    denom = make.op("sqrt_denom", "Sqrt", [denom], T=t)
+                wide = make.op("denom_col", "ExpandDims", [denom, last], T=t, Tdim=i32)
+                pooled = make.op("pooled", "RealDiv", [pooled, wide], T=t)
+        shape = make.const("out_shape", [-1, pooling.dim], np.int32)
+        out = make.op("dense_pooled", "Reshape", [pooled, shape], T=t, Tshape=i32)
+        rewire(graph_def, pooling.select, out)
+        fused.append(pooling.select)
+    if not fused:
+        return graph, 0
+    region = graph.ancestors(fused, control=False)
+    result = graph.replace(graph_def=graph_def)
+    dead = region - result.ancestors(result.output_nodes.values(), control=False)
+    for node in graph_def.node:
+        kept = [i for i in node.input if not (is_control_input(i) and node_name(i) in dead)]
+        if len(kept) != len(node.input):
+            del node.input[:]
+            node.input.extend(kept)
+    remove_if_unread(graph_def, dead, protected_nodes(graph))
+    return graph.replace(graph_def=graph_def), len(fused)

@@ -1,0 +1,123 @@
+"""ONNX lowering of feature-column embedding pooling (``safe_embedding_lookup_sparse`` over ids
+``to_sparse_input`` took from a dense tensor) as a dense masked reduction
+(:mod:`recadvisor.model.sparse_pooling`): same outputs as TensorFlow for empty rows, ignored and
+negative ids, each combiner, the sequence layout and a zero-row batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recadvisor.model.freeze import freeze
+from recadvisor.model.load import load_model
+from recadvisor.model.onnx_export import export_onnx, lower_for_onnx
+from recadvisor.model.runtime import GraphRunner
+from recadvisor.model.sparse_pooling import find_sparse_poolings
+from recadvisor.tfimport import import_tf
+from tests.rewrite.fixtures_contract import ContractModel
+
+pytestmark = pytest.mark.slow  # a saved model and a tf2onnx conversion (~10 s)
+
+ROWS, WIDTH, BUCKETS = 48, 5, 13
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
+    """``ids`` ``[N, 5]`` (-1 ignored, as ``to_sparse_input`` does it) hashed by ``mod 13``
+    with a sentinel 99 mapped to -4 (pruned as invalid), pooled three ways per row; ``seq``
+    ``[N, 3]`` reshaped like a sequence column (``[N, 3, 1]`` then ``[N * 3, 1]``), one
+    embedding per position; and an ``[N, 1]`` column shared with a variable table read through
+    ``Unique`` (``embedding_lookup_sparse``'s TF1 form, spelled here by hand)."""
+    tf = import_tf()
+    rng = np.random.default_rng(11)
+    module = tf.Module()
+    module.emb = tf.Variable(rng.normal(size=(BUCKETS, 3)).astype(np.float32))
+    specs = {
+        "ids": tf.TensorSpec([None, WIDTH], tf.int64, name="ids"),
+        "seq": tf.TensorSpec([None, 3], tf.int64, name="seq"),
+        "one": tf.TensorSpec([None, 1], tf.int64, name="one"),
+    }
+
+    def to_sparse(x: object) -> object:
+        where = tf.where(tf.not_equal(x, -1))
+        values = tf.gather_nd(x, where)
+        values = tf.where(tf.equal(values, 99), tf.constant(-4, tf.int64), values % BUCKETS)
+        return tf.SparseTensor(where, values, tf.shape(x, out_type=tf.int64))
+
+    def unique_mean(ids: object) -> object:
+        kept = tf.sparse.retain(ids, ids.values >= 0)
+        sparse = tf.sparse.fill_empty_rows(kept, tf.constant(0, tf.int64))[0]
+        flat, idx = tf.unique(sparse.values)
+        rows = tf.gather(module.emb, flat)
+        return tf.math.segment_mean(tf.gather(rows, idx), sparse.indices[:, 0])
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        ids = to_sparse(f["ids"])
+        out = {
+            combiner: tf.nn.safe_embedding_lookup_sparse(module.emb, ids, combiner=combiner)
+            for combiner in ("mean", "sum", "sqrtn")
+        }
+        seq = tf.sparse.reshape(
+            to_sparse(f["seq"]), tf.concat([tf.shape(f["seq"], tf.int64), [1]], 0)
+        )
+        out["sequence"] = tf.nn.safe_embedding_lookup_sparse(module.emb, seq, combiner="mean")
+        out["single"] = tf.nn.safe_embedding_lookup_sparse(module.emb, to_sparse(f["one"]))
+        out["unique_unmatched"] = unique_mean(to_sparse(f["one"]))
+        return out
+
+    module.serve = serve
+    path = tmp_path_factory.mktemp("pooled")
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    ids = rng.choice([-1, -1, 3, 20, 99, 7, 2**40], (ROWS, WIDTH)).astype(np.int64)
+    ids[:3] = -1  # empty rows
+    ids[3] = 99  # only pruned ids: an empty row after pruning
+    seq = rng.choice([-1, 4, 99, 30], (ROWS, 3)).astype(np.int64)
+    one = rng.choice([-1, 5, 99, 12], (ROWS, 1)).astype(np.int64)
+    feeds = {"ids": ids, "seq": seq, "one": one}
+    loaded = load_model(path)
+    return ContractModel(path, loaded, freeze(loaded), feeds, np.zeros(ROWS, np.int64))
+
+
+def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
+    """The three combiners over ``[N, 5]`` (pooled over axis 1), the sequence layout (no
+    pooled axis: one row per position) and the ``[N, 1]`` column; not the hand-written
+    ``Unique`` + ``segment_mean`` (no ``Select`` of empty rows after it)."""
+    found = {(p.combiner, p.pooled_axes, p.x) for p in find_sparse_poolings(pooled.graph)}
+    assert found == {
+        ("SparseSegmentMean", (1,), "ids:0"),
+        ("SparseSegmentSum", (1,), "ids:0"),
+        ("SparseSegmentSqrtN", (1,), "ids:0"),
+        ("SparseSegmentMean", (), "seq:0"),
+        ("SparseSegmentMean", (1,), "one:0"),
+    }
+
+
+def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path) -> None:
+    """The lowered graph (TensorFlow) and the ONNX export (onnxruntime) give the original's
+    outputs and shapes on the sample, on a one-row request with nothing but ignored ids, and
+    the lowered graph on an empty batch; the sparse fill and segment ops are gone but one."""
+    from recadvisor.bench import OnnxRunner
+
+    lowered, counts = lower_for_onnx(pooled.graph)
+    assert counts["SparseSegmentPooling"] == 5
+    assert lowered.op_counts().get("SparseFillEmptyRows", 0) == 1  # the hand-written one
+    result = export_onnx(pooled.graph, tmp_path / "m.onnx", pooled.feeds)
+    assert result.max_abs_diff <= 1e-6
+    runner = OnnxRunner(tmp_path / "m.onnx")
+    f = pooled.feeds
+    nothing = {k: np.full_like(v[:1], -1) for k, v in f.items()}
+    for feeds in (f, nothing):
+        original = pooled.run_original(feeds)
+        for got in (GraphRunner(lowered)(feeds), runner.run(runner.prepare(feeds))):
+            for key, value in original.items():
+                assert np.asarray(got[key]).shape == value.shape, key
+                np.testing.assert_allclose(np.asarray(got[key]), value, rtol=0, atol=1e-6)
+    empty = {k: v[:0] for k, v in f.items()}
+    original = pooled.run_original(empty)
+    got = GraphRunner(lowered)(empty)
+    for key in ("mean", "sequence", "single"):
+        assert np.asarray(got[key]).shape == original[key].shape, key
+        assert original[key].shape[0] == 0 and original[key].shape[-1] == 3, key
