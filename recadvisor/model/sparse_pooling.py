@@ -103,6 +103,7 @@ class SparsePooling:
         values: the pooled ids before pruning (``f(GatherNd(...))``).
         chain: the nodes of ``f``, in graph order.
         pooled_axes: the axes of ``x`` pooled into one row (empty: one entry per row).
+        restoring: readers of ``select`` that reshape it to ``x``'s unpooled axes + ``[D]``.
     """
 
     select: str
@@ -117,6 +118,7 @@ class SparsePooling:
     values: str
     chain: tuple[str, ...]
     pooled_axes: tuple[int, ...]
+    restoring: tuple[str, ...] = ()
 
 
 def _dtype(node: Any, attr: str) -> str:
@@ -143,6 +145,13 @@ class _ShapeAlgebra:
     def __init__(self, graph: ModelGraph, x: str, rank: int) -> None:
         self.graph, self.x, self.rank = graph, x, rank
         self.known: dict[str, list[_Dim]] = {}
+        self.opaques: dict[str, int] = {}
+        self.tensor_shapes: dict[str, list[_Dim]] = {}  # Shape(t) of tensors other than x
+
+    def opaque(self, tensor: str) -> _Dim:
+        """An unknown scalar as a dimension: a negative pseudo-axis, the same for one tensor."""
+        token = self.opaques.setdefault(canonical_tensor(tensor), -1 - len(self.opaques))
+        return 1, (token,)
 
     def vector(self, tensor: str) -> list[_Dim] | None:
         value = self.value(tensor)
@@ -162,14 +171,19 @@ class _ShapeAlgebra:
             return [(int(v), ()) for v in ints.ravel()] if ints.ndim == 1 else None
         args = [i for i in node.input if not is_control_input(i)]
         if node.op == "Shape":
-            if canonical_tensor(tensor_through(self.graph, args[0])) != self.x:
-                return None
+            of = canonical_tensor(tensor_through(self.graph, args[0]))
+            if of != self.x:
+                return self.tensor_shapes.get(of)
             return [(1, (axis,)) for axis in range(self.rank)]
         if node.op == "Pack":
-            parts = [self.value(i, depth + 1) for i in args]
-            if node.attr["axis"].i != 0 or not all(isinstance(p, tuple) for p in parts):
+            if node.attr["axis"].i != 0:
                 return None
-            return list(parts)  # type: ignore[arg-type]
+            parts = [self.value(i, depth + 1) for i in args]
+            if any(isinstance(p, list) for p in parts):
+                return None
+            # a packed scalar the algebra cannot read is an opaque dimension of its own
+            pairs = zip(parts, args, strict=True)
+            return [p if p is not None else self.opaque(i) for p, i in pairs]  # type: ignore[misc]
         if node.op == "ConcatV2":
             pieces = [self.value(i, depth + 1) for i in args[:-1]]
             if not all(isinstance(p, list) for p in pieces):
@@ -321,9 +335,10 @@ def _select_reader(graph: ModelGraph, fill: Any) -> tuple[Any, Any] | None:
 
 def _sparse_origin(
     graph: ModelGraph, indices: str, shape: str
-) -> tuple[Any, list[Any], str] | None:
+) -> tuple[Any, list[Any], str, str] | None:
     """Follow ``(indices, shape)`` back through ``SparseReshape`` nodes to
-    ``(Where(mask), Shape(x))``: (the mask node, the reshapes outer first, x)."""
+    ``(Where(NotEqual(x, ignore)), shape)``: (the mask node, the reshapes outer first, x, the
+    origin's shape tensor)."""
     reshapes: list[Any] = []
     for _ in range(8):
         node = graph.nodes.get(node_name(tensor_through(graph, indices)))
@@ -336,20 +351,80 @@ def _sparse_origin(
             reshapes.append(node)
             indices, shape = node.input[0], node.input[1]
             continue
-        if node.op != "Where":
-            return None
-        mask = _node(graph, node.input[0], "NotEqual")
-        shape_node = _node(graph, tensor_through(graph, shape, _THROUGH), "Shape")
-        if mask is None or shape_node is None:
+        mask = _node(graph, node.input[0], "NotEqual") if node.op == "Where" else None
+        if mask is None:
             return None
         x = canonical_tensor(tensor_through(graph, mask.input[0]))
         ignore = resolve_const(graph, mask.input[1])
         if ignore is None or ignore.size != 1:
             return None
-        if canonical_tensor(tensor_through(graph, shape_node.input[0])) != x:
-            return None
-        return mask, reshapes[::-1], x
+        return mask, reshapes[::-1], x, shape
     return None
+
+
+def _pooled_axes(
+    graph: ModelGraph, x: str, rank: int, origin_shape: str, reshapes: list[Any]
+) -> tuple[tuple[int, ...], _ShapeAlgebra] | None:
+    """The axes of ``x`` that one row of the pooled ``[R, C]`` sparse tensor covers (and the
+    algebra that followed the shapes).
+
+    The origin's shape is ``Shape(x)``, or, for a 2-D ``x``, ``[N, w]`` with a width the graph
+    computes (a client-split string's longest row): then every reshape must keep the shape as
+    it is, and a row is a row of ``x``.
+    """
+    algebra = _ShapeAlgebra(graph, x, rank)
+    full = [(1, (axis,)) for axis in range(rank)]
+    shape = algebra.vector(origin_shape)
+    computed_width = (
+        shape is not None
+        and rank == 2
+        and len(shape) == 2
+        and shape[0] == full[0]
+        and shape[1][0] == 1
+        and len(shape[1][1]) == 1
+        and shape[1][1][0] < 0
+    )
+    if shape != full and not computed_width:
+        return None
+    for reshape in reshapes:
+        new_shape = algebra.vector(reshape.input[2])
+        reshaped = algebra.reshaped(shape, new_shape) if new_shape is not None else None
+        if reshaped is None or (computed_width and reshaped != shape):
+            return None
+        shape = reshaped
+        algebra.known[f"{reshape.name}:1"] = shape
+    if computed_width:
+        return (1,), algebra
+    if shape is None or len(shape) != 2 or any(d[0] != 1 for d in shape):
+        return None
+    rows, columns = shape[0][1], shape[1][1]
+    split = len(rows)
+    if rows != tuple(range(split)) or columns != tuple(range(split, rank)):
+        return None
+    return columns, algebra
+
+
+def _restoring_reshapes(
+    graph: ModelGraph,
+    algebra: _ShapeAlgebra,
+    select: str,
+    rank: int,
+    pooled_axes: tuple[int, ...],
+    dim: int,
+) -> tuple[str, ...]:
+    """The readers of the pooled ``[R, D]`` that reshape it to ``x``'s unpooled axes + ``[D]``
+    (``safe_embedding_lookup_sparse``'s last step): the dense form has that shape already."""
+    kept = tuple(a for a in range(rank) if a not in pooled_axes)
+    algebra.tensor_shapes[f"{select}:0"] = [(1, kept), (dim, ())]
+    natural = [(1, (a,)) for a in kept] + [(dim, ())]
+    found = []
+    for reader in graph.consumers.get(select, []):
+        node = graph.nodes[reader]
+        if node.op != "Reshape" or canonical_tensor(node.input[0]) != f"{select}:0":
+            continue
+        if algebra.vector(node.input[1]) == natural:
+            found.append(reader)
+    return tuple(found)
 
 
 def _id_chain(graph: ModelGraph, gather_nd: str, values: str) -> list[str] | None:
@@ -416,25 +491,15 @@ def _match(graph: ModelGraph, fill: Any, ranks: dict[str, int | None]) -> Sparse
     if reader is None or origin is None:
         return None
     select, segment = reader
-    mask, reshapes, x = origin
+    mask, reshapes, x, origin_shape = origin
     params = _pooled_params(graph, segment, fill.name)
     rank = ranks.get(node_name(x)) if x.endswith(":0") else None
     if params is None or not rank:
         return None
-    algebra = _ShapeAlgebra(graph, x, rank)
-    shape: list[_Dim] | None = [(1, (axis,)) for axis in range(rank)]
-    for reshape in reshapes:
-        new_shape = algebra.vector(reshape.input[2])
-        shape = algebra.reshaped(shape, new_shape) if new_shape is not None else None
-        if shape is None:
-            return None
-        algebra.known[f"{reshape.name}:1"] = shape
-    if shape is None or len(shape) != 2 or any(d[0] != 1 for d in shape):
+    axes = _pooled_axes(graph, x, rank, origin_shape, reshapes)
+    if axes is None:
         return None
-    rows, columns = shape[0][1], shape[1][1]
-    split = len(rows)
-    if rows != tuple(range(split)) or columns != tuple(range(split, rank)):
-        return None
+    columns, algebra = axes
     gather_nd = _gather_nd_of(graph, x, mask)
     chain = _id_chain(graph, gather_nd, values) if gather_nd is not None else None
     dim = _table_dim(graph, params)
@@ -453,6 +518,7 @@ def _match(graph: ModelGraph, fill: Any, ranks: dict[str, int | None]) -> Sparse
         values=values,
         chain=tuple(chain),
         pooled_axes=columns,
+        restoring=_restoring_reshapes(graph, algebra, select.name, rank, columns, dim),
     )
 
 
@@ -522,6 +588,7 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
     graph_def = graph.copy_graph_def()
     names = {n.name for n in graph_def.node}
     fused: list[str] = []
+    bypassed: list[str] = []
     for pooling in find_sparse_poolings(graph):
         make = NodeMaker(graph_def, names, pooling.select)
         t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
@@ -558,7 +625,10 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
         shape = make.const("out_shape", [-1, pooling.dim], np.int32)
         out = make.op("dense_pooled", "Reshape", [pooled, shape], T=t, Tshape=i32)
         rewire(graph_def, pooling.select, out)
+        for reshape in pooling.restoring:  # already in that shape: skip both reshapes
+            rewire(graph_def, reshape, pooled)
         fused.append(pooling.select)
+        bypassed.extend(pooling.restoring)
     if not fused:
         return graph, 0
     region = graph.ancestors(fused, control=False)
@@ -569,5 +639,5 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
         if len(kept) != len(node.input):
             del node.input[:]
             node.input.extend(kept)
-    remove_if_unread(graph_def, dead, protected_nodes(graph))
+    remove_if_unread(graph_def, dead | set(bypassed), protected_nodes(graph))
     return graph.replace(graph_def=graph_def), len(fused)

@@ -28,7 +28,8 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
     """``ids`` ``[N, 5]`` (-1 ignored, as ``to_sparse_input`` does it) hashed by ``mod 13``
     with a sentinel 99 mapped to -4 (pruned as invalid), pooled three ways per row; ``seq``
     ``[N, 3]`` reshaped like a sequence column (``[N, 3, 1]`` then ``[N * 3, 1]``), one
-    embedding per position; and an ``[N, 1]`` column shared with a variable table read through
+    embedding per position, and as ``[N, longest row]`` (a client-split string's shape) pooled
+    per row; and an ``[N, 1]`` column shared with a variable table read through
     ``Unique`` (``embedding_lookup_sparse``'s TF1 form, spelled here by hand)."""
     tf = import_tf()
     rng = np.random.default_rng(11)
@@ -65,6 +66,13 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         )
         out["sequence"] = tf.nn.safe_embedding_lookup_sparse(module.emb, seq, combiner="mean")
         out["single"] = tf.nn.safe_embedding_lookup_sparse(module.emb, to_sparse(f["one"]))
+        # the width computed as the longest row (a client-split string's sparse form)
+        split = to_sparse(f["seq"])
+        counts = tf.reduce_sum(tf.cast(tf.not_equal(f["seq"], -1), tf.int64), axis=1)
+        width = tf.reduce_max(tf.concat([counts, tf.zeros([1], tf.int64)], 0))
+        rows = tf.shape(f["seq"], out_type=tf.int64)[0]
+        split = tf.SparseTensor(split.indices, split.values, tf.stack([rows, width]))
+        out["split"] = tf.nn.safe_embedding_lookup_sparse(module.emb, split, combiner="sqrtn")
         out["unique_unmatched"] = unique_mean(to_sparse(f["one"]))
         return out
 
@@ -83,7 +91,8 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
 
 def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
     """The three combiners over ``[N, 5]`` (pooled over axis 1), the sequence layout (no
-    pooled axis: one row per position) and the ``[N, 1]`` column; not the hand-written
+    pooled axis: one row per position), the computed-width layout and the ``[N, 1]`` column;
+    not the hand-written
     ``Unique`` + ``segment_mean`` (no ``Select`` of empty rows after it)."""
     found = {(p.combiner, p.pooled_axes, p.x) for p in find_sparse_poolings(pooled.graph)}
     assert found == {
@@ -92,6 +101,7 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
         ("SparseSegmentSqrtN", (1,), "ids:0"),
         ("SparseSegmentMean", (), "seq:0"),
         ("SparseSegmentMean", (1,), "one:0"),
+        ("SparseSegmentSqrtN", (1,), "seq:0"),
     }
 
 
@@ -102,7 +112,7 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
     from recadvisor.bench import OnnxRunner
 
     lowered, counts = lower_for_onnx(pooled.graph)
-    assert counts["SparseSegmentPooling"] == 5
+    assert counts["SparseSegmentPooling"] == 6
     assert lowered.op_counts().get("SparseFillEmptyRows", 0) == 1  # the hand-written one
     result = export_onnx(pooled.graph, tmp_path / "m.onnx", pooled.feeds)
     assert result.max_abs_diff <= 1e-6
@@ -118,6 +128,6 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
     empty = {k: v[:0] for k, v in f.items()}
     original = pooled.run_original(empty)
     got = GraphRunner(lowered)(empty)
-    for key in ("mean", "sequence", "single"):
+    for key in ("mean", "sequence", "single", "split"):
         assert np.asarray(got[key]).shape == original[key].shape, key
         assert original[key].shape[0] == 0 and original[key].shape[-1] == 3, key
