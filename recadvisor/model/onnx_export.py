@@ -1185,8 +1185,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     """
     lowered: Counter[str] = Counter()
     graph, fused = fuse_sparse_poolings(graph)
-    if fused:
-        lowered["SparseSegmentPooling"] = fused
+    lowered.update(fused)
     gd = graph.copy_graph_def()
     names = {n.name for n in gd.node}
     table_refs: set[str] = set()

@@ -23,11 +23,19 @@ reshapes are followed symbolically (each dimension a product of ``x``'s axes), s
 ids pooled per row (``C = K``) and a sequence column's ``[N, T]`` ids reshaped to ``[N, T, 1]``
 then ``[N * T, 1]`` (``C = 1``: no reduction) are both recognised. tf2onnx turns the sparse form
 into ~65 ONNX nodes per column (``NonZero``, ``GatherND``, ``ScatterND``, the fill's padding
-and sorting); the dense form is ~12, and the same sums up to float reassociation.
+and sorting); the dense form is ~12, and the same sums up to float reassociation. A
+client-split string's ``[N, longest row]`` form is a row of ``x`` per row too, and the
+column's final reshape to ``x``'s unpooled axes + ``[D]`` is skipped (the dense form has that
+shape).
+
+A sequence column's length, ``SegmentMax(indices[:, c] + 1, indices[:, 0])`` over the same
+kind of indices (:class:`SequenceLength`), becomes the per-row maximum of ``position_c + 1``
+where the mask holds, cut to ``max present row + 1`` rows like the segment op.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,18 +279,26 @@ def _is_zero(graph: ModelGraph, tensor: str) -> bool:
     return value is not None and value.size == 1 and float(value.ravel()[0]) == 0.0
 
 
-def _row_ids(graph: ModelGraph, tensor: str, fill: str) -> bool:
-    """Whether ``tensor`` is ``fill_indices[:, 0]`` (a shrinking ``StridedSlice``)."""
+def _index_column(graph: ModelGraph, tensor: str) -> tuple[str, int] | None:
+    """``(indices, c)`` when ``tensor`` is ``indices[:, c]`` (a shrinking ``StridedSlice``)."""
     node = _node(graph, tensor, "StridedSlice")
-    if node is None or canonical_tensor(node.input[0]) != f"{fill}:0":
-        return False
+    if node is None:
+        return None
     begin, end, stride = (_const_ints(graph, i) for i in node.input[1:4])
-    if begin is None or end is None or stride is None:
-        return False
-    shrink = node.attr["shrink_axis_mask"].i
-    column0 = begin.tolist() == [0, 0] and end.tolist() == [0, 1] and stride.tolist() == [1, 1]
+    if begin is None or end is None or stride is None or begin.size != 2:
+        return None
     other_masks = node.attr["ellipsis_mask"].i or node.attr["new_axis_mask"].i
-    return column0 and shrink == 2 and not other_masks and node.attr["begin_mask"].i & 1 == 1
+    c = int(begin[1])
+    column = begin[0] == 0 and end.tolist() == [0, c + 1] and stride.tolist() == [1, 1]
+    full_rows = node.attr["begin_mask"].i & 1 == 1 and node.attr["end_mask"].i & 1 == 1
+    if not column or node.attr["shrink_axis_mask"].i != 2 or other_masks or not full_rows:
+        return None
+    return canonical_tensor(tensor_through(graph, node.input[0])), c
+
+
+def _row_ids(graph: ModelGraph, tensor: str, fill: str) -> bool:
+    """Whether ``tensor`` is ``fill_indices[:, 0]``."""
+    return _index_column(graph, tensor) == (f"{fill}:0", 0)
 
 
 def _pooled_params(graph: ModelGraph, segment: Any, fill: str) -> str | None:
@@ -577,18 +593,20 @@ def _clone_chain(make: NodeMaker, graph: ModelGraph, pooling: SparsePooling) -> 
     return mapped[pooling.values]
 
 
-def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
-    """Replace each pooling :func:`find_sparse_poolings` finds by its dense form; its readers
-    read the new ``[R, D]`` tensor, and the sparse nodes only it needed go, with the control
-    edges an output ``NoOp`` kept to them (a variable gather's).
+def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
+    """Replace each pooling :func:`find_sparse_poolings` finds by its dense form (its readers
+    read the new ``[R, D]`` tensor) and each :class:`SequenceLength` by its dense form; the
+    sparse nodes only they needed go, with the control edges an output ``NoOp`` kept to them
+    (a variable gather's).
 
     Returns:
-        (the new graph, poolings replaced).
+        (the new graph, replacements by kind: ``SparseSegmentPooling``, ``SegmentMax``).
     """
     graph_def = graph.copy_graph_def()
     names = {n.name for n in graph_def.node}
     fused: list[str] = []
     bypassed: list[str] = []
+    counts: Counter[str] = Counter()
     for pooling in find_sparse_poolings(graph):
         make = NodeMaker(graph_def, names, pooling.select)
         t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
@@ -629,8 +647,23 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
             rewire(graph_def, reshape, pooled)
         fused.append(pooling.select)
         bypassed.extend(pooling.restoring)
+        counts["SparseSegmentPooling"] += 1
+    for length in find_sequence_lengths(graph):
+        out = _lower_sequence_length(NodeMaker(graph_def, names, length.node), length)
+        rewire(graph_def, length.node, out)
+        make = NodeMaker(graph_def, names, length.node)
+        for reshape, ones in length.reshapes:  # its shape output, without the reshape
+            x_type = f"dtype:{length.x_dtype}"
+            shape = make.op("x_shape", "Shape", [length.x], T=x_type, out_type="dtype:int64")
+            ones_tensor = make.const("ones", [1] * ones, np.int64)
+            axis0 = make.const("axis0", 0, np.int32)
+            attrs = {"T": "dtype:int64", "Tidx": "dtype:int32", "N": 2}
+            full = make.op("shape", "ConcatV2", [shape, ones_tensor, axis0], **attrs)
+            rewire(graph_def, f"{reshape}:1", full)
+        fused.append(length.node)
+        counts["SegmentMax"] += 1
     if not fused:
-        return graph, 0
+        return graph, {}
     region = graph.ancestors(fused, control=False)
     result = graph.replace(graph_def=graph_def)
     dead = region - result.ancestors(result.output_nodes.values(), control=False)
@@ -640,4 +673,178 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, int]:
             del node.input[:]
             node.input.extend(kept)
     remove_if_unread(graph_def, dead | set(bypassed), protected_nodes(graph))
-    return graph.replace(graph_def=graph_def), len(fused)
+    return graph.replace(graph_def=graph_def), dict(counts)
+
+
+@dataclass(frozen=True)
+class SequenceLength:
+    """A ``SegmentMax(indices[:, c] + 1, indices[:, 0])`` over the indices of a sparse tensor
+    taken from a dense ``x`` (a sequence feature column's length: the last present position
+    of each row, + 1).
+
+    Attributes:
+        node: the ``SegmentMax`` node.
+        mask: ``NotEqual(x, ignore)``.
+        x: the dense ids.
+        rank: ``x``'s rank.
+        column: ``c``, an axis of ``x``.
+        dtype: the segment max's dtype name (int32 or int64).
+        x_dtype: ``x``'s dtype name.
+        reshapes: the ``SparseReshape`` nodes on the way, each with the count of 1s its output
+            shape appends to ``Shape(x)``.
+    """
+
+    node: str
+    mask: str
+    x: str
+    rank: int
+    column: int
+    dtype: str
+    x_dtype: str
+    reshapes: tuple[tuple[str, int], ...] = ()
+
+
+def _plus_one(graph: ModelGraph, tensor: str) -> str | None:
+    """``t`` when ``tensor`` is ``t + 1`` (a constant 1 or ``Fill(Shape(t), 1)``)."""
+    node = _node(graph, tensor, frozenset({"Add", "AddV2"}))
+    if node is None:
+        return None
+    t, one = node.input[0], node.input[1]
+    value = resolve_const(graph, one)
+    if value is None:
+        fill = _node(graph, one, "Fill")
+        shape = _node(graph, fill.input[0], "Shape") if fill is not None else None
+        if shape is None or canonical_tensor(tensor_through(graph, shape.input[0])) != (
+            canonical_tensor(tensor_through(graph, t))
+        ):
+            return None
+        value = resolve_const(graph, fill.input[1])
+    if value is None or value.size != 1 or int(value.ravel()[0]) != 1:
+        return None
+    return t
+
+
+def _appended_ones(
+    graph: ModelGraph, x: str, rank: int, origin_shape: str, reshapes: list[Any]
+) -> tuple[tuple[str, int], ...] | None:
+    """When every reshape only appends dimensions of 1 to ``Shape(x)`` (the first ``rank``
+    index columns stay ``x``'s coordinates): each reshape with how many 1s its output shape
+    has after ``Shape(x)``; else None."""
+    algebra = _ShapeAlgebra(graph, x, rank)
+    full = [(1, (axis,)) for axis in range(rank)]
+    shape = algebra.vector(origin_shape) if reshapes else full
+    if shape != full:
+        return None
+    out = []
+    for reshape in reshapes:
+        new_shape = algebra.vector(reshape.input[2])
+        reshaped = algebra.reshaped(shape, new_shape) if new_shape is not None else None
+        if (
+            reshaped is None
+            or reshaped[:rank] != full
+            or any(d != (1, ()) for d in reshaped[rank:])
+        ):
+            return None
+        shape = reshaped
+        algebra.known[f"{reshape.name}:1"] = shape
+        out.append((reshape.name, len(reshaped) - rank))
+    return tuple(out)
+
+
+def find_sequence_lengths(
+    graph: ModelGraph, ranks: dict[str, int | None] | None = None
+) -> list[SequenceLength]:
+    """Every :class:`SequenceLength` of ``graph``."""
+    found = []
+    for node in graph.graph_def.node:
+        if node.op != "SegmentMax":
+            continue
+        rows = _index_column(graph, node.input[1])
+        data = _plus_one(graph, node.input[0])
+        column = _index_column(graph, data) if data is not None else None
+        if rows is None or column is None or rows[1] != 0 or column[0] != rows[0]:
+            continue
+        indices = graph.nodes.get(node_name(rows[0]))
+        shape = f"{indices.name}:1" if indices is not None else ""
+        origin = _sparse_origin(graph, rows[0], shape) if indices is not None else None
+        if origin is None:
+            continue
+        mask, reshapes, x, origin_shape = origin
+        if ranks is None:
+            ranks = {k: (None if v is None else len(v)) for k, v in static_shapes(graph).items()}
+        rank = ranks.get(node_name(x)) if x.endswith(":0") else None
+        if not rank or not 0 < column[1] < rank:
+            continue
+        ones = _appended_ones(graph, x, rank, origin_shape, reshapes)
+        if ones is None:
+            continue
+        dtype = _dtype(node, "T")
+        if dtype not in ("int32", "int64"):
+            continue
+        found.append(
+            SequenceLength(
+                node.name, f"{mask.name}:0", x, rank, column[1], dtype, _dtype(mask, "T"), ones
+            )
+        )
+    return found
+
+
+def _lower_sequence_length(make: NodeMaker, length: SequenceLength) -> str:
+    """``SegmentMax(indices[:, c] + 1, rows)`` from the mask: per row of ``x`` the largest
+    ``position_c + 1`` where the mask holds (0 where it never does), cut to ``max present row
+    + 1`` rows like the segment op."""
+    t, i32 = f"dtype:{length.dtype}", "dtype:int32"
+    np_t = np.dtype(length.dtype)
+    axis0 = make.const("axis0", 0, np.int32)
+    zero, one = make.const("zero", 0, np_t), make.const("one", 1, np_t)
+    shape = make.op("x_shape", "Shape", [length.x], T=f"dtype:{length.x_dtype}", out_type=t)
+
+    def element(suffix: str, vector: str, index: int) -> str:
+        return make.op(
+            suffix,
+            "StridedSlice",
+            [
+                vector,
+                make.const("b", [index], np.int32),
+                make.const("e", [index + 1], np.int32),
+                make.const("s", [1], np.int32),
+            ],
+            T=t,
+            Index=i32,
+            shrink_axis_mask=1,
+            begin_mask=0,
+            end_mask=0,
+            ellipsis_mask=0,
+            new_axis_mask=0,
+        )
+
+    width = element("width", shape, length.column)
+    positions = make.op(
+        "positions", "Range", [one, make.op("end", "AddV2", [width, one], T=t), one], Tidx=t
+    )
+    grid = [1] * length.rank
+    grid[length.column] = -1
+    along = make.op(
+        "along", "Reshape", [positions, make.const("grid", grid, np.int32)], T=t, Tshape=i32
+    )
+    present = make.op("present", "SelectV2", [length.mask, along, zero], T=t)
+    others = make.const("others", list(range(1, length.rank)), np.int32)
+    per_row = make.op("per_row", "Max", [present, others], T=t, Tidx=i32, keep_dims=False)
+    hit = make.op("hit", "Cast", [length.mask], SrcT="dtype:bool", DstT=t, Truncate=False)
+    any_hit = make.op("any_hit", "Max", [hit, others], T=t, Tidx=i32, keep_dims=False)
+    n = element("n", shape, 0)
+    row_numbers = make.op(
+        "row_numbers", "Range", [one, make.op("n1", "AddV2", [n, one], T=t), one], Tidx=t
+    )
+    last = make.op("last_rows", "Mul", [row_numbers, any_hit], T=t)
+    padded = make.op(
+        "padded", "ConcatV2", [last, make.const("none", [0], np_t), axis0], T=t, Tidx=i32, N=2
+    )
+    count = make.op("count", "Max", [padded, axis0], T=t, Tidx=i32, keep_dims=True)
+    return make.op(
+        "lengths",
+        "Slice",
+        [per_row, make.const("begin", [0], np_t), count],
+        T=t,
+        Index=t,
+    )

@@ -14,7 +14,7 @@ from recadvisor.model.freeze import freeze
 from recadvisor.model.load import load_model
 from recadvisor.model.onnx_export import export_onnx, lower_for_onnx
 from recadvisor.model.runtime import GraphRunner
-from recadvisor.model.sparse_pooling import find_sparse_poolings
+from recadvisor.model.sparse_pooling import find_sequence_lengths, find_sparse_poolings
 from recadvisor.tfimport import import_tf
 from tests.rewrite.fixtures_contract import ContractModel
 
@@ -65,6 +65,11 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
             to_sparse(f["seq"]), tf.concat([tf.shape(f["seq"], tf.int64), [1]], 0)
         )
         out["sequence"] = tf.nn.safe_embedding_lookup_sparse(module.emb, seq, combiner="mean")
+        # a sequence column's length: the last present position + 1, zero-padded to N rows
+        last = tf.math.segment_max(seq.indices[:, 1] + 1, seq.indices[:, 0])
+        rows = tf.shape(f["seq"], out_type=tf.int64)[0]
+        padding = tf.zeros(rows - tf.shape(last, out_type=tf.int64), tf.int64)
+        out["length"] = tf.concat([last, padding], 0)
         out["single"] = tf.nn.safe_embedding_lookup_sparse(module.emb, to_sparse(f["one"]))
         # the width computed as the longest row (a client-split string's sparse form)
         split = to_sparse(f["seq"])
@@ -105,6 +110,13 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
     }
 
 
+def test_sequence_length_from_dense_ids_is_found(pooled: ContractModel) -> None:
+    """The ``SegmentMax`` of ``indices[:, 1] + 1`` per row over the ``[N, 3, 1]`` reshape."""
+    (length,) = find_sequence_lengths(pooled.graph)
+    assert (length.x, length.column, length.rank, length.dtype) == ("seq:0", 1, 2, "int64")
+    assert [ones for _, ones in length.reshapes] == [1]
+
+
 def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path) -> None:
     """The lowered graph (TensorFlow) and the ONNX export (onnxruntime) give the original's
     outputs and shapes on the sample, on a one-row request with nothing but ignored ids, and
@@ -112,7 +124,8 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
     from recadvisor.bench import OnnxRunner
 
     lowered, counts = lower_for_onnx(pooled.graph)
-    assert counts["SparseSegmentPooling"] == 6
+    assert counts["SparseSegmentPooling"] == 6 and counts["SegmentMax"] == 1
+    assert "SegmentMax" not in lowered.op_counts()
     assert lowered.op_counts().get("SparseFillEmptyRows", 0) == 1  # the hand-written one
     result = export_onnx(pooled.graph, tmp_path / "m.onnx", pooled.feeds)
     assert result.max_abs_diff <= 1e-6
@@ -131,3 +144,4 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
     for key in ("mean", "sequence", "single", "split"):
         assert np.asarray(got[key]).shape == original[key].shape, key
         assert original[key].shape[0] == 0 and original[key].shape[-1] == 3, key
+    assert np.asarray(got["length"]).shape == original["length"].shape == (0,)
