@@ -14,7 +14,7 @@ where ``f`` is the ids' element-wise transforms (a hash's ``mod``, a lowered voc
 integer table, a mask sentinel mapped back). Entry by entry that is the dense masked reduction
 
     valid = NotEqual(x, ignore) & (f(x) >= 0)
-    rows = Gather(params, where(valid, f(x), 0)) * valid[..., None]
+    rows = Gather(params ++ [zero row], where(valid, f(x), V))    # V: the zero row's index
     out = Reshape(Sum(rows, C axes) / max(Sum(valid, C axes), 1), [-1, D])
 
 (``sqrt`` of the count for SqrtN, no division for Sum; an empty row sums to 0, as the
@@ -607,6 +607,7 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
     fused: list[str] = []
     bypassed: list[str] = []
     counts: Counter[str] = Counter()
+    padded_tables: dict[str, tuple[str, int]] = {}  # table -> (it with a zero row, that row)
     for pooling in find_sparse_poolings(graph):
         make = NodeMaker(graph_def, names, pooling.select)
         t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
@@ -615,24 +616,32 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         zero_id = make.const("zero_id", 0, np.dtype(pooling.ids_dtype))
         nonneg = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
         valid = make.op("valid", "LogicalAnd", [pooling.mask, nonneg])
-        safe = make.op("safe_ids", "SelectV2", [valid, dense_ids, zero_id], T=ids)
-        rows = make.op(
+        # an invalid entry reads an appended zero row: no mask multiply over [..., D]
+        padded, zero_row = padded_tables.get(pooling.params, ("", 0))
+        if not padded:
+            table = resolve_const(graph, pooling.params)
+            zero_row = int(table.shape[0])
+            padded = make.const("padded_table", np.concatenate([table, table[:1] * 0]), table.dtype)
+            padded_tables[pooling.params] = (padded, zero_row)
+        zero_row_id = make.const("zero_row", zero_row, np.dtype(pooling.ids_dtype))
+        safe = make.op("safe_ids", "SelectV2", [valid, dense_ids, zero_row_id], T=ids)
+        pooled = make.op(
             "rows",
             "GatherV2",
-            [pooling.params, safe, make.const("axis0", 0, np.int32)],
+            [padded, safe, make.const("axis0", 0, np.int32)],
             Tparams=t,
             Tindices=ids,
             Taxis=i32,
             batch_dims=0,
         )
-        weight = make.op("weight", "Cast", [valid], SrcT="dtype:bool", DstT=t, Truncate=False)
         last = make.const("last", -1, np.int32)
-        column = make.op("weight_col", "ExpandDims", [weight, last], T=t, Tdim=i32)
-        pooled = make.op("masked", "Mul", [rows, column], T=t)
         if pooling.pooled_axes:
             axes = make.const("pooled_axes", list(pooling.pooled_axes), np.int32)
             pooled = make.op("sums", "Sum", [pooled, axes], T=t, Tidx=i32, keep_dims=False)
             if pooling.combiner != "SparseSegmentSum":
+                weight = make.op(
+                    "weight", "Cast", [valid], SrcT="dtype:bool", DstT=t, Truncate=False
+                )
                 count = make.op("count", "Sum", [weight, axes], T=t, Tidx=i32, keep_dims=False)
                 one = make.const("one", 1, np.dtype(pooling.float_dtype))
                 denom = make.op("denom", "Maximum", [count, one], T=t)
