@@ -578,10 +578,13 @@ def find_sparse_poolings(graph: ModelGraph) -> list[SparsePooling]:
     return found
 
 
-def _clone_chain(make: NodeMaker, graph: ModelGraph, pooling: SparsePooling) -> str:
-    """Copy ``f`` (the ids' transforms) onto the dense ids; returns the dense ``f(x)``."""
-    mapped = {f"{pooling.gather_nd}:0": pooling.x}
-    for name in pooling.chain:
+def _clone_chain(
+    make: NodeMaker, graph: ModelGraph, gather_nd: str, x: str, chain: tuple[str, ...], values: str
+) -> str:
+    """Copy ``f`` (the ids' transforms ``chain``, from ``GatherNd``'s output to ``values``) onto
+    the dense ids ``x``; returns the dense ``f(x)``."""
+    mapped = {f"{gather_nd}:0": x}
+    for name in chain:
         original = graph.nodes[name]
         copy = make.graph_def.node.add()
         copy.CopyFrom(original)
@@ -590,7 +593,69 @@ def _clone_chain(make: NodeMaker, graph: ModelGraph, pooling: SparsePooling) -> 
             if not is_control_input(inp):
                 copy.input[pos] = mapped.get(canonical_tensor(inp), inp)
         mapped[f"{name}:0"] = copy.name
-    return mapped[pooling.values]
+    return mapped[values]
+
+
+@dataclass(frozen=True)
+class DenseScatter:
+    """``SparseToDense(indices, shape, values, default)`` of a sparse tensor ``to_sparse_input``
+    took from ``x`` unreshaped (an ``indicator_column``'s ids): ``where(mask, f(x), default)``.
+
+    Attributes:
+        node: the ``SparseToDense`` node.
+        mask / x / gather_nd / values / chain: as in :class:`SparsePooling`.
+        default: the default value tensor.
+        dtype: the values' dtype name.
+    """
+
+    node: str
+    mask: str
+    x: str
+    gather_nd: str
+    values: str
+    chain: tuple[str, ...]
+    default: str
+    dtype: str
+
+
+def find_dense_scatters(
+    graph: ModelGraph, ranks: dict[str, int | None] | None = None
+) -> list[DenseScatter]:
+    """Every :class:`DenseScatter` of ``graph``."""
+    found = []
+    for node in graph.graph_def.node:
+        if node.op != "SparseToDense" or len(node.input) < 4:
+            continue
+        origin = _sparse_origin(graph, node.input[0], node.input[1])
+        if origin is None or origin[1]:
+            continue
+        mask, _, x, origin_shape = origin
+        if ranks is None:
+            ranks = {k: (None if v is None else len(v)) for k, v in static_shapes(graph).items()}
+        rank = ranks.get(node_name(x)) if x.endswith(":0") else None
+        if not rank or _ShapeAlgebra(graph, x, rank).vector(origin_shape) != [
+            (1, (axis,)) for axis in range(rank)
+        ]:
+            continue
+        values = canonical_tensor(tensor_through(graph, node.input[2]))
+        gather_nd = _gather_nd_of(graph, x, mask)
+        chain = _id_chain(graph, gather_nd, values) if gather_nd is not None else None
+        default = resolve_const(graph, node.input[3])
+        if chain is None or default is None or default.size != 1:
+            continue
+        found.append(
+            DenseScatter(
+                node.name,
+                f"{mask.name}:0",
+                x,
+                gather_nd,
+                values,
+                tuple(chain),
+                node.input[3],
+                _dtype(node, "T"),
+            )
+        )
+    return found
 
 
 def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
@@ -612,7 +677,9 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         make = NodeMaker(graph_def, names, pooling.select)
         t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
         i32 = "dtype:int32"
-        dense_ids = _clone_chain(make, graph, pooling)
+        dense_ids = _clone_chain(
+            make, graph, pooling.gather_nd, pooling.x, pooling.chain, pooling.values
+        )
         zero_id = make.const("zero_id", 0, np.dtype(pooling.ids_dtype))
         nonneg = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
         valid = make.op("valid", "LogicalAnd", [pooling.mask, nonneg])
@@ -657,6 +724,16 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         fused.append(pooling.select)
         bypassed.extend(pooling.restoring)
         counts["SparseSegmentPooling"] += 1
+    for scatter in find_dense_scatters(graph):
+        make = NodeMaker(graph_def, names, scatter.node)
+        dense = _clone_chain(
+            make, graph, scatter.gather_nd, scatter.x, scatter.chain, scatter.values
+        )
+        t = f"dtype:{scatter.dtype}"
+        out = make.op("dense", "SelectV2", [scatter.mask, dense, scatter.default], T=t)
+        rewire(graph_def, scatter.node, out)
+        fused.append(scatter.node)
+        counts["SparseToDense"] += 1
     for length in find_sequence_lengths(graph):
         out = _lower_sequence_length(NodeMaker(graph_def, names, length.node), length)
         rewire(graph_def, length.node, out)

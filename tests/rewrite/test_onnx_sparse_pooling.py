@@ -14,7 +14,11 @@ from recadvisor.model.freeze import freeze
 from recadvisor.model.load import load_model
 from recadvisor.model.onnx_export import export_onnx, lower_for_onnx
 from recadvisor.model.runtime import GraphRunner
-from recadvisor.model.sparse_pooling import find_sequence_lengths, find_sparse_poolings
+from recadvisor.model.sparse_pooling import (
+    find_dense_scatters,
+    find_sequence_lengths,
+    find_sparse_poolings,
+)
 from recadvisor.tfimport import import_tf
 from tests.rewrite.fixtures_contract import ContractModel
 
@@ -71,6 +75,8 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         padding = tf.zeros(rows - tf.shape(last, out_type=tf.int64), tf.int64)
         out["length"] = tf.concat([last, padding], 0)
         out["single"] = tf.nn.safe_embedding_lookup_sparse(module.emb, to_sparse(f["one"]))
+        # an indicator column's ids: the sparse form back to dense, -1 where nothing is
+        out["indicator"] = tf.sparse.to_dense(to_sparse(f["ids"]), default_value=-1)
         # the width computed as the longest row (a client-split string's sparse form)
         split = to_sparse(f["seq"])
         counts = tf.reduce_sum(tf.cast(tf.not_equal(f["seq"], -1), tf.int64), axis=1)
@@ -110,11 +116,14 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
     }
 
 
-def test_sequence_length_from_dense_ids_is_found(pooled: ContractModel) -> None:
-    """The ``SegmentMax`` of ``indices[:, 1] + 1`` per row over the ``[N, 3, 1]`` reshape."""
+def test_sequence_length_and_indicator_from_dense_ids_are_found(pooled: ContractModel) -> None:
+    """The ``SegmentMax`` of ``indices[:, 1] + 1`` per row over the ``[N, 3, 1]`` reshape, and
+    the ``SparseToDense`` of the ``[N, 5]`` ids (``where(mask, f(x), -1)``)."""
     (length,) = find_sequence_lengths(pooled.graph)
     assert (length.x, length.column, length.rank, length.dtype) == ("seq:0", 1, 2, "int64")
     assert [ones for _, ones in length.reshapes] == [1]
+    (scatter,) = find_dense_scatters(pooled.graph)
+    assert (scatter.x, scatter.dtype, len(scatter.chain)) == ("ids:0", "int64", 3)
 
 
 def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path) -> None:
@@ -125,7 +134,8 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
 
     lowered, counts = lower_for_onnx(pooled.graph)
     assert counts["SparseSegmentPooling"] == 6 and counts["SegmentMax"] == 1
-    assert "SegmentMax" not in lowered.op_counts()
+    assert counts["SparseToDense"] == 1
+    assert not {"SegmentMax", "SparseToDense"} & set(lowered.op_counts())
     assert lowered.op_counts().get("SparseFillEmptyRows", 0) == 1  # the hand-written one
     result = export_onnx(pooled.graph, tmp_path / "m.onnx", pooled.feeds)
     assert result.max_abs_diff <= 1e-6
