@@ -934,3 +934,55 @@ def _lower_sequence_length(make: NodeMaker, length: SequenceLength) -> str:
         T=t,
         Index=t,
     )
+
+
+def _built_in_order(graph: ModelGraph, indices: str) -> bool:
+    """Whether sparse ``indices`` are row-major by construction: a ``Where``, or computed from
+    shapes only (a bucketized column's ``[range(N), 0]`` grid) with no signature input read
+    for its values."""
+    node = graph.nodes.get(node_name(tensor_through(graph, indices)))
+    if node is None:
+        return False
+    if node.op == "Where":
+        return True
+    frontier, seen = [node.name], set()
+    while frontier:
+        current = graph.nodes[frontier.pop()]
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        if current.op == "Placeholder":
+            return False
+        if current.op in ("Shape", "Size", "Rank"):
+            continue
+        frontier.extend(node_name(i) for i in current.input if not is_control_input(i))
+    return True
+
+
+def one_per_row_cross(
+    graph: ModelGraph, node: Any, shapes: dict[str, tuple[int | None, ...] | None]
+) -> bool:
+    """Whether every sparse column of the ``SparseCross`` ``node`` is ``[N, 1]`` (at most one
+    value per row) with row-major indices, and every dense column ``[N, 1]`` (``shapes``: the
+    static shapes, :func:`~recadvisor.model.queries.static_shapes`)."""
+    n_sparse = len(node.attr["sparse_types"].list.type)
+    inputs = [i for i in node.input if not is_control_input(i)]
+    if not n_sparse:
+        return False
+    algebra = _ShapeAlgebra(graph, "", 0)
+    for k in range(n_sparse):
+        shape_tensor = tensor_through(graph, inputs[2 * n_sparse + k], _THROUGH)
+        shape_node = graph.nodes.get(node_name(shape_tensor))
+        if shape_node is not None and shape_node.op == "Shape":
+            static = shapes.get(node_name(tensor_through(graph, shape_node.input[0])))
+            width_one = static is not None and len(static) == 2 and static[1] == 1
+        else:
+            vector = algebra.vector(shape_tensor)
+            width_one = vector is not None and len(vector) == 2 and vector[1] == (1, ())
+        if not width_one or not _built_in_order(graph, inputs[k]):
+            return False
+    for dense in inputs[3 * n_sparse :]:
+        static = shapes.get(node_name(tensor_through(graph, dense)))
+        if static is None or len(static) != 2 or static[1] != 1:
+            return False
+    return True

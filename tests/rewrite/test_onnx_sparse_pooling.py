@@ -155,3 +155,94 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
         assert np.asarray(got[key]).shape == original[key].shape, key
         assert original[key].shape[0] == 0 and original[key].shape[-1] == 3, key
     assert np.asarray(got["length"]).shape == original["length"].shape == (0,)
+
+
+@pytest.fixture(scope="module")
+def crossed(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
+    """A hashed cross of ``[N, 1]`` columns in every form a feature column gives it: ``city``
+    through ``to_sparse_input`` (-1 ignored: no cross in that row), ``age`` bucketized with
+    its sparse form built from shapes (``[range(N), 0]``, every row present) and ``day`` dense;
+    read back as an indicator (``SparseToDense``, one-hot, sum). And a cross of a multi-valued
+    ``[N, 3]`` column, which keeps the generic lowering."""
+    tf = import_tf()
+    specs = {
+        "city": tf.TensorSpec([None, 1], tf.int64, name="city"),
+        "age": tf.TensorSpec([None, 1], tf.float32, name="age"),
+        "day": tf.TensorSpec([None, 1], tf.int64, name="day"),
+        "tags": tf.TensorSpec([None, 3], tf.int64, name="tags"),
+    }
+
+    def to_sparse(x: object) -> object:
+        where = tf.where(tf.not_equal(x, -1))
+        return tf.SparseTensor(where, tf.gather_nd(x, where), tf.shape(x, out_type=tf.int64))
+
+    def bucketized(x: object) -> object:
+        buckets = tf.cast(tf.raw_ops.Bucketize(input=x, boundaries=[18.0, 30.0, 50.0]), tf.int64)
+        n = tf.shape(buckets, out_type=tf.int64)[0]
+        rows = tf.reshape(tf.range(n), [-1, 1])
+        indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
+        return tf.SparseTensor(indices, tf.reshape(buckets, [-1]), tf.stack([n, 1]))
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        cross = tf.sparse.cross_hashed(
+            [to_sparse(f["city"]), bucketized(f["age"]), f["day"]], num_buckets=16
+        )
+        ids = tf.sparse.to_dense(cross, default_value=-1)
+        indicator = tf.reduce_sum(tf.one_hot(ids, 16), axis=1)
+        tagged = tf.sparse.cross_hashed([to_sparse(f["tags"]), f["day"]], num_buckets=16)
+        return {
+            "indicator": indicator,
+            "cross_shape": cross.dense_shape,
+            "cross_values": cross.values,
+            "tagged": tf.sparse.to_dense(tagged, default_value=-1),
+        }
+
+    module = tf.Module()
+    module.serve = serve
+    path = tmp_path_factory.mktemp("crossed")
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    rng = np.random.default_rng(5)
+    feeds = {
+        "city": rng.choice([-1, 3, 2**40, 7], (ROWS, 1)).astype(np.int64),
+        "age": rng.uniform(10, 70, (ROWS, 1)).astype(np.float32),
+        "day": rng.integers(0, 7, (ROWS, 1)).astype(np.int64),
+        "tags": rng.choice([-1, 4, 9], (ROWS, 3)).astype(np.int64),
+    }
+    loaded = load_model(path)
+    return ContractModel(path, loaded, freeze(loaded), feeds, np.zeros(ROWS, np.int64))
+
+
+def test_one_value_per_row_cross_matches_tensorflow(crossed: ContractModel, tmp_path: Path) -> None:
+    """The cross of one-value columns is found (the multi-valued one is not) and lowered
+    bit-exactly: same values, indices and ``[N, 1]`` / ``[N, 0]`` shape as TensorFlow on the
+    sample, on a one-row request whose city is ignored (nothing crosses) and, in the lowered
+    graph, on an empty batch."""
+    from recadvisor.bench import OnnxRunner
+    from recadvisor.model.queries import static_shapes
+    from recadvisor.model.sparse_pooling import one_per_row_cross
+
+    graph = crossed.graph
+    crosses = [n for n in graph.graph_def.node if n.op == "SparseCross"]
+    shapes = static_shapes(graph)
+    found = sorted(one_per_row_cross(graph, n, shapes) for n in crosses)
+    assert found == [False, True]
+    lowered, counts = lower_for_onnx(graph)
+    assert counts["SparseCross"] == 2 and "SparseCross" not in lowered.op_counts()
+    result = export_onnx(graph, tmp_path / "m.onnx", crossed.feeds)
+    assert result.max_abs_diff == 0.0
+    runner = OnnxRunner(tmp_path / "m.onnx")
+    f = crossed.feeds
+    nothing = {**{k: v[:1] for k, v in f.items()}, "city": np.full((1, 1), -1, np.int64)}
+    assert crossed.run_original(nothing)["cross_shape"].tolist() == [1, 0]
+    for feeds in (f, nothing):
+        original = crossed.run_original(feeds)
+        for got in (GraphRunner(lowered)(feeds), runner.run(runner.prepare(feeds))):
+            for key, value in original.items():
+                assert np.asarray(got[key]).shape == value.shape, key
+                np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
+    empty = {k: v[:0] for k, v in f.items()}
+    original = crossed.run_original(empty)
+    got = GraphRunner(lowered)(empty)
+    for key, value in original.items():
+        assert np.asarray(got[key]).shape == value.shape, key
