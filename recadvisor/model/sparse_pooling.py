@@ -111,6 +111,8 @@ class SparsePooling:
         values: the pooled ids before pruning (``f(GatherNd(...))``).
         chain: the nodes of ``f``, in graph order.
         pooled_axes: the axes of ``x`` pooled into one row (empty: one entry per row).
+        one_per_row: the pooled axes have static size 1 (an ``[N, 1]`` column): a row pools
+            one entry or none, so every combiner is the plain sum.
         restoring: readers of ``select`` that reshape it to ``x``'s unpooled axes + ``[D]``.
     """
 
@@ -126,6 +128,7 @@ class SparsePooling:
     values: str
     chain: tuple[str, ...]
     pooled_axes: tuple[int, ...]
+    one_per_row: bool = False
     restoring: tuple[str, ...] = ()
 
 
@@ -482,7 +485,9 @@ def _id_chain(graph: ModelGraph, gather_nd: str, values: str) -> list[str] | Non
     return sorted(chain, key=order.__getitem__)
 
 
-def _match(graph: ModelGraph, fill: Any, ranks: dict[str, int | None]) -> SparsePooling | None:
+def _match(
+    graph: ModelGraph, fill: Any, shapes: dict[str, tuple[int | None, ...] | None]
+) -> SparsePooling | None:
     if len(fill.input) < 4 or not _is_zero(graph, fill.input[3]):
         return None
     index_gather = _node(graph, fill.input[0], "GatherV2")
@@ -509,7 +514,8 @@ def _match(graph: ModelGraph, fill: Any, ranks: dict[str, int | None]) -> Sparse
     select, segment = reader
     mask, reshapes, x, origin_shape = origin
     params = _pooled_params(graph, segment, fill.name)
-    rank = ranks.get(node_name(x)) if x.endswith(":0") else None
+    static = shapes.get(node_name(x)) if x.endswith(":0") else None
+    rank = len(static) if static is not None else None
     if params is None or not rank:
         return None
     axes = _pooled_axes(graph, x, rank, origin_shape, reshapes)
@@ -534,6 +540,7 @@ def _match(graph: ModelGraph, fill: Any, ranks: dict[str, int | None]) -> Sparse
         values=values,
         chain=tuple(chain),
         pooled_axes=columns,
+        one_per_row=all(static[a] == 1 for a in columns),
         restoring=_restoring_reshapes(graph, algebra, select.name, rank, columns, dim),
     )
 
@@ -569,10 +576,9 @@ def find_sparse_poolings(graph: ModelGraph) -> list[SparsePooling]:
     if not fills:
         return []
     shapes = static_shapes(graph)
-    ranks: dict[str, int | None] = {k: (None if v is None else len(v)) for k, v in shapes.items()}
     found = []
     for fill in fills:
-        match = _match(graph, fill, ranks)
+        match = _match(graph, fill, shapes)
         if match is not None:
             found.append(match)
     return found
@@ -705,7 +711,7 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         if pooling.pooled_axes:
             axes = make.const("pooled_axes", list(pooling.pooled_axes), np.int32)
             pooled = make.op("sums", "Sum", [pooled, axes], T=t, Tidx=i32, keep_dims=False)
-            if pooling.combiner != "SparseSegmentSum":
+            if pooling.combiner != "SparseSegmentSum" and not pooling.one_per_row:
                 weight = make.op(
                     "weight", "Cast", [valid], SrcT="dtype:bool", DstT=t, Truncate=False
                 )

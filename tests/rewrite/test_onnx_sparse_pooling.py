@@ -105,7 +105,10 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
     pooled axis: one row per position), the computed-width layout and the ``[N, 1]`` column;
     not the hand-written
     ``Unique`` + ``segment_mean`` (no ``Select`` of empty rows after it)."""
-    found = {(p.combiner, p.pooled_axes, p.x) for p in find_sparse_poolings(pooled.graph)}
+    poolings = find_sparse_poolings(pooled.graph)
+    found = {(p.combiner, p.pooled_axes, p.x) for p in poolings}
+    # [N, 1] and the sequence layout (nothing pooled): no division
+    assert {p.x for p in poolings if p.one_per_row} == {"one:0", "seq:0"}
     assert found == {
         ("SparseSegmentMean", (1,), "ids:0"),
         ("SparseSegmentSum", (1,), "ids:0"),
