@@ -80,7 +80,12 @@ from recadvisor.model.queries import (
     tensor_through,
 )
 from recadvisor.model.runtime import GraphRunner
-from recadvisor.model.sparse_pooling import fuse_sparse_poolings, one_per_row_cross
+from recadvisor.model.sparse_pooling import (
+    dense_column,
+    emit_dense_column,
+    fuse_sparse_poolings,
+    one_per_row_cross,
+)
 from recadvisor.tfimport import import_tf
 from recadvisor.verify import compare_outputs
 
@@ -633,19 +638,14 @@ def _cross_hash(make: NodeMaker, node: Any, columns: list[str]) -> str:
     def unsigned(x: str) -> str:
         return make.op("u", "Cast", [x], SrcT="dtype:int64", DstT=u64, Truncate=False)
 
-    key = make.const("key", int(node.attr["hash_key"].i) & ((1 << 64) - 1), np.uint64)
-    h = make.op(
-        "seed",
-        "BitwiseXor",
-        [make.op("zeros", "ZerosLike", [unsigned(columns[0])], T=u64), key],
-        T=u64,
-    )
+    key = int(node.attr["hash_key"].i) & ((1 << 64) - 1)
+    h = ""
     for column in columns:
         mixed = times(shift_mix(times(unsigned(column))))
-        r = make.op(
-            "xor", "BitwiseXor", [make.op("xor", "BitwiseXor", [h, mul], T=u64), mixed], T=u64
-        )
-        h = shift_mix(times(shift_mix(times(r))))
+        # the first column's h is the key: its h ^ mul is one constant (broadcast)
+        seen = make.op("xor", "BitwiseXor", [h, mul], T=u64) if h else ""
+        seen = seen or make.const("key_mul", key ^ CROSS_MUL, np.uint64)
+        h = shift_mix(times(shift_mix(times(make.op("xor", "BitwiseXor", [seen, mixed], T=u64)))))
     buckets = int(node.attr["num_buckets"].i) or (1 << 63) - 1
     bucket = make.op("mod", "FloorMod", [h, make.const("buckets", buckets, np.uint64)], T=u64)
     return make.op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
@@ -791,7 +791,9 @@ def _dense_column(make: NodeMaker, dense: str, row_ids: str) -> _CrossColumn:
     return _CrossColumn(counts, starts, flat)
 
 
-def _lower_one_per_row_cross(graph_def: Any, node: Any, names: set[str]) -> None:
+def _lower_one_per_row_cross(
+    graph: ModelGraph, graph_def: Any, node: Any, names: set[str], shapes: Mapping[str, Any]
+) -> None:
     """A hashed ``SparseCross`` whose columns hold at most one value per row
     (:func:`~recadvisor.model.sparse_pooling.one_per_row_cross`): each sparse column scattered
     into a value and a presence per row, a row crossed where every column is present, hashed
@@ -802,11 +804,11 @@ def _lower_one_per_row_cross(graph_def: Any, node: Any, names: set[str]) -> None
     n_sparse = len(node.attr["sparse_types"].list.type)
     inputs = [i for i in node.input if not i.startswith("^")]
     indices, values = inputs[:n_sparse], inputs[n_sparse : 2 * n_sparse]
-    shapes, dense = inputs[2 * n_sparse : 3 * n_sparse], inputs[3 * n_sparse :]
+    shapes_in, dense = inputs[2 * n_sparse : 3 * n_sparse], inputs[3 * n_sparse :]
     n = make.i64(
         "n",
         "Reshape",
-        [_element(make, "n", shapes[0], 0), make.const("one_d", [1], np.int32)],
+        [_element(make, "n", shapes_in[0], 0), make.const("one_d", [1], np.int32)],
         Tshape="dtype:int32",
     )
     i64, b = "dtype:int64", "dtype:bool"
@@ -815,6 +817,12 @@ def _lower_one_per_row_cross(graph_def: Any, node: Any, names: set[str]) -> None
     present = ""
     per_row = []
     for k in range(n_sparse):
+        column = dense_column(graph, indices[k], values[k], shapes_in[k], shapes)
+        if column is not None:  # to_sparse_input of an [N, 1] tensor: its mask and f(x)
+            value, here = emit_dense_column(make, graph, column)
+            per_row.append(value)
+            present = make.op("present", "LogicalAnd", [present, here]) if present else here
+            continue
         rows = make.op(
             "rows",
             "GatherV2",
@@ -1307,7 +1315,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             else:
                 shapes = static_shapes(graph) if shapes is None else shapes
                 if one_per_row_cross(graph, graph.nodes[node.name], shapes):
-                    _lower_one_per_row_cross(gd, node, names)
+                    _lower_one_per_row_cross(graph, gd, node, names, shapes)
                 else:
                     _lower_sparse_cross(gd, node, names)
             lowered[node.op] += 1

@@ -992,3 +992,55 @@ def one_per_row_cross(
         if static is None or len(static) != 2 or static[1] != 1:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class DenseColumn:
+    """A sparse tensor ``to_sparse_input`` took from an ``[N, 1]`` tensor ``x`` unreshaped, as a
+    value and a presence per row (see :func:`dense_column`)."""
+
+    mask: str
+    x: str
+    gather_nd: str
+    values: str
+    chain: tuple[str, ...]
+
+
+def dense_column(
+    graph: ModelGraph,
+    indices: str,
+    values: str,
+    shape: str,
+    shapes: dict[str, tuple[int | None, ...] | None],
+) -> DenseColumn | None:
+    """``(indices, values, shape)`` as :class:`DenseColumn` when they are
+    ``Where(NotEqual(x, ignore))``, ``f(GatherNd(x, ...))`` and ``Shape(x)`` of an ``[N, 1]``
+    ``x`` (``shapes``: the static shapes), ``f`` holding no table lookup; else None."""
+    origin = _sparse_origin(graph, indices, shape)
+    if origin is None or origin[1]:
+        return None
+    mask, _, x, origin_shape = origin
+    static = shapes.get(node_name(x)) if x.endswith(":0") else None
+    if static is None or len(static) != 2 or static[1] != 1:
+        return None
+    if _ShapeAlgebra(graph, x, 2).vector(origin_shape) != [(1, (0,)), (1, (1,))]:
+        return None
+    values = canonical_tensor(tensor_through(graph, values))
+    gather_nd = _gather_nd_of(graph, x, mask)
+    chain = _id_chain(graph, gather_nd, values) if gather_nd is not None else None
+    # a copied table lookup would come too late for the lowering that runs this
+    if gather_nd is None or chain is None or any(graph.nodes[c].op == TABLE_FIND for c in chain):
+        return None
+    return DenseColumn(f"{mask.name}:0", x, gather_nd, values, tuple(chain))
+
+
+def emit_dense_column(make: NodeMaker, graph: ModelGraph, column: DenseColumn) -> tuple[str, str]:
+    """Add the nodes of a :class:`DenseColumn`'s ``[N]`` value (``f(x)``; any value where
+    absent) and ``[N]`` presence (the mask); returns (value, presence)."""
+    dense = _clone_chain(make, graph, column.gather_nd, column.x, column.chain, column.values)
+    flat = make.const("flat", [-1], np.int32)
+    value = make.op("dense_value", "Reshape", [dense, flat], T="dtype:int64", Tshape="dtype:int32")
+    present = make.op(
+        "dense_present", "Reshape", [column.mask, flat], T="dtype:bool", Tshape="dtype:int32"
+    )
+    return value, present
