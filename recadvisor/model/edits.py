@@ -322,14 +322,44 @@ def set_gather_params(graph_def: Any, gather_name: str, new_params: str, params_
 
 
 class NodeMaker:
-    """Adds nodes named ``{base}/onnx_{suffix}`` to a GraphDef (one lowered node's helpers)."""
+    """Adds nodes named ``{base}/{prefix}{suffix}`` to a GraphDef (one rewritten node's
+    helpers; ``prefix`` ``onnx_`` for the ONNX lowerings)."""
 
-    def __init__(self, graph_def: Any, names: set[str], base: str) -> None:
-        self.graph_def, self.names, self.base = graph_def, names, base
+    def __init__(self, graph_def: Any, names: set[str], base: str, prefix: str = "onnx_") -> None:
+        self.graph_def, self.names, self.base, self.prefix = graph_def, names, base, prefix
 
     def fresh(self, suffix: str) -> str:
         """A new node name under the base."""
-        return reserve_name(self.names, f"{self.base}/onnx_{suffix}")
+        return reserve_name(self.names, f"{self.base}/{self.prefix}{suffix}")
+
+    def strided(
+        self,
+        suffix: str,
+        vector: str,
+        begin: int,
+        end: int,
+        dtype: str = "int64",
+        shrink: bool = False,
+    ) -> str:
+        """``vector[begin:end]`` of a 1-D ``dtype`` tensor (``end`` may count from the end), or
+        with ``shrink`` the scalar ``vector[begin]`` (``end`` is then ``begin + 1``)."""
+        return self.op(
+            suffix,
+            "StridedSlice",
+            [
+                vector,
+                self.const("b", [begin], np.int32),
+                self.const("e", [end], np.int32),
+                self.const("s", [1], np.int32),
+            ],
+            T=f"dtype:{dtype}",
+            Index="dtype:int32",
+            shrink_axis_mask=int(shrink),
+            begin_mask=0,
+            end_mask=0,
+            ellipsis_mask=0,
+            new_axis_mask=0,
+        )
 
     def const(self, suffix: str, value: Any, dtype: Any) -> str:
         """A ``Const`` holding ``value`` as ``dtype``."""

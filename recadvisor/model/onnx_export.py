@@ -653,22 +653,7 @@ def _cross_hash(make: NodeMaker, node: Any, columns: list[str]) -> str:
 
 def _slice(make: NodeMaker, suffix: str, vector: str, begin: int, end: int) -> str:
     """``vector[begin:end]`` of an int64 vector (``end`` may count from the end)."""
-    return make.i64(
-        suffix,
-        "StridedSlice",
-        [
-            vector,
-            make.const("b", [begin], np.int32),
-            make.const("e", [end], np.int32),
-            make.const("s", [1], np.int32),
-        ],
-        Index="dtype:int32",
-        shrink_axis_mask=0,
-        begin_mask=0,
-        end_mask=0,
-        ellipsis_mask=0,
-        new_axis_mask=0,
-    )
+    return make.strided(suffix, vector, begin, end)
 
 
 def _element(make: NodeMaker, suffix: str, vector: str, index: int) -> str:

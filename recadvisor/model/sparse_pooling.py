@@ -892,23 +892,7 @@ def _lower_sequence_length(make: NodeMaker, length: SequenceLength) -> str:
     shape = make.op("x_shape", "Shape", [length.x], T=f"dtype:{length.x_dtype}", out_type=t)
 
     def element(suffix: str, vector: str, index: int) -> str:
-        return make.op(
-            suffix,
-            "StridedSlice",
-            [
-                vector,
-                make.const("b", [index], np.int32),
-                make.const("e", [index + 1], np.int32),
-                make.const("s", [1], np.int32),
-            ],
-            T=t,
-            Index=i32,
-            shrink_axis_mask=1,
-            begin_mask=0,
-            end_mask=0,
-            ellipsis_mask=0,
-            new_axis_mask=0,
-        )
+        return make.strided(suffix, vector, index, index + 1, dtype=length.dtype, shrink=True)
 
     width = element("width", shape, length.column)
     positions = make.op(

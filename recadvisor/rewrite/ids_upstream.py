@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 
 from recadvisor.model.edits import (
+    NodeMaker,
     add_cast,
     add_const,
     add_node,
@@ -123,8 +124,6 @@ MAX_CONST_SUBGRAPH = 32
 SPLIT_OPS = frozenset({"StringSplitV2", "StringSplit"})
 # the padding of the intermediate token graph (_token_graph); the client sends its reserved id
 SPLIT_PAD = b"\x00recadvisor:padding\x00"
-# StridedSlice begin / end / strides of element 0 of a shape vector
-_FIRST = (("first_begin", 0), ("first_end", 1), ("first_stride", 1))
 # ops of RaggedTensor.from_value_rowids between a split and RaggedTensorToSparse
 RAGGED_PARTITION_OPS = frozenset(
     {
@@ -842,22 +841,10 @@ def _token_graph(graph: ModelGraph, key: str, split_name: str) -> ModelGraph:
     add_node(
         gd, width, "Max", [with_zero, axis0], T="dtype:int64", Tidx="dtype:int32", keep_dims=False
     )
-    rows, tokens_shape = name("rows"), name("tokens_shape")
+    tokens_shape = name("tokens_shape")
     # N as Shape(tokens)[0] (not Size(counts)): graph queries see the rows are the input's
     add_node(gd, tokens_shape, "Shape", [tokens], T="dtype:string", out_type="dtype:int64")
-    add_node(
-        gd,
-        rows,
-        "StridedSlice",
-        [tokens_shape, *(const(s, np.array([v], np.int32)) for s, v in _FIRST)],
-        T="dtype:int64",
-        Index="dtype:int32",
-        shrink_axis_mask=1,
-        begin_mask=0,
-        end_mask=0,
-        ellipsis_mask=0,
-        new_axis_mask=0,
-    )
+    rows = NodeMaker(gd, names, base, prefix="").strided("rows", tokens_shape, 0, 1, shrink=True)
     dense_shape = name("dense_shape")
     add_node(gd, dense_shape, "Pack", [rows, width], T="dtype:int64", N=2, axis=0)
     outputs = (indices, values, dense_shape)
