@@ -776,15 +776,57 @@ def _dense_column(make: NodeMaker, dense: str, row_ids: str) -> _CrossColumn:
     return _CrossColumn(counts, starts, flat)
 
 
+def _cross_indicators(graph: ModelGraph, node: Any) -> list[Any]:
+    """The indicator columns over a one-per-row cross: ``Sum(OneHot(SparseToDense(cross,
+    default), depth), axis=1)`` with a default that one-hots to zeros (``< 0`` or ``>= depth``).
+    Returns the ``Sum`` nodes."""
+    found = []
+    for name in dict.fromkeys(graph.consumers.get(node.name, [])):
+        dense = graph.nodes[name]
+        expected = [f"{node.name}:0", f"{node.name}:2", f"{node.name}:1"]
+        if (
+            dense.op != "SparseToDense"
+            or [canonical_tensor(i) for i in dense.input[:3]] != expected
+        ):
+            continue
+        default = resolve_const(graph, dense.input[3])
+        for onehot_name in dict.fromkeys(graph.consumers.get(name, [])):
+            onehot = graph.nodes[onehot_name]
+            depth = resolve_const(graph, onehot.input[1]) if onehot.op == "OneHot" else None
+            if depth is None or default is None or onehot.attr["axis"].i != -1:
+                continue
+            if 0 <= int(default) < int(depth) or canonical_tensor(onehot.input[0]) != f"{name}:0":
+                continue
+            for total_name in dict.fromkeys(graph.consumers.get(onehot_name, [])):
+                total = graph.nodes[total_name]
+                axis = resolve_const(graph, total.input[1]) if total.op == "Sum" else None
+                if axis is None or axis.ravel().tolist() not in ([1], [-2]):
+                    continue
+                if total.attr["keep_dims"].b or canonical_tensor(total.input[0]) != (
+                    f"{onehot_name}:0"
+                ):
+                    continue
+                found.append(total)
+    return found
+
+
 def _lower_one_per_row_cross(
-    graph: ModelGraph, graph_def: Any, node: Any, names: set[str], shapes: Mapping[str, Any]
+    graph: ModelGraph,
+    graph_def: Any,
+    node: Any,
+    names: set[str],
+    shapes: Mapping[str, Any],
+    bypassed: set[str],
 ) -> None:
     """A hashed ``SparseCross`` whose columns hold at most one value per row
     (:func:`~recadvisor.model.sparse_pooling.one_per_row_cross`): each sparse column scattered
     into a value and a presence per row, a row crossed where every column is present, hashed
     like the kernel (sparse columns first, then dense), one entry per crossed row; the output
     shape is ``[N, 1]``, or ``[N, 0]`` when no row crosses. ~40 ONNX nodes fewer than the grid
-    of :func:`_lower_sparse_cross` for two columns (bit-exact)."""
+    of :func:`_lower_sparse_cross` for two columns (bit-exact). An indicator column over it
+    (:func:`_cross_indicators`) becomes one ``OneHot`` of the rows' crosses (``depth`` where
+    absent), without the ``[N, W, depth]`` one-hot and its sum; those ``Sum`` nodes go in
+    ``bypassed`` (removed once unread)."""
     make = NodeMaker(graph_def, names, node.name)
     n_sparse = len(node.attr["sparse_types"].list.type)
     inputs = [i for i in node.input if not i.startswith("^")]
@@ -837,19 +879,32 @@ def _lower_one_per_row_cross(
     crossed = make.op("crossed", "Where", [present], T=b)
     at = make.i64("at", "Reshape", [crossed, flat], Tshape="dtype:int32")
     axis0 = make.const("axis0", 0, np.int32)
-    columns = [
-        make.op(
-            "at_value",
-            "GatherV2",
-            [v, at, axis0],
-            Tparams=i64,
-            Tindices=i64,
-            Taxis="dtype:int32",
-            batch_dims=0,
+    hashed_rows = _cross_hash(make, node, per_row)  # every row's cross, used where present
+    hashed = make.op(
+        "at_value",
+        "GatherV2",
+        [hashed_rows, at, axis0],
+        Tparams=i64,
+        Tindices=i64,
+        Taxis="dtype:int32",
+        batch_dims=0,
+    )
+    for total in _cross_indicators(graph, node):
+        onehot = graph.nodes[node_name(total.input[0])]
+        depth = int(resolve_const(graph, onehot.input[1]))
+        ids = make.i64(
+            "indicator_ids", "SelectV2", [present, hashed_rows, make.const("off", depth, np.int64)]
         )
-        for v in per_row
-    ]
-    hashed = _cross_hash(make, node, columns)
+        folded = make.op(
+            "indicator",
+            "OneHot",
+            [ids, *onehot.input[1:4]],
+            T=f"dtype:{_dtype_name(onehot.attr['T'].type)}",
+            TI=i64,
+            axis=-1,
+        )
+        rewire(graph_def, total.name, folded)
+        bypassed.add(total.name)
     out_indices = make.i64(
         "indices",
         "ConcatV2",
@@ -1300,7 +1355,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             else:
                 shapes = static_shapes(graph) if shapes is None else shapes
                 if one_per_row_cross(graph, graph.nodes[node.name], shapes):
-                    _lower_one_per_row_cross(graph, gd, node, names, shapes)
+                    _lower_one_per_row_cross(graph, gd, node, names, shapes, unread)
                 else:
                     _lower_sparse_cross(gd, node, names)
             lowered[node.op] += 1

@@ -218,9 +218,9 @@ def crossed(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
 
 def test_one_value_per_row_cross_matches_tensorflow(crossed: ContractModel, tmp_path: Path) -> None:
     """The cross of one-value columns is found (the multi-valued one is not) and lowered
-    bit-exactly: same values, indices and ``[N, 1]`` / ``[N, 0]`` shape as TensorFlow on the
-    sample, on a one-row request whose city is ignored (nothing crosses) and, in the lowered
-    graph, on an empty batch."""
+    bit-exactly, its indicator folded into one ``OneHot``: same values, indices and ``[N, 1]``
+    / ``[N, 0]`` shape as TensorFlow on the sample, on a one-row request whose city is ignored
+    (nothing crosses) and, in the lowered graph, on an empty batch."""
     from recadvisor.bench import OnnxRunner
     from recadvisor.model.queries import static_shapes
     from recadvisor.model.sparse_pooling import one_per_row_cross
@@ -232,6 +232,9 @@ def test_one_value_per_row_cross_matches_tensorflow(crossed: ContractModel, tmp_
     assert found == [False, True]
     lowered, counts = lower_for_onnx(graph)
     assert counts["SparseCross"] == 2 and "SparseCross" not in lowered.op_counts()
+    # the indicator over the one-per-row cross is one OneHot of [N] ids: no [N, W, 16] sum
+    assert lowered.op_counts().get("SparseToDense") == 1  # the multi-valued cross's
+    assert lowered.op_counts().get("OneHot") == 1
     result = export_onnx(graph, tmp_path / "m.onnx", crossed.feeds)
     assert result.max_abs_diff == 0.0
     runner = OnnxRunner(tmp_path / "m.onnx")
