@@ -83,6 +83,7 @@ from recadvisor.model.runtime import GraphRunner
 from recadvisor.model.sparse_pooling import (
     dense_column,
     emit_dense_column,
+    every_row_once,
     fuse_sparse_poolings,
     one_per_row_cross,
 )
@@ -844,6 +845,9 @@ def _lower_one_per_row_cross(
     present = ""
     per_row = []
     for k in range(n_sparse):
+        if every_row_once(graph, indices[k], shapes_in[k]):  # bucketized: a value every row
+            per_row.append(values[k])
+            continue
         column = dense_column(graph, indices[k], values[k], shapes_in[k], shapes)
         if column is not None:  # to_sparse_input of an [N, 1] tensor: its mask and f(x)
             value, here = emit_dense_column(make, graph, column)
@@ -876,6 +880,10 @@ def _lower_one_per_row_cross(
         present = make.op("present", "LogicalAnd", [present, here]) if present else here
     flat = make.const("flat", [-1], np.int32)
     per_row += [make.i64("dense", "Reshape", [d, flat], Tshape="dtype:int32") for d in dense]
+    if not present:  # every column has a value in every row
+        present = make.op(
+            "present", "Fill", [n, make.const("true", True, np.bool_)], T=b, index_type=i64
+        )
     crossed = make.op("crossed", "Where", [present], T=b)
     at = make.i64("at", "Reshape", [crossed, flat], Tshape="dtype:int32")
     axis0 = make.const("axis0", 0, np.int32)

@@ -740,6 +740,15 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         rewire(graph_def, scatter.node, out)
         fused.append(scatter.node)
         counts["SparseToDense"] += 1
+    for node in graph.graph_def.node:  # a bucketized column's indicator: its values, one a row
+        if node.op == "SparseToDense" and every_row_once(graph, node.input[0], node.input[1]):
+            make = NodeMaker(graph_def, names, node.name)
+            column = make.const("column", [-1, 1], np.int32)
+            attrs = {"T": f"dtype:{_dtype(node, 'T')}", "Tshape": "dtype:int32"}
+            out = make.op("rows", "Reshape", [node.input[2], column], **attrs)
+            rewire(graph_def, node.name, out)
+            fused.append(node.name)
+            counts["SparseToDense"] += 1
     for length in find_sequence_lengths(graph):
         out = _lower_sequence_length(NodeMaker(graph_def, names, length.node), length)
         rewire(graph_def, length.node, out)
@@ -1028,3 +1037,58 @@ def emit_dense_column(make: NodeMaker, graph: ModelGraph, column: DenseColumn) -
         "dense_present", "Reshape", [column.mask, flat], T="dtype:bool", Tshape="dtype:int32"
     )
     return value, present
+
+
+def _range_limit(graph: ModelGraph, tensor: str) -> str | None:
+    """``n`` when ``tensor`` is ``Range(0, n, 1)``, possibly reshaped to a column and back."""
+    through = _THROUGH | {"Reshape", "ExpandDims"}
+    node = graph.nodes.get(node_name(tensor_through(graph, tensor, through)))
+    if node is None or node.op != "Range":
+        return None
+    start, delta = (
+        resolve_const(graph, tensor_through(graph, i, _THROUGH))
+        for i in (node.input[0], node.input[2])
+    )
+    if start is None or delta is None or int(start) != 0 or int(delta) != 1:
+        return None
+    return canonical_tensor(tensor_through(graph, node.input[1], _THROUGH))
+
+
+def _repeated_zero(graph: ModelGraph, tensor: str, n: str) -> bool:
+    """Whether ``tensor`` is ``Tile([0], [n])`` (a zero per row)."""
+    node = graph.nodes.get(node_name(tensor_through(graph, tensor)))
+    if node is None or node.op != "Tile":
+        return False
+    zero = resolve_const(graph, node.input[0])
+    if zero is None or zero.shape != (1,) or int(zero[0]) != 0:
+        return False
+    multiples = graph.nodes.get(node_name(tensor_through(graph, node.input[1], _THROUGH)))
+    if multiples is None or multiples.op not in ("ExpandDims", "Pack"):
+        return False
+    if multiples.op == "ExpandDims" and resolve_const(graph, multiples.input[1]) is None:
+        return False
+    return canonical_tensor(tensor_through(graph, multiples.input[0], _THROUGH)) == n
+
+
+def every_row_once(graph: ModelGraph, indices: str, shape: str) -> bool:
+    """Whether a sparse tensor's ``indices`` are ``(i, 0)`` for every row ``i < n`` in order and
+    its shape ``[n, 1]``: a bucketized column's sparse form of a one-column input
+    (``Transpose(Pack(Range(0, n), Tile([0], [n])))``). Its values are then one per row."""
+    node = graph.nodes.get(node_name(tensor_through(graph, indices, _THROUGH)))
+    if node is None or node.op != "Transpose":
+        return False
+    perm = resolve_const(graph, node.input[1])
+    pack = graph.nodes.get(node_name(tensor_through(graph, node.input[0])))
+    if perm is None or perm.tolist() != [1, 0] or pack is None or pack.op != "Pack":
+        return False
+    if pack.attr["axis"].i != 0 or len(pack.input) != 2:
+        return False
+    n = _range_limit(graph, pack.input[0])
+    if n is None or not _repeated_zero(graph, pack.input[1], n):
+        return False
+    dims = graph.nodes.get(node_name(tensor_through(graph, shape, _THROUGH)))
+    if dims is None or dims.op != "Pack" or len(dims.input) != 2 or dims.attr["axis"].i != 0:
+        return False
+    one = resolve_const(graph, dims.input[1])
+    same_rows = canonical_tensor(tensor_through(graph, dims.input[0], _THROUGH)) == n
+    return same_rows and one is not None and int(one) == 1

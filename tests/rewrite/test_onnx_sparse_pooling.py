@@ -186,8 +186,22 @@ def crossed(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
         return tf.SparseTensor(indices, tf.reshape(buckets, [-1]), tf.stack([n, 1]))
 
+    def bucketized_fc(x: object) -> object:
+        """As feature columns' BucketizedColumn builds it for one column: a Transpose of the
+        stacked row ids and zeros, values offset by bucket count x column (0 here)."""
+        buckets = tf.cast(tf.raw_ops.Bucketize(input=x, boundaries=[18.0, 30.0, 50.0]), tf.int64)
+        n = tf.shape(buckets, out_type=tf.int64)[0]
+        rows = tf.reshape(tf.expand_dims(tf.range(n), 1), [-1])
+        zeros = tf.tile(tf.constant([0], tf.int64), tf.expand_dims(n, 0))
+        indices = tf.transpose(tf.stack([rows, zeros]), [1, 0])
+        values = tf.reshape(buckets, [-1]) + 4 * zeros
+        return tf.SparseTensor(indices, values, tf.stack([n, 1]))
+
     @tf.function(input_signature=[specs])
     def serve(f: dict) -> dict:
+        ages = bucketized_fc(f["age"])
+        age_city = tf.sparse.cross_hashed([to_sparse(f["city"]), ages], num_buckets=16)
+        age_ids = tf.sparse.to_dense(ages, default_value=-1)
         cross = tf.sparse.cross_hashed(
             [to_sparse(f["city"]), bucketized(f["age"]), f["day"]], num_buckets=16
         )
@@ -195,6 +209,8 @@ def crossed(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         indicator = tf.reduce_sum(tf.one_hot(ids, 16), axis=1)
         tagged = tf.sparse.cross_hashed([to_sparse(f["tags"]), f["day"]], num_buckets=16)
         return {
+            "age_indicator": tf.reduce_sum(tf.one_hot(age_ids, 4), axis=1),
+            "age_city": tf.sparse.to_dense(age_city, default_value=-1),
             "indicator": indicator,
             "cross_shape": cross.dense_shape,
             "cross_values": cross.values,
@@ -223,18 +239,25 @@ def test_one_value_per_row_cross_matches_tensorflow(crossed: ContractModel, tmp_
     (nothing crosses) and, in the lowered graph, on an empty batch."""
     from recadvisor.bench import OnnxRunner
     from recadvisor.model.queries import static_shapes
-    from recadvisor.model.sparse_pooling import one_per_row_cross
+    from recadvisor.model.sparse_pooling import every_row_once, one_per_row_cross
 
     graph = crossed.graph
     crosses = [n for n in graph.graph_def.node if n.op == "SparseCross"]
     shapes = static_shapes(graph)
     found = sorted(one_per_row_cross(graph, n, shapes) for n in crosses)
-    assert found == [False, True]
+    assert found == [False, True, True]
+    fc_form = [
+        every_row_once(graph, n.input[0], n.input[1])
+        for n in graph.graph_def.node
+        if n.op == "SparseToDense"
+    ]
+    assert sorted(fc_form) == [False, False, False, True]  # the bucketized column's own
     lowered, counts = lower_for_onnx(graph)
-    assert counts["SparseCross"] == 2 and "SparseCross" not in lowered.op_counts()
-    # the indicator over the one-per-row cross is one OneHot of [N] ids: no [N, W, 16] sum
-    assert lowered.op_counts().get("SparseToDense") == 1  # the multi-valued cross's
-    assert lowered.op_counts().get("OneHot") == 1
+    assert counts["SparseCross"] == 3 and "SparseCross" not in lowered.op_counts()
+    # the indicator over the one-per-row cross is one OneHot of [N] ids: no [N, W, 16] sum;
+    # the bucketized column's SparseToDense is a reshape of its values
+    assert lowered.op_counts().get("SparseToDense") == 2  # the multi-valued cross's, age_city
+    assert lowered.op_counts().get("OneHot") == 2
     result = export_onnx(graph, tmp_path / "m.onnx", crossed.feeds)
     assert result.max_abs_diff == 0.0
     runner = OnnxRunner(tmp_path / "m.onnx")
