@@ -836,7 +836,10 @@ def _lower_one_per_row_cross(
     n = make.i64(
         "n",
         "Reshape",
-        [_element(make, "n", shapes_in[0], 0), make.const("one_d", [1], np.int32)],
+        [
+            _element(make, "n", shapes_in[0] if shapes_in else _shape_of(make, dense[0]), 0),
+            make.const("one_d", [1], np.int32),
+        ],
         Tshape="dtype:int32",
     )
     i64, b = "dtype:int64", "dtype:bool"
@@ -1358,14 +1361,15 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             lowered[node.op] += 1
             _lower_unsorted_segment_sum(gd, node, names)
         elif node.op in CROSS_OPS and _lowerable_cross(node):
-            if _one_value_cross(graph, graph.nodes[node.name]):
+            shapes = static_shapes(graph) if shapes is None else shapes
+            one_value = _one_value_cross(graph, graph.nodes[node.name])
+            if one_value and not _cross_indicators(graph, node):
                 _lower_cross(gd, node, names)
+            elif one_value or one_per_row_cross(graph, graph.nodes[node.name], shapes):
+                # the per-row form, which also folds an indicator column over the cross
+                _lower_one_per_row_cross(graph, gd, node, names, shapes, unread)
             else:
-                shapes = static_shapes(graph) if shapes is None else shapes
-                if one_per_row_cross(graph, graph.nodes[node.name], shapes):
-                    _lower_one_per_row_cross(graph, gd, node, names, shapes, unread)
-                else:
-                    _lower_sparse_cross(gd, node, names)
+                _lower_sparse_cross(gd, node, names)
             lowered[node.op] += 1
         elif node.op in ("LookupTableFindV2",) and _lowerable_table(graph, graph.nodes[node.name]):
             table_refs.add(node_name(node.input[0]))

@@ -208,7 +208,10 @@ def crossed(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         ids = tf.sparse.to_dense(cross, default_value=-1)
         indicator = tf.reduce_sum(tf.one_hot(ids, 16), axis=1)
         tagged = tf.sparse.cross_hashed([to_sparse(f["tags"]), f["day"]], num_buckets=16)
+        dense_cross = tf.sparse.cross_hashed([f["day"], f["city"]], num_buckets=16)
+        dense_ids = tf.sparse.to_dense(dense_cross, default_value=-1)
         return {
+            "dense_indicator": tf.reduce_sum(tf.one_hot(dense_ids, 16), axis=1),
             "age_indicator": tf.reduce_sum(tf.one_hot(age_ids, 4), axis=1),
             "age_city": tf.sparse.to_dense(age_city, default_value=-1),
             "indicator": indicator,
@@ -245,19 +248,19 @@ def test_one_value_per_row_cross_matches_tensorflow(crossed: ContractModel, tmp_
     crosses = [n for n in graph.graph_def.node if n.op == "SparseCross"]
     shapes = static_shapes(graph)
     found = sorted(one_per_row_cross(graph, n, shapes) for n in crosses)
-    assert found == [False, True, True]
+    assert found == [False, False, True, True]  # the dense-only cross is not "one per row"
     fc_form = [
         every_row_once(graph, n.input[0], n.input[1])
         for n in graph.graph_def.node
         if n.op == "SparseToDense"
     ]
-    assert sorted(fc_form) == [False, False, False, True]  # the bucketized column's own
+    assert sorted(fc_form) == [False] * 4 + [True]  # the bucketized column's own
     lowered, counts = lower_for_onnx(graph)
-    assert counts["SparseCross"] == 3 and "SparseCross" not in lowered.op_counts()
+    assert counts["SparseCross"] == 4 and "SparseCross" not in lowered.op_counts()
     # the indicator over the one-per-row cross is one OneHot of [N] ids: no [N, W, 16] sum;
     # the bucketized column's SparseToDense is a reshape of its values
     assert lowered.op_counts().get("SparseToDense") == 2  # the multi-valued cross's, age_city
-    assert lowered.op_counts().get("OneHot") == 2
+    assert lowered.op_counts().get("OneHot") == 3  # the dense-only cross's folded too
     result = export_onnx(graph, tmp_path / "m.onnx", crossed.feeds)
     assert result.max_abs_diff == 0.0
     runner = OnnxRunner(tmp_path / "m.onnx")
