@@ -1533,8 +1533,11 @@ def export_onnx(
     input_keys = list(graph.signature.inputs)
     onnx_keys = _drop_unread_inputs(gd, lowered_graph)
     output_keys = list(graph.output_tensors)
+    # an output named like an input (a signature may return a feature it reads) gets a
+    # ``:output`` suffix: ONNX names are unique, and readers strip what follows ``:``
+    onnx_out = {k: f"{k}:output" if k in onnx_keys else k for k in output_keys}
     rename = {graph.input_tensors[k]: k for k in onnx_keys}
-    rename.update({out_tensors[k]: k for k in output_keys})
+    rename.update({out_tensors[k]: onnx_out[k] for k in output_keys})
     tf_loader_log = logging.getLogger("tf2onnx")
     previous = tf_loader_log.level
     tf_loader_log.setLevel(logging.ERROR)
@@ -1575,7 +1578,8 @@ def export_onnx(
     model_inputs = [i.name for i in session.get_inputs()]
     ort_in = {k: v for k, v in ort_feeds(graph, feeds).items() if k in model_inputs}
     try:
-        ort_out = dict(zip(output_keys, session.run(output_keys, ort_in), strict=True))
+        ort_run = session.run([onnx_out[k] for k in output_keys], ort_in)
+        ort_out = dict(zip(output_keys, ort_run, strict=True))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
         raise ExportError(
             f"the converted ONNX model fails on the sample rows in onnxruntime: "

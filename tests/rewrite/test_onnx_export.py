@@ -108,6 +108,34 @@ def test_unread_inputs_are_left_out_of_the_onnx_model(tmp_path: Path) -> None:
     assert max_abs_diff(out, model.run_original(model.feeds)) <= 1e-5
 
 
+def test_an_output_named_like_an_input_exports(tmp_path: Path) -> None:
+    """A signature returning ``x`` (a feature it also reads) next to ``score``: ONNX names
+    must be unique, so the output is ``x:output`` there, and the runner reads it back as
+    ``x``."""
+    from recadvisor.bench import OnnxRunner
+    from recadvisor.model.freeze import freeze
+    from recadvisor.model.load import load_model
+    from recadvisor.tfimport import import_tf
+
+    tf = import_tf()
+    module = tf.Module()
+    specs = {k: tf.TensorSpec([None, 1], tf.float32, name=k) for k in ("x", "y")}
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        return {"x": f["x"] * 2.0, "score": f["x"] + f["y"]}
+
+    module.serve = serve
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": serve})
+    feeds = {"x": np.arange(4, dtype=np.float32).reshape(4, 1), "y": np.ones((4, 1), np.float32)}
+    result = export_onnx(freeze(load_model(tmp_path / "sm")), tmp_path / "m.onnx", feeds)
+    assert result.max_abs_diff == 0.0
+    runner = OnnxRunner(tmp_path / "m.onnx")
+    out = runner.run(runner.prepare(feeds))
+    np.testing.assert_array_equal(out["x"], feeds["x"] * 2)
+    np.testing.assert_array_equal(out["score"], feeds["x"] + 1)
+
+
 def test_quantized_tables_export(string_free, hranker: ContractModel, tmp_path: Path) -> None:
     graph, feeds = string_free
     q = QuantizeEmbeddingsPass().apply(
