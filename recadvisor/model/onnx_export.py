@@ -81,6 +81,7 @@ from recadvisor.model.queries import (
 )
 from recadvisor.model.runtime import GraphRunner
 from recadvisor.model.sparse_pooling import (
+    bucket_values,
     dense_column,
     emit_dense_column,
     every_row_once,
@@ -412,10 +413,24 @@ def _become_select(node: Any, cond: str, found: str, default: str, dtype: str) -
     _become(node, "SelectV2", [cond, found, default], T=dtype)
 
 
+def _offsets_from_default(values: np.ndarray, default: Any, value_tf: str) -> np.ndarray | None:
+    """``values - default`` for a table of int32/int64 values and a constant scalar default,
+    when no difference overflows the dtype; else None."""
+    if value_tf not in ("int32", "int64") or default is None or np.asarray(default).size != 1:
+        return None
+    info = np.iinfo(value_tf)
+    base = int(np.asarray(default).ravel()[0])
+    offsets = [int(v) - base for v in np.asarray(values).ravel()]
+    if any(not info.min <= v <= info.max for v in offsets):
+        return None
+    return np.array(offsets, dtype=value_tf)
+
+
 def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
     """Rewrite one LookupTableFindV2 with sparse integer keys as a key match: ``Equal`` of the
-    ids with every key, ``ArgMax`` of the matches, a gather of the values, the default where
-    nothing matched."""
+    ids with every key; for integer values and a constant default, ``default + sum(where(match,
+    value - default, 0))`` (keys are unique: 5 ONNX nodes); else ``ArgMax`` of the matches, a
+    gather of the values, the default where nothing matched (9 nodes)."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
     value_dtype, value_tf = _table_value_dtype(table)
     x, default_tensor = node.input[1], node.input[2]
@@ -429,15 +444,33 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
         x = cast
     keys, values = fresh("keys"), fresh("values")
     add_const(graph_def, keys, table.keys.astype(np.int64))
-    add_const(graph_def, values, table.values.astype(value_dtype))
     last, axis, zero = fresh("last"), fresh("axis"), fresh("zero")
     add_const(graph_def, last, np.array(-1, np.int32))
-    add_const(graph_def, axis, np.array(0, np.int32))
-    add_const(graph_def, zero, np.array(0, np.int32))
     expanded = fresh("expand")
     add_node(graph_def, expanded, "ExpandDims", [x, last], T="dtype:int64", Tdim="dtype:int32")
     equal = fresh("equal")
     add_node(graph_def, equal, "Equal", [expanded, keys], T="dtype:int64")
+    offsets = _offsets_from_default(table.values, resolve_const(graph, default_tensor), value_tf)
+    if offsets is not None:  # keys are unique: at most one match, summed with the default
+        add_const(graph_def, values, offsets)
+        add_const(graph_def, zero, np.array(0, value_dtype))
+        picked = fresh("picked")
+        add_node(graph_def, picked, "SelectV2", [equal, values, zero], T=f"dtype:{value_tf}")
+        matched = fresh("matched")
+        add_node(
+            graph_def,
+            matched,
+            "Sum",
+            [picked, last],
+            T=f"dtype:{value_tf}",
+            Tidx="dtype:int32",
+            keep_dims=False,
+        )
+        _become(node, "AddV2", [matched, default_tensor], T=value_tf)
+        return
+    add_const(graph_def, values, table.values.astype(value_dtype))
+    add_const(graph_def, axis, np.array(0, np.int32))
+    add_const(graph_def, zero, np.array(0, np.int32))
     hits = fresh("hits")
     add_cast(graph_def, hits, equal, "bool", "int32")
     hit = fresh("hit")
@@ -533,10 +566,45 @@ def _lower_unary(graph_def: Any, node: Any, names: set[str]) -> None:
 UNARY_LOWERINGS = frozenset({"Log1p", "Expm1"})
 
 
-def _lower_one_hot(graph_def: Any, node: Any, names: set[str]) -> None:
+_SAME_VALUES = frozenset({"Identity", "Reshape", "ExpandDims", "Squeeze"})
+
+
+_INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
+
+
+def _widening_int_cast(node: Any) -> bool:
+    """Whether ``node`` casts a signed integer to a signed integer at least as wide (a value
+    keeps its sign)."""
+    if node.op != "Cast":
+        return False
+    src, dst = (_dtype_name(node.attr[a].type) for a in ("SrcT", "DstT"))
+    return src in _INT_BITS and dst in _INT_BITS and _INT_BITS[dst] >= _INT_BITS[src]
+
+
+def _never_negative(graph: ModelGraph, tensor: str) -> bool:
+    """Whether ``tensor`` cannot hold a negative number: a ``Bucketize`` output, a constant
+    or a gather from a constant with no negative entry, or one of those reshaped or cast to a
+    wider signed integer."""
+    node = graph.nodes.get(node_name(tensor))
+    while node is not None and (node.op in _SAME_VALUES or _widening_int_cast(node)):
+        node = graph.nodes.get(node_name(node.input[0]))
+    if node is None:
+        return False
+    if node.op == "Bucketize":
+        return True
+    if node.op in ("GatherV2", "Gather"):
+        return _never_negative(graph, node.input[0])
+    value = resolve_const(graph, node.name) if node.op == "Const" else None
+    return value is not None and value.dtype.kind in "iu" and bool((value >= 0).all())
+
+
+def _lower_one_hot(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
     """``OneHot`` indices below zero -> ``depth``: TensorFlow gives a row of ``off_value`` for
     them, ONNX counts a negative index from the end (a feature column's OOV id ``-1`` would
-    light the last column)."""
+    light the last column). Nothing to do for indices that are never negative (a bucketized
+    column's)."""
+    if _never_negative(graph, node.input[0]):
+        return
     dtype = _dtype_name(node.attr["TI"].type) if "TI" in node.attr else "int64"
     idx, depth = node.input[0], node.input[1]
     if dtype != "int32":
@@ -849,7 +917,7 @@ def _lower_one_per_row_cross(
     per_row = []
     for k in range(n_sparse):
         if every_row_once(graph, indices[k], shapes_in[k]):  # bucketized: a value every row
-            per_row.append(values[k])
+            per_row.append(bucket_values(make, graph, values[k]))
             continue
         column = dense_column(graph, indices[k], values[k], shapes_in[k], shapes)
         if column is not None:  # to_sparse_input of an [N, 1] tensor: its mask and f(x)
@@ -883,7 +951,8 @@ def _lower_one_per_row_cross(
         present = make.op("present", "LogicalAnd", [present, here]) if present else here
     flat = make.const("flat", [-1], np.int32)
     per_row += [make.i64("dense", "Reshape", [d, flat], Tshape="dtype:int32") for d in dense]
-    if not present:  # every column has a value in every row
+    always = not present
+    if always:  # every column has a value in every row
         present = make.op(
             "present", "Fill", [n, make.const("true", True, np.bool_)], T=b, index_type=i64
         )
@@ -903,9 +972,10 @@ def _lower_one_per_row_cross(
     for total in _cross_indicators(graph, node):
         onehot = graph.nodes[node_name(total.input[0])]
         depth = int(resolve_const(graph, onehot.input[1]))
-        ids = make.i64(
-            "indicator_ids", "SelectV2", [present, hashed_rows, make.const("off", depth, np.int64)]
-        )
+        ids = hashed_rows
+        if not always:
+            off = make.const("off", depth, np.int64)
+            ids = make.i64("indicator_ids", "SelectV2", [present, hashed_rows, off])
         folded = make.op(
             "indicator",
             "OneHot",
@@ -1342,7 +1412,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             _lower_bucketize(gd, node, names)
             lowered["Bucketize"] += 1
         elif node.op == "OneHot":
-            _lower_one_hot(gd, node, names)
+            _lower_one_hot(graph, gd, node, names)
             lowered["OneHot"] += 1
         elif node.op == "SparseReshape":
             if _lower_sparse_reshape(graph, gd, node, names):

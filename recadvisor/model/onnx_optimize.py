@@ -55,7 +55,9 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
 15. ``split_stack_to_transpose``: a ``Split`` into unit pieces stacked again by ``Unsqueeze``
     + ``Concat`` on a new first axis (a ``tf.matmul`` of Python lists: xDeepFM's CIN) becomes
     one ``Transpose`` and one ``Unsqueeze``. Exact.
-16. unused nodes and initializers are removed.
+16. ``unsigned_mod``: ``x - (x / c) * c`` of unsigned integers (tf2onnx's ``FloorMod``: a
+    cross's bucket, a fingerprint mod N) becomes one ``Mod``. Exact.
+17. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -1135,6 +1137,38 @@ def drop_unit_reduce(model: Any) -> int:
     return _replace_nodes(model, rewrite)
 
 
+def unsigned_mod(model: Any) -> int:
+    """``x - (x / c) * c`` of unsigned integers (tf2onnx's ``FloorMod``) -> ``Mod(x, c)``.
+
+    Unsigned ``Div`` is floor division, so the difference is the remainder; onnxruntime's
+    integer ``Mod`` (``fmod=0``) computes it exactly. Only unsigned types: for a negative
+    signed ``x`` ``Div`` truncates and the two differ. Exact (a cross's bucket, a fingerprint
+    mod N).
+
+    Returns:
+        Remainders rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+    unsigned = {UINT8, UINT16, UINT32, UINT64}
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type != "Sub" or len(node.input) != 2:
+            return None
+        x = node.input[0]
+        mul = index.made_by(node.input[1], "Mul")
+        if mul is None or index.types.get(x) not in unsigned:
+            return None
+        for quotient, c in (mul.input, reversed(mul.input)):
+            div = index.made_by(quotient, "Div")
+            if div is not None and list(div.input) == [x, c] and index.const(c) is not None:
+                return [helper.make_node("Mod", [x, c], list(node.output), name=node.name, fmod=0)]
+        return None
+
+    return _replace_nodes(model, rewrite)
+
+
 def remove_unused(model: Any) -> int:
     """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
     unread initializers.
@@ -1179,6 +1213,7 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("fold_conv_channel_bias", fold_conv_channel_bias),
     ("conv1x1_to_matmul", conv1x1_to_matmul),
     ("split_stack_to_transpose", split_stack_to_transpose),
+    ("unsigned_mod", unsigned_mod),
 )
 
 

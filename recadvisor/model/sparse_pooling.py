@@ -584,13 +584,63 @@ def find_sparse_poolings(graph: ModelGraph) -> list[SparsePooling]:
     return found
 
 
+def _ignored_value(graph: ModelGraph, mask: str) -> int | None:
+    """``ignore`` when ``mask`` is ``NotEqual(x, ignore)`` of integer ids (a constant scalar)."""
+    node = graph.nodes.get(node_name(mask))
+    if node is None or node.op != "NotEqual":
+        return None
+    value = resolve_const(graph, node.input[1])
+    if value is None or value.size != 1 or value.dtype.kind not in "iu":
+        return None
+    return int(value.ravel()[0])
+
+
+def _restores_ignored(graph: ModelGraph, node: Any, ignore: int | None) -> bool:
+    """Whether ``node`` is ``SelectV2(Equal(v, ignore), c, v)``: it maps the value the mask
+    drops and passes every other one through (an identity under the mask)."""
+    if ignore is None or node.op != "SelectV2":
+        return False
+    equal = graph.nodes.get(node_name(node.input[0]))
+    if equal is None or equal.op != "Equal":
+        return False
+    value = resolve_const(graph, equal.input[1])
+    same = canonical_tensor(equal.input[0]) == canonical_tensor(node.input[2])
+    return same and value is not None and value.size == 1 and int(value.ravel()[0]) == ignore
+
+
 def _clone_chain(
-    make: NodeMaker, graph: ModelGraph, gather_nd: str, x: str, chain: tuple[str, ...], values: str
+    make: NodeMaker,
+    graph: ModelGraph,
+    gather_nd: str,
+    x: str,
+    chain: tuple[str, ...],
+    values: str,
+    mask: str = "",
 ) -> str:
     """Copy ``f`` (the ids' transforms ``chain``, from ``GatherNd``'s output to ``values``) onto
-    the dense ids ``x``; returns the dense ``f(x)``."""
+    the dense ids ``x``; returns the dense ``f(x)``. With the ``mask`` that selects where
+    ``f(x)`` is read, the selects that only restore the masked-out value are left out (an
+    ids_upstream reserved id's), and the nodes only they read."""
+    ignore = _ignored_value(graph, mask) if mask else None
+    skipped = {name for name in chain if _restores_ignored(graph, graph.nodes[name], ignore)}
+    through = {f"{name}:0": canonical_tensor(graph.nodes[name].input[2]) for name in skipped}
+    needed, frontier = set(), [node_name(values)]
+    while frontier:  # the chain nodes values reads, looking through the skipped selects
+        name = frontier.pop()
+        if name in needed or name not in chain:
+            continue
+        if name in skipped:
+            frontier.append(node_name(through[f"{name}:0"]))
+            continue
+        needed.add(name)
+        frontier.extend(node_name(i) for i in graph.nodes[name].input if not is_control_input(i))
     mapped = {f"{gather_nd}:0": x}
     for name in chain:
+        if name in skipped:
+            mapped[f"{name}:0"] = mapped.get(through[f"{name}:0"], through[f"{name}:0"])
+            continue
+        if name not in needed:
+            continue
         original = graph.nodes[name]
         copy = make.graph_def.node.add()
         copy.CopyFrom(original)
@@ -664,6 +714,27 @@ def find_dense_scatters(
     return found
 
 
+def _one_hot_alike(graph: ModelGraph, scatter: DenseScatter, dense: str) -> bool:
+    """Whether ``where(mask, dense, default)`` one-hots like ``dense``: every reader is a
+    ``OneHot`` of it, ``dense`` is ``x`` itself and the ignored value and the default are
+    both negative (a row of zeros either way)."""
+    ignore = _ignored_value(graph, scatter.mask)
+    default = resolve_const(graph, scatter.default)
+    if dense != scatter.x or ignore is None or ignore >= 0 or default is None:
+        return False
+    readers = [graph.nodes[r] for r in graph.consumers.get(scatter.node, [])]
+    return (
+        int(default.ravel()[0]) < 0
+        and bool(readers)
+        and all(
+            r.op == "OneHot"
+            and canonical_tensor(r.input[0]) == f"{scatter.node}:0"
+            and all(node_name(i) != scatter.node for i in r.input[1:])
+            for r in readers
+        )
+    )
+
+
 def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     """Replace each pooling :func:`find_sparse_poolings` finds by its dense form (its readers
     read the new ``[R, D]`` tensor) and each :class:`SequenceLength` by its dense form; the
@@ -684,11 +755,13 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
         i32 = "dtype:int32"
         dense_ids = _clone_chain(
-            make, graph, pooling.gather_nd, pooling.x, pooling.chain, pooling.values
+            make, graph, pooling.gather_nd, pooling.x, pooling.chain, pooling.values, pooling.mask
         )
         zero_id = make.const("zero_id", 0, np.dtype(pooling.ids_dtype))
-        nonneg = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
-        valid = make.op("valid", "LogicalAnd", [pooling.mask, nonneg])
+        valid = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
+        ignore = _ignored_value(graph, pooling.mask)
+        if dense_ids != pooling.x or ignore is None or ignore >= 0:  # else x >= 0 implies mask
+            valid = make.op("valid", "LogicalAnd", [pooling.mask, valid])
         # an invalid entry reads an appended zero row: no mask multiply over [..., D]
         padded, zero_row = padded_tables.get(pooling.params, ("", 0))
         if not padded:
@@ -733,10 +806,13 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
     for scatter in find_dense_scatters(graph):
         make = NodeMaker(graph_def, names, scatter.node)
         dense = _clone_chain(
-            make, graph, scatter.gather_nd, scatter.x, scatter.chain, scatter.values
+            make, graph, scatter.gather_nd, scatter.x, scatter.chain, scatter.values, scatter.mask
         )
         t = f"dtype:{scatter.dtype}"
-        out = make.op("dense", "SelectV2", [scatter.mask, dense, scatter.default], T=t)
+        if _one_hot_alike(graph, scatter, dense):
+            out = dense
+        else:
+            out = make.op("dense", "SelectV2", [scatter.mask, dense, scatter.default], T=t)
         rewire(graph_def, scatter.node, out)
         fused.append(scatter.node)
         counts["SparseToDense"] += 1
@@ -745,7 +821,8 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
             make = NodeMaker(graph_def, names, node.name)
             column = make.const("column", [-1, 1], np.int32)
             attrs = {"T": f"dtype:{_dtype(node, 'T')}", "Tshape": "dtype:int32"}
-            out = make.op("rows", "Reshape", [node.input[2], column], **attrs)
+            rows = bucket_values(make, graph, node.input[2])
+            out = make.op("rows", "Reshape", [rows, column], **attrs)
             rewire(graph_def, node.name, out)
             fused.append(node.name)
             counts["SparseToDense"] += 1
@@ -1030,7 +1107,9 @@ def dense_column(
 def emit_dense_column(make: NodeMaker, graph: ModelGraph, column: DenseColumn) -> tuple[str, str]:
     """Add the nodes of a :class:`DenseColumn`'s ``[N]`` value (``f(x)``; any value where
     absent) and ``[N]`` presence (the mask); returns (value, presence)."""
-    dense = _clone_chain(make, graph, column.gather_nd, column.x, column.chain, column.values)
+    dense = _clone_chain(
+        make, graph, column.gather_nd, column.x, column.chain, column.values, column.mask
+    )
     flat = make.const("flat", [-1], np.int32)
     value = make.op("dense_value", "Reshape", [dense, flat], T="dtype:int64", Tshape="dtype:int32")
     present = make.op(
@@ -1068,6 +1147,45 @@ def _repeated_zero(graph: ModelGraph, tensor: str, n: str) -> bool:
     if multiples.op == "ExpandDims" and resolve_const(graph, multiples.input[1]) is None:
         return False
     return canonical_tensor(tensor_through(graph, multiples.input[0], _THROUGH)) == n
+
+
+def _is_zeros(graph: ModelGraph, tensor: str) -> bool:
+    """Whether ``tensor`` is ``Tile`` of a constant ``[0]`` (zeros), or such zeros times a
+    constant."""
+    node = graph.nodes.get(node_name(tensor_through(graph, tensor, _THROUGH)))
+    if node is not None and node.op == "Mul":
+        scales = [resolve_const(graph, i) for i in node.input[:2]]
+        return any(
+            scale is not None and scale.size == 1 and _is_zeros(graph, other)
+            for scale, other in zip(scales, reversed(node.input[:2]), strict=True)
+        )
+    if node is None or node.op != "Tile":
+        return False
+    zero = resolve_const(graph, node.input[0])
+    return zero is not None and zero.shape == (1,) and int(zero[0]) == 0
+
+
+def bucket_values(make: NodeMaker, graph: ModelGraph, values: str) -> str:
+    """The values of an :func:`every_row_once` sparse tensor without their column offset: a
+    bucketized column adds ``(len(boundaries) + 1) * Tile(range(width), [n])`` to its
+    flattened buckets, which for a one-column input is ``+ 0`` per row (same length: a value
+    per row). A ``Cast`` after the sum is re-added on the buckets. Returns ``values`` when it
+    is not that sum."""
+    node = graph.nodes.get(node_name(tensor_through(graph, values)))
+    if node is None or not canonical_tensor(values).endswith(":0"):
+        return values
+    if node.op == "Cast":
+        inner = bucket_values(make, graph, node.input[0])
+        if inner == node.input[0]:
+            return values
+        src, dst = (f"dtype:{_dtype(node, attr)}" for attr in ("SrcT", "DstT"))
+        return make.op("buckets", "Cast", [inner], SrcT=src, DstT=dst, Truncate=False)
+    if node.op not in ("Add", "AddV2"):
+        return values
+    for kept, zeros in (node.input[:2], reversed(node.input[:2])):
+        if _is_zeros(graph, zeros) and graph.nodes.get(node_name(kept)) is not None:
+            return canonical_tensor(kept)
+    return values
 
 
 def every_row_once(graph: ModelGraph, indices: str, shape: str) -> bool:

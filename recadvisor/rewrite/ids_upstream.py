@@ -1135,35 +1135,17 @@ def _restore_reserved(graph_def: Any, names: set[str], ids: str, restore: Mappin
 
 
 def _unsigned_mod(graph_def: Any, names: set[str], ids: str, num_buckets: int) -> str:
-    """``uint64(ids) mod N`` from int64 ids with int64 ops that TensorFlow and ONNX share.
-
-    Only non-negative numbers are divided (tf2onnx's integer ``FloorMod`` truncates like C for
-    negative ones): a negative id ``e`` is ``2^63 + (e + 2^63)`` as an unsigned number, and
-    ``e + 2^63`` is computed as ``(e + 2^62) + 2^62`` without overflow.
-    """
+    """``uint64(ids) mod N`` from int64 ids: the ids' bits read as uint64 (``Cast`` keeps them),
+    an unsigned ``FloorMod``, the remainder back to int64 (it is below ``N``). tf2onnx writes
+    the ``FloorMod`` as ``Div``/``Mul``/``Sub``, which ONNX clean-up turns into ``Mod``."""
     base = reserve_name(names, f"{ids.split(':')[0]}/fingerprint_mod_{num_buckets}")
-
-    def const(suffix: str, value: int) -> str:
-        name = reserve_name(names, f"{base}/{suffix}")
-        add_const(graph_def, name, np.array(value, np.int64))
-        return name
-
-    def op(suffix: str, kind: str, inputs: list[str]) -> str:
-        name = reserve_name(names, f"{base}/{suffix}")
-        add_node(graph_def, name, kind, inputs, T="dtype:int64")
-        return name
-
-    n, half = const("n", num_buckets), const("two_pow_62", 1 << 62)
-    negative = reserve_name(names, f"{base}/negative")
-    add_node(graph_def, negative, "Less", [ids, const("zero", 0)], T="dtype:int64")
-    low = op("negative_part", "Minimum", [ids, const("minus_one", -1)])
-    lifted = op("lifted", "AddV2", [op("lifted_half", "AddV2", [low, half]), half])
-    magnitude = reserve_name(names, f"{base}/low_63_bits")
-    add_node(graph_def, magnitude, "SelectV2", [negative, lifted, ids], T="dtype:int64")
-    rest = op("floormod", "FloorMod", [magnitude, n])
-    top = const("two_pow_63_mod_n", (1 << 63) % num_buckets)
-    wrapped = op("wrapped", "FloorMod", [op("shifted", "AddV2", [rest, top]), n])
-    add_node(graph_def, base, "SelectV2", [negative, wrapped, rest], T="dtype:int64")
+    unsigned = reserve_name(names, f"{base}/as_uint64")
+    add_cast(graph_def, unsigned, ids, "int64", "uint64")
+    n = reserve_name(names, f"{base}/n")
+    add_const(graph_def, n, np.array(num_buckets, np.uint64))
+    rest = reserve_name(names, f"{base}/floormod")
+    add_node(graph_def, rest, "FloorMod", [unsigned, n], T="dtype:uint64")
+    add_cast(graph_def, base, rest, "uint64", "int64")
     return base
 
 

@@ -618,3 +618,29 @@ def test_split_into_wider_pieces_or_stacked_on_another_axis_is_kept() -> None:
     for model in (_stacked_columns(2), _stacked_columns(4, stack_axis=3)):
         cleaned, result = optimize_onnx(model, strict=True)
         assert result.rewrites == {} and _ops(cleaned)["Split"] == 1
+
+
+def _div_mul_sub(x_type: int) -> Any:
+    """tf2onnx's integer ``FloorMod(x, 7)``: ``x - (x / 7) * 7``."""
+    dtype = {TensorProto.UINT64: np.uint64, I64: np.int64}[x_type]
+    nodes = [
+        helper.make_node("Div", ["x", "c"], ["q"]),
+        helper.make_node("Mul", ["q", "c"], ["qc"]),
+        helper.make_node("Sub", ["x", "qc"], ["r"]),
+    ]
+    return _model(nodes, [_vi("x", x_type, ["n"])], [_vi("r", x_type, ["n"])], {"c": dtype(7)})
+
+
+def test_unsigned_remainder_becomes_one_mod_and_signed_is_kept() -> None:
+    """Unsigned: ``Mod``, equal to the three nodes on every uint64 (top bit set included).
+    Signed: kept (``Div`` truncates: for negative x it is not ``Mod``'s floor remainder)."""
+    model = _div_mul_sub(TensorProto.UINT64)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites == {"unsigned_mod": 1}
+    assert dict(_ops(cleaned)) == {"Mod": 1}
+    x = np.array([0, 6, 7, 2**63 - 1, 2**63, 2**64 - 1, 12345678901234567890], np.uint64)
+    got = _run(cleaned, {"x": x})[0]
+    np.testing.assert_array_equal(got, _run(model, {"x": x})[0])
+    np.testing.assert_array_equal(got, np.array([int(v) % 7 for v in x.tolist()], np.uint64))
+    signed, result = optimize_onnx(_div_mul_sub(I64), strict=True)
+    assert "unsigned_mod" not in result.rewrites and _ops(signed)["Sub"] == 1

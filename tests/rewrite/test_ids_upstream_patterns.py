@@ -196,20 +196,28 @@ def test_crossed_input_with_a_keyed_hash_is_refused(tmp_path: Path) -> None:
         export_onnx(result.graph, tmp_path / "m.onnx", encoded)
 
 
-def test_sparse_integer_keys_are_matched_for_onnx(tmp_path: Path) -> None:
-    """An int64 table over 64-bit ids (too wide for a remap vector) becomes a key match."""
+@pytest.mark.parametrize(
+    ("value_dtype", "match_op"), [("int64", "ReduceSum"), ("float32", "ArgMax")]
+)
+def test_sparse_integer_keys_are_matched_for_onnx(
+    tmp_path: Path, value_dtype: str, match_op: str
+) -> None:
+    """An int64 table over 64-bit ids (too wide for a remap vector) becomes a key match: the
+    matched value offset from the default, summed (integer values), or an ArgMax and a gather
+    (others)."""
     tf = import_tf()
     keys = np.array([10**12 + 7, 5, -(10**15), 2**62], np.int64)
     module = tf.Module()
     module.table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(keys, np.array([3, 1, 2, 4], np.int64)), -1
+        tf.lookup.KeyValueTensorInitializer(keys, np.array([3, 1, 2, 4], value_dtype)), -1
     )
     module.emb = tf.Variable(np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32))
     spec = {"uid": tf.TensorSpec([None, 1], tf.int64, name="uid")}
 
     @tf.function(input_signature=[spec])
     def serve(f: dict) -> dict:
-        return {"score": tf.gather(module.emb, module.table.lookup(f["uid"]) + 1)}
+        ids = tf.cast(module.table.lookup(f["uid"]), tf.int64)
+        return {"score": tf.gather(module.emb, ids + 1)}
 
     module.serve = serve
     path = tmp_path / "sparse_keys"
@@ -219,7 +227,8 @@ def test_sparse_integer_keys_are_matched_for_onnx(tmp_path: Path) -> None:
     feeds = {"uid": np.array([[k] for k in [*keys.tolist(), 0, 6, -5, 2**63 - 1]], np.int64)}
     result = export_onnx(graph, tmp_path / "m.onnx", feeds)
     assert result.lowered == {"LookupTableFindV2": 1} and result.max_abs_diff == 0.0
-    assert "ArgMax" in result.onnx_ops
+    assert match_op in result.onnx_ops
+    assert ({"ArgMax", "ReduceSum"} - {match_op}).isdisjoint(result.onnx_ops)
 
 
 def test_deepctr_mask_constant_is_computed(tmp_path: Path) -> None:

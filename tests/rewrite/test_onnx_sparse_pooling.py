@@ -33,8 +33,10 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
     with a sentinel 99 mapped to -4 (pruned as invalid), pooled three ways per row; ``seq``
     ``[N, 3]`` reshaped like a sequence column (``[N, 3, 1]`` then ``[N * 3, 1]``), one
     embedding per position, and as ``[N, longest row]`` (a client-split string's shape) pooled
-    per row; and an ``[N, 1]`` column shared with a variable table read through
-    ``Unique`` (``embedding_lookup_sparse``'s TF1 form, spelled here by hand)."""
+    per row; an ``[N, 1]`` column shared with a variable table read through
+    ``Unique`` (``embedding_lookup_sparse``'s TF1 form, spelled here by hand); and ``small``
+    ``[N, 1]`` whose ignored -1 is restored to an id after the gather (ids_upstream's form),
+    pooled and one-hot as an indicator."""
     tf = import_tf()
     rng = np.random.default_rng(11)
     module = tf.Module()
@@ -43,12 +45,21 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         "ids": tf.TensorSpec([None, WIDTH], tf.int64, name="ids"),
         "seq": tf.TensorSpec([None, 3], tf.int64, name="seq"),
         "one": tf.TensorSpec([None, 1], tf.int64, name="one"),
+        "small": tf.TensorSpec([None, 1], tf.int64, name="small"),
     }
 
     def to_sparse(x: object) -> object:
         where = tf.where(tf.not_equal(x, -1))
         values = tf.gather_nd(x, where)
         values = tf.where(tf.equal(values, 99), tf.constant(-4, tf.int64), values % BUCKETS)
+        return tf.SparseTensor(where, values, tf.shape(x, out_type=tf.int64))
+
+    def to_sparse_restored(x: object) -> object:
+        """ids_upstream's form: the mask's ignored id -1 restored to an id (12) after the
+        gather, where the mask has already dropped it."""
+        where = tf.where(tf.not_equal(x, -1))
+        values = tf.gather_nd(x, where)
+        values = tf.where(tf.equal(values, -1), tf.constant(12, tf.int64), values)
         return tf.SparseTensor(where, values, tf.shape(x, out_type=tf.int64))
 
     def unique_mean(ids: object) -> object:
@@ -85,6 +96,10 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         split = tf.SparseTensor(split.indices, split.values, tf.stack([rows, width]))
         out["split"] = tf.nn.safe_embedding_lookup_sparse(module.emb, split, combiner="sqrtn")
         out["unique_unmatched"] = unique_mean(to_sparse(f["one"]))
+        restored = to_sparse_restored(f["small"])
+        out["restored"] = tf.nn.safe_embedding_lookup_sparse(module.emb, restored)
+        restored_ids = tf.sparse.to_dense(to_sparse_restored(f["small"]), default_value=-1)
+        out["restored_indicator"] = tf.reduce_sum(tf.one_hot(restored_ids, BUCKETS), axis=1)
         return out
 
     module.serve = serve
@@ -95,7 +110,8 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
     ids[3] = 99  # only pruned ids: an empty row after pruning
     seq = rng.choice([-1, 4, 99, 30], (ROWS, 3)).astype(np.int64)
     one = rng.choice([-1, 5, 99, 12], (ROWS, 1)).astype(np.int64)
-    feeds = {"ids": ids, "seq": seq, "one": one}
+    small = rng.choice([-1, 5, 0, 12, -3], (ROWS, 1)).astype(np.int64)
+    feeds = {"ids": ids, "seq": seq, "one": one, "small": small}
     loaded = load_model(path)
     return ContractModel(path, loaded, freeze(loaded), feeds, np.zeros(ROWS, np.int64))
 
@@ -108,7 +124,7 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
     poolings = find_sparse_poolings(pooled.graph)
     found = {(p.combiner, p.pooled_axes, p.x) for p in poolings}
     # [N, 1] and the sequence layout (nothing pooled): no division
-    assert {p.x for p in poolings if p.one_per_row} == {"one:0", "seq:0"}
+    assert {p.x for p in poolings if p.one_per_row} == {"one:0", "seq:0", "small:0"}
     assert found == {
         ("SparseSegmentMean", (1,), "ids:0"),
         ("SparseSegmentSum", (1,), "ids:0"),
@@ -116,6 +132,7 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
         ("SparseSegmentMean", (), "seq:0"),
         ("SparseSegmentMean", (1,), "one:0"),
         ("SparseSegmentSqrtN", (1,), "seq:0"),
+        ("SparseSegmentMean", (1,), "small:0"),
     }
 
 
@@ -125,8 +142,9 @@ def test_sequence_length_and_indicator_from_dense_ids_are_found(pooled: Contract
     (length,) = find_sequence_lengths(pooled.graph)
     assert (length.x, length.column, length.rank, length.dtype) == ("seq:0", 1, 2, "int64")
     assert [ones for _, ones in length.reshapes] == [1]
-    (scatter,) = find_dense_scatters(pooled.graph)
-    assert (scatter.x, scatter.dtype, len(scatter.chain)) == ("ids:0", "int64", 3)
+    scatters = {s.x: s for s in find_dense_scatters(pooled.graph)}
+    assert (scatters["ids:0"].dtype, len(scatters["ids:0"].chain)) == ("int64", 3)
+    assert (scatters["small:0"].dtype, len(scatters["small:0"].chain)) == ("int64", 2)
 
 
 def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path) -> None:
@@ -136,8 +154,17 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
     from recadvisor.bench import OnnxRunner
 
     lowered, counts = lower_for_onnx(pooled.graph)
-    assert counts["SparseSegmentPooling"] == 6 and counts["SegmentMax"] == 1
-    assert counts["SparseToDense"] == 1
+    assert counts["SparseSegmentPooling"] == 7 and counts["SegmentMax"] == 1
+    assert counts["SparseToDense"] == 2
+    # the select restoring the id the mask drops is not copied: the restored pooling gathers
+    # where(x >= 0, x, zero row) (the ignored -1 is negative: no mask AND), and the indicator
+    # one-hots x itself (-1 and -3 both give a row of zeros)
+    (restored,) = [p for p in find_sparse_poolings(pooled.graph) if p.x == "small:0"]
+    scatter = next(s for s in find_dense_scatters(pooled.graph) if s.x == "small:0")
+    made = [n for n in lowered.graph_def.node if n.name.startswith(restored.select + "/onnx")]
+    assert {n.op for n in made} >= {"GreaterEqual", "SelectV2", "GatherV2"}
+    assert not {"LogicalAnd", "Equal"} & {n.op for n in made}
+    assert not [n for n in lowered.graph_def.node if n.name.startswith(scatter.node + "/")]
     assert not {"SegmentMax", "SparseToDense"} & set(lowered.op_counts())
     assert lowered.op_counts().get("SparseFillEmptyRows", 0) == 1  # the hand-written one
     result = export_onnx(pooled.graph, tmp_path / "m.onnx", pooled.feeds)
@@ -261,6 +288,11 @@ def test_one_value_per_row_cross_matches_tensorflow(crossed: ContractModel, tmp_
     # the bucketized column's SparseToDense is a reshape of its values
     assert lowered.op_counts().get("SparseToDense") == 2  # the multi-valued cross's, age_city
     assert lowered.op_counts().get("OneHot") == 3  # the dense-only cross's folded too
+    # the bucketized values' "+ 4 * Tile([0], [n])" is gone; its one-hot needs no remap of
+    # negative ids (buckets are never negative), the dense-only cross's none of absent rows
+    assert "Tile" not in lowered.op_counts()
+    made = [n.name.rsplit("/", 1)[-1] for n in lowered.graph_def.node]
+    assert "onnx_negative" not in made and made.count("onnx_indicator_ids") == 1
     result = export_onnx(graph, tmp_path / "m.onnx", crossed.feeds)
     assert result.max_abs_diff == 0.0
     runner = OnnxRunner(tmp_path / "m.onnx")
