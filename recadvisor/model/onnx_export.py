@@ -19,7 +19,7 @@ lookup tables. So :func:`export_onnx`
    arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``: opset 18), bit-exact; a
    cross of sparse or multi-valued columns first enumerates the kernel's Cartesian product per
    row in its order (:func:`_lower_sparse_cross`), unless every column holds at most one value
-   per row (:func:`_lower_one_per_row_cross`: a value and a presence per row);
+   per row (:func:`_lower_row_crosses`: a value and a presence per row);
    an embedding column's sparse pooling (``SparseFillEmptyRows``, ``SparseSegmentMean``...
    over ids taken from a dense tensor) -> a dense masked reduction
    (:mod:`recadvisor.model.sparse_pooling`); ``SegmentMax``/``SegmentMin`` (a
@@ -686,12 +686,15 @@ def _lower_sparse_reshape(graph: ModelGraph, graph_def: Any, node: Any, names: s
     return False
 
 
-def _cross_hash(make: NodeMaker, node: Any, columns: list[str]) -> str:
-    """The hashed cross values of aligned flat int64 columns (one value each per output entry).
+def _cross_hash(make: NodeMaker, nodes: list[Any], columns: list[str]) -> str:
+    """The hashed cross values of aligned int64 columns (one value each per output entry).
 
     TensorFlow's kernel: ``h = hash_key``; per column ``h = FingerprintCat64(h, value)``;
     the value is ``h mod num_buckets`` (``mod INT64_MAX`` without buckets), computed here in
     uint64 arithmetic (``Mul``, ``BitwiseXor``, ``RightShift``, ``FloorMod``), bit-exact.
+    With several cross ``nodes`` of as many columns, each column is ``[N, len(nodes)]`` (cross
+    ``g`` in column ``g``): the keys and bucket counts broadcast along the last axis, so the
+    crosses share one chain of nodes.
     """
     u64 = "dtype:uint64"
     mul = make.const("mul", CROSS_MUL, np.uint64)
@@ -707,15 +710,18 @@ def _cross_hash(make: NodeMaker, node: Any, columns: list[str]) -> str:
     def unsigned(x: str) -> str:
         return make.op("u", "Cast", [x], SrcT="dtype:int64", DstT=u64, Truncate=False)
 
-    key = int(node.attr["hash_key"].i) & ((1 << 64) - 1)
+    def per_cross(values: list[int]) -> np.ndarray:
+        return np.array(values[0] if len(values) == 1 else values, np.uint64)
+
+    keys = [(int(n.attr["hash_key"].i) & ((1 << 64) - 1)) ^ CROSS_MUL for n in nodes]
     h = ""
     for column in columns:
         mixed = times(shift_mix(times(unsigned(column))))
         # the first column's h is the key: its h ^ mul is one constant (broadcast)
         seen = make.op("xor", "BitwiseXor", [h, mul], T=u64) if h else ""
-        seen = seen or make.const("key_mul", key ^ CROSS_MUL, np.uint64)
+        seen = seen or make.const("key_mul", per_cross(keys), np.uint64)
         h = shift_mix(times(shift_mix(times(make.op("xor", "BitwiseXor", [seen, mixed], T=u64)))))
-    buckets = int(node.attr["num_buckets"].i) or (1 << 63) - 1
+    buckets = per_cross([int(n.attr["num_buckets"].i) or (1 << 63) - 1 for n in nodes])
     bucket = make.op("mod", "FloorMod", [h, make.const("buckets", buckets, np.uint64)], T=u64)
     return make.op("values", "Cast", [bucket], SrcT=u64, DstT="dtype:int64", Truncate=False)
 
@@ -759,7 +765,7 @@ def _lower_cross(graph_def: Any, node: Any, names: set[str]) -> None:
         for column in node.input
         if not column.startswith("^")
     ]
-    values = _cross_hash(make, node, columns)
+    values = _cross_hash(make, [node], columns)
     n = _element(make, "n", _shape_of(make, values), 0)
     zero, one = make.const("zero", 0, np.int64), make.const("one", 1, np.int64)
     row_ids = make.op("range", "Range", [zero, n, one], Tidx="dtype:int64")
@@ -879,23 +885,26 @@ def _cross_indicators(graph: ModelGraph, node: Any) -> list[Any]:
     return found
 
 
-def _lower_one_per_row_cross(
-    graph: ModelGraph,
-    graph_def: Any,
-    node: Any,
-    names: set[str],
-    shapes: Mapping[str, Any],
-    bypassed: set[str],
-) -> None:
-    """A hashed ``SparseCross`` whose columns hold at most one value per row
-    (:func:`~recadvisor.model.sparse_pooling.one_per_row_cross`): each sparse column scattered
-    into a value and a presence per row, a row crossed where every column is present, hashed
-    like the kernel (sparse columns first, then dense), one entry per crossed row; the output
-    shape is ``[N, 1]``, or ``[N, 0]`` when no row crosses. ~40 ONNX nodes fewer than the grid
-    of :func:`_lower_sparse_cross` for two columns (bit-exact). An indicator column over it
-    (:func:`_cross_indicators`) becomes one ``OneHot`` of the rows' crosses (``depth`` where
-    absent), without the ``[N, W, depth]`` one-hot and its sum; those ``Sum`` nodes go in
-    ``bypassed`` (removed once unread)."""
+@dataclass
+class _RowCross:
+    """A hashed ``SparseCross`` read as one value and one presence per row (see
+    :func:`_row_cross`): ``columns`` are ``[N, 1]`` int64 in the kernel's order, ``present``
+    ``[N]`` bool (``""``: every row crosses), ``n`` the ``[1]`` row count."""
+
+    node: Any
+    make: NodeMaker
+    n: str
+    columns: list[str]
+    present: str
+
+
+def _row_cross(
+    graph: ModelGraph, graph_def: Any, node: Any, names: set[str], shapes: Mapping[str, Any]
+) -> _RowCross:
+    """The per-row columns of a hashed ``SparseCross`` whose columns hold at most one value per
+    row (:func:`~recadvisor.model.sparse_pooling.one_per_row_cross`): each sparse column
+    scattered into a value and a presence per row (a bucketized column has a value in every
+    row, a ``to_sparse_input`` one its mask), dense ``[N, 1]`` columns as they are."""
     make = NodeMaker(graph_def, names, node.name)
     n_sparse = len(node.attr["sparse_types"].list.type)
     inputs = [i for i in node.input if not i.startswith("^")]
@@ -913,16 +922,18 @@ def _lower_one_per_row_cross(
     i64, b = "dtype:int64", "dtype:bool"
     zero, axis1 = make.const("zero", 0, np.int64), make.const("axis1", 1, np.int32)
     column0 = make.const("column0", [0], np.int32)
+    as_column = make.const("as_column", [-1, 1], np.int32)
     present = ""
-    per_row = []
+    columns = []
     for k in range(n_sparse):
         if every_row_once(graph, indices[k], shapes_in[k]):  # bucketized: a value every row
-            per_row.append(bucket_values(make, graph, values[k]))
+            flat = bucket_values(make, graph, values[k])
+            columns.append(make.i64("column", "Reshape", [flat, as_column], Tshape="dtype:int32"))
             continue
         column = dense_column(graph, indices[k], values[k], shapes_in[k], shapes)
         if column is not None:  # to_sparse_input of an [N, 1] tensor: its mask and f(x)
             value, here = emit_dense_column(make, graph, column)
-            per_row.append(value)
+            columns.append(value)
             present = make.op("present", "LogicalAnd", [present, here]) if present else here
             continue
         rows = make.op(
@@ -935,9 +946,10 @@ def _lower_one_per_row_cross(
             batch_dims=0,
         )
         empty = make.i64("empty", "Fill", [n, zero], index_type=i64)
-        per_row.append(
-            make.op("value", "TensorScatterUpdate", [empty, rows, values[k]], T=i64, Tindices=i64)
+        scattered = make.op(
+            "value", "TensorScatterUpdate", [empty, rows, values[k]], T=i64, Tindices=i64
         )
+        columns.append(make.i64("column", "Reshape", [scattered, as_column], Tshape="dtype:int32"))
         nothing = make.op(
             "nothing", "Fill", [n, make.const("false", False, np.bool_)], T=b, index_type=i64
         )
@@ -949,61 +961,112 @@ def _lower_one_per_row_cross(
         )
         here = make.op("here", "TensorScatterUpdate", [nothing, rows, hits], T=b, Tindices=i64)
         present = make.op("present", "LogicalAnd", [present, here]) if present else here
-    flat = make.const("flat", [-1], np.int32)
-    per_row += [make.i64("dense", "Reshape", [d, flat], Tshape="dtype:int32") for d in dense]
-    always = not present
-    if always:  # every column has a value in every row
-        present = make.op(
-            "present", "Fill", [n, make.const("true", True, np.bool_)], T=b, index_type=i64
+    return _RowCross(node, make, n, columns + list(dense), present)
+
+
+def _hash_row_crosses(crosses: list[_RowCross]) -> list[str]:
+    """Every row's hashed cross (``[N]`` int64, used where present), for each of ``crosses``.
+
+    Crosses with as many columns share one hash chain (~22 uint64 nodes for two columns): their
+    ``k``-th columns are concatenated into ``[N, G]`` and the chain's result split again by a
+    gather per cross. Bit-exact, as :func:`_cross_hash`."""
+    groups: dict[int, list[int]] = {}
+    for i, cross in enumerate(crosses):
+        groups.setdefault(len(cross.columns), []).append(i)
+    hashed = [""] * len(crosses)
+    for members in groups.values():
+        make = crosses[members[0]].make
+        stacked = []
+        for k in range(len(crosses[members[0]].columns)):
+            parts = [crosses[i].columns[k] for i in members]
+            if len(parts) == 1:
+                stacked.append(parts[0])
+                continue
+            axis1 = make.const("axis1", 1, np.int32)
+            stacked.append(
+                make.i64("stacked", "ConcatV2", [*parts, axis1], Tidx="dtype:int32", N=len(parts))
+            )
+        rows = _cross_hash(make, [crosses[i].node for i in members], stacked)
+        for g, i in enumerate(members):
+            own = make.const("cross", g, np.int32)
+            hashed[i] = make.op(
+                "hashed_rows",
+                "GatherV2",
+                [rows, own, make.const("axis1", 1, np.int32)],
+                Tparams="dtype:int64",
+                Tindices="dtype:int32",
+                Taxis="dtype:int32",
+                batch_dims=0,
+            )
+    return hashed
+
+
+def _lower_row_crosses(
+    graph: ModelGraph, graph_def: Any, crosses: list[_RowCross], bypassed: set[str]
+) -> None:
+    """Replace each of ``crosses`` (:func:`_row_cross`) by its per-row form: a row crossed
+    where every column is present, one entry per crossed row; the output shape is ``[N, 1]``,
+    or ``[N, 0]`` when no row crosses. ~40 ONNX nodes fewer than the grid of
+    :func:`_lower_sparse_cross` for two columns, and crosses of as many columns share their
+    hash nodes (:func:`_hash_row_crosses`); bit-exact. An indicator column over a cross
+    (:func:`_cross_indicators`) becomes one ``OneHot`` of the rows' crosses (``depth`` where
+    absent), without the ``[N, W, depth]`` one-hot and its sum; those ``Sum`` nodes go in
+    ``bypassed`` (removed once unread)."""
+    i64, b = "dtype:int64", "dtype:bool"
+    for cross, hashed_rows in zip(crosses, _hash_row_crosses(crosses), strict=True):
+        make, node, n, present = cross.make, cross.node, cross.n, cross.present
+        if not present:  # every column has a value in every row
+            present = make.op(
+                "present", "Fill", [n, make.const("true", True, np.bool_)], T=b, index_type=i64
+            )
+        crossed = make.op("crossed", "Where", [present], T=b)
+        flat = make.const("flat", [-1], np.int32)
+        at = make.i64("at", "Reshape", [crossed, flat], Tshape="dtype:int32")
+        axis0, axis1 = make.const("axis0", 0, np.int32), make.const("axis1", 1, np.int32)
+        hashed = make.op(
+            "at_value",
+            "GatherV2",
+            [hashed_rows, at, axis0],
+            Tparams=i64,
+            Tindices=i64,
+            Taxis="dtype:int32",
+            batch_dims=0,
         )
-    crossed = make.op("crossed", "Where", [present], T=b)
-    at = make.i64("at", "Reshape", [crossed, flat], Tshape="dtype:int32")
-    axis0 = make.const("axis0", 0, np.int32)
-    hashed_rows = _cross_hash(make, node, per_row)  # every row's cross, used where present
-    hashed = make.op(
-        "at_value",
-        "GatherV2",
-        [hashed_rows, at, axis0],
-        Tparams=i64,
-        Tindices=i64,
-        Taxis="dtype:int32",
-        batch_dims=0,
-    )
-    for total in _cross_indicators(graph, node):
-        onehot = graph.nodes[node_name(total.input[0])]
-        depth = int(resolve_const(graph, onehot.input[1]))
-        ids = hashed_rows
-        if not always:
-            off = make.const("off", depth, np.int64)
-            ids = make.i64("indicator_ids", "SelectV2", [present, hashed_rows, off])
-        folded = make.op(
-            "indicator",
-            "OneHot",
-            [ids, *onehot.input[1:4]],
-            T=f"dtype:{_dtype_name(onehot.attr['T'].type)}",
-            TI=i64,
-            axis=-1,
+        for total in _cross_indicators(graph, node):
+            onehot = graph.nodes[node_name(total.input[0])]
+            depth = int(resolve_const(graph, onehot.input[1]))
+            ids = hashed_rows
+            if cross.present:
+                off = make.const("off", depth, np.int64)
+                ids = make.i64("indicator_ids", "SelectV2", [present, hashed_rows, off])
+            folded = make.op(
+                "indicator",
+                "OneHot",
+                [ids, *onehot.input[1:4]],
+                T=f"dtype:{_dtype_name(onehot.attr['T'].type)}",
+                TI=i64,
+                axis=-1,
+            )
+            rewire(graph_def, total.name, folded)
+            bypassed.add(total.name)
+        out_indices = make.i64(
+            "indices",
+            "ConcatV2",
+            [crossed, make.i64("col", "ZerosLike", [crossed]), axis1],
+            Tidx="dtype:int32",
+            N=2,
         )
-        rewire(graph_def, total.name, folded)
-        bypassed.add(total.name)
-    out_indices = make.i64(
-        "indices",
-        "ConcatV2",
-        [crossed, make.i64("col", "ZerosLike", [crossed]), axis1],
-        Tidx="dtype:int32",
-        N=2,
-    )
-    count = make.op("count", "Cast", [present], SrcT=b, DstT=i64, Truncate=False)
-    with_zero = make.i64(
-        "with_zero",
-        "ConcatV2",
-        [count, make.const("none", [0], np.int64), axis0],
-        Tidx="dtype:int32",
-        N=2,
-    )
-    width = make.i64("width", "Max", [with_zero, axis0], Tidx="dtype:int32", keep_dims=True)
-    shape = make.i64("shape", "ConcatV2", [n, width, axis0], Tidx="dtype:int32", N=2)
-    _replace_cross_outputs(graph_def, node, out_indices, hashed, shape)
+        count = make.op("count", "Cast", [present], SrcT=b, DstT=i64, Truncate=False)
+        with_zero = make.i64(
+            "with_zero",
+            "ConcatV2",
+            [count, make.const("none", [0], np.int64), axis0],
+            Tidx="dtype:int32",
+            N=2,
+        )
+        width = make.i64("width", "Max", [with_zero, axis0], Tidx="dtype:int32", keep_dims=True)
+        shape = make.i64("shape", "ConcatV2", [n, width, axis0], Tidx="dtype:int32", N=2)
+        _replace_cross_outputs(graph_def, node, out_indices, hashed, shape)
 
 
 def _lower_sparse_cross(graph_def: Any, node: Any, names: set[str]) -> None:
@@ -1089,7 +1152,7 @@ def _lower_sparse_cross(graph_def: Any, node: Any, names: set[str]) -> None:
             else j
         )
         product = make.i64("product", "Mul", [product, column.counts]) if product else column.counts
-    hashed = _cross_hash(make, node, crossed)
+    hashed = _cross_hash(make, [node], crossed)
     out_indices = make.i64("indices", "Pack", [rows, position], N=2, axis=1)
     width = make.i64(
         "width",
@@ -1407,6 +1470,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     table_refs: set[str] = set()
     unread: set[str] = set()  # nodes whose readers were moved to their inputs
     shapes: dict[str, Any] | None = None  # static shapes, when a cross needs them
+    row_crosses: list[_RowCross] = []  # lowered together: they share their hash nodes
     for node in list(gd.node):
         if node.op == "Bucketize":
             _lower_bucketize(gd, node, names)
@@ -1437,7 +1501,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
                 _lower_cross(gd, node, names)
             elif one_value or one_per_row_cross(graph, graph.nodes[node.name], shapes):
                 # the per-row form, which also folds an indicator column over the cross
-                _lower_one_per_row_cross(graph, gd, node, names, shapes, unread)
+                row_crosses.append(_row_cross(graph, gd, node, names, shapes))
             else:
                 _lower_sparse_cross(gd, node, names)
             lowered[node.op] += 1
@@ -1445,6 +1509,8 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             table_refs.add(node_name(node.input[0]))
             _lower_table(graph, gd, node, names)
             lowered["LookupTableFindV2"] += 1
+    if row_crosses:
+        _lower_row_crosses(graph, gd, row_crosses, unread)
     # NoOps that only ordered the lookups keep control edges to the table handles: drop them
     for node in gd.node:
         if node.op == "NoOp":

@@ -57,7 +57,14 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
     one ``Transpose`` and one ``Unsqueeze``. Exact.
 16. ``unsigned_mod``: ``x - (x / c) * c`` of unsigned integers (tf2onnx's ``FloorMod``: a
     cross's bucket, a fingerprint mod N) becomes one ``Mod``. Exact.
-17. unused nodes and initializers are removed.
+17. ``drop_identity_reshapes``: chains of ``Reshape`` (also through a ``Cast`` between them)
+    become one, and a ``Reshape`` to the shape its input already has (``[N, 1]`` to
+    ``[-1, 1]``, an ``[N, D]`` embedding to ``[-1, D]``) is dropped. Exact.
+18. ``compare_integers_directly``: ``Less(Cast(x, float), c)`` of an integer ``x`` and a
+    whole constant ``c`` the float type holds with its neighbours (``|c| <= 2^24``) compares
+    ``x`` with an integer ``c`` (rounding keeps the order): one ``Cast`` less per comparison
+    (a one-hot's negative-id check). Exact.
+19. unused nodes and initializers are removed.
 
 Each pass works on a copy and returns counts; :func:`optimize_onnx` runs them in order and the
 caller (:func:`recadvisor.model.onnx_export.export_onnx`) checks parity on the result. A pass
@@ -1169,6 +1176,102 @@ def unsigned_mod(model: Any) -> int:
     return _replace_nodes(model, rewrite)
 
 
+_COMPARISONS = frozenset({"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal"})
+# the integers a float type holds without a gap (every one up to this magnitude)
+_EXACT_INTEGERS = {FLOAT: 1 << 24, DOUBLE: 1 << 53}
+
+
+def compare_integers_directly(model: Any) -> int:
+    """``Less(Cast(x, float), c)`` (tf2onnx compares integers in float) -> ``Less(x, c')``.
+
+    For an integer ``x`` and a constant ``c`` that is a whole number the float type holds with
+    every integer around it (``|c| <= 2^24`` for float32), rounding ``x`` to float keeps its
+    order against ``c``: ``x < c`` exactly when ``float(x) < c`` (likewise ``<=``, ``>``,
+    ``>=``, ``==``). ``c`` becomes a constant of ``x``'s type. Exact (a one-hot's negative-id
+    check: ``Cast`` + ``Less`` -> ``Less``).
+
+    Returns:
+        Comparisons rewritten.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+    numpy_of = {INT32: np.int32, INT64: np.int64, UINT32: np.uint32, UINT64: np.uint64}
+
+    def integer_operand(name: str) -> str | None:
+        cast = index.made_by(name, "Cast")
+        if cast is None or int(_attr(cast, "to", 0)) not in _EXACT_INTEGERS:
+            return None
+        return cast.input[0] if index.types.get(cast.input[0]) in numpy_of else None
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type not in _COMPARISONS or len(node.input) != 2:
+            return None
+        for pos in (0, 1):
+            x, c = integer_operand(node.input[pos]), index.const(node.input[1 - pos])
+            if x is None or c is None or c.size != 1:
+                continue
+            limit = _EXACT_INTEGERS[int(_attr(index.producer[node.input[pos]], "to"))]
+            value = float(c.reshape(-1)[0])
+            dtype = numpy_of[index.types[x]]
+            info = np.iinfo(dtype)
+            if value != int(value) or abs(value) > limit or not info.min <= value <= info.max:
+                continue
+            const = _add_initializer(model, index, f"{node.name}_c", np.array(int(value), dtype))
+            inputs = [x, const] if pos == 0 else [const, x]
+            return [helper.make_node(node.op_type, inputs, list(node.output), name=node.name)]
+        return None
+
+    return _replace_nodes(model, rewrite)
+
+
+def drop_identity_reshapes(model: Any) -> int:
+    """Reshapes that keep their input's shape, after merging chains of reshapes.
+
+    ``Reshape(Reshape(x, a), b)`` -> ``Reshape(x, b)`` for a constant ``b`` without 0 (only the
+    element count passes from one to the next); also through a ``Cast`` read only by the outer
+    reshape (``Reshape(Cast(Reshape(x, a)), b)`` -> ``Reshape(Cast(x), b)``). Then a reshape to
+    the shape its input already has (``b`` equal to the input's inferred dims, with at most one
+    -1 where the dim is unknown: ``[N, 1]`` -> ``[-1, 1]``, a ``[N, D]`` embedding reshaped to
+    ``[-1, D]``) is bypassed. Exact.
+
+    Returns:
+        Reshapes merged or dropped.
+    """
+    index = _GraphIndex(model)
+    changed = 0
+
+    def dims_of(name: str) -> tuple[int | None, ...] | None:
+        cast = index.made_by(name, "Cast")
+        return dims_of(cast.input[0]) if cast is not None else index.dims.get(name)
+
+    for node in model.graph.node:
+        shape = index.const(node.input[1]) if node.op_type == "Reshape" else None
+        if shape is None or shape.ndim != 1 or (shape == 0).any() or (shape < -1).any():
+            continue
+        while True:
+            source = node.input[0]
+            cast = index.made_by(source, "Cast")
+            if cast is not None and len(index.consumers.get(source, [])) == 1:
+                inner = index.made_by(cast.input[0], "Reshape")
+                if inner is None:
+                    break
+                cast.input[0] = inner.input[0]
+                index.dims.pop(source, None)
+            else:
+                inner = index.made_by(source, "Reshape")
+                if inner is None:
+                    break
+                node.input[0] = inner.input[0]
+            changed += 1
+        dims = dims_of(node.input[0])
+        if dims is None or len(dims) != shape.size or int((shape == -1).sum()) > 1:
+            continue
+        if all(s == -1 or d == s for s, d in zip(shape.tolist(), dims, strict=True)):
+            changed += int(_bypass(model, index, node, node.input[0]))
+    return changed
+
+
 def remove_unused(model: Any) -> int:
     """Nodes whose outputs nothing reads (graph outputs and what subgraphs read excepted) and
     unread initializers.
@@ -1214,6 +1317,8 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("conv1x1_to_matmul", conv1x1_to_matmul),
     ("split_stack_to_transpose", split_stack_to_transpose),
     ("unsigned_mod", unsigned_mod),
+    ("drop_identity_reshapes", drop_identity_reshapes),
+    ("compare_integers_directly", compare_integers_directly),
 )
 
 

@@ -608,19 +608,17 @@ def _restores_ignored(graph: ModelGraph, node: Any, ignore: int | None) -> bool:
     return same and value is not None and value.size == 1 and int(value.ravel()[0]) == ignore
 
 
-def _clone_chain(
-    make: NodeMaker,
-    graph: ModelGraph,
-    gather_nd: str,
-    x: str,
-    chain: tuple[str, ...],
-    values: str,
-    mask: str = "",
-) -> str:
-    """Copy ``f`` (the ids' transforms ``chain``, from ``GatherNd``'s output to ``values``) onto
-    the dense ids ``x``; returns the dense ``f(x)``. With the ``mask`` that selects where
-    ``f(x)`` is read, the selects that only restore the masked-out value are left out (an
-    ids_upstream reserved id's), and the nodes only they read."""
+def _dense_chain(
+    graph: ModelGraph, chain: tuple[str, ...], values: str, mask: str
+) -> tuple[list[str], dict[str, str]]:
+    """The part of ``f`` (the ids' transforms ``chain``) that the dense form copies: with the
+    ``mask`` that selects where ``f(x)`` is read, the selects that only restore the masked-out
+    value (an ids_upstream reserved id's) are left out, and the nodes only they read.
+
+    Returns:
+        (the chain nodes to copy, in chain order; each left-out select's output -> the tensor
+        it passes through).
+    """
     ignore = _ignored_value(graph, mask) if mask else None
     skipped = {name for name in chain if _restores_ignored(graph, graph.nodes[name], ignore)}
     through = {f"{name}:0": canonical_tensor(graph.nodes[name].input[2]) for name in skipped}
@@ -634,22 +632,101 @@ def _clone_chain(
             continue
         needed.add(name)
         frontier.extend(node_name(i) for i in graph.nodes[name].input if not is_control_input(i))
+    return [name for name in chain if name in needed], through
+
+
+def _clone_chain(
+    make: NodeMaker,
+    graph: ModelGraph,
+    gather_nd: str,
+    x: str,
+    chain: tuple[str, ...],
+    values: str,
+    mask: str = "",
+) -> str:
+    """Copy ``f`` (the ids' transforms ``chain``, from ``GatherNd``'s output to ``values``) onto
+    the dense ids ``x`` as :func:`_dense_chain` keeps it; returns the dense ``f(x)``."""
+    copied, through = _dense_chain(graph, chain, values, mask)
     mapped = {f"{gather_nd}:0": x}
-    for name in chain:
-        if name in skipped:
-            mapped[f"{name}:0"] = mapped.get(through[f"{name}:0"], through[f"{name}:0"])
-            continue
-        if name not in needed:
-            continue
-        original = graph.nodes[name]
+
+    def tensor(name: str) -> str:
+        name = canonical_tensor(name)
+        while name in through:
+            name = through[name]
+        return mapped.get(name, name)
+
+    for name in copied:
         copy = make.graph_def.node.add()
-        copy.CopyFrom(original)
+        copy.CopyFrom(graph.nodes[name])
         copy.name = make.fresh("dense_" + name.rsplit("/", 1)[-1])
         for pos, inp in enumerate(copy.input):
             if not is_control_input(inp):
-                copy.input[pos] = mapped.get(canonical_tensor(inp), inp)
+                copy.input[pos] = tensor(inp)
         mapped[f"{name}:0"] = copy.name
-    return mapped[values]
+    return tensor(values)
+
+
+_SCALAR_OPS: dict[str, Any] = {
+    "Equal": np.equal,
+    "NotEqual": np.not_equal,
+    "Less": np.less,
+    "LessEqual": np.less_equal,
+    "Greater": np.greater,
+    "GreaterEqual": np.greater_equal,
+    "AddV2": np.add,
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "FloorMod": np.mod,
+    "Maximum": np.maximum,
+    "Minimum": np.minimum,
+    "LogicalAnd": np.logical_and,
+    "LogicalOr": np.logical_or,
+}
+
+
+def _dense_chain_at(
+    graph: ModelGraph, gather_nd: str, chain: tuple[str, ...], values: str, mask: str, x: int
+) -> int | None:
+    """The dense ``f(x)`` (:func:`_dense_chain`) of one integer id, computed here from the
+    chain's constants and tables; None when the chain holds an op this does not evaluate."""
+    copied, through = _dense_chain(graph, chain, values, mask)
+    known: dict[str, Any] = {f"{gather_nd}:0": np.int64(x)}
+
+    def value(name: str) -> Any:
+        name = canonical_tensor(name)
+        while name in through:
+            name = through[name]
+        if name in known:
+            return known[name]
+        const = resolve_const(graph, name)
+        return None if const is None or const.size != 1 else const.reshape(())
+
+    with np.errstate(all="ignore"):  # int64 wrap-around, as TensorFlow's
+        for name in copied:
+            node = graph.nodes[name]
+            args = [value(i) for i in node.input if not is_control_input(i)]
+            if node.op == TABLE_FIND:
+                table = graph.tables.get(graph.table_of_node(name) or "")
+                if table is None or args[1] is None or args[2] is None:
+                    return None
+                hit = np.flatnonzero(np.asarray(table.keys) == args[1])
+                known[f"{name}:0"] = table.values[hit[0]] if hit.size else args[2]
+                continue
+            if any(a is None for a in args):
+                return None
+            if node.op == "Identity":
+                known[f"{name}:0"] = args[0]
+            elif node.op == "Cast":  # int64 -> uint64 keeps the bits, as TensorFlow's
+                known[f"{name}:0"] = np.asarray(args[0]).astype(_dtype(node, "DstT"))
+            elif node.op == "SelectV2":
+                known[f"{name}:0"] = args[1] if bool(args[0]) else args[2]
+            elif node.op in _SCALAR_OPS:
+                known[f"{name}:0"] = _SCALAR_OPS[node.op](*args)
+            else:
+                return None
+    result = value(values)
+    return None if result is None or np.asarray(result).dtype.kind not in "iu" else int(result)
 
 
 @dataclass(frozen=True)
@@ -760,7 +837,12 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         zero_id = make.const("zero_id", 0, np.dtype(pooling.ids_dtype))
         valid = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
         ignore = _ignored_value(graph, pooling.mask)
-        if dense_ids != pooling.x or ignore is None or ignore >= 0:  # else x >= 0 implies mask
+        at_ignored = None
+        if ignore is not None:
+            at_ignored = _dense_chain_at(
+                graph, pooling.gather_nd, pooling.chain, pooling.values, pooling.mask, ignore
+            )
+        if at_ignored is None or at_ignored >= 0:  # else f(x) >= 0 implies the mask
             valid = make.op("valid", "LogicalAnd", [pooling.mask, valid])
         # an invalid entry reads an appended zero row: no mask multiply over [..., D]
         padded, zero_row = padded_tables.get(pooling.params, ("", 0))
@@ -1105,17 +1187,16 @@ def dense_column(
 
 
 def emit_dense_column(make: NodeMaker, graph: ModelGraph, column: DenseColumn) -> tuple[str, str]:
-    """Add the nodes of a :class:`DenseColumn`'s ``[N]`` value (``f(x)``; any value where
+    """Add the nodes of a :class:`DenseColumn`'s ``[N, 1]`` value (``f(x)``; any value where
     absent) and ``[N]`` presence (the mask); returns (value, presence)."""
     dense = _clone_chain(
         make, graph, column.gather_nd, column.x, column.chain, column.values, column.mask
     )
     flat = make.const("flat", [-1], np.int32)
-    value = make.op("dense_value", "Reshape", [dense, flat], T="dtype:int64", Tshape="dtype:int32")
     present = make.op(
         "dense_present", "Reshape", [column.mask, flat], T="dtype:bool", Tshape="dtype:int32"
     )
-    return value, present
+    return dense, present
 
 
 def _range_limit(graph: ModelGraph, tensor: str) -> str | None:

@@ -284,7 +284,8 @@ def test_a_failing_pass_is_skipped_unless_strict(monkeypatch: pytest.MonkeyPatch
     model = _wrapped_gather(rows=7, n=7)
     cleaned, result = onnx_optimize.optimize_onnx(model)
     assert "boom" in result.skipped["broken"]
-    assert result.rewrites == {}  # the index wrap needs the Where that 'broken' did not make
+    # the index wrap needs the Where that 'broken' did not make
+    assert "drop_index_wrap" not in result.rewrites
     with pytest.raises(RuntimeError, match="boom"):
         onnx_optimize.optimize_onnx(model, strict=True)
 
@@ -644,3 +645,64 @@ def test_unsigned_remainder_becomes_one_mod_and_signed_is_kept() -> None:
     np.testing.assert_array_equal(got, np.array([int(v) % 7 for v in x.tolist()], np.uint64))
     signed, result = optimize_onnx(_div_mul_sub(I64), strict=True)
     assert "unsigned_mod" not in result.rewrites and _ops(signed)["Sub"] == 1
+
+
+def test_reshape_chains_merge_and_reshapes_to_the_same_shape_are_dropped() -> None:
+    """``[N, 1] -> [-1] -> (Cast) -> [-1, 1]`` and ``[N, 1] -> [-1] -> [-1, 1]`` are the input
+    itself; ``[N, 4] -> [-1, 2]`` and a reshape whose target has a 0 are kept."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["x_flat"]),
+        helper.make_node("Cast", ["x_flat"], ["x_flat64"], to=I64),
+        helper.make_node("Reshape", ["x_flat64", "column"], ["a"]),
+        helper.make_node("Reshape", ["x", "flat"], ["x_flat2"]),
+        helper.make_node("Reshape", ["x_flat2", "column"], ["b"]),
+        helper.make_node("Reshape", ["y", "pairs"], ["c"]),
+        helper.make_node("Reshape", ["y", "copy_first"], ["d"]),
+        helper.make_node("Neg", ["a"], ["a_out"]),
+        helper.make_node("Neg", ["b"], ["b_out"]),
+    ]
+    model = _model(
+        nodes,
+        [_vi("x", I32, ["n", 1]), _vi("y", F, ["n", 4])],
+        [_vi("a_out", I64, ["n", 1]), _vi("b_out", I32, ["n", 1]), _vi("c", F, ["m", 2])]
+        + [_vi("d", F, ["n", 4])],
+        {
+            "flat": np.array([-1], np.int64),
+            "column": np.array([-1, 1], np.int64),
+            "pairs": np.array([-1, 2], np.int64),
+            "copy_first": np.array([0, 4], np.int64),
+        },
+    )
+    cleaned, result = optimize_onnx(model, passes=["drop_identity_reshapes"], strict=True)
+    assert dict(_ops(cleaned)) == {"Cast": 1, "Reshape": 2, "Neg": 2}
+    cast = next(n for n in cleaned.graph.node if n.op_type == "Cast")
+    assert list(cast.input) == ["x"]
+    feeds = {
+        "x": np.arange(5, dtype=np.int32).reshape(5, 1),
+        "y": np.arange(20, dtype=np.float32).reshape(5, 4),
+    }
+    for got, want in zip(_run(cleaned, feeds), _run(model, feeds), strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op", ["Less", "GreaterOrEqual", "Equal"])
+def test_integer_compared_in_float_is_compared_as_integer(op: str) -> None:
+    """``op(Cast(x, float), c)`` -> ``op(x, c)`` for whole ``|c| <= 2^24``, same result on
+    int64 extremes; a fractional constant keeps the cast."""
+
+    def compare(c: float) -> Any:
+        nodes = [
+            helper.make_node("Cast", ["x"], ["xf"], to=F),
+            helper.make_node(op, ["xf", "c"], ["y"]),
+        ]
+        return _model(nodes, [_vi("x", I64, ["n"])], [_vi("y", B, ["n"])], {"c": np.float32(c)})
+
+    x = np.array([-(2**63), -(2**40), -3, -1, 0, 1, 2, 3, 2**24, 2**63 - 1], np.int64)
+    for c in (0.0, -1.0, 3.0, float(2**24)):
+        model = compare(c)
+        cleaned, result = optimize_onnx(model, strict=True)
+        assert result.rewrites == {"compare_integers_directly": 1} and _ops(cleaned)["Cast"] == 0
+        np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])
+    kept, result = optimize_onnx(compare(0.5), strict=True)
+    assert "compare_integers_directly" not in result.rewrites and _ops(kept)["Cast"] == 1

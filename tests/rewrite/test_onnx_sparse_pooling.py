@@ -41,6 +41,12 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
     rng = np.random.default_rng(11)
     module = tf.Module()
     module.emb = tf.Variable(rng.normal(size=(BUCKETS, 3)).astype(np.float32))
+    module.vocab = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            np.array([5, 12, 0], np.int64), np.array([2, 0, 7], np.int64)
+        ),
+        -1,
+    )
     specs = {
         "ids": tf.TensorSpec([None, WIDTH], tf.int64, name="ids"),
         "seq": tf.TensorSpec([None, 3], tf.int64, name="seq"),
@@ -98,6 +104,13 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> ContractModel:
         out["unique_unmatched"] = unique_mean(to_sparse(f["one"]))
         restored = to_sparse_restored(f["small"])
         out["restored"] = tf.nn.safe_embedding_lookup_sparse(module.emb, restored)
+        where = tf.where(tf.not_equal(f["small"], -1))
+        looked_up = tf.SparseTensor(
+            where,
+            module.vocab.lookup(tf.gather_nd(f["small"], where)),
+            tf.shape(f["small"], out_type=tf.int64),
+        )
+        out["vocab"] = tf.nn.safe_embedding_lookup_sparse(module.emb, looked_up)
         restored_ids = tf.sparse.to_dense(to_sparse_restored(f["small"]), default_value=-1)
         out["restored_indicator"] = tf.reduce_sum(tf.one_hot(restored_ids, BUCKETS), axis=1)
         return out
@@ -134,6 +147,7 @@ def test_every_pooling_from_dense_ids_is_found(pooled: ContractModel) -> None:
         ("SparseSegmentSqrtN", (1,), "seq:0"),
         ("SparseSegmentMean", (1,), "small:0"),
     }
+    assert len(poolings) == 8  # two over "small": restored ids, a vocabulary lookup
 
 
 def test_sequence_length_and_indicator_from_dense_ids_are_found(pooled: ContractModel) -> None:
@@ -154,16 +168,21 @@ def test_dense_pooling_matches_tensorflow(pooled: ContractModel, tmp_path: Path)
     from recadvisor.bench import OnnxRunner
 
     lowered, counts = lower_for_onnx(pooled.graph)
-    assert counts["SparseSegmentPooling"] == 7 and counts["SegmentMax"] == 1
+    assert counts["SparseSegmentPooling"] == 8 and counts["SegmentMax"] == 1
     assert counts["SparseToDense"] == 2
     # the select restoring the id the mask drops is not copied: the restored pooling gathers
-    # where(x >= 0, x, zero row) (the ignored -1 is negative: no mask AND), and the indicator
-    # one-hots x itself (-1 and -3 both give a row of zeros)
-    (restored,) = [p for p in find_sparse_poolings(pooled.graph) if p.x == "small:0"]
+    # where(x >= 0, x, zero row), and the indicator one-hots x itself (-1 and -3 both give a
+    # row of zeros). No mask AND where f(ignored) is an invalid id: the restored -1 and the
+    # vocabulary's default for -1; kept for "ids" (f(-1) = -1 mod 13 = 12)
+    poolings = find_sparse_poolings(pooled.graph)
+    for pooling in poolings:
+        made = {n.op for n in lowered.graph_def.node if n.name.startswith(pooling.select + "/onnx")}
+        assert made >= {"GreaterEqual", "SelectV2", "GatherV2"}
+        masked = f"{pooling.select}/onnx_valid" in lowered.nodes
+        assert masked == (pooling.x != "small:0"), pooling.x
+        if pooling.x == "small:0" and len(pooling.chain) == 2:
+            assert "Equal" not in made
     scatter = next(s for s in find_dense_scatters(pooled.graph) if s.x == "small:0")
-    made = [n for n in lowered.graph_def.node if n.name.startswith(restored.select + "/onnx")]
-    assert {n.op for n in made} >= {"GreaterEqual", "SelectV2", "GatherV2"}
-    assert not {"LogicalAnd", "Equal"} & {n.op for n in made}
     assert not [n for n in lowered.graph_def.node if n.name.startswith(scatter.node + "/")]
     assert not {"SegmentMax", "SparseToDense"} & set(lowered.op_counts())
     assert lowered.op_counts().get("SparseFillEmptyRows", 0) == 1  # the hand-written one
