@@ -494,11 +494,51 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
     _become_select(node, found, gathered, default_tensor, value_tf)
 
 
+def _index_count(graph: ModelGraph, tensor: str) -> int | None:
+    """``D`` when ``tensor`` can only hold ``0 .. D-1``: ``TopKV2``'s indices over a last axis
+    of static length ``D`` (a retrieval model's top-K candidates), through reshapes and
+    widening integer casts; else None."""
+    node = graph.nodes.get(node_name(tensor))
+    while node is not None and (node.op in _SAME_VALUES or _widening_int_cast(node)):
+        tensor = node.input[0]
+        node = graph.nodes.get(node_name(tensor))
+    if node is None or node.op != "TopKV2" or canonical_tensor(tensor) != f"{node.name}:1":
+        return None
+    scores = graph.nodes.get(node_name(node.input[0]))
+    if scores is None:
+        return None
+    shape = static_shapes(graph).get(scores.name)
+    if not canonical_tensor(node.input[0]).endswith(":0"):
+        return None
+    return shape[-1] if shape and shape[-1] else None
+
+
 def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
-    """Rewrite one integer-keyed LookupTableFindV2 in place as a gather over a dense remap."""
+    """Rewrite one integer-keyed LookupTableFindV2 in place as a gather over a dense remap
+    (without the range check and the default when the ids are indices the keys cover)."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
     if table.size and int(table.keys.max()) - int(table.keys.min()) + 1 > MAX_REMAP_SPAN:
         _lower_sparse_table(graph, graph_def, node, names)
+        return
+    count = _index_count(graph, node.input[1])
+    keys = np.sort(table.keys.astype(np.int64))
+    if count is not None and keys.size >= count and (keys[:count] == np.arange(count)).all():
+        value_dtype, value_tf = _table_value_dtype(table)  # key k is row k of the values
+        rows = table.values[np.argsort(table.keys.astype(np.int64), kind="stable")[:count]]
+        remap = reserve_name(names, f"{node.name}/onnx_remap")
+        add_const(graph_def, remap, np.asarray(rows, dtype=value_dtype))
+        axis = reserve_name(names, f"{node.name}/onnx_axis")
+        add_const(graph_def, axis, np.array(0, np.int32))
+        index_dtype = _dtype_name(node.attr["Tin"].type) if "Tin" in node.attr else "int64"
+        _become(
+            node,
+            "GatherV2",
+            [remap, node.input[1], axis],
+            Tparams=value_tf,
+            Tindices=index_dtype,
+            Taxis="int32",
+        )
+        node.attr["batch_dims"].i = 0
         return
     base = node.name
     key_dtype = table.key_dtype

@@ -284,7 +284,8 @@ def retrieval_top_k() -> ContractModel:
 def retrieval_inverse_lookup() -> ContractModel:
     """A retrieval index whose top-K positions go through int64 -> string tables on the way out,
     as Keras-RS does with an inverse ``StringLookup``: ``item_ids`` reads a dense table (keys
-    0..19, one missing so the default shows), ``item_codes`` a table of sparse 64-bit keys."""
+    0..19, one missing so the default shows), ``item_codes`` a table of sparse 64-bit keys,
+    ``item_names`` a table holding every position 0..19."""
     tf = import_tf()
     rng = np.random.default_rng(8)
     module = tf.Module()
@@ -300,6 +301,11 @@ def retrieval_inverse_lookup() -> ContractModel:
     module.codes = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(sparse_keys, sparse_values), default_value=""
     )
+    every_key = tf.constant(list(range(20))[::-1], tf.int64)  # in any order
+    module.every = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(every_key, tf.strings.as_string(every_key * 3)),
+        default_value="[UNK]",
+    )
     specs = {"user_id": tf.TensorSpec([None], tf.string, name="user_id")}
 
     @tf.function(input_signature=[specs])
@@ -311,6 +317,7 @@ def retrieval_inverse_lookup() -> ContractModel:
             "scores": scores,
             "item_ids": module.names.lookup(top),
             "item_codes": module.codes.lookup(top * 1_000_003_017),
+            "item_names": module.every.lookup(top),
         }
 
     module.serve = serve

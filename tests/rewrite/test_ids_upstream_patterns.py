@@ -19,7 +19,12 @@ from recadvisor.errors import ExportError
 from recadvisor.model.freeze import freeze
 from recadvisor.model.graph import STRING_OPS, ModelGraph
 from recadvisor.model.load import load_model
-from recadvisor.model.onnx_export import OnnxExportResult, export_onnx, find_onnx_blockers
+from recadvisor.model.onnx_export import (
+    OnnxExportResult,
+    export_onnx,
+    find_onnx_blockers,
+    lower_for_onnx,
+)
 from recadvisor.model.runtime import GraphRunner, export_saved_model, run_loaded
 from recadvisor.plan import PRESET_PASSES
 from recadvisor.rewrite.base import PassRefused, PassResult
@@ -313,14 +318,24 @@ def test_string_output_tables_are_lowered_in_onnx(tmp_path: Path) -> None:
     """int64 -> string tables on the outputs (a Keras-RS inverse ``StringLookup``) are not
     blockers: the string-free graph keeps them and the ONNX export turns them into gathers over
     a string constant, the dense one through a remap and the 64-bit-keyed one through a key
-    match; every id string (the table default included) equals TensorFlow's."""
+    match, the one holding a string for every top-K position (0..19) through a plain gather
+    of the indices (no range check, no default); every id string (the table default included)
+    equals TensorFlow's."""
     model = retrieval_inverse_lookup()
     result = _upstream(model)
     assert not [n.op for n in result.graph.graph_def.node if n.op in STRING_OPS]
     assert find_onnx_blockers(result.graph) == []
     onnx = _check_everywhere(model, result, tmp_path, {"user_id": model.feeds["user_id"][:9]})
-    assert onnx.lowered == {"LookupTableFindV2": 2}
+    assert onnx.lowered == {"LookupTableFindV2": 3}
     assert onnx.parity["item_ids"] == 0.0 and onnx.parity["item_codes"] == 0.0
+    assert onnx.parity["item_names"] == 0.0
+    lowered, _ = lower_for_onnx(result.graph)
+    finds = {
+        n.name: n.op
+        for n in lowered.graph_def.node
+        if n.name.endswith("LookupTableFindV2") and "/onnx_" not in n.name
+    }
+    assert sorted(finds.values()) == ["GatherV2", "SelectV2", "SelectV2"]
     served = model.run_original(model.feeds)["item_ids"]
     assert b"[UNK]" in set(np.asarray(served).ravel().tolist())  # key 7 reads the default
 
