@@ -11,8 +11,10 @@ lookup tables. So :func:`export_onnx`
    ``<= x``, compared in float32 like the TensorFlow kernel), each integer-keyed lookup table
    -> a gather over a dense remap vector (``keys - min`` indexes it; keys outside the range, and
    holes, read the table's default), or, for sparse keys (64-bit ids, ``Fingerprint64`` keys;
-   up to 16384 keys), a match of the ids against every key (``Equal`` + ``ArgMax`` + gather,
-   the default where none matches), ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
+   up to 16384 keys), a match of the ids against every key (``Equal``, then for integer values
+   the matched ``value - default`` summed onto the default, else ``ArgMax`` + gather and the
+   default where none matches), and for top-K indices whose table holds every position a
+   plain gather, ``Log1p``/``Expm1`` (no tf2onnx handler) -> ``Log(x+1)``
    / ``Exp(x)-1``, and a hashed cross of int64 columns (``SparseCross`` from Keras
    ``HashedCrossing`` or feature columns' ``crossed_column`` after ``ids_upstream`` sent its
    strings as ``Fingerprint64`` ids) -> the kernel's ``FingerprintCat64`` chain in uint64
