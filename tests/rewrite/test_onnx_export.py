@@ -136,6 +136,40 @@ def test_an_output_named_like_an_input_exports(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["score"], feeds["x"] + 1)
 
 
+def test_one_hot_of_ids_that_are_never_negative_needs_no_remap(tmp_path: Path) -> None:
+    """ONNX counts a negative one-hot index from the end, so indices that can be negative are
+    mapped to ``depth`` first; ids gathered from a constant of non-negative ids (cast wider)
+    are not, ids from a constant holding -1 are, and both match TensorFlow (ids >= depth and
+    the -1 give a zero row)."""
+    from recadvisor.model.freeze import freeze
+    from recadvisor.model.load import load_model
+    from recadvisor.tfimport import import_tf
+
+    tf = import_tf()
+    module = tf.Module()
+    specs = {"x": tf.TensorSpec([None], tf.int64, name="x")}
+    remap = tf.constant([0, 2, 1, 5], tf.int32)
+    with_missing = tf.constant([0, -1, 1, 5], tf.int64)
+
+    @tf.function(input_signature=[specs])
+    def serve(f: dict) -> dict:
+        safe = tf.cast(tf.gather(remap, f["x"]), tf.int64)
+        return {
+            "safe": tf.one_hot(safe, 4),
+            "missing": tf.one_hot(tf.gather(with_missing, f["x"]), 4),
+        }
+
+    module.serve = serve
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": serve})
+    graph = freeze(load_model(tmp_path / "sm"))
+    lowered, counts = lower_for_onnx(graph)
+    remapped = [n.name for n in lowered.graph_def.node if n.name.endswith("/onnx_negative")]
+    assert counts["OneHot"] == 2 and len(remapped) == 1, remapped
+    feeds = {"x": np.array([0, 1, 2, 3, 3, 1], np.int64)}
+    result = export_onnx(graph, tmp_path / "m.onnx", feeds)
+    assert result.max_abs_diff == 0.0
+
+
 def test_quantized_tables_export(string_free, hranker: ContractModel, tmp_path: Path) -> None:
     graph, feeds = string_free
     q = QuantizeEmbeddingsPass().apply(
