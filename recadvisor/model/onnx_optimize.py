@@ -45,6 +45,10 @@ equivalent for every input, only for the graphs TensorFlow produced. The passes,
 11. ``drop_broadcast_tile``: a ``Tile`` that only feeds broadcasting arithmetic which would
     repeat its input the same way (a ``[N, T, 1]`` mask tiled to ``[N, T, D]`` before a
     ``Mul``) is bypassed. Exact.
+    ``fold_multiplied_mask`` (run right after it): ``Gather(T, i) * Cast(m)`` with a bool
+    sequence mask in the ids' layout plus a trailing 1 (DeepMatch's and DeepCTR's sequence
+    pooling) becomes a gather from ``T`` with a zero row appended at ``Where(m, i, V)``: no
+    ``[N, T, D]`` multiply. Exact up to the sign of a zero (the table must be finite).
 12. ``drop_unit_reduce``: a ``ReduceSum`` over axes of length 1 becomes a ``Squeeze`` (or
     nothing with ``keepdims``). Exact.
 13. ``fold_conv_channel_bias``: ``Add(Squeeze(Conv), b)`` with a per-channel constant ``b``
@@ -486,6 +490,89 @@ def _gather_mask(index: _GraphIndex, where: Any) -> tuple[Any, np.ndarray, int, 
     if not 0 <= k < table.shape[0] or np.dtype(v.dtype) != table.dtype:
         return None
     return gather, table, k, v.reshape(-1)[0]
+
+
+def fold_multiplied_mask(model: Any, max_copy_bytes: int = MAX_TABLE_COPY_BYTES) -> int:
+    """``Gather(T, i) * Reshape(Cast(m, float), s)`` -> ``Gather(T ++ [0], Where(m', i, V))``.
+
+    A sequence mask multiplied into the embeddings of a history before its sum (DeepMatch's
+    and DeepCTR's ``SequencePoolingLayer``: ``[N, T, D] * [N, T, 1]``) zeroes the rows where
+    the bool ``m`` is false; reading an appended zero row ``V`` there gives the same rows (a
+    product with 1.0 is the value, with 0.0 a zero: the table must be finite) without the
+    ``[N, T, D]`` multiply. ``m'`` is ``m`` in the ids' layout: ``s`` must be the ids' shape
+    (each dim equal, 1 or the leading -1) plus a trailing 1, so ``m'`` is ``Reshape(m,
+    s[:-1])`` and broadcasts against the ids as the mask did against the rows (also a mask
+    cast without a reshape, ``[.., 1]`` squeezed). The table with the zero row is a copy up to
+    ``max_copy_bytes``. Exact up to the sign of a zero.
+
+    Returns:
+        Masks folded.
+    """
+    from onnx import helper
+
+    index = _GraphIndex(model)
+
+    def mask_layout(factor: str, ids: str, rank: int) -> tuple[str, np.ndarray] | None:
+        """(the bool mask, its shape in the ids' layout) when ``factor`` is a 0/1 float mask
+        shaped like the ids plus a trailing 1."""
+        reshape = index.made_by(factor, "Reshape")
+        if reshape is not None:
+            shape = index.const(reshape.input[1])
+            source = reshape.input[0]
+        else:  # the mask's own dims, an unknown batch dim read as -1
+            dims = index.dims.get(factor) or ()
+            shape = np.asarray([-1 if d is None and i == 0 else d for i, d in enumerate(dims)])
+            source = factor
+        cast = index.made_by(source, "Cast")
+        if cast is None or index.types.get(cast.input[0]) != BOOL or shape is None:
+            return None
+        dims = index.dims.get(ids)
+        if dims is None or len(dims) != rank or shape.ndim != 1 or len(shape) != rank + 1:
+            return None
+        kept = shape[:-1].tolist()
+        if shape[-1] != 1 or any(
+            not (s == 1 or (s == d and d is not None) or (i == 0 and s == -1))
+            for i, (s, d) in enumerate(zip(kept, dims, strict=True))
+        ):
+            return None
+        return cast.input[0], np.asarray(kept, np.int64)
+
+    def rewrite(node: Any) -> list[Any] | None:
+        if node.op_type != "Mul":
+            return None
+        for rows, factor in (node.input, reversed(node.input)):
+            gather = index.made_by(rows, "Gather")
+            if gather is None or int(_attr(gather, "axis", 0)) != 0:
+                continue
+            table, ids = index.const(gather.input[0]), gather.input[1]
+            rank = index.ranks.get(ids)
+            if table is None or table.ndim != 2 or table.dtype.kind != "f" or rank is None:
+                continue
+            if len(index.consumers.get(rows, [])) != 1 or not np.isfinite(table).all():
+                continue
+            layout = mask_layout(factor, ids, rank)
+            if layout is None or table.nbytes > max_copy_bytes:
+                continue
+            mask, shape = layout
+            padded = np.concatenate([table, np.zeros((1, table.shape[1]), table.dtype)])
+            name = _add_initializer(model, index, f"{gather.input[0]}/zero_row", padded)
+            ids_dtype = {INT32: np.int32, INT64: np.int64}.get(index.types.get(ids, INT64))
+            if ids_dtype is None:
+                continue
+            zero_row = _add_initializer(
+                model, index, f"{name}/index", np.array(table.shape[0], ids_dtype)
+            )
+            layout_shape = _add_initializer(model, index, f"{name}/mask_shape", shape)
+            cond = _new_output(index, f"{node.name}/mask", node)
+            safe = _new_output(index, f"{node.name}/ids", node)
+            return [
+                helper.make_node("Reshape", [mask, layout_shape], [cond], name=cond),
+                helper.make_node("Where", [cond, ids, zero_row], [safe], name=safe),
+                helper.make_node("Gather", [name, safe], list(node.output), name=node.name, axis=0),
+            ]
+        return None
+
+    return _replace_nodes(model, rewrite)
 
 
 def fold_casts(model: Any) -> int:
@@ -1312,6 +1399,7 @@ PASSES: tuple[tuple[str, Callable[[Any], int]], ...] = (
     ("outer_matmul_to_mul", outer_matmul_to_mul),
     ("int_bucketize_to_gather", int_bucketize_to_gather),
     ("drop_broadcast_tile", drop_broadcast_tile),
+    ("fold_multiplied_mask", fold_multiplied_mask),
     ("drop_unit_reduce", drop_unit_reduce),
     ("fold_conv_channel_bias", fold_conv_channel_bias),
     ("conv1x1_to_matmul", conv1x1_to_matmul),

@@ -706,3 +706,65 @@ def test_integer_compared_in_float_is_compared_as_integer(op: str) -> None:
         np.testing.assert_array_equal(_run(cleaned, {"x": x})[0], _run(model, {"x": x})[0])
     kept, result = optimize_onnx(compare(0.5), strict=True)
     assert "compare_integers_directly" not in result.rewrites and _ops(kept)["Cast"] == 1
+
+
+def _masked_rows(table: np.ndarray, reshaped: bool) -> Any:
+    """DeepMatch's sequence pooling before its sum: ``Gather(T, ids) * mask`` with the mask a
+    float cast of ``arange(T) < length`` laid out ``[N, 1, T]`` and reshaped to ``[-1, T, 1]``
+    (``reshaped``), or a bool input ``[N, T, 1]`` cast directly."""
+    t = 4
+    if reshaped:
+        nodes = [
+            helper.make_node("Unsqueeze", ["length", "last"], ["length3"]),
+            helper.make_node("Less", ["positions", "length3"], ["seen"]),
+            helper.make_node("Cast", ["seen"], ["seen_f"], to=F),
+            helper.make_node("Reshape", ["seen_f", "layout"], ["mask"]),
+        ]
+        inputs = [_vi("ids", I64, ["n", t]), _vi("length", I64, ["n", 1])]
+    else:
+        nodes = [helper.make_node("Cast", ["seen"], ["mask"], to=F)]
+        inputs = [_vi("ids", I64, ["n", t]), _vi("seen", B, ["n", t, 1])]
+    nodes += [
+        helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
+        helper.make_node("Mul", ["rows", "mask"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["pooled"], keepdims=0),
+    ]
+    return _model(
+        nodes,
+        inputs,
+        [_vi("pooled", F, ["n", table.shape[1]])],
+        {
+            "table": table,
+            "last": np.array([-1], np.int64),
+            "positions": np.arange(t, dtype=np.int64),
+            "layout": np.array([-1, t, 1], np.int64),
+            "axis1": np.array([1], np.int64),
+        },
+    )
+
+
+@pytest.mark.parametrize("reshaped", [True, False])
+def test_multiplied_sequence_mask_becomes_a_zero_row_gather(reshaped: bool) -> None:
+    """The ``[N, T, D]`` multiply goes: masked positions read an appended zero row, equal to
+    the product everywhere (lengths 0 to T, a one-row batch); a non-finite table is kept."""
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(9, 3)).astype(np.float32)
+    model = _masked_rows(table, reshaped)
+    cleaned, result = optimize_onnx(model, strict=True)
+    assert result.rewrites.get("fold_multiplied_mask") == 1
+    ops = _ops(cleaned)
+    assert ops["Mul"] == 0 and ops["Cast"] == 0 and ops["Where"] == 1
+    ids = rng.integers(0, 9, (6, 4)).astype(np.int64)
+    if reshaped:
+        feeds_list = [
+            {"ids": ids, "length": np.array([[0], [1], [2], [3], [4], [4]], np.int64)},
+            {"ids": ids[:1], "length": np.array([[2]], np.int64)},
+        ]
+    else:
+        seen = rng.integers(0, 2, (6, 4, 1)).astype(bool)
+        feeds_list = [{"ids": ids, "seen": seen}, {"ids": ids[:1], "seen": seen[:1]}]
+    for feeds in feeds_list:
+        np.testing.assert_array_equal(_run(cleaned, feeds)[0], _run(model, feeds)[0])
+    table[2, 1] = np.inf
+    kept, result = optimize_onnx(_masked_rows(table, reshaped), strict=True)
+    assert "fold_multiplied_mask" not in result.rewrites and _ops(kept)["Mul"] == 1
