@@ -52,7 +52,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -496,37 +496,41 @@ def _lower_sparse_table(graph: ModelGraph, graph_def: Any, node: Any, names: set
     _become_select(node, found, gathered, default_tensor, value_tf)
 
 
-def _index_count(graph: ModelGraph, tensor: str) -> int | None:
+def _index_count(
+    graph: ModelGraph, tensor: str, shapes: Callable[[], Mapping[str, Any]]
+) -> int | None:
     """``D`` when ``tensor`` can only hold ``0 .. D-1``: ``TopKV2``'s indices over a last axis
     of static length ``D`` (a retrieval model's top-K candidates), through reshapes and
-    widening integer casts; else None."""
-    node = graph.nodes.get(node_name(tensor))
-    while node is not None and (node.op in _SAME_VALUES or _widening_int_cast(node)):
-        tensor = node.input[0]
-        node = graph.nodes.get(node_name(tensor))
+    widening integer casts; else None. ``shapes`` gives the static shapes (asked only then)."""
+    tensor, node = _value_source(graph, tensor)
     if node is None or node.op != "TopKV2" or canonical_tensor(tensor) != f"{node.name}:1":
         return None
-    scores = graph.nodes.get(node_name(node.input[0]))
-    if scores is None:
-        return None
-    shape = static_shapes(graph).get(scores.name)
     if not canonical_tensor(node.input[0]).endswith(":0"):
         return None
+    shape = shapes().get(node_name(node.input[0]))
     return shape[-1] if shape and shape[-1] else None
 
 
-def _lower_table(graph: ModelGraph, graph_def: Any, node: Any, names: set[str]) -> None:
+def _lower_table(
+    graph: ModelGraph,
+    graph_def: Any,
+    node: Any,
+    names: set[str],
+    shapes: Callable[[], Mapping[str, Any]],
+) -> None:
     """Rewrite one integer-keyed LookupTableFindV2 in place as a gather over a dense remap
-    (without the range check and the default when the ids are indices the keys cover)."""
+    (without the range check and the default when the ids are indices the keys cover;
+    ``shapes`` gives the static shapes, asked only for top-K indices)."""
     table = graph.tables[graph.table_of_node(node.name) or ""]
     if table.size and int(table.keys.max()) - int(table.keys.min()) + 1 > MAX_REMAP_SPAN:
         _lower_sparse_table(graph, graph_def, node, names)
         return
-    count = _index_count(graph, node.input[1])
-    keys = np.sort(table.keys.astype(np.int64))
+    count = _index_count(graph, node.input[1], shapes)
+    order = np.argsort(table.keys.astype(np.int64), kind="stable")
+    keys = table.keys.astype(np.int64)[order]
     if count is not None and keys.size >= count and (keys[:count] == np.arange(count)).all():
         value_dtype, value_tf = _table_value_dtype(table)  # key k is row k of the values
-        rows = table.values[np.argsort(table.keys.astype(np.int64), kind="stable")[:count]]
+        rows = table.values[order[:count]]
         remap = reserve_name(names, f"{node.name}/onnx_remap")
         add_const(graph_def, remap, np.asarray(rows, dtype=value_dtype))
         axis = reserve_name(names, f"{node.name}/onnx_axis")
@@ -623,13 +627,21 @@ def _widening_int_cast(node: Any) -> bool:
     return src in _INT_BITS and dst in _INT_BITS and _INT_BITS[dst] >= _INT_BITS[src]
 
 
+def _value_source(graph: ModelGraph, tensor: str) -> tuple[str, Any]:
+    """(the tensor, its node) that ``tensor`` takes its values from, through reshapes and
+    widening integer casts (the node is None for a tensor the graph does not make)."""
+    node = graph.nodes.get(node_name(tensor))
+    while node is not None and (node.op in _SAME_VALUES or _widening_int_cast(node)):
+        tensor = node.input[0]
+        node = graph.nodes.get(node_name(tensor))
+    return tensor, node
+
+
 def _never_negative(graph: ModelGraph, tensor: str) -> bool:
     """Whether ``tensor`` cannot hold a negative number: a ``Bucketize`` output, a constant
     or a gather from a constant with no negative entry, or one of those reshaped or cast to a
     wider signed integer."""
-    node = graph.nodes.get(node_name(tensor))
-    while node is not None and (node.op in _SAME_VALUES or _widening_int_cast(node)):
-        node = graph.nodes.get(node_name(node.input[0]))
+    _, node = _value_source(graph, tensor)
     if node is None:
         return False
     if node.op == "Bucketize":
@@ -1018,13 +1030,13 @@ def _hash_row_crosses(crosses: list[_RowCross]) -> list[str]:
     hashed = [""] * len(crosses)
     for members in groups.values():
         make = crosses[members[0]].make
+        axis1 = make.const("axis1", 1, np.int32)
         stacked = []
         for k in range(len(crosses[members[0]].columns)):
             parts = [crosses[i].columns[k] for i in members]
             if len(parts) == 1:
                 stacked.append(parts[0])
                 continue
-            axis1 = make.const("axis1", 1, np.int32)
             stacked.append(
                 make.i64("stacked", "ConcatV2", [*parts, axis1], Tidx="dtype:int32", N=len(parts))
             )
@@ -1034,7 +1046,7 @@ def _hash_row_crosses(crosses: list[_RowCross]) -> list[str]:
             hashed[i] = make.op(
                 "hashed_rows",
                 "GatherV2",
-                [rows, own, make.const("axis1", 1, np.int32)],
+                [rows, own, axis1],
                 Tparams="dtype:int64",
                 Tindices="dtype:int32",
                 Taxis="dtype:int32",
@@ -1463,7 +1475,9 @@ def _is_self_reshape(graph: ModelGraph, node: Any, shapes: Mapping[str, Any]) ->
     return True
 
 
-def _drop_self_reshapes(graph: ModelGraph, graph_def: Any) -> int:
+def _drop_self_reshapes(
+    graph: ModelGraph, graph_def: Any, static: Callable[[], Mapping[str, Any]]
+) -> int:
     """Turn every :func:`_is_self_reshape` node of ``graph_def`` into an ``Identity`` of its x.
 
     tf2onnx rewrites such a reshape as ``Reshape(x, [0, 0, c])`` (0: copy x's dim) and its
@@ -1471,6 +1485,8 @@ def _drop_self_reshapes(graph: ModelGraph, graph_def: Any) -> int:
     dims of the tensor *before* that one (a feature column's sequence embedding
     ``[N * T, D]`` -> ``[N, T, D]`` -> ``[N, T, D]`` fails in onnxruntime as a reshape of
     ``[N * T, D]`` to ``[N * T, D, D]``). Dropping the no-op reshape first avoids it.
+
+    ``static`` gives the static shapes (asked only when a candidate's shape is packed).
 
     Returns:
         Reshapes dropped.
@@ -1480,7 +1496,7 @@ def _drop_self_reshapes(graph: ModelGraph, graph_def: Any) -> int:
     ]
     if not any(graph.nodes[node_name(n.input[1])].op == "Pack" for n in candidates):
         return 0
-    shapes = static_shapes(graph)
+    shapes = static()
     dropped = 0
     for node in candidates:
         if not _is_self_reshape(graph, graph.nodes[node.name], shapes):
@@ -1511,7 +1527,13 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
     names = {n.name for n in gd.node}
     table_refs: set[str] = set()
     unread: set[str] = set()  # nodes whose readers were moved to their inputs
-    shapes: dict[str, Any] | None = None  # static shapes, when a cross needs them
+    known_shapes: list[dict[str, Any]] = []  # the static shapes, once something needs them
+
+    def shapes() -> dict[str, Any]:
+        if not known_shapes:
+            known_shapes.append(static_shapes(graph))
+        return known_shapes[0]
+
     row_crosses: list[_RowCross] = []  # lowered together: they share their hash nodes
     for node in list(gd.node):
         if node.op == "Bucketize":
@@ -1537,19 +1559,18 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             lowered[node.op] += 1
             _lower_unsorted_segment_sum(gd, node, names)
         elif node.op in CROSS_OPS and _lowerable_cross(node):
-            shapes = static_shapes(graph) if shapes is None else shapes
             one_value = _one_value_cross(graph, graph.nodes[node.name])
             if one_value and not _cross_indicators(graph, node):
                 _lower_cross(gd, node, names)
-            elif one_value or one_per_row_cross(graph, graph.nodes[node.name], shapes):
+            elif one_value or one_per_row_cross(graph, graph.nodes[node.name], shapes()):
                 # the per-row form, which also folds an indicator column over the cross
-                row_crosses.append(_row_cross(graph, gd, node, names, shapes))
+                row_crosses.append(_row_cross(graph, gd, node, names, shapes()))
             else:
                 _lower_sparse_cross(gd, node, names)
             lowered[node.op] += 1
         elif node.op in ("LookupTableFindV2",) and _lowerable_table(graph, graph.nodes[node.name]):
             table_refs.add(node_name(node.input[0]))
-            _lower_table(graph, gd, node, names)
+            _lower_table(graph, gd, node, names, shapes)
             lowered["LookupTableFindV2"] += 1
     if row_crosses:
         _lower_row_crosses(graph, gd, row_crosses, unread)
@@ -1559,7 +1580,7 @@ def lower_for_onnx(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]:
             kept = [i for i in node.input if node_name(i) not in table_refs]
             del node.input[:]
             node.input.extend(kept)
-    self_reshapes = _drop_self_reshapes(graph, gd)
+    self_reshapes = _drop_self_reshapes(graph, gd, shapes)
     if self_reshapes:
         lowered["Reshape"] += self_reshapes
     crosses = {n.name for n in gd.node if n.op in CROSS_OPS and lowered.get(n.op)}

@@ -551,14 +551,12 @@ def fold_multiplied_mask(model: Any, max_copy_bytes: int = MAX_TABLE_COPY_BYTES)
             if len(index.consumers.get(rows, [])) != 1 or not np.isfinite(table).all():
                 continue
             layout = mask_layout(factor, ids, rank)
-            if layout is None or table.nbytes > max_copy_bytes:
+            ids_dtype = {INT32: np.int32, INT64: np.int64}.get(index.types.get(ids, INT64))
+            if layout is None or ids_dtype is None or table.nbytes > max_copy_bytes:
                 continue
             mask, shape = layout
             padded = np.concatenate([table, np.zeros((1, table.shape[1]), table.dtype)])
             name = _add_initializer(model, index, f"{gather.input[0]}/zero_row", padded)
-            ids_dtype = {INT32: np.int32, INT64: np.int64}.get(index.types.get(ids, INT64))
-            if ids_dtype is None:
-                continue
             zero_row = _add_initializer(
                 model, index, f"{name}/index", np.array(table.shape[0], ids_dtype)
             )

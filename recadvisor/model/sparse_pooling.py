@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -570,12 +571,31 @@ def _table_dim(graph: ModelGraph, params: str) -> int | None:
     return dims[1] if len(dims) == 2 and dims[1] > 0 else None
 
 
-def find_sparse_poolings(graph: ModelGraph) -> list[SparsePooling]:
+class _StaticShapes:
+    """The static shapes of one graph, computed on first use (a TensorFlow import of the
+    graph), so the finders that share one compute them once, and only when needed."""
+
+    def __init__(self, graph: ModelGraph) -> None:
+        self._graph = graph
+
+    @cached_property
+    def shapes(self) -> dict[str, tuple[int | None, ...] | None]:
+        return static_shapes(self._graph)
+
+    def rank(self, tensor: str) -> int | None:
+        """The static rank of ``tensor`` (a node's output 0), or None."""
+        static = self.shapes.get(node_name(tensor)) if tensor.endswith(":0") else None
+        return None if static is None else len(static)
+
+
+def find_sparse_poolings(
+    graph: ModelGraph, static: _StaticShapes | None = None
+) -> list[SparsePooling]:
     """Every embedding pooling of ``graph`` the dense form can replace (see the module doc)."""
     fills = [n for n in graph.graph_def.node if n.op == "SparseFillEmptyRows"]
     if not fills:
         return []
-    shapes = static_shapes(graph)
+    shapes = (static or _StaticShapes(graph)).shapes
     found = []
     for fill in fills:
         match = _match(graph, fill, shapes)
@@ -608,18 +628,31 @@ def _restores_ignored(graph: ModelGraph, node: Any, ignore: int | None) -> bool:
     return same and value is not None and value.size == 1 and int(value.ravel()[0]) == ignore
 
 
-def _dense_chain(
-    graph: ModelGraph, chain: tuple[str, ...], values: str, mask: str
-) -> tuple[list[str], dict[str, str]]:
+@dataclass(frozen=True)
+class _DenseChain:
+    """The part of ``f`` (the ids' transforms) that the dense form copies (:func:`_dense_chain`).
+
+    Attributes:
+        copied: the chain nodes to copy, in chain order.
+        through: each left-out select's output -> the tensor it passes through.
+    """
+
+    copied: tuple[str, ...]
+    through: dict[str, str]
+
+    def source(self, tensor: str) -> str:
+        """``tensor``, or what it passes through when a left-out select makes it."""
+        tensor = canonical_tensor(tensor)
+        while tensor in self.through:
+            tensor = self.through[tensor]
+        return tensor
+
+
+def _dense_chain(graph: ModelGraph, chain: tuple[str, ...], values: str, mask: str) -> _DenseChain:
     """The part of ``f`` (the ids' transforms ``chain``) that the dense form copies: with the
     ``mask`` that selects where ``f(x)`` is read, the selects that only restore the masked-out
-    value (an ids_upstream reserved id's) are left out, and the nodes only they read.
-
-    Returns:
-        (the chain nodes to copy, in chain order; each left-out select's output -> the tensor
-        it passes through).
-    """
-    ignore = _ignored_value(graph, mask) if mask else None
+    value (an ids_upstream reserved id's) are left out, and the nodes only they read."""
+    ignore = _ignored_value(graph, mask)
     skipped = {name for name in chain if _restores_ignored(graph, graph.nodes[name], ignore)}
     through = {f"{name}:0": canonical_tensor(graph.nodes[name].input[2]) for name in skipped}
     needed, frontier = set(), [node_name(values)]
@@ -632,30 +665,21 @@ def _dense_chain(
             continue
         needed.add(name)
         frontier.extend(node_name(i) for i in graph.nodes[name].input if not is_control_input(i))
-    return [name for name in chain if name in needed], through
+    return _DenseChain(tuple(name for name in chain if name in needed), through)
 
 
 def _clone_chain(
-    make: NodeMaker,
-    graph: ModelGraph,
-    gather_nd: str,
-    x: str,
-    chain: tuple[str, ...],
-    values: str,
-    mask: str = "",
+    make: NodeMaker, graph: ModelGraph, gather_nd: str, x: str, dense: _DenseChain, values: str
 ) -> str:
-    """Copy ``f`` (the ids' transforms ``chain``, from ``GatherNd``'s output to ``values``) onto
-    the dense ids ``x`` as :func:`_dense_chain` keeps it; returns the dense ``f(x)``."""
-    copied, through = _dense_chain(graph, chain, values, mask)
+    """Copy the ``dense`` part of ``f`` (from ``GatherNd``'s output to ``values``) onto the
+    dense ids ``x``; returns the dense ``f(x)``."""
     mapped = {f"{gather_nd}:0": x}
 
     def tensor(name: str) -> str:
-        name = canonical_tensor(name)
-        while name in through:
-            name = through[name]
+        name = dense.source(name)
         return mapped.get(name, name)
 
-    for name in copied:
+    for name in dense.copied:
         copy = make.graph_def.node.add()
         copy.CopyFrom(graph.nodes[name])
         copy.name = make.fresh("dense_" + name.rsplit("/", 1)[-1])
@@ -686,24 +710,21 @@ _SCALAR_OPS: dict[str, Any] = {
 
 
 def _dense_chain_at(
-    graph: ModelGraph, gather_nd: str, chain: tuple[str, ...], values: str, mask: str, x: int
+    graph: ModelGraph, gather_nd: str, dense: _DenseChain, values: str, x: int
 ) -> int | None:
-    """The dense ``f(x)`` (:func:`_dense_chain`) of one integer id, computed here from the
-    chain's constants and tables; None when the chain holds an op this does not evaluate."""
-    copied, through = _dense_chain(graph, chain, values, mask)
+    """The ``dense`` part of ``f`` applied to one integer id, computed here from the chain's
+    constants and tables; None when the chain holds an op this does not evaluate."""
     known: dict[str, Any] = {f"{gather_nd}:0": np.int64(x)}
 
     def value(name: str) -> Any:
-        name = canonical_tensor(name)
-        while name in through:
-            name = through[name]
+        name = dense.source(name)
         if name in known:
             return known[name]
         const = resolve_const(graph, name)
         return None if const is None or const.size != 1 else const.reshape(())
 
     with np.errstate(all="ignore"):  # int64 wrap-around, as TensorFlow's
-        for name in copied:
+        for name in dense.copied:
             node = graph.nodes[name]
             args = [value(i) for i in node.input if not is_control_input(i)]
             if node.op == TABLE_FIND:
@@ -752,9 +773,10 @@ class DenseScatter:
 
 
 def find_dense_scatters(
-    graph: ModelGraph, ranks: dict[str, int | None] | None = None
+    graph: ModelGraph, static: _StaticShapes | None = None
 ) -> list[DenseScatter]:
     """Every :class:`DenseScatter` of ``graph``."""
+    static = static or _StaticShapes(graph)
     found = []
     for node in graph.graph_def.node:
         if node.op != "SparseToDense" or len(node.input) < 4:
@@ -763,9 +785,7 @@ def find_dense_scatters(
         if origin is None or origin[1]:
             continue
         mask, _, x, origin_shape = origin
-        if ranks is None:
-            ranks = {k: (None if v is None else len(v)) for k, v in static_shapes(graph).items()}
-        rank = ranks.get(node_name(x)) if x.endswith(":0") else None
+        rank = static.rank(x)
         if not rank or _ShapeAlgebra(graph, x, rank).vector(origin_shape) != [
             (1, (axis,)) for axis in range(rank)
         ]:
@@ -827,21 +847,19 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
     bypassed: list[str] = []
     counts: Counter[str] = Counter()
     padded_tables: dict[str, tuple[str, int]] = {}  # table -> (it with a zero row, that row)
-    for pooling in find_sparse_poolings(graph):
+    static = _StaticShapes(graph)  # shared by the three finders
+    for pooling in find_sparse_poolings(graph, static):
         make = NodeMaker(graph_def, names, pooling.select)
         t, ids = f"dtype:{pooling.float_dtype}", f"dtype:{pooling.ids_dtype}"
         i32 = "dtype:int32"
-        dense_ids = _clone_chain(
-            make, graph, pooling.gather_nd, pooling.x, pooling.chain, pooling.values, pooling.mask
-        )
+        dense = _dense_chain(graph, pooling.chain, pooling.values, pooling.mask)
+        dense_ids = _clone_chain(make, graph, pooling.gather_nd, pooling.x, dense, pooling.values)
         zero_id = make.const("zero_id", 0, np.dtype(pooling.ids_dtype))
         valid = make.op("nonneg", "GreaterEqual", [dense_ids, zero_id], T=ids)
         ignore = _ignored_value(graph, pooling.mask)
         at_ignored = None
         if ignore is not None:
-            at_ignored = _dense_chain_at(
-                graph, pooling.gather_nd, pooling.chain, pooling.values, pooling.mask, ignore
-            )
+            at_ignored = _dense_chain_at(graph, pooling.gather_nd, dense, pooling.values, ignore)
         if at_ignored is None or at_ignored >= 0:  # else f(x) >= 0 implies the mask
             valid = make.op("valid", "LogicalAnd", [pooling.mask, valid])
         # an invalid entry reads an appended zero row: no mask multiply over [..., D]
@@ -885,11 +903,10 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
         fused.append(pooling.select)
         bypassed.extend(pooling.restoring)
         counts["SparseSegmentPooling"] += 1
-    for scatter in find_dense_scatters(graph):
+    for scatter in find_dense_scatters(graph, static):
         make = NodeMaker(graph_def, names, scatter.node)
-        dense = _clone_chain(
-            make, graph, scatter.gather_nd, scatter.x, scatter.chain, scatter.values, scatter.mask
-        )
+        kept = _dense_chain(graph, scatter.chain, scatter.values, scatter.mask)
+        dense = _clone_chain(make, graph, scatter.gather_nd, scatter.x, kept, scatter.values)
         t = f"dtype:{scatter.dtype}"
         if _one_hot_alike(graph, scatter, dense):
             out = dense
@@ -908,7 +925,7 @@ def fuse_sparse_poolings(graph: ModelGraph) -> tuple[ModelGraph, dict[str, int]]
             rewire(graph_def, node.name, out)
             fused.append(node.name)
             counts["SparseToDense"] += 1
-    for length in find_sequence_lengths(graph):
+    for length in find_sequence_lengths(graph, static):
         out = _lower_sequence_length(NodeMaker(graph_def, names, length.node), length)
         rewire(graph_def, length.node, out)
         make = NodeMaker(graph_def, names, length.node)
@@ -1012,9 +1029,10 @@ def _appended_ones(
 
 
 def find_sequence_lengths(
-    graph: ModelGraph, ranks: dict[str, int | None] | None = None
+    graph: ModelGraph, static: _StaticShapes | None = None
 ) -> list[SequenceLength]:
     """Every :class:`SequenceLength` of ``graph``."""
+    static = static or _StaticShapes(graph)
     found = []
     for node in graph.graph_def.node:
         if node.op != "SegmentMax":
@@ -1030,9 +1048,7 @@ def find_sequence_lengths(
         if origin is None:
             continue
         mask, reshapes, x, origin_shape = origin
-        if ranks is None:
-            ranks = {k: (None if v is None else len(v)) for k, v in static_shapes(graph).items()}
-        rank = ranks.get(node_name(x)) if x.endswith(":0") else None
+        rank = static.rank(x)
         if not rank or not 0 < column[1] < rank:
             continue
         ones = _appended_ones(graph, x, rank, origin_shape, reshapes)
@@ -1189,9 +1205,8 @@ def dense_column(
 def emit_dense_column(make: NodeMaker, graph: ModelGraph, column: DenseColumn) -> tuple[str, str]:
     """Add the nodes of a :class:`DenseColumn`'s ``[N, 1]`` value (``f(x)``; any value where
     absent) and ``[N]`` presence (the mask); returns (value, presence)."""
-    dense = _clone_chain(
-        make, graph, column.gather_nd, column.x, column.chain, column.values, column.mask
-    )
+    kept = _dense_chain(graph, column.chain, column.values, column.mask)
+    dense = _clone_chain(make, graph, column.gather_nd, column.x, kept, column.values)
     flat = make.const("flat", [-1], np.int32)
     present = make.op(
         "dense_present", "Reshape", [column.mask, flat], T="dtype:bool", Tshape="dtype:int32"
@@ -1214,13 +1229,18 @@ def _range_limit(graph: ModelGraph, tensor: str) -> str | None:
     return canonical_tensor(tensor_through(graph, node.input[1], _THROUGH))
 
 
-def _repeated_zero(graph: ModelGraph, tensor: str, n: str) -> bool:
-    """Whether ``tensor`` is ``Tile([0], [n])`` (a zero per row)."""
-    node = graph.nodes.get(node_name(tensor_through(graph, tensor)))
+def _zero_tile(graph: ModelGraph, node: Any) -> bool:
+    """Whether ``node`` is a ``Tile`` of the constant ``[0]`` (zeros, however many)."""
     if node is None or node.op != "Tile":
         return False
     zero = resolve_const(graph, node.input[0])
-    if zero is None or zero.shape != (1,) or int(zero[0]) != 0:
+    return zero is not None and zero.shape == (1,) and int(zero[0]) == 0
+
+
+def _repeated_zero(graph: ModelGraph, tensor: str, n: str) -> bool:
+    """Whether ``tensor`` is ``Tile([0], [n])`` (a zero per row)."""
+    node = graph.nodes.get(node_name(tensor_through(graph, tensor)))
+    if not _zero_tile(graph, node):
         return False
     multiples = graph.nodes.get(node_name(tensor_through(graph, node.input[1], _THROUGH)))
     if multiples is None or multiples.op not in ("ExpandDims", "Pack"):
@@ -1240,10 +1260,7 @@ def _is_zeros(graph: ModelGraph, tensor: str) -> bool:
             scale is not None and scale.size == 1 and _is_zeros(graph, other)
             for scale, other in zip(scales, reversed(node.input[:2]), strict=True)
         )
-    if node is None or node.op != "Tile":
-        return False
-    zero = resolve_const(graph, node.input[0])
-    return zero is not None and zero.shape == (1,) and int(zero[0]) == 0
+    return _zero_tile(graph, node)
 
 
 def bucket_values(make: NodeMaker, graph: ModelGraph, values: str) -> str:

@@ -263,7 +263,7 @@ def test_onnxruntime_failure_is_an_export_error(tmp_path: Path, monkeypatch) -> 
     says so (an ExportError, which rebuild records as a note) and writes nothing."""
     import recadvisor.model.onnx_export as onnx_export
 
-    monkeypatch.setattr(onnx_export, "_drop_self_reshapes", lambda graph, graph_def: 0)
+    monkeypatch.setattr(onnx_export, "_drop_self_reshapes", lambda graph, graph_def, static: 0)
     model = segment_history()
     with pytest.raises(ExportError, match="fails on the sample rows"):
         export_onnx(model.graph, tmp_path / "seg.onnx", model.feeds)
